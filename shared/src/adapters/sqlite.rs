@@ -1,0 +1,516 @@
+//! The embedded store: SQLite in WAL mode in a data directory.
+//!
+//! Writes go through one connection behind a mutex (SQLite has one writer anyway, and this
+//! keeps `BEGIN IMMEDIATE` free of busy retries inside the process); reads use a small pool
+//! of their own connections, which WAL lets run beside the writer. Every call runs on the
+//! blocking thread pool so the async runtime never stalls on disk.
+//!
+//! Durability: `synchronous=NORMAL` in WAL mode means a committed transaction survives the
+//! process being killed (SIGKILL) at any point; only an OS crash or power cut can lose the
+//! last commits. Set `SqliteDurability::Full` to fsync every commit as well.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
+
+use crate::domain::{
+    AssignableRule, Assignment, GpuHealth, Millis, Operation, OperationStatus, StartupMetrics,
+    TokenHash, Vm, VmChange, VmStatus,
+};
+use crate::error::{Error, Result};
+use crate::ports::{ClaimOutcome, ClaimRequest, OperationStore, VmStore};
+
+/// File name of the database inside the data directory.
+pub const DB_FILE: &str = "gpufleet.db";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqliteDurability {
+    /// Survives process crashes (the default).
+    Normal,
+    /// Also survives power loss, at the cost of an fsync per commit.
+    Full,
+}
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+    durability: SqliteDurability,
+}
+
+const VM_COLUMNS: &str = "hostname, status, status_reason, gpu_health, in_use, email, crd_command, \
+     pin, assigned_at, instance_id, token_hash, metrics, created_at, updated_at, last_seen_at";
+
+/// The SQL form of `AssignableRule`, built from its constants so the rule has one source.
+fn assignable_predicate() -> String {
+    format!(
+        "status = '{}' AND email IS NULL AND gpu_health != '{}'",
+        AssignableRule::STATUS.as_str(),
+        AssignableRule::EXCLUDED_HEALTH.as_str()
+    )
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Self> {
+        Self::open_with(data_dir, SqliteDurability::Normal)
+    }
+
+    pub fn open_with(data_dir: &Path, durability: SqliteDurability) -> Result<Self> {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+        let path = data_dir.join(DB_FILE);
+        let writer = open_connection(&path, durability, false)?;
+        migrate(&writer)?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path,
+                writer: Mutex::new(writer),
+                readers: Mutex::new(Vec::new()),
+                durability,
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| Error::Internal(anyhow::anyhow!("store task failed: {e}")))?
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner
+                .readers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop();
+            let conn = match pooled {
+                Some(conn) => conn,
+                None => open_connection(&inner.path, inner.durability, true)?,
+            };
+            let result = f(&conn);
+            let mut readers = inner.readers.lock().unwrap_or_else(|e| e.into_inner());
+            if readers.len() < 8 {
+                readers.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| Error::Internal(anyhow::anyhow!("store task failed: {e}")))?
+    }
+}
+
+fn open_connection(path: &Path, durability: SqliteDurability, read_only: bool) -> Result<Connection> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)
+        .with_context(|| format!("opening {}", path.display()))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .context("setting busy timeout")?;
+    if !read_only {
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .context("enabling WAL")?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::Internal(anyhow::anyhow!(
+                "SQLite refused WAL mode (got {mode})"
+            )));
+        }
+    }
+    let sync = match durability {
+        SqliteDurability::Normal => "NORMAL",
+        SqliteDurability::Full => "FULL",
+    };
+    conn.execute_batch(&format!("PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON;"))
+        .context("setting pragmas")?;
+    Ok(conn)
+}
+
+/// Schema versions, applied in order; `PRAGMA user_version` records how far we got.
+fn migrate(conn: &Connection) -> Result<()> {
+    let migrations: Vec<String> = vec![format!(
+        "CREATE TABLE vms (
+            hostname      TEXT PRIMARY KEY,
+            status        TEXT NOT NULL,
+            status_reason TEXT,
+            gpu_health    TEXT NOT NULL,
+            in_use        INTEGER NOT NULL DEFAULT 0,
+            email         TEXT UNIQUE,
+            crd_command   TEXT,
+            pin           TEXT,
+            assigned_at   INTEGER,
+            instance_id   TEXT,
+            token_hash    TEXT NOT NULL,
+            metrics       TEXT NOT NULL DEFAULT '{{}}',
+            created_at    INTEGER NOT NULL,
+            updated_at    INTEGER NOT NULL,
+            last_seen_at  INTEGER
+         );
+         CREATE INDEX vms_assignable ON vms(created_at, hostname) WHERE {};
+         CREATE TABLE operations (
+            id          TEXT PRIMARY KEY,
+            status      TEXT NOT NULL,
+            created_at  INTEGER NOT NULL,
+            body        TEXT NOT NULL
+         );
+         CREATE INDEX operations_running ON operations(created_at) WHERE status = 'running';",
+        assignable_predicate()
+    )];
+    let version: usize = conn
+        .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+        .context("reading schema version")? as usize;
+    for (i, sql) in migrations.iter().enumerate().skip(version) {
+        conn.execute_batch(&format!(
+            "BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;",
+            i + 1
+        ))
+        .with_context(|| format!("applying schema migration {}", i + 1))?;
+    }
+    Ok(())
+}
+
+fn sql_err(context: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
+    move |e| Error::Internal(anyhow::Error::new(e).context(context))
+}
+
+fn row_to_vm(row: &Row<'_>) -> rusqlite::Result<Vm> {
+    let text = |i: usize| -> rusqlite::Result<String> { row.get(i) };
+    let bad = |i: usize, what: &str| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("bad {what} in store").into(),
+        )
+    };
+    let status = VmStatus::parse(&text(1)?).map_err(|_| bad(1, "status"))?;
+    let gpu_health = GpuHealth::parse(&text(3)?).map_err(|_| bad(3, "gpu_health"))?;
+    let email: Option<String> = row.get(5)?;
+    let assignment = match email {
+        Some(email) => Some(Assignment {
+            email,
+            crd_command: row.get::<_, Option<String>>(6)?.unwrap_or_default(),
+            pin: row.get::<_, Option<String>>(7)?.unwrap_or_default(),
+            assigned_at: row.get::<_, Option<i64>>(8)?.unwrap_or_default(),
+        }),
+        None => None,
+    };
+    let metrics: StartupMetrics =
+        serde_json::from_str(&text(11)?).map_err(|_| bad(11, "metrics"))?;
+    Ok(Vm {
+        hostname: text(0)?,
+        status,
+        status_reason: row.get(2)?,
+        gpu_health,
+        in_use: row.get::<_, i64>(4)? != 0,
+        assignment,
+        instance_id: row.get(9)?,
+        token_hash: TokenHash::from_stored(text(10)?),
+        metrics,
+        created_at: row.get(12)?,
+        updated_at: row.get(13)?,
+        last_seen_at: row.get(14)?,
+    })
+}
+
+fn get_vm_in(conn: &Connection, hostname: &str) -> Result<Option<Vm>> {
+    conn.prepare_cached(&format!("SELECT {VM_COLUMNS} FROM vms WHERE hostname = ?1"))
+        .and_then(|mut stmt| stmt.query_row([hostname], row_to_vm).optional())
+        .map_err(sql_err("reading a VM"))
+}
+
+fn metrics_json(m: &StartupMetrics) -> Result<String> {
+    serde_json::to_string(m).map_err(|e| Error::Internal(e.into()))
+}
+
+#[async_trait]
+impl VmStore for SqliteStore {
+    async fn insert_vm(&self, vm: &Vm) -> Result<()> {
+        let vm = vm.clone();
+        self.write(move |conn| {
+            let metrics = metrics_json(&vm.metrics)?;
+            let a = vm.assignment.as_ref();
+            let inserted = conn
+                .prepare_cached(&format!(
+                    "INSERT INTO vms ({VM_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)
+                     ON CONFLICT(hostname) DO NOTHING"
+                ))
+                .and_then(|mut stmt| {
+                    stmt.execute(params![
+                        vm.hostname,
+                        vm.status.as_str(),
+                        vm.status_reason,
+                        vm.gpu_health.as_str(),
+                        vm.in_use as i64,
+                        a.map(|a| &a.email),
+                        a.map(|a| &a.crd_command),
+                        a.map(|a| &a.pin),
+                        a.map(|a| a.assigned_at),
+                        vm.instance_id,
+                        vm.token_hash.as_str(),
+                        metrics,
+                        vm.created_at,
+                        vm.updated_at,
+                        vm.last_seen_at,
+                    ])
+                })
+                .map_err(sql_err("inserting a VM"))?;
+            if inserted == 0 {
+                return Err(Error::Conflict(format!("VM {} already exists", vm.hostname)));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_vm(&self, hostname: &str) -> Result<Option<Vm>> {
+        let hostname = hostname.to_string();
+        self.read(move |conn| get_vm_in(conn, &hostname)).await
+    }
+
+    async fn list_vms(&self) -> Result<Vec<Vm>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {VM_COLUMNS} FROM vms ORDER BY created_at, hostname"
+                ))
+                .map_err(sql_err("listing VMs"))?;
+            let vms = stmt
+                .query_map([], row_to_vm)
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(sql_err("listing VMs"))?;
+            Ok(vms)
+        })
+        .await
+    }
+
+    async fn update_vm(&self, hostname: &str, change: &VmChange, now: Millis) -> Result<Vm> {
+        let hostname = hostname.to_string();
+        let change = change.clone();
+        self.write(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql_err("starting a transaction"))?;
+            let mut vm = get_vm_in(&tx, &hostname)?
+                .ok_or_else(|| Error::NotFound(format!("VM {hostname}")))?;
+            change.apply(&mut vm, now)?;
+            let metrics = metrics_json(&vm.metrics)?;
+            tx.prepare_cached(
+                "UPDATE vms SET status = ?2, status_reason = ?3, gpu_health = ?4, in_use = ?5,
+                        instance_id = ?6, metrics = ?7, updated_at = ?8, last_seen_at = ?9
+                 WHERE hostname = ?1",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    vm.hostname,
+                    vm.status.as_str(),
+                    vm.status_reason,
+                    vm.gpu_health.as_str(),
+                    vm.in_use as i64,
+                    vm.instance_id,
+                    metrics,
+                    vm.updated_at,
+                    vm.last_seen_at,
+                ])
+            })
+            .map_err(sql_err("updating a VM"))?;
+            tx.commit().map_err(sql_err("committing a VM update"))?;
+            Ok(vm)
+        })
+        .await
+    }
+
+    async fn claim_vm(&self, request: &ClaimRequest) -> Result<ClaimOutcome> {
+        let request = request.clone();
+        self.write(move |conn| {
+            // IMMEDIATE takes the write lock up front: the check and the assignment below are
+            // one atomic step even if another process opened the same database.
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql_err("starting a claim"))?;
+            let existing = tx
+                .prepare_cached(&format!("SELECT {VM_COLUMNS} FROM vms WHERE email = ?1"))
+                .and_then(|mut stmt| stmt.query_row([request.email.as_str()], row_to_vm).optional())
+                .map_err(sql_err("looking up an email's VM"))?;
+            if let Some(vm) = existing {
+                return Ok(ClaimOutcome::AlreadyAssigned(vm));
+            }
+            let claimed = tx
+                .prepare_cached(&format!(
+                    "UPDATE vms SET email = ?1, crd_command = ?2, pin = ?3, assigned_at = ?4, updated_at = ?4
+                     WHERE hostname = (SELECT hostname FROM vms WHERE {} ORDER BY created_at, hostname LIMIT 1)
+                     RETURNING {VM_COLUMNS}",
+                    assignable_predicate()
+                ))
+                .and_then(|mut stmt| {
+                    stmt.query_row(
+                        params![
+                            request.email.as_str(),
+                            request.crd_command,
+                            request.pin.as_str(),
+                            request.now
+                        ],
+                        row_to_vm,
+                    )
+                    .optional()
+                })
+                .map_err(sql_err("assigning a VM"))?;
+            tx.commit().map_err(sql_err("committing a claim"))?;
+            Ok(match claimed {
+                Some(vm) => ClaimOutcome::Assigned(vm),
+                None => ClaimOutcome::NoneFree,
+            })
+        })
+        .await
+    }
+
+    async fn count_assignable(&self) -> Result<u64> {
+        self.read(|conn| {
+            let n: i64 = conn
+                .prepare_cached(&format!(
+                    "SELECT COUNT(*) FROM vms WHERE {}",
+                    assignable_predicate()
+                ))
+                .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)))
+                .map_err(sql_err("counting free VMs"))?;
+            Ok(n.max(0) as u64)
+        })
+        .await
+    }
+
+    async fn delete_vm(&self, hostname: &str) -> Result<()> {
+        let hostname = hostname.to_string();
+        self.write(move |conn| {
+            conn.prepare_cached("DELETE FROM vms WHERE hostname = ?1")
+                .and_then(|mut stmt| stmt.execute([hostname]))
+                .map_err(sql_err("deleting a VM"))?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn op_status_str(status: OperationStatus) -> &'static str {
+    match status {
+        OperationStatus::Running => "running",
+        OperationStatus::Succeeded => "succeeded",
+        OperationStatus::Failed => "failed",
+    }
+}
+
+#[async_trait]
+impl OperationStore for SqliteStore {
+    async fn begin_operation(&self, op: &Operation, stale_after_ms: i64) -> Result<()> {
+        let op = op.clone();
+        self.write(move |conn| {
+            let body = serde_json::to_string(&op).map_err(|e| Error::Internal(e.into()))?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql_err("starting an operation"))?;
+            let running: Option<String> = tx
+                .query_row(
+                    "SELECT id FROM operations WHERE status = 'running' AND created_at > ?1 LIMIT 1",
+                    [op.created_at - stale_after_ms],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(sql_err("checking running operations"))?;
+            if let Some(id) = running {
+                return Err(Error::Conflict(format!(
+                    "another launch or destroy (operation {id}) is still running; try again when it finishes"
+                )));
+            }
+            tx.execute(
+                "INSERT INTO operations (id, status, created_at, body) VALUES (?1, ?2, ?3, ?4)",
+                params![op.id, op_status_str(op.status), op.created_at, body],
+            )
+            .map_err(sql_err("recording an operation"))?;
+            tx.commit().map_err(sql_err("committing an operation"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn save_operation(&self, op: &Operation) -> Result<()> {
+        let op = op.clone();
+        self.write(move |conn| {
+            let body = serde_json::to_string(&op).map_err(|e| Error::Internal(e.into()))?;
+            conn.execute(
+                "UPDATE operations SET status = ?2, body = ?3 WHERE id = ?1",
+                params![op.id, op_status_str(op.status), body],
+            )
+            .map_err(sql_err("saving an operation"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_operation(&self, id: &str) -> Result<Option<Operation>> {
+        let id = id.to_string();
+        self.read(move |conn| {
+            let body: Option<String> = conn
+                .query_row("SELECT body FROM operations WHERE id = ?1", [id], |r| r.get(0))
+                .optional()
+                .map_err(sql_err("reading an operation"))?;
+            body.map(|b| serde_json::from_str(&b).map_err(|e| Error::Internal(e.into())))
+                .transpose()
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        crate::contract::run_all(std::sync::Arc::new(store)).await;
+    }
+
+    #[tokio::test]
+    async fn reopening_keeps_records_and_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SqliteStore::open(dir.path()).unwrap();
+            let vm = Vm::new("vm-keep".into(), TokenHash::of("t"), 5);
+            store.insert_vm(&vm).await.unwrap();
+        }
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let vm = store.get_vm("vm-keep").await.unwrap().unwrap();
+        assert_eq!(vm.created_at, 5);
+        assert!(TokenHash::of("t") == vm.token_hash);
+    }
+}

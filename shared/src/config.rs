@@ -1,0 +1,159 @@
+//! Configuration, read once at start from the environment. Every error names the variable.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    #[error("environment variable {0} is required but not set")]
+    Missing(&'static str),
+    #[error("environment variable {name} has an invalid value {value:?}: {reason}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+/// Longest a `/vm_startup` long-poll may wait: API Gateway cuts requests at 29-30 s.
+pub const MAX_LONG_POLL: Duration = Duration::from_secs(25);
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `GPUFLEET_ADMIN_USER` (default `admin`).
+    pub admin_user: String,
+    /// `GPUFLEET_ADMIN_PASSWORD`. Required on AWS; local mode generates one if unset.
+    pub admin_password: Option<String>,
+    /// `GPUFLEET_MAX_LAUNCH`: the largest count one launch may ask for (default 100).
+    pub max_launch: u32,
+    /// `GPUFLEET_VM_PREFIX`: hostnames are `<prefix>-<8 hex>` (default `gpufleet-vm`).
+    pub vm_prefix: String,
+    /// `GPUFLEET_LONG_POLL_SECONDS`: how long `/vm_startup` waits (default and max 25).
+    pub long_poll: Duration,
+    /// `GPUFLEET_POLL_INTERVAL_MS`: re-check interval of a long-poll where no in-process
+    /// notification exists (Lambda), default 1000.
+    pub poll_interval: Duration,
+    /// `GPUFLEET_API_URL`: the URL VMs call back. Local mode derives it from its address.
+    pub api_url: Option<String>,
+    /// `GPUFLEET_DATA_DIR`: where the embedded store lives (default `./data`).
+    pub data_dir: PathBuf,
+    /// `GPUFLEET_OPERATION_STALE_SECONDS`: a launch/destroy still "running" after this long
+    /// is taken as dead and no longer blocks the next one (default 900).
+    pub operation_stale_after: Duration,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `lookup` (tests pass a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &'static str| lookup(name).filter(|v| !v.trim().is_empty());
+        let long_poll_secs: u64 = parse(&get, "GPUFLEET_LONG_POLL_SECONDS", 25)?;
+        if long_poll_secs == 0 || Duration::from_secs(long_poll_secs) > MAX_LONG_POLL {
+            return Err(ConfigError::Invalid {
+                name: "GPUFLEET_LONG_POLL_SECONDS",
+                value: long_poll_secs.to_string(),
+                reason: "must be between 1 and 25 (API Gateway's limit)".into(),
+            });
+        }
+        let max_launch: u32 = parse(&get, "GPUFLEET_MAX_LAUNCH", 100)?;
+        if max_launch == 0 {
+            return Err(ConfigError::Invalid {
+                name: "GPUFLEET_MAX_LAUNCH",
+                value: "0".into(),
+                reason: "must be at least 1".into(),
+            });
+        }
+        let vm_prefix = get("GPUFLEET_VM_PREFIX").unwrap_or_else(|| "gpufleet-vm".into());
+        if !vm_prefix
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            || vm_prefix.len() > 40
+        {
+            return Err(ConfigError::Invalid {
+                name: "GPUFLEET_VM_PREFIX",
+                value: vm_prefix,
+                reason: "use at most 40 lowercase letters, digits and '-'".into(),
+            });
+        }
+        Ok(Config {
+            admin_user: get("GPUFLEET_ADMIN_USER").unwrap_or_else(|| "admin".into()),
+            admin_password: get("GPUFLEET_ADMIN_PASSWORD"),
+            max_launch,
+            vm_prefix,
+            long_poll: Duration::from_secs(long_poll_secs),
+            poll_interval: Duration::from_millis(parse(&get, "GPUFLEET_POLL_INTERVAL_MS", 1000)?),
+            api_url: get("GPUFLEET_API_URL"),
+            data_dir: get("GPUFLEET_DATA_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("data")),
+            operation_stale_after: Duration::from_secs(parse(
+                &get,
+                "GPUFLEET_OPERATION_STALE_SECONDS",
+                900,
+            )?),
+        })
+    }
+
+    /// The admin password, or the error naming the variable (AWS entrypoints require it).
+    pub fn require_admin_password(&self) -> Result<&str, ConfigError> {
+        self.admin_password
+            .as_deref()
+            .ok_or(ConfigError::Missing("GPUFLEET_ADMIN_PASSWORD"))
+    }
+}
+
+fn parse<T: FromStr>(
+    get: &impl Fn(&'static str) -> Option<String>,
+    name: &'static str,
+    default: T,
+) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match get(name) {
+        None => Ok(default),
+        Some(value) => value.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
+            name,
+            value,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = from(&[]).unwrap();
+        assert_eq!(c.admin_user, "admin");
+        assert_eq!(c.max_launch, 100);
+        assert_eq!(c.long_poll, Duration::from_secs(25));
+        assert_eq!(
+            c.require_admin_password(),
+            Err(ConfigError::Missing("GPUFLEET_ADMIN_PASSWORD"))
+        );
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let e = from(&[("GPUFLEET_MAX_LAUNCH", "lots")]).unwrap_err();
+        assert!(e.to_string().contains("GPUFLEET_MAX_LAUNCH"), "{e}");
+        let e = from(&[("GPUFLEET_LONG_POLL_SECONDS", "60")]).unwrap_err();
+        assert!(e.to_string().contains("GPUFLEET_LONG_POLL_SECONDS"), "{e}");
+        let e = from(&[("GPUFLEET_VM_PREFIX", "Bad Prefix")]).unwrap_err();
+        assert!(e.to_string().contains("GPUFLEET_VM_PREFIX"), "{e}");
+    }
+}

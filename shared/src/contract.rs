@@ -1,0 +1,249 @@
+//! The store contract: every behaviour the core relies on, written once and run against
+//! each `Store` adapter (SQLite here; DynamoDB in the integration tests).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::domain::{
+    Assignment, Email, GpuHealth, Operation, OperationKind, Pin, TokenHash, Vm, VmChange,
+    VmStatus,
+};
+use crate::error::Error;
+use crate::ports::{ClaimOutcome, ClaimRequest, Store};
+
+/// Runs every contract check against a fresh, empty store.
+pub async fn run_all(store: Arc<dyn Store>) {
+    insert_get_and_duplicates(&*store).await;
+    updates_follow_the_state_machine(&*store).await;
+    free_count_and_claim_use_the_assignable_rule(&*store).await;
+    same_email_gets_the_same_vm(&*store).await;
+    delete_removes(&*store).await;
+    operations_one_at_a_time(&*store).await;
+    claim_race(store.clone(), "race", 200, 50).await;
+    same_email_race(store.clone()).await;
+}
+
+fn vm(hostname: &str, created_at: i64) -> Vm {
+    Vm::new(hostname.to_string(), TokenHash::of(hostname), created_at)
+}
+
+fn claim(email: &str) -> ClaimRequest {
+    ClaimRequest {
+        email: Email::parse(email).expect("test email"),
+        crd_command: "DISPLAY= start-host --code=\"4/x\"".into(),
+        pin: Pin::generate(),
+        now: 1_000,
+    }
+}
+
+async fn running(store: &dyn Store, hostname: &str, created_at: i64) {
+    store.insert_vm(&vm(hostname, created_at)).await.expect("insert");
+    store
+        .update_vm(hostname, &VmChange::Status(VmStatus::Running), created_at)
+        .await
+        .expect("running");
+}
+
+async fn clear(store: &dyn Store) {
+    for vm in store.list_vms().await.expect("list") {
+        store.delete_vm(&vm.hostname).await.expect("delete");
+    }
+}
+
+async fn insert_get_and_duplicates(store: &dyn Store) {
+    let mut v = vm("c-insert", 10);
+    v.metrics.stages.insert("cloud_init_start".into(), 1.5);
+    v.instance_id = Some("i-123".into());
+    store.insert_vm(&v).await.expect("insert");
+    assert_eq!(store.get_vm("c-insert").await.expect("get"), Some(v.clone()));
+    assert!(matches!(store.insert_vm(&v).await, Err(Error::Conflict(_))));
+    assert_eq!(store.get_vm("c-missing").await.expect("get"), None);
+    assert_eq!(store.list_vms().await.expect("list"), vec![v]);
+    clear(store).await;
+}
+
+async fn updates_follow_the_state_machine(store: &dyn Store) {
+    store.insert_vm(&vm("c-upd", 10)).await.expect("insert");
+    let v = store
+        .update_vm("c-upd", &VmChange::Status(VmStatus::Running), 20)
+        .await
+        .expect("status");
+    assert_eq!((v.status, v.updated_at, v.last_seen_at), (VmStatus::Running, 20, Some(20)));
+    let v = store
+        .update_vm("c-upd", &VmChange::GpuHealth(GpuHealth::Unhealthy), 21)
+        .await
+        .expect("gpu");
+    assert_eq!(v.gpu_health, GpuHealth::Unhealthy);
+    let v = store.update_vm("c-upd", &VmChange::InUse(true), 22).await.expect("in use");
+    assert!(v.in_use);
+    let v = store
+        .update_vm("c-upd", &VmChange::Failed("launch failed".into()), 23)
+        .await
+        .expect("failed");
+    assert_eq!(v.status, VmStatus::Error);
+    assert_eq!(v.last_seen_at, Some(22), "a system change is not the VM reporting");
+    let refused = store
+        .update_vm("c-upd", &VmChange::Status(VmStatus::Running), 24)
+        .await;
+    assert!(matches!(refused, Err(Error::Conflict(_))), "{refused:?}");
+    let after = store.get_vm("c-upd").await.expect("get").expect("exists");
+    assert_eq!(after, v, "a refused change leaves the record as it was");
+    let missing = store
+        .update_vm("c-nope", &VmChange::InUse(true), 25)
+        .await;
+    assert!(matches!(missing, Err(Error::NotFound(_))));
+    clear(store).await;
+}
+
+async fn free_count_and_claim_use_the_assignable_rule(store: &dyn Store) {
+    // One VM for every (status, health) pair; only running & not unhealthy count.
+    let mut n = 0;
+    for status in VmStatus::ALL {
+        for health in GpuHealth::ALL {
+            n += 1;
+            let hostname = format!("c-rule-{n}");
+            store.insert_vm(&vm(&hostname, n)).await.expect("insert");
+            store
+                .update_vm(&hostname, &VmChange::GpuHealth(health), n)
+                .await
+                .expect("gpu");
+            if status != VmStatus::Initializing {
+                store
+                    .update_vm(&hostname, &VmChange::Status(status), n)
+                    .await
+                    .expect("status");
+            }
+        }
+    }
+    let expected = store
+        .list_vms()
+        .await
+        .expect("list")
+        .iter()
+        .filter(|v| v.is_assignable())
+        .count();
+    assert_eq!(expected, 2, "running+healthy and running+n/a");
+    assert_eq!(store.count_assignable().await.expect("count"), 2);
+
+    let mut got = HashSet::new();
+    for email in ["a@x.org", "b@x.org", "c@x.org"] {
+        match store.claim_vm(&claim(email)).await.expect("claim") {
+            ClaimOutcome::Assigned(v) => {
+                assert_eq!(v.status, VmStatus::Running);
+                assert_ne!(v.gpu_health, GpuHealth::Unhealthy);
+                let a = v.assignment.clone().expect("assigned");
+                assert_eq!(a.email, email);
+                got.insert(v.hostname);
+            }
+            ClaimOutcome::NoneFree => assert_eq!(email, "c@x.org"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(got.len(), 2);
+    assert_eq!(store.count_assignable().await.expect("count"), 0);
+    clear(store).await;
+}
+
+async fn same_email_gets_the_same_vm(store: &dyn Store) {
+    running(store, "c-same-1", 1).await;
+    running(store, "c-same-2", 2).await;
+    let first = match store.claim_vm(&claim("same@x.org")).await.expect("claim") {
+        ClaimOutcome::Assigned(v) => v,
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(first.hostname, "c-same-1", "oldest free VM first");
+    match store.claim_vm(&claim("same@x.org")).await.expect("claim") {
+        ClaimOutcome::AlreadyAssigned(v) => {
+            assert_eq!(v.hostname, first.hostname);
+            assert_eq!(v.assignment, first.assignment, "the PIN does not change");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(store.count_assignable().await.expect("count"), 1);
+    let a: Option<&Assignment> = first.assignment.as_ref();
+    assert_eq!(a.map(|a| a.assigned_at), Some(1_000));
+    clear(store).await;
+}
+
+async fn delete_removes(store: &dyn Store) {
+    running(store, "c-del", 1).await;
+    store.delete_vm("c-del").await.expect("delete");
+    store.delete_vm("c-del").await.expect("deleting twice is fine");
+    assert_eq!(store.get_vm("c-del").await.expect("get"), None);
+    assert_eq!(store.count_assignable().await.expect("count"), 0);
+}
+
+async fn operations_one_at_a_time(store: &dyn Store) {
+    let mut first = Operation::start(OperationKind::Launch, 1_000_000);
+    store.begin_operation(&first, 60_000).await.expect("begin");
+    let second = Operation::start(OperationKind::Destroy, 1_000_100);
+    assert!(matches!(
+        store.begin_operation(&second, 60_000).await,
+        Err(Error::Conflict(_))
+    ));
+    first.hostnames.push("vm-a".into());
+    first.finish(1_000_200);
+    store.save_operation(&first).await.expect("save");
+    assert_eq!(store.get_operation(&first.id).await.expect("get"), Some(first.clone()));
+    store.begin_operation(&second, 60_000).await.expect("after the first finished");
+    // A running operation older than the stale limit does not block forever.
+    let third = Operation::start(OperationKind::Launch, 1_000_100 + 60_001);
+    store.begin_operation(&third, 60_000).await.expect("stale one ignored");
+    assert_eq!(store.get_operation("nope").await.expect("get"), None);
+}
+
+/// `claims` distinct emails race for `free` VMs.
+pub async fn claim_race(store: Arc<dyn Store>, prefix: &str, claims: usize, free: usize) {
+    for i in 0..free {
+        running(&*store, &format!("{prefix}-{i:03}"), i as i64).await;
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..claims {
+        let store = store.clone();
+        tasks.spawn(async move { store.claim_vm(&claim(&format!("user{i}@race.org"))).await });
+    }
+    let mut hostnames = Vec::new();
+    let mut none_free = 0;
+    while let Some(result) = tasks.join_next().await {
+        match result.expect("task").expect("claim") {
+            ClaimOutcome::Assigned(v) => hostnames.push(v.hostname),
+            ClaimOutcome::NoneFree => none_free += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let distinct: HashSet<_> = hostnames.iter().collect();
+    assert_eq!(hostnames.len(), free, "every free VM assigned once");
+    assert_eq!(distinct.len(), free, "no VM assigned twice");
+    assert_eq!(none_free, claims - free);
+    assert_eq!(store.count_assignable().await.expect("count"), 0);
+    clear(&*store).await;
+}
+
+async fn same_email_race(store: Arc<dyn Store>) {
+    for i in 0..5 {
+        running(&*store, &format!("c-email-{i}"), i).await;
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let store = store.clone();
+        tasks.spawn(async move { store.claim_vm(&claim("one@race.org")).await });
+    }
+    let mut hostnames = HashSet::new();
+    let mut fresh = 0;
+    while let Some(result) = tasks.join_next().await {
+        match result.expect("task").expect("claim") {
+            ClaimOutcome::Assigned(v) => {
+                fresh += 1;
+                hostnames.insert(v.hostname);
+            }
+            ClaimOutcome::AlreadyAssigned(v) => {
+                hostnames.insert(v.hostname);
+            }
+            ClaimOutcome::NoneFree => panic!("VMs were free"),
+        }
+    }
+    assert_eq!(fresh, 1, "one assignment");
+    assert_eq!(hostnames.len(), 1, "everyone got the same VM");
+    assert_eq!(store.count_assignable().await.expect("count"), 4);
+    clear(&*store).await;
+}

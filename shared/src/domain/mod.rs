@@ -1,0 +1,14 @@
+//! Domain types. Values are parsed at the boundary into these types ("parse, don't
+//! validate"), so the use cases only ever see well-formed data.
+
+pub mod crd;
+pub mod email;
+pub mod operation;
+pub mod secrets;
+pub mod vm;
+
+pub use crd::CrdCommand;
+pub use email::Email;
+pub use operation::{Operation, OperationKind, OperationStatus};
+pub use secrets::{Pin, TokenHash, VmToken};
+pub use vm::{AssignableRule, Assignment, GpuHealth, Millis, StartupMetrics, Vm, VmChange, VmStatus};

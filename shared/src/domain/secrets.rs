@@ -1,0 +1,108 @@
+//! Per-VM bearer tokens and per-assignment PINs.
+//!
+//! A token is 256 random bits, so a fast hash (SHA-256) is as strong as a slow password
+//! hash here and costs microseconds instead of a CPU-second per boot. Only the hash is
+//! stored; comparison is constant-time.
+
+use rand::Rng;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// A VM's bearer token, as handed to the VM once at launch.
+#[derive(Clone, PartialEq, Eq)]
+pub struct VmToken(String);
+
+impl VmToken {
+    /// 32 bytes from a CSPRNG (rand's thread RNG: ChaCha12 seeded from the OS), hex encoded.
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill(&mut bytes);
+        VmToken(hex::encode(bytes))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn hash(&self) -> TokenHash {
+        TokenHash::of(&self.0)
+    }
+}
+
+impl std::fmt::Debug for VmToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("VmToken(..)")
+    }
+}
+
+/// The stored form of a token: lowercase hex SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenHash(String);
+
+impl TokenHash {
+    pub fn of(token: &str) -> Self {
+        TokenHash(hex::encode(Sha256::digest(token.as_bytes())))
+    }
+
+    /// Wraps a hash read back from a store.
+    pub fn from_stored(hex: String) -> Self {
+        TokenHash(hex)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Constant-time check of a presented token against this hash.
+    pub fn matches(&self, presented: &str) -> bool {
+        let presented = TokenHash::of(presented);
+        presented.0.as_bytes().ct_eq(self.0.as_bytes()).into()
+    }
+}
+
+/// The 6-digit PIN a participant types into Chrome Remote Desktop. New per assignment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pin(String);
+
+impl Pin {
+    pub fn generate() -> Self {
+        // rand's thread RNG is a CSPRNG (ChaCha12, seeded and reseeded from the OS).
+        let n: u32 = rand::rng().random_range(0..1_000_000);
+        Pin(format!("{n:06}"))
+    }
+
+    pub fn from_stored(pin: String) -> Self {
+        Pin(pin)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn tokens_are_random_and_verify_only_themselves() {
+        let a = VmToken::generate();
+        let b = VmToken::generate();
+        assert_ne!(a, b);
+        assert_eq!(a.as_str().len(), 64);
+        let hash = a.hash();
+        assert!(hash.matches(a.as_str()));
+        assert!(!hash.matches(b.as_str()));
+        assert!(!hash.matches(""));
+        assert_ne!(hash.as_str(), a.as_str(), "only the hash is kept");
+    }
+
+    #[test]
+    fn pins_are_six_digits_and_vary() {
+        let pins: HashSet<String> = (0..200).map(|_| Pin::generate().0).collect();
+        assert!(pins.iter().all(|p| p.len() == 6 && p.chars().all(|c| c.is_ascii_digit())));
+        // 200 draws from a million values: a constant or tiny range would collapse this.
+        assert!(pins.len() > 190, "only {} distinct PINs", pins.len());
+    }
+}

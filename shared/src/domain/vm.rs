@@ -1,0 +1,305 @@
+//! The VM record and its state machine.
+
+use serde::{Deserialize, Serialize};
+
+use super::secrets::TokenHash;
+use crate::error::{Error, Result};
+
+/// Milliseconds since the Unix epoch, UTC. Stores keep times in this form.
+pub type Millis = i64;
+
+/// What the VM says it is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VmStatus {
+    Initializing,
+    Running,
+    Error,
+    Rebooting,
+    Unknown,
+}
+
+impl VmStatus {
+    pub const ALL: [VmStatus; 5] = [
+        VmStatus::Initializing,
+        VmStatus::Running,
+        VmStatus::Error,
+        VmStatus::Rebooting,
+        VmStatus::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VmStatus::Initializing => "initializing",
+            VmStatus::Running => "running",
+            VmStatus::Error => "error",
+            VmStatus::Rebooting => "rebooting",
+            VmStatus::Unknown => "unknown",
+        }
+    }
+
+    /// Strict parse: anything but the five names is an error, never silently ignored.
+    pub fn parse(raw: &str) -> Result<Self> {
+        VmStatus::ALL
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+            .ok_or_else(|| {
+                Error::validation(format!(
+                    "status must be one of initializing, running, error, rebooting, unknown (got {raw:?})"
+                ))
+            })
+    }
+
+    /// The state machine. Reporting the current status again is always allowed (a
+    /// heartbeat). A VM in `error` must go back through `initializing` or `rebooting`
+    /// before it may report `running` again, so a stale report cannot slip a broken VM
+    /// back into the pool of assignable machines. `unknown` (e.g. lost contact) may
+    /// become anything.
+    pub fn can_become(self, next: VmStatus) -> bool {
+        use VmStatus::*;
+        self == next
+            || match self {
+                Initializing => true,
+                Running => true,
+                Rebooting => true,
+                Error => matches!(next, Initializing | Rebooting | Unknown),
+                Unknown => true,
+            }
+    }
+}
+
+/// GPU health as the VM reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum GpuHealth {
+    #[serde(rename = "healthy")]
+    Healthy,
+    #[serde(rename = "unhealthy")]
+    Unhealthy,
+    /// No GPU, or not checked yet.
+    #[serde(rename = "n/a")]
+    NotApplicable,
+}
+
+impl GpuHealth {
+    pub const ALL: [GpuHealth; 3] = [
+        GpuHealth::Healthy,
+        GpuHealth::Unhealthy,
+        GpuHealth::NotApplicable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GpuHealth::Healthy => "healthy",
+            GpuHealth::Unhealthy => "unhealthy",
+            GpuHealth::NotApplicable => "n/a",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self> {
+        GpuHealth::ALL
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+            .ok_or_else(|| {
+                Error::validation(format!(
+                    "gpu_status must be one of healthy, unhealthy, n/a (got {raw:?})"
+                ))
+            })
+    }
+}
+
+/// Who holds a VM, and what their VM must run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub email: String,
+    /// The canonical CRD command (see `CrdCommand::canonical`).
+    pub crd_command: String,
+    pub pin: String,
+    pub assigned_at: Millis,
+}
+
+/// Startup timings reported by the VM, in seconds / Unix seconds per stage.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StartupMetrics {
+    #[serde(flatten)]
+    pub stages: std::collections::BTreeMap<String, f64>,
+}
+
+/// One VM, as every store keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Vm {
+    pub hostname: String,
+    pub status: VmStatus,
+    /// Why the VM is in `error`, when we know (e.g. the cloud refused to launch it).
+    pub status_reason: Option<String>,
+    pub gpu_health: GpuHealth,
+    pub in_use: bool,
+    pub assignment: Option<Assignment>,
+    /// The compute provider's id for the machine (EC2 instance id, local pid tag).
+    pub instance_id: Option<String>,
+    pub token_hash: TokenHash,
+    pub metrics: StartupMetrics,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    /// Last time the VM itself called us.
+    pub last_seen_at: Option<Millis>,
+}
+
+impl Vm {
+    /// A freshly launched VM: booting, unassigned, GPU not yet checked.
+    pub fn new(hostname: String, token_hash: TokenHash, now: Millis) -> Self {
+        Vm {
+            hostname,
+            status: VmStatus::Initializing,
+            status_reason: None,
+            gpu_health: GpuHealth::NotApplicable,
+            in_use: false,
+            assignment: None,
+            instance_id: None,
+            token_hash,
+            metrics: StartupMetrics::default(),
+            created_at: now,
+            updated_at: now,
+            last_seen_at: None,
+        }
+    }
+
+    /// THE assignment rule: running, unassigned and not known to be unhealthy. The free
+    /// count and the claim both use it (stores express it via [`AssignableRule`]).
+    pub fn is_assignable(&self) -> bool {
+        AssignableRule::holds(self.status, self.assignment.is_some(), self.gpu_health)
+    }
+}
+
+/// The assignment rule in a form stores can translate into their own query language
+/// (an SQL predicate, a DynamoDB condition), so the rule has one definition.
+pub struct AssignableRule;
+
+impl AssignableRule {
+    /// The only status an assignable VM can have.
+    pub const STATUS: VmStatus = VmStatus::Running;
+    /// The GPU health that excludes a VM.
+    pub const EXCLUDED_HEALTH: GpuHealth = GpuHealth::Unhealthy;
+
+    pub fn holds(status: VmStatus, assigned: bool, gpu_health: GpuHealth) -> bool {
+        status == Self::STATUS && !assigned && gpu_health != Self::EXCLUDED_HEALTH
+    }
+}
+
+/// A change a VM (or the system) makes to its own record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VmChange {
+    Status(VmStatus),
+    GpuHealth(GpuHealth),
+    InUse(bool),
+    /// The compute provider started the machine.
+    InstanceId(String),
+    /// The system gave up on the VM (launch failed, machine vanished).
+    Failed(String),
+    /// Merge startup-metric stages into the record.
+    Metrics(StartupMetrics),
+}
+
+impl VmChange {
+    /// Whether this change comes from the VM itself (and so counts as "seen").
+    pub fn is_report_from_vm(&self) -> bool {
+        matches!(
+            self,
+            VmChange::Status(_) | VmChange::GpuHealth(_) | VmChange::InUse(_) | VmChange::Metrics(_)
+        )
+    }
+
+    /// Applies the change to a record, enforcing the state machine. Stores call this so
+    /// the rules live here and nowhere else.
+    pub fn apply(&self, vm: &mut Vm, now: Millis) -> Result<()> {
+        match self {
+            VmChange::Status(next) => {
+                if !vm.status.can_become(*next) {
+                    return Err(Error::Conflict(format!(
+                        "VM {} cannot go from {} to {}",
+                        vm.hostname,
+                        vm.status.as_str(),
+                        next.as_str()
+                    )));
+                }
+                if vm.status != *next {
+                    vm.status_reason = None;
+                }
+                vm.status = *next;
+            }
+            VmChange::GpuHealth(h) => vm.gpu_health = *h,
+            VmChange::InUse(b) => vm.in_use = *b,
+            VmChange::InstanceId(id) => vm.instance_id = Some(id.clone()),
+            VmChange::Failed(reason) => {
+                vm.status = VmStatus::Error;
+                vm.status_reason = Some(reason.clone());
+            }
+            VmChange::Metrics(m) => {
+                for (k, v) in &m.stages {
+                    vm.metrics.stages.insert(k.clone(), *v);
+                }
+            }
+        }
+        vm.updated_at = now;
+        if self.is_report_from_vm() {
+            vm.last_seen_at = Some(now);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vm() -> Vm {
+        Vm::new("vm-1".into(), TokenHash::of("t"), 0)
+    }
+
+    #[test]
+    fn assignable_rule_over_every_combination() {
+        for status in VmStatus::ALL {
+            for health in GpuHealth::ALL {
+                for assigned in [false, true] {
+                    let expected = status == VmStatus::Running
+                        && !assigned
+                        && health != GpuHealth::Unhealthy;
+                    let mut v = vm();
+                    v.status = status;
+                    v.gpu_health = health;
+                    if assigned {
+                        v.assignment = Some(Assignment {
+                            email: "a@b.co".into(),
+                            crd_command: "c".into(),
+                            pin: "123456".into(),
+                            assigned_at: 1,
+                        });
+                    }
+                    assert_eq!(v.is_assignable(), expected, "{status:?} {health:?} {assigned}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn strict_parsing() {
+        assert_eq!(VmStatus::parse("running").unwrap(), VmStatus::Running);
+        assert!(VmStatus::parse("Running").is_err());
+        assert!(VmStatus::parse("available").is_err());
+        assert_eq!(GpuHealth::parse("n/a").unwrap(), GpuHealth::NotApplicable);
+        assert!(GpuHealth::parse("ok").is_err());
+    }
+
+    #[test]
+    fn error_must_reinitialise_before_running() {
+        let mut v = vm();
+        VmChange::Failed("boom".into()).apply(&mut v, 1).unwrap();
+        assert_eq!(v.status_reason.as_deref(), Some("boom"));
+        assert!(VmChange::Status(VmStatus::Running).apply(&mut v, 2).is_err());
+        assert_eq!(v.status, VmStatus::Error, "a refused change changes nothing");
+        VmChange::Status(VmStatus::Initializing).apply(&mut v, 3).unwrap();
+        VmChange::Status(VmStatus::Running).apply(&mut v, 4).unwrap();
+        assert_eq!(v.status, VmStatus::Running);
+        assert_eq!(v.status_reason, None);
+        assert_eq!(v.last_seen_at, Some(4));
+    }
+}

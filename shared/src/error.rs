@@ -1,0 +1,33 @@
+//! The one error type of the core. The HTTP layer maps each variant to a status code in a
+//! single place; `Internal` keeps its cause for the logs and never reaches a response body.
+
+/// Errors a use case can end with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Input that can never succeed as sent (maps to 400).
+    #[error("{0}")]
+    Validation(String),
+    /// Missing or wrong credentials (maps to 401).
+    #[error("authentication required")]
+    Unauthorized,
+    /// The named thing does not exist (maps to 404).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The request conflicts with current state, e.g. an operation already running (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// Every assignable VM is taken. A normal outcome of a claim, not a fault.
+    #[error("no VM is available right now; please try again later")]
+    NoVmAvailable,
+    /// A dependency (store, compute) failed; details go to the log only (maps to 500).
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl Error {
+    pub fn validation(msg: impl Into<String>) -> Self {
+        Error::Validation(msg.into())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,17 @@
+//! gpufleet core: the VM domain and its state machine, the use cases, the ports they
+//! run over and the adapters that implement those ports. Nothing here knows about Lambda
+//! or HTTP; the `functions` crate turns requests into use-case calls.
+
+pub mod adapters;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod ports;
+pub mod state;
+pub mod usecases;
+
+#[cfg(any(test, feature = "contract-tests"))]
+pub mod contract;
+
+pub use error::{Error, Result};
+pub use state::AppState;

@@ -1,0 +1,106 @@
+//! Ports: what the use cases need from the outside world. Each has an embedded/local
+//! adapter (SQLite, agent processes, in-process notifier) and, in later stages, an AWS one.
+//!
+//! The store port is shaped for DynamoDB as much as for SQLite: every hot-path method is a
+//! single-key lookup, a conditional write or an index query/counter, and `claim_vm` is one
+//! atomic step (a transaction in SQLite; a conditional write per candidate in DynamoDB).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+
+use crate::domain::{Email, Millis, Operation, Pin as VmPin, Vm, VmChange};
+use crate::error::Result;
+
+/// What a claim asks the store to do atomically.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    pub email: Email,
+    pub crd_command: String,
+    pub pin: VmPin,
+    pub now: Millis,
+}
+
+/// How a claim ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimOutcome {
+    /// A free VM was assigned to this email just now.
+    Assigned(Vm),
+    /// This email already holds a VM; it gets the same one back.
+    AlreadyAssigned(Vm),
+    /// No assignable VM was left.
+    NoneFree,
+}
+
+/// VM records.
+#[async_trait]
+pub trait VmStore: Send + Sync {
+    /// Creates a record; `Conflict` if the hostname exists.
+    async fn insert_vm(&self, vm: &Vm) -> Result<()>;
+    async fn get_vm(&self, hostname: &str) -> Result<Option<Vm>>;
+    /// Every VM, oldest first. Admin views only: not a hot path.
+    async fn list_vms(&self) -> Result<Vec<Vm>>;
+    /// Applies one change atomically (read-check-write, see `VmChange::apply`) and returns
+    /// the new record; `NotFound` for an unknown hostname, `Conflict` for a refused
+    /// state transition (nothing changes then).
+    async fn update_vm(&self, hostname: &str, change: &VmChange, now: Millis) -> Result<Vm>;
+    /// Atomically: if `email` already holds a VM return it; otherwise assign one assignable
+    /// VM (see `Vm::is_assignable`) to it. Two concurrent claims never get the same VM,
+    /// and one email never gets two.
+    async fn claim_vm(&self, request: &ClaimRequest) -> Result<ClaimOutcome>;
+    /// How many VMs satisfy `Vm::is_assignable`.
+    async fn count_assignable(&self) -> Result<u64>;
+    /// Removes a record (after its machine is confirmed gone). Unknown hostnames are fine.
+    async fn delete_vm(&self, hostname: &str) -> Result<()>;
+}
+
+/// Admin operation records, with "one at a time" enforced by the store.
+#[async_trait]
+pub trait OperationStore: Send + Sync {
+    /// Records a new running operation; `Conflict` while another is running (an operation
+    /// running for longer than `stale_after_ms` no longer blocks: its process died).
+    async fn begin_operation(&self, op: &Operation, stale_after_ms: i64) -> Result<()>;
+    async fn save_operation(&self, op: &Operation) -> Result<()>;
+    async fn get_operation(&self, id: &str) -> Result<Option<Operation>>;
+}
+
+/// Everything the core keeps.
+pub trait Store: VmStore + OperationStore {}
+impl<T: VmStore + OperationStore> Store for T {}
+
+/// What the compute provider needs to start one VM.
+#[derive(Debug, Clone)]
+pub struct LaunchSpec {
+    pub hostname: String,
+    /// The VM's bearer token, plain; the provider passes it to the machine and forgets it.
+    pub token: crate::domain::VmToken,
+    /// The URL the VM's agent calls back.
+    pub allocator_url: String,
+}
+
+/// Starts and stops machines.
+#[async_trait]
+pub trait ComputeProvider: Send + Sync {
+    /// Starts one machine; returns the provider's instance id.
+    async fn launch(&self, spec: &LaunchSpec) -> Result<String>;
+    /// Stops a machine and returns once the provider confirms it is gone (or going).
+    async fn terminate(&self, instance_id: &str) -> Result<()>;
+}
+
+/// A future that resolves when something may have changed for a VM.
+pub type Wakeup = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Wakes long-polling VMs when they are assigned. In one process (local mode) this is an
+/// in-memory signal; across Lambda invocations it degrades to a short poll interval.
+pub trait AssignmentNotifier: Send + Sync {
+    /// Registers interest *before* the caller reads the store, so a notification that
+    /// lands between the read and the wait is not lost.
+    fn subscribe(&self, hostname: &str) -> Wakeup;
+    fn notify(&self, hostname: &str);
+}
+
+/// Time, injectable so tests can control it.
+pub trait Clock: Send + Sync {
+    fn now_millis(&self) -> Millis;
+}

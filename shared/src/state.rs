@@ -1,0 +1,56 @@
+//! The application state every handler receives: the ports, the config and the admin
+//! credentials, built once per process.
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::Config;
+use crate::ports::{AssignmentNotifier, Clock, ComputeProvider, Store};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub compute: Arc<dyn ComputeProvider>,
+    pub notifier: Arc<dyn AssignmentNotifier>,
+    pub clock: Arc<dyn Clock>,
+    pub config: Arc<Config>,
+    pub admin: Arc<AdminCredentials>,
+}
+
+/// HTTP Basic credentials for the admin routes, kept as digests so the comparison is
+/// constant-time regardless of the presented lengths.
+pub struct AdminCredentials {
+    user: [u8; 32],
+    password: [u8; 32],
+}
+
+impl AdminCredentials {
+    pub fn new(user: &str, password: &str) -> Self {
+        AdminCredentials {
+            user: Sha256::digest(user.as_bytes()).into(),
+            password: Sha256::digest(password.as_bytes()).into(),
+        }
+    }
+
+    pub fn verify(&self, user: &str, password: &str) -> bool {
+        let user_ok = Sha256::digest(user.as_bytes()).ct_eq(&self.user);
+        let password_ok = Sha256::digest(password.as_bytes()).ct_eq(&self.password);
+        (user_ok & password_ok).into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_credentials() {
+        let c = AdminCredentials::new("admin", "s3cret");
+        assert!(c.verify("admin", "s3cret"));
+        assert!(!c.verify("admin", "s3cret "));
+        assert!(!c.verify("root", "s3cret"));
+        assert!(!c.verify("", ""));
+    }
+}

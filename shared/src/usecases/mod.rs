@@ -1,0 +1,6 @@
+//! Use cases: plain async functions over the ports in `AppState`. Handlers parse HTTP into
+//! these calls and render what they return; the rules live here.
+
+pub mod admin;
+pub mod participant;
+pub mod vm_agent;

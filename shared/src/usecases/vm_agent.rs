@@ -1,0 +1,73 @@
+//! What a VM's agent does: authenticate with its token, report its state, wait for its
+//! assignment.
+
+use std::time::Duration;
+
+use crate::domain::{Vm, VmChange};
+use crate::error::{Error, Result};
+use crate::AppState;
+
+/// Loads the VM and checks the presented bearer token against its stored hash.
+/// `NotFound` for an unknown hostname, `Unauthorized` for a missing or foreign token.
+pub async fn authenticate(state: &AppState, hostname: &str, token: Option<&str>) -> Result<Vm> {
+    let vm = state
+        .store
+        .get_vm(hostname)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("VM {hostname}")))?;
+    match token {
+        Some(token) if vm.token_hash.matches(token) => Ok(vm),
+        _ => Err(Error::Unauthorized),
+    }
+}
+
+/// A VM reports a change about itself (status, GPU health, in-use, metrics).
+pub async fn report(
+    state: &AppState,
+    hostname: &str,
+    token: Option<&str>,
+    change: VmChange,
+) -> Result<Vm> {
+    authenticate(state, hostname, token).await?;
+    state
+        .store
+        .update_vm(hostname, &change, state.clock.now_millis())
+        .await
+}
+
+/// The answer to a `/vm_startup` long-poll.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StartupAnswer {
+    Assigned { pin: String, command: String },
+    Waiting,
+}
+
+/// Returns the VM's assignment as soon as it exists, or `Waiting` after `timeout`.
+/// The wait parks one task; it holds no thread and no store connection.
+pub async fn wait_for_assignment(
+    state: &AppState,
+    hostname: &str,
+    token: Option<&str>,
+    timeout: Duration,
+) -> Result<StartupAnswer> {
+    authenticate(state, hostname, token).await?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        // Subscribe before reading, so an assignment landing in between still wakes us.
+        let wakeup = state.notifier.subscribe(hostname);
+        let vm = state
+            .store
+            .get_vm(hostname)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("VM {hostname}")))?;
+        if let Some(a) = vm.assignment {
+            return Ok(StartupAnswer::Assigned {
+                pin: a.pin,
+                command: a.crd_command,
+            });
+        }
+        if tokio::time::timeout_at(deadline, wakeup).await.is_err() {
+            return Ok(StartupAnswer::Waiting);
+        }
+    }
+}
