@@ -1,1 +1,11 @@
+//! HTTP handlers, written once. Each is `async fn handle(AppState, Request) -> Response`
+//! over `lambda_http` types: a Lambda binary runs one of them behind API Gateway, and the
+//! local server runs all of them behind one listener via [`routes::ROUTES`].
 
+pub mod handlers;
+pub mod http;
+pub mod lambda;
+pub mod pages;
+pub mod routes;
+
+pub use http::{Request, Response};

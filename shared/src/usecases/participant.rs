@@ -10,9 +10,16 @@ pub async fn free_vm_count(state: &AppState) -> Result<u64> {
     state.store.count_assignable().await
 }
 
+/// A claim's result: the VM, and whether this email already held it.
+#[derive(Debug, Clone)]
+pub struct ClaimedVm {
+    pub vm: Vm,
+    pub rejoined: bool,
+}
+
 /// Validates the inputs, then assigns a free VM to `email` in one atomic store step, with
 /// a fresh PIN. The same email gets its existing VM back. A waiting VM is woken at once.
-pub async fn claim_vm(state: &AppState, email: &str, crd_command: &str) -> Result<Vm> {
+pub async fn claim_vm(state: &AppState, email: &str, crd_command: &str) -> Result<ClaimedVm> {
     let email = Email::parse(email)?;
     let crd = CrdCommand::parse(crd_command)?;
     let request = ClaimRequest {
@@ -25,9 +32,9 @@ pub async fn claim_vm(state: &AppState, email: &str, crd_command: &str) -> Resul
         ClaimOutcome::Assigned(vm) => {
             tracing::info!(hostname = %vm.hostname, "VM assigned");
             state.notifier.notify(&vm.hostname);
-            Ok(vm)
+            Ok(ClaimedVm { vm, rejoined: false })
         }
-        ClaimOutcome::AlreadyAssigned(vm) => Ok(vm),
+        ClaimOutcome::AlreadyAssigned(vm) => Ok(ClaimedVm { vm, rejoined: true }),
         ClaimOutcome::NoneFree => Err(Error::NoVmAvailable),
     }
 }

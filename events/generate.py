@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Writes the sample events in this folder: API Gateway HTTP API (payload v2.0) requests,
+one folder per Lambda function. Handler tests and `cargo lambda invoke --data-file` use
+them. Re-run after changing a case: python3 events/generate.py"""
+import base64, json, os
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ADMIN = "Basic " + base64.b64encode(b"admin:admin-password").decode()
+
+
+def http_event(method, path, route, body=None, headers=None, path_params=None, form=False):
+    hdrs = {"host": "abc123.execute-api.us-east-1.amazonaws.com", "user-agent": "curl/8.5.0"}
+    if body is not None:
+        hdrs["content-type"] = "application/x-www-form-urlencoded" if form else "application/json"
+    hdrs.update(headers or {})
+    event = {
+        "version": "2.0",
+        "routeKey": f"{method} {route}",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": hdrs,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "abc123",
+            "domainName": hdrs["host"],
+            "domainPrefix": "abc123",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1",
+                     "sourceIp": "203.0.113.7", "userAgent": "curl/8.5.0"},
+            "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+            "routeKey": f"{method} {route}",
+            "stage": "$default",
+            "time": "22/Nov/2026:06:00:00 +0000",
+            "timeEpoch": 1795327200000,
+        },
+        "isBase64Encoded": False,
+    }
+    if path_params:
+        event["pathParameters"] = path_params
+    if body is not None:
+        event["body"] = body if isinstance(body, str) else json.dumps(body)
+    return event
+
+
+def vm(token_of="vm-1"):
+    return {"authorization": f"Bearer token-{token_of}"}
+
+
+CASES = {
+    "home/get.json": http_event("GET", "/", "/"),
+    "request-vm/claim.json": http_event(
+        "POST", "/api/request_vm", "/api/request_vm",
+        "email=participant%40example.org&crd_command=DISPLAY%3D+%2Fopt%2Fgoogle%2Fchrome-remote-desktop%2Fstart-host+--code%3D%224%2F0AbCdEf%22+--redirect-url%3D%22https%3A%2F%2Fremotedesktop.google.com%2F_%2Foauthredirect%22+--name%3D%24%28hostname%29",
+        form=True),
+    "request-vm/injection.json": http_event(
+        "POST", "/request_vm", "/request_vm",
+        "email=participant%40example.org&crd_command=--code%3Dabc%3Bid", form=True),
+    "vm-startup/poll.json": http_event("POST", "/vm_startup", "/vm_startup", {"hostname": "vm-1"}, vm()),
+    "vm-startup/missing-hostname.json": http_event("POST", "/vm_startup", "/vm_startup", {}, vm()),
+    "vm-startup/unknown-vm.json": http_event("POST", "/vm_startup", "/vm_startup", {"hostname": "vm-404"}, vm()),
+    "vm-startup/wrong-token.json": http_event("POST", "/vm_startup", "/vm_startup", {"hostname": "vm-1"}, vm("vm-2")),
+    "unassigned-vms-count/get.json": http_event("GET", "/api/unassigned_vms_count", "/api/unassigned_vms_count"),
+    "update-inuse-status/in-use.json": http_event(
+        "POST", "/api/update_inuse_status", "/api/update_inuse_status", {"hostname": "vm-1", "status": True}, vm()),
+    "update-inuse-status/wrong-type.json": http_event(
+        "POST", "/api/update_inuse_status", "/api/update_inuse_status", {"hostname": "vm-1", "status": "yes"}, vm()),
+    "gpu-health/unhealthy.json": http_event(
+        "POST", "/api/gpu_health", "/api/gpu_health", {"hostname": "vm-1", "gpu_status": "unhealthy"}, vm()),
+    "report-vm-status/running.json": http_event(
+        "POST", "/api/vm-status", "/api/vm-status", {"hostname": "vm-1", "status": "running"}, vm()),
+    "report-vm-status/bogus.json": http_event(
+        "POST", "/api/vm-status", "/api/vm-status", {"hostname": "vm-1", "status": "available"}, vm()),
+    "list-vm-status/admin.json": http_event("GET", "/api/vm-status", "/api/vm-status", headers={"authorization": ADMIN}),
+    "list-vm-status/no-auth.json": http_event("GET", "/api/vm-status", "/api/vm-status"),
+    "get-vm-status/vm-1.json": http_event(
+        "GET", "/api/vm-status/vm-1", "/api/vm-status/{hostname}", headers={"authorization": ADMIN},
+        path_params={"hostname": "vm-1"}),
+    "get-vm-status/unknown.json": http_event(
+        "GET", "/api/vm-status/vm-404", "/api/vm-status/{hostname}", headers={"authorization": ADMIN},
+        path_params={"hostname": "vm-404"}),
+    "launch/two-vms.json": http_event(
+        "POST", "/api/launch", "/api/launch", "num_vms=2",
+        {"authorization": ADMIN, "accept": "application/json"}, form=True),
+    "launch/zero-vms.json": http_event(
+        "POST", "/admin/create", "/admin/create", "instance_count=0",
+        {"authorization": ADMIN, "accept": "application/json"}, form=True),
+    "destroy/admin.json": http_event(
+        "POST", "/admin/destroy", "/admin/destroy", "", {"authorization": ADMIN, "accept": "application/json"}, form=True),
+    "destroy/cross-site.json": http_event(
+        "POST", "/destroy", "/destroy", "",
+        {"authorization": ADMIN, "origin": "https://evil.example", "sec-fetch-site": "cross-site"}, form=True),
+    "get-operation/unknown.json": http_event(
+        "GET", "/api/operations/00000000-0000-0000-0000-000000000000", "/api/operations/{id}",
+        headers={"authorization": ADMIN}, path_params={"id": "00000000-0000-0000-0000-000000000000"}),
+    "admin-dashboard/get.json": http_event("GET", "/admin", "/admin", headers={"authorization": ADMIN}),
+}
+
+for name, event in CASES.items():
+    path = os.path.join(HERE, name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(event, f, indent=2)
+        f.write("\n")
+print(f"wrote {len(CASES)} events")

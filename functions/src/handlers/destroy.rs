@@ -1,0 +1,65 @@
+//! `POST /destroy` and `POST /admin/destroy` (admin): stop every VM, wait until each is
+//! gone, then forget its record. A VM that refuses to stop keeps its record.
+
+use http::StatusCode;
+use serde_json::json;
+use shared::usecases::admin;
+use shared::{AppState, Error};
+
+use crate::handlers::launch::admin_page;
+use crate::http::{
+    json_response, require_admin, require_same_origin, respond, wants_json, Request, Response,
+};
+
+pub async fn handle(state: AppState, req: Request) -> Response {
+    respond(async {
+        require_admin(&state, &req)?;
+        require_same_origin(&req)?;
+        let outcome = admin::destroy_all(&state).await;
+        if wants_json(&req) {
+            let op = outcome?;
+            return Ok(json_response(
+                StatusCode::OK,
+                &json!({"operation_id": op.id, "operation": op}),
+            ));
+        }
+        match outcome {
+            Ok(op) => {
+                let message = format!("Destroyed {} VM(s).", op.hostnames.len() - op.errors.len());
+                let error = (!op.errors.is_empty()).then(|| op.errors.join("; "));
+                admin_page(&state, StatusCode::OK, Some(&message), error.as_deref()).await
+            }
+            Err(e @ Error::Conflict(_)) => {
+                admin_page(&state, StatusCode::CONFLICT, None, Some(&e.to_string())).await
+            }
+            Err(e) => Err(e.into()),
+        }
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::test_support::*;
+
+    #[tokio::test]
+    async fn terminates_then_forgets() {
+        let t = TestState::new();
+        let resp = crate::handlers::launch::handle(t.state.clone(), event("launch/two-vms.json")).await;
+        assert_eq!(resp.status(), 202);
+        let resp = handle(t.state.clone(), event("destroy/admin.json")).await;
+        assert_eq!(resp.status(), 200, "{}", body_text(&resp));
+        assert_eq!(t.compute.terminated().len(), 2);
+        assert!(t.state.store.list_vms().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn cross_site_requests_are_refused() {
+        let t = TestState::new();
+        t.running_vm("vm-1").await;
+        let resp = handle(t.state.clone(), event("destroy/cross-site.json")).await;
+        assert_eq!(resp.status(), 403);
+        assert_eq!(t.state.store.list_vms().await.unwrap().len(), 1);
+    }
+}

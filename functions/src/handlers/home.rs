@@ -1,0 +1,24 @@
+//! `GET /`: the claim form and the number of free VMs.
+
+use http::StatusCode;
+use shared::usecases::participant;
+use shared::AppState;
+
+use crate::http::{respond, Request, Response};
+use crate::pages::{render, HomePage};
+
+pub async fn handle(state: AppState, _req: Request) -> Response {
+    respond(async {
+        let free_count = participant::free_vm_count(&state).await?;
+        render(
+            StatusCode::OK,
+            &HomePage {
+                free_count,
+                error: None,
+                email: "",
+                crd_command: "",
+            },
+        )
+    })
+    .await
+}

@@ -1,0 +1,47 @@
+//! `GET /api/vm-status` (admin): `{hostname: status, ...}` for every VM.
+
+use shared::usecases::admin;
+use shared::AppState;
+
+use crate::http::{no_store, ok_json, require_admin, respond, Request, Response};
+
+pub async fn handle(state: AppState, req: Request) -> Response {
+    respond(async {
+        require_admin(&state, &req)?;
+        let statuses: serde_json::Map<String, serde_json::Value> = admin::vm_statuses(&state)
+            .await?
+            .into_iter()
+            .map(|(hostname, status)| (hostname, status.as_str().into()))
+            .collect();
+        let mut resp = ok_json(statuses.into())?;
+        no_store(&mut resp);
+        Ok(resp)
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::test_support::*;
+
+    #[tokio::test]
+    async fn maps_hostnames_to_statuses() {
+        let t = TestState::new();
+        t.running_vm("vm-1").await;
+        t.vm("vm-2").await;
+        let resp = handle(t.state.clone(), event("list-vm-status/admin.json")).await;
+        assert_eq!(
+            body_json(&resp),
+            serde_json::json!({"vm-1": "running", "vm-2": "initializing"})
+        );
+    }
+
+    #[tokio::test]
+    async fn needs_admin_credentials() {
+        let t = TestState::new();
+        let resp = handle(t.state.clone(), event("list-vm-status/no-auth.json")).await;
+        assert_eq!(resp.status(), 401);
+        assert!(resp.headers()["www-authenticate"].to_str().unwrap().starts_with("Basic"));
+    }
+}

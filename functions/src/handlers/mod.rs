@@ -1,0 +1,19 @@
+//! One module per endpoint (= one Lambda function). Each exposes
+//! `pub async fn handle(state: AppState, req: Request) -> Response`.
+
+pub mod admin_dashboard;
+pub mod destroy;
+pub mod get_operation;
+pub mod get_vm_status;
+pub mod gpu_health;
+pub mod home;
+pub mod launch;
+pub mod list_vm_status;
+pub mod report_vm_status;
+pub mod request_vm;
+pub mod unassigned_vms_count;
+pub mod update_inuse_status;
+pub mod vm_startup;
+
+#[cfg(test)]
+pub(crate) mod test_support;

@@ -1,0 +1,52 @@
+//! `POST /api/vm-status` `{hostname, status}` + VM token. Unknown statuses are a 400; a
+//! transition the state machine refuses (e.g. error → running) is a 409.
+
+use serde::Deserialize;
+use serde_json::json;
+use shared::domain::{VmChange, VmStatus};
+use shared::usecases::vm_agent;
+use shared::AppState;
+
+use crate::http::{bearer_token, json_body, ok_json, required, respond, Request, Response};
+
+#[derive(Deserialize)]
+struct Body {
+    hostname: Option<String>,
+    status: Option<String>,
+}
+
+pub async fn handle(state: AppState, req: Request) -> Response {
+    respond(async {
+        let body: Body = json_body(&req)?;
+        let hostname = required(&body.hostname, "hostname")?;
+        let status = VmStatus::parse(required(&body.status, "status")?)?;
+        vm_agent::report(&state, hostname, bearer_token(&req), VmChange::Status(status)).await?;
+        ok_json(json!({"message": "VM status updated successfully."}))
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::test_support::*;
+
+    #[tokio::test]
+    async fn sample_event_sets_running() {
+        let t = TestState::new();
+        t.vm("vm-1").await;
+        let resp = handle(t.state.clone(), event("report-vm-status/running.json")).await;
+        assert_eq!(resp.status(), 200, "{}", body_text(&resp));
+        assert_eq!(body_json(&resp)["message"], "VM status updated successfully.");
+        assert_eq!(t.state.store.count_assignable().await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn unknown_status_is_refused() {
+        let t = TestState::new();
+        t.vm("vm-1").await;
+        let resp = handle(t.state.clone(), event("report-vm-status/bogus.json")).await;
+        assert_eq!(resp.status(), 400);
+        assert!(body_text(&resp).contains("status must be one of"));
+    }
+}

@@ -1,0 +1,118 @@
+//! Handler-test helpers: a real SQLite store in a temp dir, and the sample API Gateway
+//! events from `events/` (the same files `cargo lambda invoke --data-file` uses).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use shared::adapters::{InProcessNotifier, SqliteStore, SystemClock};
+use shared::config::Config;
+use shared::domain::{TokenHash, Vm, VmChange, VmStatus};
+use shared::ports::{ComputeProvider, LaunchSpec};
+use shared::state::AdminCredentials;
+use shared::AppState;
+
+use crate::http::{Request, Response};
+
+/// Matches the `Authorization: Basic` header in the admin sample events.
+pub const ADMIN_USER: &str = "admin";
+pub const ADMIN_PASSWORD: &str = "admin-password";
+
+/// Records launches and terminations (the real agent-process provider is exercised by the
+/// integration tests in `tests/`).
+#[derive(Default)]
+pub struct RecordingCompute {
+    launched: Mutex<Vec<String>>,
+    terminated: Mutex<Vec<String>>,
+}
+
+impl RecordingCompute {
+    pub fn launched(&self) -> Vec<String> {
+        self.launched.lock().unwrap().clone()
+    }
+    pub fn terminated(&self) -> Vec<String> {
+        self.terminated.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl ComputeProvider for RecordingCompute {
+    async fn launch(&self, spec: &LaunchSpec) -> shared::Result<String> {
+        self.launched.lock().unwrap().push(spec.hostname.clone());
+        Ok(format!("i-{}", spec.hostname))
+    }
+    async fn terminate(&self, instance_id: &str) -> shared::Result<()> {
+        self.terminated.lock().unwrap().push(instance_id.to_string());
+        Ok(())
+    }
+}
+
+pub struct TestState {
+    pub state: AppState,
+    pub compute: Arc<RecordingCompute>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestState {
+    pub fn new() -> Self {
+        Self::with_long_poll_secs(25)
+    }
+
+    pub fn with_long_poll_secs(secs: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::from_lookup(|_| None).unwrap();
+        config.long_poll = Duration::from_secs(secs);
+        config.api_url = Some("http://127.0.0.1:9".into());
+        let compute = Arc::new(RecordingCompute::default());
+        let state = AppState {
+            store: Arc::new(SqliteStore::open(dir.path()).unwrap()),
+            compute: compute.clone(),
+            notifier: Arc::new(InProcessNotifier::default()),
+            clock: Arc::new(SystemClock),
+            config: Arc::new(config),
+            admin: Arc::new(AdminCredentials::new(ADMIN_USER, ADMIN_PASSWORD)),
+        };
+        TestState {
+            state,
+            compute,
+            _dir: dir,
+        }
+    }
+
+    /// An initializing VM whose token is `token-<hostname>`.
+    pub async fn vm(&self, hostname: &str) {
+        let vm = Vm::new(hostname.into(), TokenHash::of(&format!("token-{hostname}")), 1);
+        self.state.store.insert_vm(&vm).await.unwrap();
+    }
+
+    pub async fn running_vm(&self, hostname: &str) {
+        self.vm(hostname).await;
+        self.state
+            .store
+            .update_vm(hostname, &VmChange::Status(VmStatus::Running), 2)
+            .await
+            .unwrap();
+    }
+
+    pub async fn claim(&self, email: &str) {
+        shared::usecases::participant::claim_vm(&self.state, email, "--code=4/abc")
+            .await
+            .unwrap();
+    }
+}
+
+/// Loads `events/<name>` as an API Gateway HTTP API (v2) request.
+pub fn event(name: &str) -> Request {
+    let path = format!("{}/../events/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+pub fn body_text(resp: &Response) -> String {
+    let bytes: &[u8] = resp.body().as_ref();
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+pub fn body_json(resp: &Response) -> serde_json::Value {
+    serde_json::from_str(&body_text(resp)).unwrap()
+}

@@ -1,0 +1,30 @@
+//! `GET /api/unassigned_vms_count` → `{"count": n}`.
+
+use serde_json::json;
+use shared::usecases::participant;
+use shared::AppState;
+
+use crate::http::{ok_json, respond, Request, Response};
+
+pub async fn handle(state: AppState, _req: Request) -> Response {
+    respond(async {
+        let count = participant::free_vm_count(&state).await?;
+        ok_json(json!({"count": count}))
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::test_support::*;
+
+    #[tokio::test]
+    async fn counts_only_assignable_vms() {
+        let t = TestState::new();
+        t.running_vm("vm-1").await;
+        t.vm("vm-2").await; // still initializing
+        let resp = handle(t.state.clone(), event("unassigned-vms-count/get.json")).await;
+        assert_eq!(body_json(&resp), serde_json::json!({"count": 1}));
+    }
+}

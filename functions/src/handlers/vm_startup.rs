@@ -1,0 +1,71 @@
+//! `POST /vm_startup` `{"hostname"}` + VM bearer token: the VM's long-poll for its
+//! assignment. Returns at once when assigned, else waits (at most the configured long-poll,
+//! ≤ 25 s to fit API Gateway) and answers `{"status":"waiting"}` so the agent asks again.
+
+use serde::Deserialize;
+use serde_json::json;
+use shared::usecases::vm_agent::{self, StartupAnswer};
+use shared::AppState;
+
+use crate::http::{bearer_token, json_body, ok_json, required, respond, Request, Response};
+
+#[derive(Deserialize)]
+struct Body {
+    hostname: Option<String>,
+}
+
+pub async fn handle(state: AppState, req: Request) -> Response {
+    respond(async {
+        let body: Body = json_body(&req)?;
+        let hostname = required(&body.hostname, "hostname")?;
+        let answer = vm_agent::wait_for_assignment(
+            &state,
+            hostname,
+            bearer_token(&req),
+            state.config.long_poll,
+        )
+        .await?;
+        match answer {
+            StartupAnswer::Assigned { pin, command } => {
+                ok_json(json!({"status": "success", "pin": pin, "command": command}))
+            }
+            StartupAnswer::Waiting => ok_json(json!({"status": "waiting"})),
+        }
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::test_support::*;
+
+    #[tokio::test]
+    async fn waiting_then_assigned() {
+        let t = TestState::with_long_poll_secs(1);
+        t.running_vm("vm-1").await;
+        let resp = handle(t.state.clone(), event("vm-startup/poll.json")).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(body_json(&resp)["status"], "waiting");
+
+        t.claim("someone@example.org").await;
+        let resp = handle(t.state.clone(), event("vm-startup/poll.json")).await;
+        let body = body_json(&resp);
+        assert_eq!(body["status"], "success");
+        assert_eq!(body["pin"].as_str().unwrap().len(), 6);
+        assert!(body["command"].as_str().unwrap().contains("--code="));
+    }
+
+    #[tokio::test]
+    async fn rejects_bad_requests() {
+        let t = TestState::new();
+        t.running_vm("vm-1").await;
+        let resp = handle(t.state.clone(), event("vm-startup/missing-hostname.json")).await;
+        assert_eq!(resp.status(), 400);
+        let resp = handle(t.state.clone(), event("vm-startup/unknown-vm.json")).await;
+        assert_eq!(resp.status(), 404);
+        let resp = handle(t.state.clone(), event("vm-startup/wrong-token.json")).await;
+        assert_eq!(resp.status(), 401);
+        assert_eq!(resp.headers()["www-authenticate"], "Bearer");
+    }
+}

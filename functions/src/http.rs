@@ -1,0 +1,251 @@
+//! Request parsing, authentication and the one place core errors become HTTP responses.
+
+use std::collections::HashMap;
+
+use base64::Engine as _;
+use http::{header, HeaderValue, StatusCode};
+use lambda_http::{Body, RequestExt};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use shared::{AppState, Error};
+
+pub type Request = lambda_http::Request;
+pub type Response = http::Response<Body>;
+
+/// Largest body any endpoint accepts. VM reports and forms are a few hundred bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Why a request failed, as the HTTP layer sees it.
+#[derive(Debug)]
+pub enum ApiError {
+    /// A core error (validation, not found, conflict, internal, ...).
+    Core(Error),
+    /// Admin route without valid Basic credentials: 401 with a Basic challenge.
+    AdminAuth,
+    /// A state-changing admin request sent from another site (CSRF): 403.
+    CrossSite,
+    PayloadTooLarge,
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError::Core(e)
+    }
+}
+
+pub type ApiResult = Result<Response, ApiError>;
+
+impl ApiError {
+    pub fn bad_request(msg: impl Into<String>) -> Self {
+        ApiError::Core(Error::Validation(msg.into()))
+    }
+
+    /// The status code and the stable, safe body `{"error": message, "code": code}`.
+    /// Internal errors are logged with an id; only the id reaches the client.
+    pub fn into_response(self) -> Response {
+        let (status, code, message) = match &self {
+            ApiError::AdminAuth => (StatusCode::UNAUTHORIZED, "unauthorized", "admin credentials required".to_string()),
+            ApiError::CrossSite => (StatusCode::FORBIDDEN, "cross_site", "cross-site admin requests are refused".to_string()),
+            ApiError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+            ),
+            ApiError::Core(e) => match e {
+                Error::Validation(m) => (StatusCode::BAD_REQUEST, "invalid_request", m.clone()),
+                Error::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()),
+                Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", e.to_string()),
+                Error::Conflict(m) => (StatusCode::CONFLICT, "conflict", m.clone()),
+                Error::NoVmAvailable => (StatusCode::CONFLICT, "no_vm_available", e.to_string()),
+                Error::Internal(cause) => {
+                    let id = uuid::Uuid::new_v4();
+                    tracing::error!(error_id = %id, error = ?cause, "internal error");
+                    let mut resp = json_response(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        &json!({"error": "internal error", "code": "internal", "error_id": id.to_string()}),
+                    );
+                    no_store(&mut resp);
+                    return resp;
+                }
+            },
+        };
+        let mut resp = json_response(status, &json!({"error": message, "code": code}));
+        match self {
+            ApiError::AdminAuth => {
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"gpufleet admin\", charset=\"UTF-8\""),
+                );
+            }
+            ApiError::Core(Error::Unauthorized) => {
+                resp.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+/// Runs a fallible handler body and renders its error, so handlers can use `?`.
+pub async fn respond(result: impl std::future::Future<Output = ApiResult>) -> Response {
+    match result.await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    }
+}
+
+pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response {
+    let mut resp = http::Response::new(Body::Text(value.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+pub fn ok_json(value: serde_json::Value) -> ApiResult {
+    Ok(json_response(StatusCode::OK, &value))
+}
+
+pub fn html_response(status: StatusCode, html: String) -> Response {
+    let mut resp = http::Response::new(Body::Text(html));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    // Pages are self-contained: no inline framing by other sites, no remote scripts.
+    resp.headers_mut()
+        .insert("x-frame-options", HeaderValue::from_static("DENY"));
+    resp.headers_mut().insert(
+        "content-security-policy",
+        HeaderValue::from_static("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"),
+    );
+    resp
+}
+
+/// Pages showing secrets (PINs) or admin data must not be cached.
+pub fn no_store(resp: &mut Response) {
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+fn body_bytes(req: &Request) -> Result<&[u8], ApiError> {
+    let bytes: &[u8] = req.body().as_ref();
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    Ok(bytes)
+}
+
+/// Parses a JSON body. Bodies that are not JSON, or JSON of the wrong shape, are a 400
+/// naming the problem.
+pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
+    let bytes = body_bytes(req)?;
+    if bytes.is_empty() {
+        return Err(ApiError::bad_request("a JSON body is required"));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        let what = match e.classify() {
+            serde_json::error::Category::Data => format!("invalid JSON body: {e}"),
+            _ => "the body is not valid JSON".to_string(),
+        };
+        ApiError::bad_request(what)
+    })
+}
+
+/// Parses an `application/x-www-form-urlencoded` body into its fields.
+pub fn form_body(req: &Request) -> Result<HashMap<String, String>, ApiError> {
+    let bytes = body_bytes(req)?;
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(bytes)
+        .map(|pairs| pairs.into_iter().collect())
+        .map_err(|_| ApiError::bad_request("the form body could not be parsed"))
+}
+
+/// A required, non-empty field of a JSON body.
+pub fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, ApiError> {
+    match value.as_deref().map(str::trim) {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err(ApiError::bad_request(format!("{name} is required"))),
+    }
+}
+
+pub fn path_param(req: &Request, name: &str) -> Result<String, ApiError> {
+    req.path_parameters()
+        .first(name)
+        .map(str::to_string)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| ApiError::bad_request(format!("{name} is required in the path")))
+}
+
+/// The token of `Authorization: Bearer <token>`, if present.
+pub fn bearer_token(req: &Request) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// Checks HTTP Basic admin credentials (constant-time, see `AdminCredentials`).
+pub fn require_admin(state: &AppState, req: &Request) -> Result<(), ApiError> {
+    let credentials = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+        .and_then(|(_, b64)| base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok())
+        .and_then(|raw| String::from_utf8(raw).ok());
+    let Some(credentials) = credentials else {
+        return Err(ApiError::AdminAuth);
+    };
+    let (user, password) = credentials.split_once(':').unwrap_or((&credentials, ""));
+    if state.admin.verify(user, password) {
+        Ok(())
+    } else {
+        Err(ApiError::AdminAuth)
+    }
+}
+
+/// Basic credentials ride along on every request a browser sends to the site, including
+/// ones another site triggers; refuse state-changing admin requests that a browser marks
+/// as cross-site (`Sec-Fetch-Site`) or whose `Origin` is not this host.
+pub fn require_same_origin(req: &Request) -> Result<(), ApiError> {
+    let headers = req.headers();
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        if site == "cross-site" || site == "same-site" {
+            return Err(ApiError::CrossSite);
+        }
+    }
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let origin_host = origin.split("://").nth(1).unwrap_or(origin);
+        if origin != "null" && origin_host != host {
+            return Err(ApiError::CrossSite);
+        }
+    }
+    Ok(())
+}
+
+/// Whether the client asked for JSON (`Accept: application/json`).
+pub fn wants_json(req: &Request) -> bool {
+    req.headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"))
+}
+
+/// Formats epoch milliseconds as RFC 3339 UTC.
+pub fn rfc3339(millis: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}

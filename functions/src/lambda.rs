@@ -1,0 +1,82 @@
+//! Wiring for the Lambda binaries: tracing, state from the environment (read once, before
+//! the first invocation), then the runtime loop around one handler.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use lambda_http::{service_fn, Error};
+use shared::adapters::{PollingNotifier, SqliteStore, SystemClock};
+use shared::config::Config;
+use shared::ports::{ComputeProvider, LaunchSpec};
+use shared::state::AdminCredentials;
+use shared::AppState;
+
+use crate::http::{Request, Response};
+
+/// Logs as JSON lines (CloudWatch) or human-readable text, filtered by `RUST_LOG`.
+pub fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let result = if json {
+        builder.json().with_current_span(false).without_time().try_init()
+    } else {
+        builder.with_target(false).try_init()
+    };
+    // A second init (tests) is harmless.
+    drop(result);
+}
+
+/// Builds the state a Lambda function runs with.
+///
+/// THE AWS SEAM: the store here is SQLite in `GPUFLEET_DATA_DIR` (so `cargo lambda watch`
+/// works on a laptop) until the DynamoDB adapter replaces it, and compute is not wired until
+/// the SQS/EC2 provisioning path exists; a launch then fails with a clear reason.
+pub fn state_from_env() -> Result<AppState, Error> {
+    let config = Config::from_env()?;
+    let admin = AdminCredentials::new(&config.admin_user, config.require_admin_password()?);
+    let store = SqliteStore::open(&config.data_dir)?;
+    Ok(AppState {
+        store: Arc::new(store),
+        compute: Arc::new(NoCompute),
+        notifier: Arc::new(PollingNotifier {
+            interval: config.poll_interval,
+        }),
+        clock: Arc::new(SystemClock),
+        admin: Arc::new(admin),
+        config: Arc::new(config),
+    })
+}
+
+/// Stands in where no compute provider is configured: every launch fails, visibly.
+struct NoCompute;
+
+#[async_trait]
+impl ComputeProvider for NoCompute {
+    async fn launch(&self, _spec: &LaunchSpec) -> shared::Result<String> {
+        Err(shared::Error::Internal(anyhow::anyhow!(
+            "no compute provider is configured for this deployment"
+        )))
+    }
+    async fn terminate(&self, _instance_id: &str) -> shared::Result<()> {
+        Err(shared::Error::Internal(anyhow::anyhow!(
+            "no compute provider is configured for this deployment"
+        )))
+    }
+}
+
+/// Runs one handler as a Lambda function behind API Gateway.
+pub async fn run<F, Fut>(handler: F) -> Result<(), Error>
+where
+    F: Fn(AppState, Request) -> Fut + Copy + Send + 'static,
+    Fut: Future<Output = Response> + Send + 'static,
+{
+    init_tracing(true);
+    let state = state_from_env()?;
+    lambda_http::run(service_fn(move |req: Request| {
+        let state = state.clone();
+        async move { Ok::<_, Error>(handler(state, req).await) }
+    }))
+    .await
+}

@@ -1,0 +1,148 @@
+//! The route table: every HTTP path, its method, the Lambda function (binary) that serves
+//! it on AWS and the handler. The local server dispatches through this table, and the
+//! template check (tests) compares it with `template.yaml`, so the two cannot drift.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use http::Method;
+use shared::AppState;
+
+use crate::handlers;
+use crate::http::{Request, Response};
+
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
+pub type Handler = fn(AppState, Request) -> HandlerFuture;
+
+pub struct Route {
+    pub method: Method,
+    /// API Gateway syntax: `{name}` is one path segment.
+    pub path: &'static str,
+    /// The binary in `functions/src/bin/` (and the Lambda function) serving this route.
+    pub function: &'static str,
+    pub handler: Handler,
+}
+
+macro_rules! route {
+    ($method:ident $path:literal => $function:literal, $module:ident) => {
+        Route {
+            method: Method::$method,
+            path: $path,
+            function: $function,
+            handler: |state, req| Box::pin(handlers::$module::handle(state, req)),
+        }
+    };
+}
+
+pub static ROUTES: &[Route] = &[
+    route!(GET "/" => "home", home),
+    route!(POST "/api/request_vm" => "request-vm", request_vm),
+    route!(POST "/request_vm" => "request-vm", request_vm),
+    route!(POST "/vm_startup" => "vm-startup", vm_startup),
+    route!(GET "/api/unassigned_vms_count" => "unassigned-vms-count", unassigned_vms_count),
+    route!(POST "/api/update_inuse_status" => "update-inuse-status", update_inuse_status),
+    route!(POST "/api/gpu_health" => "gpu-health", gpu_health),
+    route!(POST "/api/vm-status" => "report-vm-status", report_vm_status),
+    route!(GET "/api/vm-status" => "list-vm-status", list_vm_status),
+    route!(GET "/api/vm-status/{hostname}" => "get-vm-status", get_vm_status),
+    route!(POST "/api/launch" => "launch", launch),
+    route!(POST "/admin/create" => "launch", launch),
+    route!(POST "/destroy" => "destroy", destroy),
+    route!(POST "/admin/destroy" => "destroy", destroy),
+    route!(GET "/api/operations/{id}" => "get-operation", get_operation),
+    route!(GET "/admin" => "admin-dashboard", admin_dashboard),
+];
+
+/// What matching a request path against the table found.
+pub enum Match<'a> {
+    Found(&'a Route, Vec<(String, String)>),
+    /// The path exists, but not for this method.
+    MethodNotAllowed,
+    NotFound,
+}
+
+/// Finds the route for `method` and `path`, with its `{name}` parameters (percent-decoded).
+pub fn find(method: &Method, path: &str) -> Match<'static> {
+    let mut path_matched = false;
+    for route in ROUTES {
+        if let Some(params) = match_path(route.path, path) {
+            if route.method == *method {
+                return Match::Found(route, params);
+            }
+            path_matched = true;
+        }
+    }
+    if path_matched {
+        Match::MethodNotAllowed
+    } else {
+        Match::NotFound
+    }
+}
+
+fn match_path(pattern: &str, path: &str) -> Option<Vec<(String, String)>> {
+    let mut params = Vec::new();
+    let mut pattern_parts = pattern.split('/');
+    let mut path_parts = path.split('/');
+    loop {
+        match (pattern_parts.next(), path_parts.next()) {
+            (None, None) => return Some(params),
+            (Some(p), Some(s)) => {
+                if let Some(name) = p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                    if s.is_empty() {
+                        return None;
+                    }
+                    params.push((name.to_string(), percent_decode(s)?));
+                } else if p != s {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matching() {
+        assert!(matches!(find(&Method::GET, "/api/vm-status"), Match::Found(r, p) if r.function == "list-vm-status" && p.is_empty()));
+        match find(&Method::GET, "/api/vm-status/vm%2D1") {
+            Match::Found(r, p) => {
+                assert_eq!(r.function, "get-vm-status");
+                assert_eq!(p, vec![("hostname".to_string(), "vm-1".to_string())]);
+            }
+            _ => panic!("no match"),
+        }
+        assert!(matches!(find(&Method::DELETE, "/api/vm-status"), Match::MethodNotAllowed));
+        assert!(matches!(find(&Method::GET, "/api/vm-status/a/b"), Match::NotFound));
+        assert!(matches!(find(&Method::GET, "/api/vm-status/"), Match::NotFound));
+        assert!(matches!(find(&Method::GET, "/nope"), Match::NotFound));
+    }
+
+    #[test]
+    fn every_function_has_a_binary() {
+        for route in ROUTES {
+            let bin = format!("{}/src/bin/{}.rs", env!("CARGO_MANIFEST_DIR"), route.function);
+            assert!(std::path::Path::new(&bin).exists(), "missing {bin}");
+        }
+    }
+}
