@@ -1,1 +1,10 @@
+//! Local mode and the VM agent.
+//!
+//! `gpufleet serve` runs every endpoint of `functions::routes::ROUTES` in one process on the
+//! SQLite store, with agent processes as VMs. `gpufleet agent` is what runs on each VM, in
+//! local mode and (from its user_data) in the cloud.
 
+pub mod agent;
+pub mod cli;
+pub mod seed;
+pub mod server;

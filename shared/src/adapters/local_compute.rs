@@ -43,12 +43,16 @@ impl LocalCompute {
         }
     }
 
+    /// Where the agent of `hostname` writes its output.
     pub fn log_path(&self, hostname: &str) -> PathBuf {
-        let safe: String = hostname
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
-            .collect();
-        self.config.log_dir.join(format!("{safe}.log"))
+        self.config.log_dir.join(format!("{}.log", file_safe(hostname)))
+    }
+
+    /// Where the agent of `hostname` writes the assignment it received (PIN, command).
+    pub fn assignment_path(&self, hostname: &str) -> PathBuf {
+        self.config
+            .log_dir
+            .join(format!("{}.assignment.json", file_safe(hostname)))
     }
 }
 
@@ -65,6 +69,8 @@ impl ComputeProvider for LocalCompute {
             .arg("agent")
             .args(["--allocator", &spec.allocator_url])
             .args(["--hostname", &spec.hostname])
+            .arg("--assignment-file")
+            .arg(self.assignment_path(&spec.hostname))
             .args(&self.config.extra_args)
             // The token goes through the environment, not argv (argv is world-readable).
             .env("GPUFLEET_AGENT_TOKEN", spec.token.as_str())
@@ -129,6 +135,13 @@ impl ComputeProvider for LocalCompute {
             "agent {pid} still alive after SIGKILL"
         )))
     }
+}
+
+fn file_safe(hostname: &str) -> String {
+    hostname
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .collect()
 }
 
 /// Whether `pid` is a live (not zombie) `... agent ...` process of our program.

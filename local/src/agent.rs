@@ -1,0 +1,290 @@
+//! The VM agent: what runs on every VM (an agent process in local mode, a systemd service
+//! started by user_data in the cloud).
+//!
+//! It reports `initializing`, checks the GPU, reports `running`, then long-polls
+//! `/vm_startup` until the VM is assigned, and starts Chrome Remote Desktop with the PIN —
+//! but only when started with `--execute-crd`; otherwise it logs what it would run, so a
+//! laptop never executes what a stranger typed. It watches for a process by name and
+//! reports in-use changes, and heartbeats its status. Calls are retried with backoff while
+//! the allocator is unreachable.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use rand::Rng;
+use serde_json::{json, Value};
+use shared::domain::crd::{CrdCommand, CRD_REDIRECT_URL, CRD_START_HOST};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GpuMode {
+    /// Ask `nvidia-smi`: no GPU or no driver → n/a, an error → unhealthy.
+    Detect,
+    /// Report healthy without checking (local demo).
+    Healthy,
+    /// Report unhealthy (to try the allocator's handling).
+    Unhealthy,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct AgentArgs {
+    /// The allocator's base URL, e.g. https://abc.execute-api.us-east-1.amazonaws.com
+    #[arg(long, env = "GPUFLEET_ALLOCATOR_URL")]
+    pub allocator: String,
+    /// This VM's hostname as the allocator knows it.
+    #[arg(long, env = "GPUFLEET_HOSTNAME")]
+    pub hostname: String,
+    /// The VM's bearer token (prefer the environment variable: argv is visible to all users).
+    #[arg(long, env = "GPUFLEET_AGENT_TOKEN", hide_env_values = true)]
+    pub token: String,
+    #[arg(long, value_enum, default_value = "detect")]
+    pub gpu: GpuMode,
+    /// Really start Chrome Remote Desktop once assigned (only on a real VM).
+    #[arg(long)]
+    pub execute_crd: bool,
+    /// Write the received assignment (PIN, command) to this file, mode 0600.
+    #[arg(long)]
+    pub assignment_file: Option<PathBuf>,
+    /// Report in-use while a process with this name runs.
+    #[arg(long)]
+    pub watch_process: Option<String>,
+    /// Seconds between in-use checks and status heartbeats.
+    #[arg(long, default_value_t = 5)]
+    pub watch_interval_secs: u64,
+    /// Exit if the allocator stays unreachable this long (default: retry forever).
+    #[arg(long)]
+    pub give_up_after_secs: Option<u64>,
+}
+
+/// How a call to the allocator ended, once retries are over.
+#[derive(Debug)]
+enum CallError {
+    /// The allocator answered 4xx: retrying will not help.
+    Rejected(u16, String),
+    /// Unreachable (or 5xx) for longer than `--give-up-after-secs`.
+    GaveUp(String),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Rejected(status, body) => write!(f, "allocator answered {status}: {body}"),
+            CallError::GaveUp(why) => write!(f, "gave up reaching the allocator: {why}"),
+        }
+    }
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    give_up_after: Option<Duration>,
+}
+
+impl Client {
+    /// POSTs JSON, retrying connection failures, timeouts, 429 and 5xx with exponential
+    /// backoff and jitter (0.5 s doubling to 30 s).
+    async fn post(&self, path: &str, body: &Value) -> Result<Value, CallError> {
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            let result = self
+                .http
+                .post(format!("{}{path}", self.base))
+                .bearer_auth(&self.token)
+                .json(body)
+                .send()
+                .await;
+            let retry_why = match result {
+                Ok(resp) if resp.status().is_success() => {
+                    return resp
+                        .json()
+                        .await
+                        .map_err(|e| CallError::Rejected(200, format!("unreadable body: {e}")));
+                }
+                Ok(resp) if resp.status().is_client_error() && resp.status().as_u16() != 429 => {
+                    let status = resp.status().as_u16();
+                    let text = resp.text().await.unwrap_or_default();
+                    return Err(CallError::Rejected(status, text));
+                }
+                Ok(resp) => format!("HTTP {}", resp.status()),
+                Err(e) => format!("{e}"),
+            };
+            if let Some(limit) = self.give_up_after {
+                if started.elapsed() >= limit {
+                    return Err(CallError::GaveUp(retry_why));
+                }
+            }
+            let jitter = rand::rng().random_range(0.8..1.2);
+            let wait = backoff.mul_f64(jitter);
+            eprintln!("agent: {path} failed ({retry_why}); retrying in {wait:.1?}");
+            tokio::time::sleep(wait).await;
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+    }
+}
+
+/// Runs the agent until the VM is removed from the allocator (exit 0) or a fatal error.
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let client = Client {
+        http: reqwest::Client::builder()
+            // Longer than the allocator's 25 s long-poll.
+            .timeout(Duration::from_secs(40))
+            .build()
+            .context("building the HTTP client")?,
+        base: args.allocator.trim_end_matches('/').to_string(),
+        token: args.token.clone(),
+        give_up_after: args.give_up_after_secs.map(Duration::from_secs),
+    };
+    let host = args.hostname.as_str();
+    match run_inner(&client, &args).await {
+        Err(e) => match e.downcast_ref::<CallError>() {
+            Some(CallError::Rejected(404, _)) => {
+                println!("agent[{host}]: the allocator no longer knows this VM; exiting");
+                Ok(())
+            }
+            _ => Err(e),
+        },
+        ok => ok,
+    }
+}
+
+async fn run_inner(client: &Client, args: &AgentArgs) -> anyhow::Result<()> {
+    let host = args.hostname.as_str();
+    report_status(client, host, "initializing").await?;
+    let gpu = check_gpu(args.gpu).await;
+    println!("agent[{host}]: GPU health {gpu}");
+    client
+        .post("/api/gpu_health", &json!({"hostname": host, "gpu_status": gpu}))
+        .await?;
+    report_status(client, host, "running").await?;
+    println!("agent[{host}]: running; waiting for an assignment");
+
+    let assignment = loop {
+        let answer = client.post("/vm_startup", &json!({"hostname": host})).await?;
+        match answer["status"].as_str() {
+            Some("success") => break answer,
+            Some("waiting") => continue,
+            other => bail!("unexpected /vm_startup answer {other:?}"),
+        }
+    };
+    let pin = assignment["pin"].as_str().unwrap_or_default().to_string();
+    let command = assignment["command"].as_str().unwrap_or_default().to_string();
+    start_remote_desktop(args, &pin, &command).await?;
+
+    // From here on: watch for in-use changes and heartbeat until the VM is destroyed.
+    let mut in_use = false;
+    let mut last_heartbeat = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_secs(args.watch_interval_secs.max(1))).await;
+        if let Some(name) = &args.watch_process {
+            let now_in_use = process_running(name);
+            if now_in_use != in_use {
+                client
+                    .post(
+                        "/api/update_inuse_status",
+                        &json!({"hostname": host, "status": now_in_use}),
+                    )
+                    .await?;
+                println!("agent[{host}]: in use = {now_in_use}");
+                in_use = now_in_use;
+            }
+        }
+        if last_heartbeat.elapsed() >= Duration::from_secs(60) {
+            report_status(client, host, "running").await?;
+            last_heartbeat = Instant::now();
+        }
+    }
+}
+
+async fn report_status(client: &Client, host: &str, status: &str) -> anyhow::Result<()> {
+    client
+        .post("/api/vm-status", &json!({"hostname": host, "status": status}))
+        .await?;
+    Ok(())
+}
+
+impl std::error::Error for CallError {}
+
+/// Builds Chrome Remote Desktop's argv from the validated code alone (no shell), then runs
+/// it only with `--execute-crd`.
+async fn start_remote_desktop(args: &AgentArgs, pin: &str, command: &str) -> anyhow::Result<()> {
+    let host = args.hostname.as_str();
+    // The allocator validated the command; check again here, since this is where it runs.
+    let crd = CrdCommand::parse(command).context("the assigned CRD command is invalid")?;
+    let argv = [
+        CRD_START_HOST.to_string(),
+        format!("--code={}", crd.code()),
+        format!("--redirect-url={CRD_REDIRECT_URL}"),
+        format!("--name={host}"),
+        format!("--pin={pin}"),
+    ];
+    if let Some(path) = &args.assignment_file {
+        write_private(path, &json!({"hostname": host, "pin": pin, "command": command}).to_string())?;
+    }
+    let shown: Vec<String> = argv
+        .iter()
+        .map(|a| if a.starts_with("--pin=") { "--pin=******".to_string() } else { a.clone() })
+        .collect();
+    if !args.execute_crd {
+        println!(
+            "agent[{host}]: assigned; dry run (no --execute-crd), would run: {}",
+            shown.join(" ")
+        );
+        return Ok(());
+    }
+    println!("agent[{host}]: assigned; starting Chrome Remote Desktop: {}", shown.join(" "));
+    let status = tokio::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .env("DISPLAY", "")
+        .status()
+        .await
+        .with_context(|| format!("running {}", argv[0]))?;
+    if !status.success() {
+        bail!("Chrome Remote Desktop start-host exited with {status}");
+    }
+    Ok(())
+}
+
+fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+/// GPU health from `nvidia-smi`: no binary → n/a, failure or no GPU listed → unhealthy.
+async fn check_gpu(mode: GpuMode) -> &'static str {
+    match mode {
+        GpuMode::Healthy => return "healthy",
+        GpuMode::Unhealthy => return "unhealthy",
+        GpuMode::Detect => {}
+    }
+    let run = tokio::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=name,temperature.gpu", "--format=csv,noheader"])
+        .output();
+    match tokio::time::timeout(Duration::from_secs(15), run).await {
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => "n/a",
+        Ok(Ok(out)) if out.status.success() && !out.stdout.trim_ascii().is_empty() => "healthy",
+        _ => "unhealthy",
+    }
+}
+
+/// Whether a process with this exact name (as in /proc/<pid>/comm) is running.
+fn process_running(name: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        entry.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit())
+            && std::fs::read_to_string(entry.path().join("comm"))
+                .is_ok_and(|comm| comm.trim_end() == name)
+    })
+}

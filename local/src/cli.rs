@@ -1,0 +1,166 @@
+//! The `gpufleet` command line: `serve`, `agent`, `seed-vms`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use rand::distr::{Alphanumeric, SampleString};
+use shared::config::Config;
+
+use crate::agent::{self, AgentArgs, GpuMode};
+use crate::server::{self, ServerOptions};
+
+#[derive(Parser)]
+#[command(name = "gpufleet", version, about = "Serverless GPU VM allocator: local mode and VM agent")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve every endpoint in one process on the embedded store; VMs are local agents.
+    Serve(ServeArgs),
+    /// Run the VM agent (what each VM runs).
+    Agent(AgentArgs),
+    /// Register N running VMs without agents (benchmarks, trying the claim page).
+    SeedVms(SeedArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    addr: SocketAddr,
+    /// Where the SQLite database and agent logs live [env: GPUFLEET_DATA_DIR, default ./data]
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// URL the local VMs call back [default: http://<addr>]
+    #[arg(long)]
+    public_url: Option<String>,
+    /// GPU health the local agents report (there is no GPU on a laptop).
+    #[arg(long, value_enum, default_value = "healthy")]
+    agent_gpu: GpuMode,
+}
+
+#[derive(clap::Args)]
+struct SeedArgs {
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[arg(long)]
+    count: u32,
+    #[arg(long, default_value = "seeded-vm")]
+    prefix: String,
+    /// Write `[{hostname, token}]` here (default: stdout).
+    #[arg(long)]
+    tokens_out: Option<PathBuf>,
+}
+
+/// The whole program; the `gpufleet` binary's `main` is just this.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("gpufleet: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Agent(args) => agent::run(args).await,
+            Command::SeedVms(args) => seed(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gpufleet: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    functions::lambda::init_tracing(false);
+    let mut config = Config::from_env()?;
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(url) = args.public_url {
+        config.api_url = Some(url);
+    }
+    let generated = config.admin_password.is_none().then(|| {
+        let password = Alphanumeric.sample_string(&mut rand::rng(), 20);
+        config.admin_password = Some(password.clone());
+        password
+    });
+    let agent_gpu = match args.agent_gpu {
+        GpuMode::Detect => "detect",
+        GpuMode::Healthy => "healthy",
+        GpuMode::Unhealthy => "unhealthy",
+    };
+    let admin_user = config.admin_user.clone();
+    let data_dir = config.data_dir.clone();
+    let running = server::start(ServerOptions {
+        addr: args.addr,
+        config,
+        agent_program: std::env::current_exe()?,
+        // Local VMs give up 15 minutes after the server goes away for good.
+        agent_args: vec![
+            "--gpu".into(),
+            agent_gpu.into(),
+            "--give-up-after-secs".into(),
+            "900".into(),
+        ],
+        kill_agents_on_drop: false,
+    })
+    .await?;
+    println!("gpufleet local mode: {}", running.url);
+    println!("  claim page: {}/", running.url);
+    println!("  admin:      {}/admin  (user {admin_user})", running.url);
+    if let Some(password) = generated {
+        println!("  admin password (generated for this run; set GPUFLEET_ADMIN_PASSWORD to choose one): {password}");
+    }
+    println!("  data:       {}", data_dir.display());
+    let url = running.url.clone();
+    tokio::select! {
+        _ = shutdown_signal() => {
+            println!("gpufleet: stopping; local VMs keep running like cloud VMs would (destroy them from {url}/admin)");
+            running.stop().await;
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn seed(args: SeedArgs) -> anyhow::Result<()> {
+    let data_dir = match args.data_dir {
+        Some(dir) => dir,
+        None => Config::from_env()?.data_dir,
+    };
+    let tokens = crate::seed::seed_vms(&data_dir, &args.prefix, args.count).await?;
+    let text = serde_json::to_string_pretty(&tokens)?;
+    match args.tokens_out {
+        Some(path) => std::fs::write(&path, text)?,
+        None => println!("{text}"),
+    }
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! The local server: one listener, the route table, the same handlers the Lambda functions
+//! run. Each request becomes a `lambda_http::Request` (body, path and query parameters)
+//! exactly as API Gateway would hand it over.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::body::Body as AxumBody;
+use axum::extract::State;
+use http::StatusCode;
+use lambda_http::RequestExt;
+use shared::adapters::{
+    InProcessNotifier, LocalCompute, LocalComputeConfig, SqliteStore, SystemClock,
+};
+use shared::config::Config;
+use shared::state::AdminCredentials;
+use shared::AppState;
+
+use functions::http::{json_response, MAX_BODY_BYTES};
+use functions::routes::{self, Match};
+
+pub struct ServerOptions {
+    pub addr: SocketAddr,
+    pub config: Config,
+    /// The binary with the `agent` subcommand that local compute starts per VM.
+    pub agent_program: PathBuf,
+    /// Extra `agent` arguments (e.g. `--gpu healthy`).
+    pub agent_args: Vec<String>,
+    /// Kill agents when the server is dropped (tests); by default they outlive it.
+    pub kill_agents_on_drop: bool,
+}
+
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub url: String,
+    pub state: AppState,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Stops accepting, gives in-flight requests a moment, then ends.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), &mut self.task).await;
+        self.task.abort();
+    }
+
+    /// Serves until the task ends (it never does on its own).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Binds, builds the local state and starts serving in the background.
+pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
+    let listener = tokio::net::TcpListener::bind(options.addr)
+        .await
+        .with_context(|| format!("binding {}", options.addr))?;
+    let addr = listener.local_addr()?;
+    let mut config = options.config;
+    let url = config
+        .api_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    config.api_url = Some(url.clone());
+    let password = config
+        .admin_password
+        .clone()
+        .context("an admin password must be set before the server starts")?;
+    let store = SqliteStore::open(&config.data_dir)?;
+    let compute = LocalCompute::new(LocalComputeConfig {
+        program: options.agent_program,
+        extra_args: options.agent_args,
+        log_dir: config.data_dir.join("agents"),
+        kill_on_drop: options.kill_agents_on_drop,
+    });
+    let state = AppState {
+        store: Arc::new(store),
+        compute: Arc::new(compute),
+        notifier: Arc::new(InProcessNotifier::default()),
+        clock: Arc::new(SystemClock),
+        admin: Arc::new(AdminCredentials::new(&config.admin_user, &password)),
+        config: Arc::new(config),
+    };
+    let app = axum::Router::new()
+        .fallback(dispatch)
+        .with_state(state.clone());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "server stopped");
+        }
+    });
+    Ok(RunningServer {
+        addr,
+        url,
+        state,
+        shutdown: Some(tx),
+        task,
+    })
+}
+
+/// Routes one request through the table and runs its handler.
+async fn dispatch(State(state): State<AppState>, req: axum::extract::Request) -> axum::response::Response {
+    let (parts, body) = req.into_parts();
+    let (route, params) = match routes::find(&parts.method, parts.uri.path()) {
+        Match::Found(route, params) => (route, params),
+        Match::MethodNotAllowed => {
+            return error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this path")
+        }
+        Match::NotFound => return error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
+    };
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            &format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+        );
+    };
+    let query: HashMap<String, Vec<String>> = parts
+        .uri
+        .query()
+        .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .fold(HashMap::new(), |mut map, (k, v)| {
+            map.entry(k).or_default().push(v);
+            map
+        });
+    let path_params: HashMap<String, String> = params.into_iter().collect();
+    let body = if bytes.is_empty() {
+        lambda_http::Body::Empty
+    } else {
+        lambda_http::Body::Binary(bytes.to_vec())
+    };
+    let request = http::Request::from_parts(parts, body)
+        .with_path_parameters(path_params)
+        .with_query_string_parameters(query);
+    // A spawned task finishes even if the client goes away mid-request (a launch must not
+    // stop half way because a browser tab closed), and a panic becomes a 500, not a crash.
+    match tokio::spawn((route.handler)(state, request)).await {
+        Ok(resp) => resp.map(|body| AxumBody::from(body.to_vec())),
+        Err(e) => {
+            tracing::error!(error = %e, "handler panicked");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+        }
+    }
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> axum::response::Response {
+    json_response(status, &serde_json::json!({"error": message, "code": code}))
+        .map(|body| AxumBody::from(body.to_vec()))
+}
