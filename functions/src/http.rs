@@ -44,8 +44,16 @@ impl ApiError {
     /// Internal errors are logged with an id; only the id reaches the client.
     pub fn into_response(self) -> Response {
         let (status, code, message) = match &self {
-            ApiError::AdminAuth => (StatusCode::UNAUTHORIZED, "unauthorized", "admin credentials required".to_string()),
-            ApiError::CrossSite => (StatusCode::FORBIDDEN, "cross_site", "cross-site admin requests are refused".to_string()),
+            ApiError::AdminAuth => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "admin credentials required".to_string(),
+            ),
+            ApiError::CrossSite => (
+                StatusCode::FORBIDDEN,
+                "cross_site",
+                "cross-site admin requests are refused".to_string(),
+            ),
             ApiError::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
@@ -198,7 +206,11 @@ pub fn require_admin(state: &AppState, req: &Request) -> Result<(), ApiError> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
-        .and_then(|(_, b64)| base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok())
+        .and_then(|(_, b64)| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .ok()
+        })
         .and_then(|raw| String::from_utf8(raw).ok());
     let Some(credentials) = credentials else {
         return Err(ApiError::AdminAuth);
@@ -246,6 +258,9 @@ pub fn wants_json(req: &Request) -> bool {
 pub fn rfc3339(millis: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }

@@ -20,7 +20,11 @@ pub fn init_tracing(json: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let result = if json {
-        builder.json().with_current_span(false).without_time().try_init()
+        builder
+            .json()
+            .with_current_span(false)
+            .without_time()
+            .try_init()
     } else {
         builder.with_target(false).try_init()
     };

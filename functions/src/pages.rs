@@ -45,7 +45,11 @@ impl From<&Vm> for VmRow {
             reason: vm.status_reason.clone(),
             gpu: vm.gpu_health.as_str(),
             in_use: vm.in_use,
-            email: vm.assignment.as_ref().map(|a| a.email.clone()).unwrap_or_default(),
+            email: vm
+                .assignment
+                .as_ref()
+                .map(|a| a.email.clone())
+                .unwrap_or_default(),
             created: crate::http::rfc3339(vm.created_at),
         }
     }

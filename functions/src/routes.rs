@@ -14,43 +14,56 @@ use crate::http::{Request, Response};
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
 pub type Handler = fn(AppState, Request) -> HandlerFuture;
 
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone (participants, the claim page).
+    Public,
+    /// A VM, with its own bearer token.
+    Vm,
+    /// An admin, with HTTP Basic credentials.
+    Admin,
+}
+
 pub struct Route {
     pub method: Method,
     /// API Gateway syntax: `{name}` is one path segment.
     pub path: &'static str,
     /// The binary in `functions/src/bin/` (and the Lambda function) serving this route.
     pub function: &'static str,
+    pub access: Access,
     pub handler: Handler,
 }
 
 macro_rules! route {
-    ($method:ident $path:literal => $function:literal, $module:ident) => {
+    ($method:ident $path:literal => $function:literal, $module:ident, $access:ident) => {
         Route {
             method: Method::$method,
             path: $path,
             function: $function,
+            access: Access::$access,
             handler: |state, req| Box::pin(handlers::$module::handle(state, req)),
         }
     };
 }
 
 pub static ROUTES: &[Route] = &[
-    route!(GET "/" => "home", home),
-    route!(POST "/api/request_vm" => "request-vm", request_vm),
-    route!(POST "/request_vm" => "request-vm", request_vm),
-    route!(POST "/vm_startup" => "vm-startup", vm_startup),
-    route!(GET "/api/unassigned_vms_count" => "unassigned-vms-count", unassigned_vms_count),
-    route!(POST "/api/update_inuse_status" => "update-inuse-status", update_inuse_status),
-    route!(POST "/api/gpu_health" => "gpu-health", gpu_health),
-    route!(POST "/api/vm-status" => "report-vm-status", report_vm_status),
-    route!(GET "/api/vm-status" => "list-vm-status", list_vm_status),
-    route!(GET "/api/vm-status/{hostname}" => "get-vm-status", get_vm_status),
-    route!(POST "/api/launch" => "launch", launch),
-    route!(POST "/admin/create" => "launch", launch),
-    route!(POST "/destroy" => "destroy", destroy),
-    route!(POST "/admin/destroy" => "destroy", destroy),
-    route!(GET "/api/operations/{id}" => "get-operation", get_operation),
-    route!(GET "/admin" => "admin-dashboard", admin_dashboard),
+    route!(GET "/" => "home", home, Public),
+    route!(POST "/api/request_vm" => "request-vm", request_vm, Public),
+    route!(POST "/request_vm" => "request-vm", request_vm, Public),
+    route!(POST "/vm_startup" => "vm-startup", vm_startup, Vm),
+    route!(GET "/api/unassigned_vms_count" => "unassigned-vms-count", unassigned_vms_count, Public),
+    route!(POST "/api/update_inuse_status" => "update-inuse-status", update_inuse_status, Vm),
+    route!(POST "/api/gpu_health" => "gpu-health", gpu_health, Vm),
+    route!(POST "/api/vm-status" => "report-vm-status", report_vm_status, Vm),
+    route!(GET "/api/vm-status" => "list-vm-status", list_vm_status, Admin),
+    route!(GET "/api/vm-status/{hostname}" => "get-vm-status", get_vm_status, Admin),
+    route!(POST "/api/launch" => "launch", launch, Admin),
+    route!(POST "/admin/create" => "launch", launch, Admin),
+    route!(POST "/destroy" => "destroy", destroy, Admin),
+    route!(POST "/admin/destroy" => "destroy", destroy, Admin),
+    route!(GET "/api/operations/{id}" => "get-operation", get_operation, Admin),
+    route!(GET "/admin" => "admin-dashboard", admin_dashboard, Admin),
 ];
 
 /// What matching a request path against the table found.
@@ -124,7 +137,9 @@ mod tests {
 
     #[test]
     fn matching() {
-        assert!(matches!(find(&Method::GET, "/api/vm-status"), Match::Found(r, p) if r.function == "list-vm-status" && p.is_empty()));
+        assert!(
+            matches!(find(&Method::GET, "/api/vm-status"), Match::Found(r, p) if r.function == "list-vm-status" && p.is_empty())
+        );
         match find(&Method::GET, "/api/vm-status/vm%2D1") {
             Match::Found(r, p) => {
                 assert_eq!(r.function, "get-vm-status");
@@ -132,16 +147,29 @@ mod tests {
             }
             _ => panic!("no match"),
         }
-        assert!(matches!(find(&Method::DELETE, "/api/vm-status"), Match::MethodNotAllowed));
-        assert!(matches!(find(&Method::GET, "/api/vm-status/a/b"), Match::NotFound));
-        assert!(matches!(find(&Method::GET, "/api/vm-status/"), Match::NotFound));
+        assert!(matches!(
+            find(&Method::DELETE, "/api/vm-status"),
+            Match::MethodNotAllowed
+        ));
+        assert!(matches!(
+            find(&Method::GET, "/api/vm-status/a/b"),
+            Match::NotFound
+        ));
+        assert!(matches!(
+            find(&Method::GET, "/api/vm-status/"),
+            Match::NotFound
+        ));
         assert!(matches!(find(&Method::GET, "/nope"), Match::NotFound));
     }
 
     #[test]
     fn every_function_has_a_binary() {
         for route in ROUTES {
-            let bin = format!("{}/src/bin/{}.rs", env!("CARGO_MANIFEST_DIR"), route.function);
+            let bin = format!(
+                "{}/src/bin/{}.rs",
+                env!("CARGO_MANIFEST_DIR"),
+                route.function
+            );
             assert!(std::path::Path::new(&bin).exists(), "missing {bin}");
         }
     }

@@ -155,13 +155,18 @@ async fn run_inner(client: &Client, args: &AgentArgs) -> anyhow::Result<()> {
     let gpu = check_gpu(args.gpu).await;
     println!("agent[{host}]: GPU health {gpu}");
     client
-        .post("/api/gpu_health", &json!({"hostname": host, "gpu_status": gpu}))
+        .post(
+            "/api/gpu_health",
+            &json!({"hostname": host, "gpu_status": gpu}),
+        )
         .await?;
     report_status(client, host, "running").await?;
     println!("agent[{host}]: running; waiting for an assignment");
 
     let assignment = loop {
-        let answer = client.post("/vm_startup", &json!({"hostname": host})).await?;
+        let answer = client
+            .post("/vm_startup", &json!({"hostname": host}))
+            .await?;
         match answer["status"].as_str() {
             Some("success") => break answer,
             Some("waiting") => continue,
@@ -169,7 +174,10 @@ async fn run_inner(client: &Client, args: &AgentArgs) -> anyhow::Result<()> {
         }
     };
     let pin = assignment["pin"].as_str().unwrap_or_default().to_string();
-    let command = assignment["command"].as_str().unwrap_or_default().to_string();
+    let command = assignment["command"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     start_remote_desktop(args, &pin, &command).await?;
 
     // From here on: watch for in-use changes and heartbeat until the VM is destroyed.
@@ -199,7 +207,10 @@ async fn run_inner(client: &Client, args: &AgentArgs) -> anyhow::Result<()> {
 
 async fn report_status(client: &Client, host: &str, status: &str) -> anyhow::Result<()> {
     client
-        .post("/api/vm-status", &json!({"hostname": host, "status": status}))
+        .post(
+            "/api/vm-status",
+            &json!({"hostname": host, "status": status}),
+        )
         .await?;
     Ok(())
 }
@@ -220,11 +231,20 @@ async fn start_remote_desktop(args: &AgentArgs, pin: &str, command: &str) -> any
         format!("--pin={pin}"),
     ];
     if let Some(path) = &args.assignment_file {
-        write_private(path, &json!({"hostname": host, "pin": pin, "command": command}).to_string())?;
+        write_private(
+            path,
+            &json!({"hostname": host, "pin": pin, "command": command}).to_string(),
+        )?;
     }
     let shown: Vec<String> = argv
         .iter()
-        .map(|a| if a.starts_with("--pin=") { "--pin=******".to_string() } else { a.clone() })
+        .map(|a| {
+            if a.starts_with("--pin=") {
+                "--pin=******".to_string()
+            } else {
+                a.clone()
+            }
+        })
         .collect();
     if !args.execute_crd {
         println!(
@@ -233,7 +253,10 @@ async fn start_remote_desktop(args: &AgentArgs, pin: &str, command: &str) -> any
         );
         return Ok(());
     }
-    println!("agent[{host}]: assigned; starting Chrome Remote Desktop: {}", shown.join(" "));
+    println!(
+        "agent[{host}]: assigned; starting Chrome Remote Desktop: {}",
+        shown.join(" ")
+    );
     let status = tokio::process::Command::new(&argv[0])
         .args(&argv[1..])
         .env("DISPLAY", "")
@@ -283,7 +306,11 @@ fn process_running(name: &str) -> bool {
         return false;
     };
     entries.flatten().any(|entry| {
-        entry.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit())
+        entry
+            .file_name()
+            .to_string_lossy()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
             && std::fs::read_to_string(entry.path().join("comm"))
                 .is_ok_and(|comm| comm.trim_end() == name)
     })

@@ -12,7 +12,11 @@ use crate::agent::{self, AgentArgs, GpuMode};
 use crate::server::{self, ServerOptions};
 
 #[derive(Parser)]
-#[command(name = "gpufleet", version, about = "Serverless GPU VM allocator: local mode and VM agent")]
+#[command(
+    name = "gpufleet",
+    version,
+    about = "Serverless GPU VM allocator: local mode and VM agent"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -59,7 +63,10 @@ struct SeedArgs {
 /// The whole program; the `gpufleet` binary's `main` is just this.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("gpufleet: cannot start the async runtime: {e}");
@@ -138,13 +145,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
     }
     #[cfg(not(unix))]

@@ -11,7 +11,11 @@ use shared::domain::{GpuHealth, Vm, VmChange, VmStatus, VmToken};
 use shared::ports::{Clock, VmStore};
 
 /// Inserts `count` VMs named `<prefix>-<n>`; returns `[{hostname, token}]`.
-pub async fn seed_vms(data_dir: &Path, prefix: &str, count: u32) -> anyhow::Result<serde_json::Value> {
+pub async fn seed_vms(
+    data_dir: &Path,
+    prefix: &str,
+    count: u32,
+) -> anyhow::Result<serde_json::Value> {
     let store = SqliteStore::open(data_dir)?;
     let now = SystemClock.now_millis();
     let mut out = Vec::with_capacity(count as usize);

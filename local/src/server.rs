@@ -112,12 +112,19 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
 }
 
 /// Routes one request through the table and runs its handler.
-async fn dispatch(State(state): State<AppState>, req: axum::extract::Request) -> axum::response::Response {
+async fn dispatch(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
     let (parts, body) = req.into_parts();
     let (route, params) = match routes::find(&parts.method, parts.uri.path()) {
         Match::Found(route, params) => (route, params),
         Match::MethodNotAllowed => {
-            return error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this path")
+            return error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this path",
+            )
         }
         Match::NotFound => return error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
     };
@@ -153,7 +160,11 @@ async fn dispatch(State(state): State<AppState>, req: axum::extract::Request) ->
         Ok(resp) => resp.map(|body| AxumBody::from(body.to_vec())),
         Err(e) => {
             tracing::error!(error = %e, "handler panicked");
-            error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            )
         }
     }
 }

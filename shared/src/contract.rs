@@ -5,8 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::domain::{
-    Assignment, Email, GpuHealth, Operation, OperationKind, Pin, TokenHash, Vm, VmChange,
-    VmStatus,
+    Assignment, Email, GpuHealth, Operation, OperationKind, Pin, TokenHash, Vm, VmChange, VmStatus,
 };
 use crate::error::Error;
 use crate::ports::{ClaimOutcome, ClaimRequest, Store};
@@ -37,7 +36,10 @@ fn claim(email: &str) -> ClaimRequest {
 }
 
 async fn running(store: &dyn Store, hostname: &str, created_at: i64) {
-    store.insert_vm(&vm(hostname, created_at)).await.expect("insert");
+    store
+        .insert_vm(&vm(hostname, created_at))
+        .await
+        .expect("insert");
     store
         .update_vm(hostname, &VmChange::Status(VmStatus::Running), created_at)
         .await
@@ -55,7 +57,10 @@ async fn insert_get_and_duplicates(store: &dyn Store) {
     v.metrics.stages.insert("cloud_init_start".into(), 1.5);
     v.instance_id = Some("i-123".into());
     store.insert_vm(&v).await.expect("insert");
-    assert_eq!(store.get_vm("c-insert").await.expect("get"), Some(v.clone()));
+    assert_eq!(
+        store.get_vm("c-insert").await.expect("get"),
+        Some(v.clone())
+    );
     assert!(matches!(store.insert_vm(&v).await, Err(Error::Conflict(_))));
     assert_eq!(store.get_vm("c-missing").await.expect("get"), None);
     assert_eq!(store.list_vms().await.expect("list"), vec![v]);
@@ -68,29 +73,37 @@ async fn updates_follow_the_state_machine(store: &dyn Store) {
         .update_vm("c-upd", &VmChange::Status(VmStatus::Running), 20)
         .await
         .expect("status");
-    assert_eq!((v.status, v.updated_at, v.last_seen_at), (VmStatus::Running, 20, Some(20)));
+    assert_eq!(
+        (v.status, v.updated_at, v.last_seen_at),
+        (VmStatus::Running, 20, Some(20))
+    );
     let v = store
         .update_vm("c-upd", &VmChange::GpuHealth(GpuHealth::Unhealthy), 21)
         .await
         .expect("gpu");
     assert_eq!(v.gpu_health, GpuHealth::Unhealthy);
-    let v = store.update_vm("c-upd", &VmChange::InUse(true), 22).await.expect("in use");
+    let v = store
+        .update_vm("c-upd", &VmChange::InUse(true), 22)
+        .await
+        .expect("in use");
     assert!(v.in_use);
     let v = store
         .update_vm("c-upd", &VmChange::Failed("launch failed".into()), 23)
         .await
         .expect("failed");
     assert_eq!(v.status, VmStatus::Error);
-    assert_eq!(v.last_seen_at, Some(22), "a system change is not the VM reporting");
+    assert_eq!(
+        v.last_seen_at,
+        Some(22),
+        "a system change is not the VM reporting"
+    );
     let refused = store
         .update_vm("c-upd", &VmChange::Status(VmStatus::Running), 24)
         .await;
     assert!(matches!(refused, Err(Error::Conflict(_))), "{refused:?}");
     let after = store.get_vm("c-upd").await.expect("get").expect("exists");
     assert_eq!(after, v, "a refused change leaves the record as it was");
-    let missing = store
-        .update_vm("c-nope", &VmChange::InUse(true), 25)
-        .await;
+    let missing = store.update_vm("c-nope", &VmChange::InUse(true), 25).await;
     assert!(matches!(missing, Err(Error::NotFound(_))));
     clear(store).await;
 }
@@ -168,7 +181,10 @@ async fn same_email_gets_the_same_vm(store: &dyn Store) {
 async fn delete_removes(store: &dyn Store) {
     running(store, "c-del", 1).await;
     store.delete_vm("c-del").await.expect("delete");
-    store.delete_vm("c-del").await.expect("deleting twice is fine");
+    store
+        .delete_vm("c-del")
+        .await
+        .expect("deleting twice is fine");
     assert_eq!(store.get_vm("c-del").await.expect("get"), None);
     assert_eq!(store.count_assignable().await.expect("count"), 0);
 }
@@ -184,11 +200,20 @@ async fn operations_one_at_a_time(store: &dyn Store) {
     first.hostnames.push("vm-a".into());
     first.finish(1_000_200);
     store.save_operation(&first).await.expect("save");
-    assert_eq!(store.get_operation(&first.id).await.expect("get"), Some(first.clone()));
-    store.begin_operation(&second, 60_000).await.expect("after the first finished");
+    assert_eq!(
+        store.get_operation(&first.id).await.expect("get"),
+        Some(first.clone())
+    );
+    store
+        .begin_operation(&second, 60_000)
+        .await
+        .expect("after the first finished");
     // A running operation older than the stale limit does not block forever.
     let third = Operation::start(OperationKind::Launch, 1_000_100 + 60_001);
-    store.begin_operation(&third, 60_000).await.expect("stale one ignored");
+    store
+        .begin_operation(&third, 60_000)
+        .await
+        .expect("stale one ignored");
     assert_eq!(store.get_operation("nope").await.expect("get"), None);
 }
 

@@ -46,7 +46,8 @@ mod tests {
     #[tokio::test]
     async fn terminates_then_forgets() {
         let t = TestState::new();
-        let resp = crate::handlers::launch::handle(t.state.clone(), event("launch/two-vms.json")).await;
+        let resp =
+            crate::handlers::launch::handle(t.state.clone(), event("launch/two-vms.json")).await;
         assert_eq!(resp.status(), 202);
         let resp = handle(t.state.clone(), event("destroy/admin.json")).await;
         assert_eq!(resp.status(), 200, "{}", body_text(&resp));

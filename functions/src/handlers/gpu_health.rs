@@ -19,7 +19,13 @@ pub async fn handle(state: AppState, req: Request) -> Response {
         let body: Body = json_body(&req)?;
         let hostname = required(&body.hostname, "hostname")?;
         let health = GpuHealth::parse(required(&body.gpu_status, "gpu_status")?)?;
-        vm_agent::report(&state, hostname, bearer_token(&req), VmChange::GpuHealth(health)).await?;
+        vm_agent::report(
+            &state,
+            hostname,
+            bearer_token(&req),
+            VmChange::GpuHealth(health),
+        )
+        .await?;
         ok_json(json!({"message": "GPU health status updated successfully."}))
     })
     .await

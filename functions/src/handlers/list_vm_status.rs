@@ -42,6 +42,9 @@ mod tests {
         let t = TestState::new();
         let resp = handle(t.state.clone(), event("list-vm-status/no-auth.json")).await;
         assert_eq!(resp.status(), 401);
-        assert!(resp.headers()["www-authenticate"].to_str().unwrap().starts_with("Basic"));
+        assert!(resp.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic"));
     }
 }

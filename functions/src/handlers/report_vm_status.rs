@@ -20,7 +20,13 @@ pub async fn handle(state: AppState, req: Request) -> Response {
         let body: Body = json_body(&req)?;
         let hostname = required(&body.hostname, "hostname")?;
         let status = VmStatus::parse(required(&body.status, "status")?)?;
-        vm_agent::report(&state, hostname, bearer_token(&req), VmChange::Status(status)).await?;
+        vm_agent::report(
+            &state,
+            hostname,
+            bearer_token(&req),
+            VmChange::Status(status),
+        )
+        .await?;
         ok_json(json!({"message": "VM status updated successfully."}))
     })
     .await
@@ -37,7 +43,10 @@ mod tests {
         t.vm("vm-1").await;
         let resp = handle(t.state.clone(), event("report-vm-status/running.json")).await;
         assert_eq!(resp.status(), 200, "{}", body_text(&resp));
-        assert_eq!(body_json(&resp)["message"], "VM status updated successfully.");
+        assert_eq!(
+            body_json(&resp)["message"],
+            "VM status updated successfully."
+        );
         assert_eq!(t.state.store.count_assignable().await.unwrap(), 1);
     }
 

@@ -18,10 +18,9 @@ pub async fn handle(state: AppState, req: Request) -> Response {
         let crd_command = form.get("crd_command").map(String::as_str).unwrap_or("");
         match participant::claim_vm(&state, email, crd_command).await {
             Ok(participant::ClaimedVm { vm, rejoined }) => {
-                let assignment = vm
-                    .assignment
-                    .as_ref()
-                    .ok_or_else(|| Error::Internal(anyhow::anyhow!("claimed VM has no assignment")))?;
+                let assignment = vm.assignment.as_ref().ok_or_else(|| {
+                    Error::Internal(anyhow::anyhow!("claimed VM has no assignment"))
+                })?;
                 let mut resp = render(
                     StatusCode::OK,
                     &SuccessPage {
@@ -79,7 +78,10 @@ mod tests {
         assert_eq!(resp.status(), 200);
         let body = body_text(&resp);
         assert!(body.contains("no VM is available"), "{body}");
-        assert!(body.contains("participant@example.org"), "keeps what they typed");
+        assert!(
+            body.contains("participant@example.org"),
+            "keeps what they typed"
+        );
     }
 
     #[tokio::test]

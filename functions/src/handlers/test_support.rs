@@ -42,7 +42,10 @@ impl ComputeProvider for RecordingCompute {
         Ok(format!("i-{}", spec.hostname))
     }
     async fn terminate(&self, instance_id: &str) -> shared::Result<()> {
-        self.terminated.lock().unwrap().push(instance_id.to_string());
+        self.terminated
+            .lock()
+            .unwrap()
+            .push(instance_id.to_string());
         Ok(())
     }
 }
@@ -81,7 +84,11 @@ impl TestState {
 
     /// An initializing VM whose token is `token-<hostname>`.
     pub async fn vm(&self, hostname: &str) {
-        let vm = Vm::new(hostname.into(), TokenHash::of(&format!("token-{hostname}")), 1);
+        let vm = Vm::new(
+            hostname.into(),
+            TokenHash::of(&format!("token-{hostname}")),
+            1,
+        );
         self.state.store.insert_vm(&vm).await.unwrap();
     }
 

@@ -6,7 +6,9 @@ use shared::domain::VmChange;
 use shared::usecases::vm_agent;
 use shared::AppState;
 
-use crate::http::{bearer_token, json_body, ok_json, required, respond, ApiError, Request, Response};
+use crate::http::{
+    bearer_token, json_body, ok_json, required, respond, ApiError, Request, Response,
+};
 
 #[derive(Deserialize)]
 struct Body {
@@ -21,7 +23,13 @@ pub async fn handle(state: AppState, req: Request) -> Response {
         let in_use = body
             .status
             .ok_or_else(|| ApiError::bad_request("status (true or false) is required"))?;
-        vm_agent::report(&state, hostname, bearer_token(&req), VmChange::InUse(in_use)).await?;
+        vm_agent::report(
+            &state,
+            hostname,
+            bearer_token(&req),
+            VmChange::InUse(in_use),
+        )
+        .await?;
         ok_json(json!({"message": "In-use status updated successfully."}))
     })
     .await
@@ -38,7 +46,10 @@ mod tests {
         t.running_vm("vm-1").await;
         let resp = handle(t.state.clone(), event("update-inuse-status/in-use.json")).await;
         assert_eq!(resp.status(), 200, "{}", body_text(&resp));
-        assert_eq!(body_json(&resp)["message"], "In-use status updated successfully.");
+        assert_eq!(
+            body_json(&resp)["message"],
+            "In-use status updated successfully."
+        );
         assert!(t.state.store.get_vm("vm-1").await.unwrap().unwrap().in_use);
     }
 
@@ -46,7 +57,11 @@ mod tests {
     async fn wrong_type_is_a_400_and_changes_nothing() {
         let t = TestState::new();
         t.running_vm("vm-1").await;
-        let resp = handle(t.state.clone(), event("update-inuse-status/wrong-type.json")).await;
+        let resp = handle(
+            t.state.clone(),
+            event("update-inuse-status/wrong-type.json"),
+        )
+        .await;
         assert_eq!(resp.status(), 400);
         assert!(!t.state.store.get_vm("vm-1").await.unwrap().unwrap().in_use);
     }

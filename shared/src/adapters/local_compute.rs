@@ -45,7 +45,9 @@ impl LocalCompute {
 
     /// Where the agent of `hostname` writes its output.
     pub fn log_path(&self, hostname: &str) -> PathBuf {
-        self.config.log_dir.join(format!("{}.log", file_safe(hostname)))
+        self.config
+            .log_dir
+            .join(format!("{}.log", file_safe(hostname)))
     }
 
     /// Where the agent of `hostname` writes the assignment it received (PIN, command).
@@ -123,7 +125,9 @@ impl ComputeProvider for LocalCompute {
             .await
             .context("running kill")?;
         if !status.success() && is_our_agent(pid, &self.config.program) {
-            return Err(Error::Internal(anyhow::anyhow!("could not kill agent {pid}")));
+            return Err(Error::Internal(anyhow::anyhow!(
+                "could not kill agent {pid}"
+            )));
         }
         for _ in 0..100 {
             if !is_our_agent(pid, &self.config.program) {
@@ -140,7 +144,13 @@ impl ComputeProvider for LocalCompute {
 fn file_safe(hostname: &str) -> String {
     hostname
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -150,14 +160,19 @@ fn is_our_agent(pid: u32, program: &std::path::Path) -> bool {
         return false;
     };
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    if stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')) {
+    if stat
+        .rsplit(')')
+        .next()
+        .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+    {
         return false;
     }
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
     let program_name = program.file_name().map(|n| n.as_encoded_bytes());
-    let first_matches = args
-        .first()
-        .and_then(|a| std::path::Path::new(std::str::from_utf8(a).ok()?).file_name().map(|n| n.as_encoded_bytes()))
-        == program_name;
+    let first_matches = args.first().and_then(|a| {
+        std::path::Path::new(std::str::from_utf8(a).ok()?)
+            .file_name()
+            .map(|n| n.as_encoded_bytes())
+    }) == program_name;
     first_matches && args.get(1) == Some(&b"agent".as_slice())
 }

@@ -46,7 +46,8 @@ struct Inner {
     durability: SqliteDurability,
 }
 
-const VM_COLUMNS: &str = "hostname, status, status_reason, gpu_health, in_use, email, crd_command, \
+const VM_COLUMNS: &str =
+    "hostname, status, status_reason, gpu_health, in_use, email, crd_command, \
      pin, assigned_at, instance_id, token_hash, metrics, created_at, updated_at, last_seen_at";
 
 /// The SQL form of `AssignableRule`, built from its constants so the rule has one source.
@@ -126,7 +127,11 @@ impl SqliteStore {
     }
 }
 
-fn open_connection(path: &Path, durability: SqliteDurability, read_only: bool) -> Result<Connection> {
+fn open_connection(
+    path: &Path,
+    durability: SqliteDurability,
+    read_only: bool,
+) -> Result<Connection> {
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
@@ -152,8 +157,10 @@ fn open_connection(path: &Path, durability: SqliteDurability, read_only: bool) -
         SqliteDurability::Normal => "NORMAL",
         SqliteDurability::Full => "FULL",
     };
-    conn.execute_batch(&format!("PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON;"))
-        .context("setting pragmas")?;
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON;"
+    ))
+    .context("setting pragmas")?;
     Ok(conn)
 }
 
@@ -479,7 +486,9 @@ impl OperationStore for SqliteStore {
         let id = id.to_string();
         self.read(move |conn| {
             let body: Option<String> = conn
-                .query_row("SELECT body FROM operations WHERE id = ?1", [id], |r| r.get(0))
+                .query_row("SELECT body FROM operations WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })
                 .optional()
                 .map_err(sql_err("reading an operation"))?;
             body.map(|b| serde_json::from_str(&b).map_err(|e| Error::Internal(e.into())))

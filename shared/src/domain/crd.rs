@@ -178,10 +178,7 @@ mod tests {
             "   ",
         ];
         for raw in cases {
-            assert!(
-                CrdCommand::parse(raw).is_err(),
-                "{raw:?} must be rejected"
-            );
+            assert!(CrdCommand::parse(raw).is_err(), "{raw:?} must be rejected");
         }
     }
 

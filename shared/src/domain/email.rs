@@ -59,7 +59,10 @@ mod tests {
 
     #[test]
     fn accepts_and_normalises() {
-        assert_eq!(Email::parse(" Ada@Example.ORG ").unwrap().as_str(), "ada@example.org");
+        assert_eq!(
+            Email::parse(" Ada@Example.ORG ").unwrap().as_str(),
+            "ada@example.org"
+        );
         assert!(Email::parse("first.last+tag@sub.example.co.uk").is_ok());
     }
 

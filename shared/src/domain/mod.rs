@@ -11,4 +11,6 @@ pub use crd::CrdCommand;
 pub use email::Email;
 pub use operation::{Operation, OperationKind, OperationStatus};
 pub use secrets::{Pin, TokenHash, VmToken};
-pub use vm::{AssignableRule, Assignment, GpuHealth, Millis, StartupMetrics, Vm, VmChange, VmStatus};
+pub use vm::{
+    AssignableRule, Assignment, GpuHealth, Millis, StartupMetrics, Vm, VmChange, VmStatus,
+};

@@ -101,7 +101,9 @@ mod tests {
     #[test]
     fn pins_are_six_digits_and_vary() {
         let pins: HashSet<String> = (0..200).map(|_| Pin::generate().0).collect();
-        assert!(pins.iter().all(|p| p.len() == 6 && p.chars().all(|c| c.is_ascii_digit())));
+        assert!(pins
+            .iter()
+            .all(|p| p.len() == 6 && p.chars().all(|c| c.is_ascii_digit())));
         // 200 draws from a million values: a constant or tiny range would collapse this.
         assert!(pins.len() > 190, "only {} distinct PINs", pins.len());
     }

@@ -204,7 +204,10 @@ impl VmChange {
     pub fn is_report_from_vm(&self) -> bool {
         matches!(
             self,
-            VmChange::Status(_) | VmChange::GpuHealth(_) | VmChange::InUse(_) | VmChange::Metrics(_)
+            VmChange::Status(_)
+                | VmChange::GpuHealth(_)
+                | VmChange::InUse(_)
+                | VmChange::Metrics(_)
         )
     }
 
@@ -260,9 +263,8 @@ mod tests {
         for status in VmStatus::ALL {
             for health in GpuHealth::ALL {
                 for assigned in [false, true] {
-                    let expected = status == VmStatus::Running
-                        && !assigned
-                        && health != GpuHealth::Unhealthy;
+                    let expected =
+                        status == VmStatus::Running && !assigned && health != GpuHealth::Unhealthy;
                     let mut v = vm();
                     v.status = status;
                     v.gpu_health = health;
@@ -274,7 +276,11 @@ mod tests {
                             assigned_at: 1,
                         });
                     }
-                    assert_eq!(v.is_assignable(), expected, "{status:?} {health:?} {assigned}");
+                    assert_eq!(
+                        v.is_assignable(),
+                        expected,
+                        "{status:?} {health:?} {assigned}"
+                    );
                 }
             }
         }
@@ -294,10 +300,20 @@ mod tests {
         let mut v = vm();
         VmChange::Failed("boom".into()).apply(&mut v, 1).unwrap();
         assert_eq!(v.status_reason.as_deref(), Some("boom"));
-        assert!(VmChange::Status(VmStatus::Running).apply(&mut v, 2).is_err());
-        assert_eq!(v.status, VmStatus::Error, "a refused change changes nothing");
-        VmChange::Status(VmStatus::Initializing).apply(&mut v, 3).unwrap();
-        VmChange::Status(VmStatus::Running).apply(&mut v, 4).unwrap();
+        assert!(VmChange::Status(VmStatus::Running)
+            .apply(&mut v, 2)
+            .is_err());
+        assert_eq!(
+            v.status,
+            VmStatus::Error,
+            "a refused change changes nothing"
+        );
+        VmChange::Status(VmStatus::Initializing)
+            .apply(&mut v, 3)
+            .unwrap();
+        VmChange::Status(VmStatus::Running)
+            .apply(&mut v, 4)
+            .unwrap();
         assert_eq!(v.status, VmStatus::Running);
         assert_eq!(v.status_reason, None);
         assert_eq!(v.last_seen_at, Some(4));

@@ -9,10 +9,9 @@ use crate::AppState;
 
 /// Checks a requested VM count: a positive integer no larger than the configured maximum.
 pub fn parse_vm_count(raw: &str, max: u32) -> Result<u32> {
-    let n: i64 = raw
-        .trim()
-        .parse()
-        .map_err(|_| Error::validation(format!("the VM count must be a whole number (got {raw:?})")))?;
+    let n: i64 = raw.trim().parse().map_err(|_| {
+        Error::validation(format!("the VM count must be a whole number (got {raw:?})"))
+    })?;
     if n < 1 || n > i64::from(max) {
         return Err(Error::validation(format!(
             "the VM count must be between 1 and {max} (got {n})"
@@ -36,16 +35,12 @@ pub async fn launch_vms(state: &AppState, count: u32) -> Result<Operation> {
             "the VM count must be between 1 and {max} (got {count})"
         )));
     }
-    let api_url = state
-        .config
-        .api_url
-        .clone()
-        .ok_or_else(|| Error::Internal(anyhow::anyhow!("GPUFLEET_API_URL is not configured")))?;
+    let api_url =
+        state.config.api_url.clone().ok_or_else(|| {
+            Error::Internal(anyhow::anyhow!("GPUFLEET_API_URL is not configured"))
+        })?;
     let mut op = Operation::start(OperationKind::Launch, state.clock.now_millis());
-    state
-        .store
-        .begin_operation(&op, stale_ms(state))
-        .await?;
+    state.store.begin_operation(&op, stale_ms(state)).await?;
 
     let mut specs = Vec::with_capacity(count as usize);
     for _ in 0..count {
@@ -89,7 +84,11 @@ pub async fn launch_vms(state: &AppState, count: u32) -> Result<Operation> {
 async fn insert_new_vm(state: &AppState, token_hash: &TokenHash) -> Result<String> {
     for _ in 0..5 {
         let hostname = new_hostname(&state.config.vm_prefix);
-        let vm = Vm::new(hostname.clone(), token_hash.clone(), state.clock.now_millis());
+        let vm = Vm::new(
+            hostname.clone(),
+            token_hash.clone(),
+            state.clock.now_millis(),
+        );
         match state.store.insert_vm(&vm).await {
             Ok(()) => return Ok(hostname),
             Err(Error::Conflict(_)) => continue,
@@ -118,7 +117,11 @@ pub async fn destroy_all(state: &AppState) -> Result<Operation> {
                 let reason = format!("termination failed: {e}");
                 state
                     .store
-                    .update_vm(&vm.hostname, &VmChange::Failed(reason.clone()), state.clock.now_millis())
+                    .update_vm(
+                        &vm.hostname,
+                        &VmChange::Failed(reason.clone()),
+                        state.clock.now_millis(),
+                    )
                     .await?;
                 op.errors.push(format!("{}: {reason}", vm.hostname));
                 continue;

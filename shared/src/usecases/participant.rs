@@ -32,7 +32,10 @@ pub async fn claim_vm(state: &AppState, email: &str, crd_command: &str) -> Resul
         ClaimOutcome::Assigned(vm) => {
             tracing::info!(hostname = %vm.hostname, "VM assigned");
             state.notifier.notify(&vm.hostname);
-            Ok(ClaimedVm { vm, rejoined: false })
+            Ok(ClaimedVm {
+                vm,
+                rejoined: false,
+            })
         }
         ClaimOutcome::AlreadyAssigned(vm) => Ok(ClaimedVm { vm, rejoined: true }),
         ClaimOutcome::NoneFree => Err(Error::NoVmAvailable),

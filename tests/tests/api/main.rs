@@ -1,1 +1,10 @@
+//! One integration-test binary: the whole system in-process, over real HTTP on 127.0.0.1,
+//! with real agent processes as VMs.
 
+mod auth;
+mod claims;
+mod durability;
+mod end_to_end;
+mod helpers;
+mod long_poll;
+mod validation;

@@ -1,0 +1,119 @@
+//! Every admin route refuses missing or wrong Basic credentials; every VM route refuses
+//! another VM's token. Driven by the route table, so a new route is covered automatically.
+
+use functions::routes::{Access, ROUTES};
+use serde_json::json;
+
+use crate::helpers::*;
+
+fn concrete(path: &str) -> String {
+    path.replace("{hostname}", "victim")
+        .replace("{id}", "00000000-0000-0000-0000-000000000000")
+}
+
+#[tokio::test]
+async fn admin_routes_need_valid_basic_credentials() {
+    let app = spawn_app().await;
+    app.register_vm("victim").await;
+    let admin_routes: Vec<_> = ROUTES
+        .iter()
+        .filter(|r| r.access == Access::Admin)
+        .collect();
+    assert!(admin_routes.len() >= 8);
+    for route in admin_routes {
+        let url = app.url(&concrete(route.path));
+        let attempts = [
+            None,
+            Some((ADMIN_USER, "wrong-password")),
+            Some(("root", ADMIN_PASSWORD)),
+            Some((ADMIN_USER, "")),
+        ];
+        for credentials in attempts {
+            let mut req = app
+                .client
+                .request(route.method.clone(), &url)
+                .form(&[("num_vms", "1"), ("instance_count", "1")]);
+            if let Some((user, password)) = credentials {
+                req = req.basic_auth(user, Some(password));
+            }
+            let resp = req.send().await.unwrap();
+            assert_eq!(
+                resp.status(),
+                401,
+                "{} {} with {credentials:?}",
+                route.method,
+                route.path
+            );
+            let challenge = resp.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            assert!(challenge.starts_with("Basic"), "{challenge}");
+            let body = resp.text().await.unwrap();
+            assert!(!body.contains("victim"), "no data leaks in a 401: {body}");
+        }
+    }
+    // Nothing was launched or destroyed by all that.
+    let vms = app.state.store.list_vms().await.unwrap();
+    assert_eq!(vms.len(), 1);
+    assert_eq!(vms[0].hostname, "victim");
+}
+
+#[tokio::test]
+async fn vm_routes_refuse_another_vms_token() {
+    let app = spawn_app_with(Options {
+        long_poll_secs: 1,
+        ..Options::default()
+    })
+    .await;
+    let (_, _victim_token) = app.register_vm("victim").await;
+    let (_, other_token) = app.register_vm("other").await;
+    let before = app.state.store.get_vm("victim").await.unwrap().unwrap();
+    let bodies = [
+        json!({"hostname": "victim"}),
+        json!({"hostname": "victim", "status": true}),
+        json!({"hostname": "victim", "gpu_status": "unhealthy"}),
+        json!({"hostname": "victim", "status": "error"}),
+    ];
+    let vm_routes: Vec<_> = ROUTES.iter().filter(|r| r.access == Access::Vm).collect();
+    assert_eq!(vm_routes.len(), 4);
+    for route in vm_routes {
+        let body = match route.path {
+            "/vm_startup" => &bodies[0],
+            "/api/update_inuse_status" => &bodies[1],
+            "/api/gpu_health" => &bodies[2],
+            _ => &bodies[3],
+        };
+        for token in [Some(other_token.as_str()), None, Some("not-a-token")] {
+            let mut req = app.client.post(app.url(route.path)).json(body);
+            if let Some(token) = token {
+                req = req.bearer_auth(token);
+            }
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status(), 401, "{} with {token:?}", route.path);
+        }
+    }
+    let after = app.state.store.get_vm("victim").await.unwrap().unwrap();
+    assert_eq!(before, after, "the victim's record is untouched");
+}
+
+#[tokio::test]
+async fn a_vm_can_update_itself() {
+    let app = spawn_app().await;
+    let (hostname, token) = app.register_vm("self").await;
+    app.report(
+        &token,
+        "/api/update_inuse_status",
+        json!({"hostname": hostname, "status": true}),
+    )
+    .await;
+    assert!(
+        app.state
+            .store
+            .get_vm("self")
+            .await
+            .unwrap()
+            .unwrap()
+            .in_use
+    );
+}

@@ -1,0 +1,206 @@
+//! `spawn_app()`: a local server on 127.0.0.1:0 with its own data directory.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use gpufleet::server::{self, RunningServer, ServerOptions};
+use serde_json::Value;
+use shared::config::Config;
+use shared::domain::{Vm, VmToken};
+use shared::AppState;
+
+pub const ADMIN_USER: &str = "admin";
+pub const ADMIN_PASSWORD: &str = "test-admin-password";
+pub const CRD: &str = "DISPLAY= /opt/google/chrome-remote-desktop/start-host --code=\"4/0AbCd-ef_GH\" --redirect-url=\"https://remotedesktop.google.com/_/oauthredirect\" --name=$(hostname)";
+
+/// The `gpufleet` CLI built for these tests (same code as the real binary).
+pub fn agent_program() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_gpufleet-test-agent"))
+}
+
+pub struct TestApp {
+    pub url: String,
+    pub state: AppState,
+    pub client: reqwest::Client,
+    pub data_dir: PathBuf,
+    server: Option<RunningServer>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub struct Options {
+    pub long_poll_secs: u64,
+    pub max_launch: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            long_poll_secs: 25,
+            max_launch: 100,
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+pub async fn spawn_app_with(options: Options) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut app = spawn_app_in(dir.path(), options).await;
+    app._dir = Some(dir);
+    app
+}
+
+/// A server over an existing data directory (to test restarts).
+pub async fn spawn_app_in(data_dir: &Path, options: Options) -> TestApp {
+    let mut config = Config::from_lookup(|_| None).expect("default config");
+    config.admin_user = ADMIN_USER.into();
+    config.admin_password = Some(ADMIN_PASSWORD.into());
+    config.data_dir = data_dir.to_path_buf();
+    config.long_poll = Duration::from_secs(options.long_poll_secs);
+    config.max_launch = options.max_launch;
+    let server = server::start(ServerOptions {
+        addr: "127.0.0.1:0".parse().expect("addr"),
+        config,
+        agent_program: agent_program(),
+        agent_args: vec![
+            "--gpu".into(),
+            "healthy".into(),
+            "--watch-interval-secs".into(),
+            "1".into(),
+            "--give-up-after-secs".into(),
+            "60".into(),
+        ],
+        kill_agents_on_drop: true,
+    })
+    .await
+    .expect("server starts");
+    TestApp {
+        url: server.url.clone(),
+        state: server.state.clone(),
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .build()
+            .expect("client"),
+        data_dir: data_dir.to_path_buf(),
+        server: Some(server),
+        _dir: None,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop().await;
+        }
+    }
+
+    pub fn admin(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        req.basic_auth(ADMIN_USER, Some(ADMIN_PASSWORD))
+    }
+
+    /// Registers a VM record (as a launch would) and reports `running` through the API
+    /// with its own token. Returns (hostname, token).
+    pub async fn register_vm(&self, hostname: &str) -> (String, String) {
+        let (hostname, token) = self.register_initializing_vm(hostname).await;
+        self.report(
+            &token,
+            "/api/vm-status",
+            serde_json::json!({"hostname": hostname, "status": "running"}),
+        )
+        .await;
+        (hostname, token)
+    }
+
+    pub async fn register_initializing_vm(&self, hostname: &str) -> (String, String) {
+        let token = VmToken::generate();
+        let vm = Vm::new(
+            hostname.to_string(),
+            token.hash(),
+            self.state.clock.now_millis(),
+        );
+        self.state.store.insert_vm(&vm).await.expect("insert VM");
+        (hostname.to_string(), token.as_str().to_string())
+    }
+
+    /// A VM report that must succeed.
+    pub async fn report(&self, token: &str, path: &str, body: Value) {
+        let resp = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("report");
+        assert_eq!(
+            resp.status(),
+            200,
+            "{path} {body}: {}",
+            resp.text().await.unwrap_or_default()
+        );
+    }
+
+    /// Submits the claim form; returns the HTML.
+    pub async fn claim(&self, email: &str, crd_command: &str) -> String {
+        let resp = self
+            .client
+            .post(self.url("/api/request_vm"))
+            .form(&[("email", email), ("crd_command", crd_command)])
+            .send()
+            .await
+            .expect("claim");
+        assert_eq!(resp.status(), 200);
+        resp.text().await.expect("body")
+    }
+
+    pub async fn free_count(&self) -> u64 {
+        let body: Value = self
+            .client
+            .get(self.url("/api/unassigned_vms_count"))
+            .send()
+            .await
+            .expect("count")
+            .json()
+            .await
+            .expect("json");
+        body["count"].as_u64().expect("count is a number")
+    }
+}
+
+/// The hostname shown on a success page, if the claim succeeded.
+pub fn assigned_hostname(html: &str) -> Option<String> {
+    let start = html.find("id=\"hostname\">")? + "id=\"hostname\">".len();
+    let end = html[start..].find('<')? + start;
+    Some(html[start..end].to_string())
+}
+
+pub fn assigned_pin(html: &str) -> Option<String> {
+    let start = html.find("id=\"pin\">")? + "id=\"pin\">".len();
+    let end = html[start..].find('<')? + start;
+    Some(html[start..end].to_string())
+}
+
+/// Polls `check` every 50 ms until it returns true or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
