@@ -124,21 +124,32 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         kill_agents_on_drop: false,
     })
     .await?;
-    println!("gpufleet local mode: {}", running.url);
-    println!("  claim page: {}/", running.url);
-    println!("  admin:      {}/admin  (user {admin_user})", running.url);
+    say(&format!("gpufleet local mode: {}", running.url));
+    say(&format!("  claim page: {}/", running.url));
+    say(&format!(
+        "  admin:      {}/admin  (user {admin_user})",
+        running.url
+    ));
     if let Some(password) = generated {
-        println!("  admin password (generated for this run; set GPUFLEET_ADMIN_PASSWORD to choose one): {password}");
+        say(&format!("  admin password (generated for this run; set GPUFLEET_ADMIN_PASSWORD to choose one): {password}"));
     }
-    println!("  data:       {}", data_dir.display());
+    say(&format!("  data:       {}", data_dir.display()));
     let url = running.url.clone();
     tokio::select! {
         _ = shutdown_signal() => {
-            println!("gpufleet: stopping; local VMs keep running like cloud VMs would (destroy them from {url}/admin)");
+            say(&format!("gpufleet: stopping; local VMs keep running like cloud VMs would (destroy them from {url}/admin)"));
             running.stop().await;
         }
     }
     Ok(())
+}
+
+/// Prints a line; a closed stdout (the terminal or a pipe went away) must not stop the
+/// server, which `println!` would by panicking.
+fn say(line: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
 async fn shutdown_signal() {

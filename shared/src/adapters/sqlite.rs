@@ -1,20 +1,23 @@
 //! The embedded store: SQLite in WAL mode in a data directory.
 //!
-//! Writes go through one connection behind a mutex (SQLite has one writer anyway, and this
-//! keeps `BEGIN IMMEDIATE` free of busy retries inside the process); reads use a small pool
-//! of their own connections, which WAL lets run beside the writer. Every call runs on the
-//! blocking thread pool so the async runtime never stalls on disk.
+//! Writes go to one writer thread that owns the write connection (SQLite has one writer
+//! anyway). It takes every write that is queued, runs each inside its own SAVEPOINT of one
+//! `BEGIN IMMEDIATE` transaction, commits once, and only then answers each caller: group
+//! commit. A write that fails rolls back to its savepoint without touching the others.
+//! Under a burst of claims this turns hundreds of commits into a few (9,000 → see
+//! docs/benchmarks.md). Reads use a pool of their own connections on the blocking thread
+//! pool, which WAL lets run beside the writer.
 //!
 //! Durability: `synchronous=NORMAL` in WAL mode means a committed transaction survives the
 //! process being killed (SIGKILL) at any point; only an OS crash or power cut can lose the
 //! last commits. Set `SqliteDurability::Full` to fsync every commit as well.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 
 use crate::domain::{
     AssignableRule, Assignment, GpuHealth, Millis, Operation, OperationStatus, StartupMetrics,
@@ -41,9 +44,90 @@ pub struct SqliteStore {
 
 struct Inner {
     path: PathBuf,
-    writer: Mutex<Connection>,
+    writes: mpsc::Sender<Box<dyn WriteJob>>,
     readers: Mutex<Vec<Connection>>,
     durability: SqliteDurability,
+}
+
+/// Most writes one commit groups; bounds how long the first of them waits.
+const MAX_GROUP: usize = 256;
+
+/// A queued write: run inside the group's transaction, then told how the commit went.
+trait WriteJob: Send {
+    fn run(&mut self, conn: &Connection);
+    fn failed(&self) -> bool;
+    fn finish(self: Box<Self>, commit: std::result::Result<(), String>);
+}
+
+struct Job<T, F> {
+    work: Option<F>,
+    result: Option<Result<T>>,
+    reply: tokio::sync::oneshot::Sender<Result<T>>,
+}
+
+impl<T: Send, F: FnOnce(&Connection) -> Result<T> + Send> WriteJob for Job<T, F> {
+    fn run(&mut self, conn: &Connection) {
+        if let Some(work) = self.work.take() {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(conn)));
+            self.result = Some(outcome.unwrap_or_else(|_| {
+                Err(Error::Internal(anyhow::anyhow!("a store write panicked")))
+            }));
+        }
+    }
+
+    fn failed(&self) -> bool {
+        !matches!(self.result, Some(Ok(_)))
+    }
+
+    fn finish(self: Box<Self>, commit: std::result::Result<(), String>) {
+        let result = match (commit, self.result) {
+            (Ok(()), Some(result)) => result,
+            (Err(e), Some(Err(own))) => {
+                tracing::error!(error = %e, "commit failed");
+                Err(own)
+            }
+            (Err(e), _) => Err(Error::Internal(anyhow::anyhow!("store commit failed: {e}"))),
+            (Ok(()), None) => Err(Error::Internal(anyhow::anyhow!("store write did not run"))),
+        };
+        let _ = self.reply.send(result);
+    }
+}
+
+/// The writer thread: group, run, commit, answer. Ends when the store is dropped.
+fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Box<dyn WriteJob>>) {
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            for job in group {
+                job.finish(Err(format!("begin: {e}")));
+            }
+            continue;
+        }
+        for job in group.iter_mut() {
+            if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+                tracing::error!(error = %e, "savepoint failed");
+                continue;
+            }
+            job.run(&conn);
+            if job.failed() {
+                let _ = conn.execute_batch("ROLLBACK TO job");
+            }
+            let _ = conn.execute_batch("RELEASE job");
+        }
+        let commit = conn.execute_batch("COMMIT").map_err(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            e.to_string()
+        });
+        for job in group {
+            job.finish(commit.clone());
+        }
+    }
 }
 
 const VM_COLUMNS: &str =
@@ -51,11 +135,41 @@ const VM_COLUMNS: &str =
      pin, assigned_at, instance_id, token_hash, metrics, created_at, updated_at, last_seen_at";
 
 /// The SQL form of `AssignableRule`, built from its constants so the rule has one source.
-fn assignable_predicate() -> String {
+/// `row` qualifies the columns (`NEW.`, `OLD.` inside triggers; empty in queries).
+fn assignable_predicate_of(row: &str) -> String {
     format!(
-        "status = '{}' AND email IS NULL AND gpu_health != '{}'",
+        "({row}status = '{}' AND {row}email IS NULL AND {row}gpu_health != '{}')",
         AssignableRule::STATUS.as_str(),
         AssignableRule::EXCLUDED_HEALTH.as_str()
+    )
+}
+
+fn assignable_predicate() -> String {
+    assignable_predicate_of("")
+}
+
+/// Schema version 2: the free count as a counter kept by triggers, so reading it is one
+/// point lookup whatever the fleet size (counting the partial index costs a row lookup per
+/// free VM: 32 req/s with 20,000 free). Every column in the predicate is NOT NULL except
+/// `email`, tested with IS NULL, so the predicate is always 0 or 1.
+fn free_counter_migration() -> String {
+    let new = assignable_predicate_of("NEW.");
+    let old = assignable_predicate_of("OLD.");
+    format!(
+        "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+         INSERT INTO counters (name, value)
+             SELECT 'assignable', COUNT(*) FROM vms WHERE {pred};
+         CREATE TRIGGER vms_free_insert AFTER INSERT ON vms WHEN {new} BEGIN
+             UPDATE counters SET value = value + 1 WHERE name = 'assignable';
+         END;
+         CREATE TRIGGER vms_free_delete AFTER DELETE ON vms WHEN {old} BEGIN
+             UPDATE counters SET value = value - 1 WHERE name = 'assignable';
+         END;
+         CREATE TRIGGER vms_free_update AFTER UPDATE ON vms WHEN {new} != {old} BEGIN
+             UPDATE counters SET value = value + (CASE WHEN {new} THEN 1 ELSE -1 END)
+             WHERE name = 'assignable';
+         END;",
+        pred = assignable_predicate()
     )
 }
 
@@ -71,10 +185,15 @@ impl SqliteStore {
         let path = data_dir.join(DB_FILE);
         let writer = open_connection(&path, durability, false)?;
         migrate(&writer)?;
+        let (writes, jobs) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer_loop(writer, jobs))
+            .context("starting the SQLite writer thread")?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 path,
-                writer: Mutex::new(writer),
+                writes,
                 readers: Mutex::new(Vec::new()),
                 durability,
             }),
@@ -85,18 +204,26 @@ impl SqliteStore {
         &self.inner.path
     }
 
+    /// Queues `f` for the writer thread; it runs inside a transaction (its own savepoint)
+    /// and the answer comes after the commit.
     async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
-            f(&mut conn)
-        })
-        .await
-        .map_err(|e| Error::Internal(anyhow::anyhow!("store task failed: {e}")))?
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = Job {
+            work: Some(f),
+            result: None,
+            reply,
+        };
+        self.inner
+            .writes
+            .send(Box::new(job))
+            .map_err(|_| Error::Internal(anyhow::anyhow!("the SQLite writer thread stopped")))?;
+        answer
+            .await
+            .map_err(|_| Error::Internal(anyhow::anyhow!("the SQLite writer thread stopped")))?
     }
 
     async fn read<T, F>(&self, f: F) -> Result<T>
@@ -117,7 +244,7 @@ impl SqliteStore {
             };
             let result = f(&conn);
             let mut readers = inner.readers.lock().unwrap_or_else(|e| e.into_inner());
-            if readers.len() < 8 {
+            if readers.len() < 32 {
                 readers.push(conn);
             }
             result
@@ -166,8 +293,9 @@ fn open_connection(
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how far we got.
 fn migrate(conn: &Connection) -> Result<()> {
-    let migrations: Vec<String> = vec![format!(
-        "CREATE TABLE vms (
+    let migrations: Vec<String> = vec![
+        format!(
+            "CREATE TABLE vms (
             hostname      TEXT PRIMARY KEY,
             status        TEXT NOT NULL,
             status_reason TEXT,
@@ -192,8 +320,10 @@ fn migrate(conn: &Connection) -> Result<()> {
             body        TEXT NOT NULL
          );
          CREATE INDEX operations_running ON operations(created_at) WHERE status = 'running';",
-        assignable_predicate()
-    )];
+            assignable_predicate()
+        ),
+        free_counter_migration(),
+    ];
     let version: usize = conn
         .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
         .context("reading schema version")? as usize;
@@ -325,14 +455,11 @@ impl VmStore for SqliteStore {
         let hostname = hostname.to_string();
         let change = change.clone();
         self.write(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(sql_err("starting a transaction"))?;
-            let mut vm = get_vm_in(&tx, &hostname)?
+            let mut vm = get_vm_in(conn, &hostname)?
                 .ok_or_else(|| Error::NotFound(format!("VM {hostname}")))?;
             change.apply(&mut vm, now)?;
             let metrics = metrics_json(&vm.metrics)?;
-            tx.prepare_cached(
+            conn.prepare_cached(
                 "UPDATE vms SET status = ?2, status_reason = ?3, gpu_health = ?4, in_use = ?5,
                         instance_id = ?6, metrics = ?7, updated_at = ?8, last_seen_at = ?9
                  WHERE hostname = ?1",
@@ -351,7 +478,6 @@ impl VmStore for SqliteStore {
                 ])
             })
             .map_err(sql_err("updating a VM"))?;
-            tx.commit().map_err(sql_err("committing a VM update"))?;
             Ok(vm)
         })
         .await
@@ -360,22 +486,23 @@ impl VmStore for SqliteStore {
     async fn claim_vm(&self, request: &ClaimRequest) -> Result<ClaimOutcome> {
         let request = request.clone();
         self.write(move |conn| {
-            // IMMEDIATE takes the write lock up front: the check and the assignment below are
-            // one atomic step even if another process opened the same database.
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(sql_err("starting a claim"))?;
-            let existing = tx
+            // Runs in the writer's BEGIN IMMEDIATE transaction: the check and the assignment
+            // below are one atomic step, even if another process opened the same database.
+            let existing = conn
                 .prepare_cached(&format!("SELECT {VM_COLUMNS} FROM vms WHERE email = ?1"))
                 .and_then(|mut stmt| stmt.query_row([request.email.as_str()], row_to_vm).optional())
                 .map_err(sql_err("looking up an email's VM"))?;
             if let Some(vm) = existing {
                 return Ok(ClaimOutcome::AlreadyAssigned(vm));
             }
-            let claimed = tx
+            // INDEXED BY: left alone, SQLite's planner prefers the `email` UNIQUE index for
+            // `email IS NULL`, which matches every free VM, and sorts them all on each claim
+            // (measured: 600 claims/s with 20,000 VMs, against 13,000 with the hint).
+            let claimed = conn
                 .prepare_cached(&format!(
                     "UPDATE vms SET email = ?1, crd_command = ?2, pin = ?3, assigned_at = ?4, updated_at = ?4
-                     WHERE hostname = (SELECT hostname FROM vms WHERE {} ORDER BY created_at, hostname LIMIT 1)
+                     WHERE hostname = (SELECT hostname FROM vms INDEXED BY vms_assignable WHERE {}
+                                       ORDER BY created_at, hostname LIMIT 1)
                      RETURNING {VM_COLUMNS}",
                     assignable_predicate()
                 ))
@@ -392,7 +519,6 @@ impl VmStore for SqliteStore {
                     .optional()
                 })
                 .map_err(sql_err("assigning a VM"))?;
-            tx.commit().map_err(sql_err("committing a claim"))?;
             Ok(match claimed {
                 Some(vm) => ClaimOutcome::Assigned(vm),
                 None => ClaimOutcome::NoneFree,
@@ -404,10 +530,7 @@ impl VmStore for SqliteStore {
     async fn count_assignable(&self) -> Result<u64> {
         self.read(|conn| {
             let n: i64 = conn
-                .prepare_cached(&format!(
-                    "SELECT COUNT(*) FROM vms WHERE {}",
-                    assignable_predicate()
-                ))
+                .prepare_cached("SELECT value FROM counters WHERE name = 'assignable'")
                 .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)))
                 .map_err(sql_err("counting free VMs"))?;
             Ok(n.max(0) as u64)
@@ -441,10 +564,7 @@ impl OperationStore for SqliteStore {
         let op = op.clone();
         self.write(move |conn| {
             let body = serde_json::to_string(&op).map_err(|e| Error::Internal(e.into()))?;
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(sql_err("starting an operation"))?;
-            let running: Option<String> = tx
+            let running: Option<String> = conn
                 .query_row(
                     "SELECT id FROM operations WHERE status = 'running' AND created_at > ?1 LIMIT 1",
                     [op.created_at - stale_after_ms],
@@ -457,12 +577,11 @@ impl OperationStore for SqliteStore {
                     "another launch or destroy (operation {id}) is still running; try again when it finishes"
                 )));
             }
-            tx.execute(
+            conn.execute(
                 "INSERT INTO operations (id, status, created_at, body) VALUES (?1, ?2, ?3, ?4)",
                 params![op.id, op_status_str(op.status), op.created_at, body],
             )
             .map_err(sql_err("recording an operation"))?;
-            tx.commit().map_err(sql_err("committing an operation"))?;
             Ok(())
         })
         .await

@@ -1,6 +1,8 @@
 //! One integration-test binary: the whole system in-process, over real HTTP on 127.0.0.1,
 //! with real agent processes as VMs.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is a failed test
+
 mod auth;
 mod claims;
 mod durability;
