@@ -5,6 +5,7 @@
 //!    assignments (a hostname handed to two emails), "no VM" answers;
 //! 3. measures wake latency: a VM long-polls `/vm_startup`, a claim assigns it, and we time
 //!    claim-response → long-poll-response (and claim-sent → long-poll-response).
+//!
 //! Traffic goes to 127.0.0.1 only; every loop is bounded.
 
 use std::collections::HashMap;
