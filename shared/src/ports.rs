@@ -65,9 +65,36 @@ pub trait OperationStore: Send + Sync {
     async fn get_operation(&self, id: &str) -> Result<Option<Operation>>;
 }
 
+/// A page of a VM's log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogPage {
+    pub lines: Vec<String>,
+    /// Pass back as `after` to get only what came later.
+    pub cursor: u64,
+}
+
+/// VM logs, kept as chunks (each well under DynamoDB's 400 KB item limit) with a per-VM
+/// byte cap: the oldest lines go first, whole.
+#[async_trait]
+pub trait LogStore: Send + Sync {
+    /// Appends lines (already cleaned; see `domain::logs`) in one atomic step, then trims
+    /// the oldest lines until at most `cap_bytes` remain.
+    async fn append_logs(
+        &self,
+        hostname: &str,
+        lines: &[String],
+        cap_bytes: usize,
+        now: Millis,
+    ) -> Result<()>;
+    /// The lines appended after cursor `after` (0: everything kept), or `None` if this VM
+    /// never logged.
+    async fn read_logs(&self, hostname: &str, after: u64) -> Result<Option<LogPage>>;
+    async fn delete_logs(&self, hostname: &str) -> Result<()>;
+}
+
 /// Everything the core keeps.
-pub trait Store: VmStore + OperationStore {}
-impl<T: VmStore + OperationStore> Store for T {}
+pub trait Store: VmStore + OperationStore + LogStore {}
+impl<T: VmStore + OperationStore + LogStore> Store for T {}
 
 /// What the compute provider needs to start one VM.
 #[derive(Debug, Clone)]

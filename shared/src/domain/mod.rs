@@ -3,14 +3,15 @@
 
 pub mod crd;
 pub mod email;
+pub mod logs;
+pub mod metrics;
 pub mod operation;
 pub mod secrets;
 pub mod vm;
 
 pub use crd::CrdCommand;
 pub use email::Email;
+pub use metrics::{StageTiming, StartupMetrics};
 pub use operation::{Operation, OperationKind, OperationStatus};
 pub use secrets::{Pin, TokenHash, VmToken};
-pub use vm::{
-    AssignableRule, Assignment, GpuHealth, Millis, StartupMetrics, Vm, VmChange, VmStatus,
-};
+pub use vm::{AssignableRule, Assignment, GpuHealth, Millis, Vm, VmChange, VmStatus};

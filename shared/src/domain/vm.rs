@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::metrics::StartupMetrics;
 use super::secrets::TokenHash;
 use crate::error::{Error, Result};
 
@@ -117,13 +118,6 @@ pub struct Assignment {
     pub assigned_at: Millis,
 }
 
-/// Startup timings reported by the VM, in seconds / Unix seconds per stage.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct StartupMetrics {
-    #[serde(flatten)]
-    pub stages: std::collections::BTreeMap<String, f64>,
-}
-
 /// One VM, as every store keeps it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Vm {
@@ -236,11 +230,7 @@ impl VmChange {
                 vm.status = VmStatus::Error;
                 vm.status_reason = Some(reason.clone());
             }
-            VmChange::Metrics(m) => {
-                for (k, v) in &m.stages {
-                    vm.metrics.stages.insert(k.clone(), *v);
-                }
-            }
+            VmChange::Metrics(m) => vm.metrics.merge(m)?,
         }
         vm.updated_at = now;
         if self.is_report_from_vm() {
