@@ -92,6 +92,30 @@ CASES = {
         "GET", "/api/operations/00000000-0000-0000-0000-000000000000", "/api/operations/{id}",
         headers={"authorization": ADMIN}, path_params={"id": "00000000-0000-0000-0000-000000000000"}),
     "admin-dashboard/get.json": http_event("GET", "/admin", "/admin", headers={"authorization": ADMIN}),
+    "admin-instances/json.json": http_event(
+        "GET", "/admin/instances", "/admin/instances", headers={"authorization": ADMIN, "accept": "application/json"}),
+    "admin-logs/vm-1.json": http_event(
+        "GET", "/admin/logs/vm-1", "/admin/logs/{hostname}", headers={"authorization": ADMIN},
+        path_params={"hostname": "vm-1"}),
+    "admin-metrics/get.json": http_event("GET", "/admin/metrics", "/admin/metrics", headers={"authorization": ADMIN}),
+    "vm-metrics/cloud-init.json": http_event(
+        "POST", "/api/vm-metrics/vm-1", "/api/vm-metrics/{hostname}",
+        {"cloud_init_start": 1795327200, "cloud_init_end": 1795327260, "cloud_init_duration_seconds": 60},
+        vm(), path_params={"hostname": "vm-1"}),
+    "vm-metrics/bad-value.json": http_event(
+        "POST", "/api/vm-metrics/vm-1", "/api/vm-metrics/{hostname}", {"cloud_init_start": "yesterday"},
+        vm(), path_params={"hostname": "vm-1"}),
+    "ingest-vm-logs/cloudwatch-shape.json": http_event(
+        "POST", "/api/vm-logs", "/api/vm-logs",
+        {"log_group": "/gpufleet/vms", "log_stream": "vm-1",
+         "messages": ["\u001b[32mCloud-init v. 24.1 running\u001b[0m", "agent: started"]},
+        {"authorization": ADMIN}),
+    "push-vm-logs/lines.json": http_event(
+        "POST", "/api/vm-logs/vm-1", "/api/vm-logs/{hostname}", {"messages": ["agent: running", "agent: waiting"]},
+        vm(), path_params={"hostname": "vm-1"}),
+    "get-vm-logs/vm-1.json": http_event(
+        "GET", "/api/vm-logs/vm-1", "/api/vm-logs/{hostname}", headers={"authorization": ADMIN},
+        path_params={"hostname": "vm-1"}),
 }
 
 for name, event in CASES.items():

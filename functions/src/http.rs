@@ -64,6 +64,9 @@ impl ApiError {
                 Error::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()),
                 Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", e.to_string()),
                 Error::Conflict(m) => (StatusCode::CONFLICT, "conflict", m.clone()),
+                Error::Unavailable(m) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m.clone())
+                }
                 Error::NoVmAvailable => (StatusCode::CONFLICT, "no_vm_available", e.to_string()),
                 Error::Internal(cause) => {
                     let id = uuid::Uuid::new_v4();
@@ -252,6 +255,30 @@ pub fn wants_json(req: &Request) -> bool {
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/json"))
+}
+
+/// Accepts either admin Basic credentials or the bearer token of VM `hostname` (for
+/// routes both a VM and an admin-side forwarder may call). `NotFound` for unknown VMs.
+pub async fn require_admin_or_vm(
+    state: &AppState,
+    req: &Request,
+    hostname: &str,
+) -> Result<(), ApiError> {
+    if require_admin(state, req).is_ok() {
+        if state.store.get_vm(hostname).await?.is_none() {
+            return Err(ApiError::Core(Error::NotFound(format!("VM {hostname}"))));
+        }
+        return Ok(());
+    }
+    shared::usecases::vm_agent::authenticate(state, hostname, bearer_token(req)).await?;
+    Ok(())
+}
+
+/// A query-string parameter, if present.
+pub fn query_param(req: &Request, name: &str) -> Option<String> {
+    req.query_string_parameters()
+        .first(name)
+        .map(str::to_string)
 }
 
 /// Formats epoch milliseconds as RFC 3339 UTC.

@@ -7,5 +7,6 @@ pub mod http;
 pub mod lambda;
 pub mod pages;
 pub mod routes;
+pub mod views;
 
 pub use http::{Request, Response};

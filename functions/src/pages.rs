@@ -3,10 +3,10 @@
 
 use askama::Template;
 use http::StatusCode;
-use shared::domain::Vm;
 use shared::Error;
 
 use crate::http::{html_response, ApiError, Response};
+use crate::views::{FleetView, MetricsChart};
 
 #[derive(Template)]
 #[template(path = "home.html")]
@@ -26,43 +26,33 @@ pub struct SuccessPage<'a> {
     pub rejoined: bool,
 }
 
-/// One row of the admin table, pre-formatted.
-pub struct VmRow {
-    pub hostname: String,
-    pub status: &'static str,
-    pub reason: Option<String>,
-    pub gpu: &'static str,
-    pub in_use: bool,
-    pub email: String,
-    pub created: String,
-}
-
-impl From<&Vm> for VmRow {
-    fn from(vm: &Vm) -> Self {
-        VmRow {
-            hostname: vm.hostname.clone(),
-            status: vm.status.as_str(),
-            reason: vm.status_reason.clone(),
-            gpu: vm.gpu_health.as_str(),
-            in_use: vm.in_use,
-            email: vm
-                .assignment
-                .as_ref()
-                .map(|a| a.email.clone())
-                .unwrap_or_default(),
-            created: crate::http::rfc3339(vm.created_at),
-        }
-    }
-}
-
 #[derive(Template)]
 #[template(path = "admin.html")]
 pub struct AdminPage<'a> {
-    pub vms: Vec<VmRow>,
-    pub free_count: u64,
+    pub fleet: FleetView,
     pub max_launch: u32,
     pub message: Option<&'a str>,
     pub error: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "instances.html")]
+pub struct InstancesPage {
+    pub fleet: FleetView,
+}
+
+#[derive(Template)]
+#[template(path = "logs.html")]
+pub struct LogsPage<'a> {
+    pub hostname: &'a str,
+    pub status: &'a str,
+    pub cap_kib: usize,
+}
+
+#[derive(Template)]
+#[template(path = "metrics.html")]
+pub struct MetricsPage {
+    pub chart: MetricsChart,
 }
 
 /// Renders a page; a template failure is an internal error (logged, never shown).

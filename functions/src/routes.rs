@@ -64,6 +64,13 @@ pub static ROUTES: &[Route] = &[
     route!(POST "/admin/destroy" => "destroy", destroy, Admin),
     route!(GET "/api/operations/{id}" => "get-operation", get_operation, Admin),
     route!(GET "/admin" => "admin-dashboard", admin_dashboard, Admin),
+    route!(GET "/admin/instances" => "admin-instances", admin_instances, Admin),
+    route!(GET "/admin/logs/{hostname}" => "admin-logs", admin_logs, Admin),
+    route!(GET "/admin/metrics" => "admin-metrics", admin_metrics, Admin),
+    route!(POST "/api/vm-metrics/{hostname}" => "vm-metrics", vm_metrics, Vm),
+    route!(POST "/api/vm-logs" => "ingest-vm-logs", ingest_vm_logs, Vm),
+    route!(POST "/api/vm-logs/{hostname}" => "push-vm-logs", push_vm_logs, Vm),
+    route!(GET "/api/vm-logs/{hostname}" => "get-vm-logs", get_vm_logs, Admin),
 ];
 
 /// What matching a request path against the table found.

@@ -6,10 +6,12 @@
 //! but only when started with `--execute-crd`; otherwise it logs what it would run, so a
 //! laptop never executes what a stranger typed. It watches for a process by name and
 //! reports in-use changes, and heartbeats its status. Calls are retried with backoff while
-//! the allocator is unreachable.
+//! the allocator is unreachable. Its own log lines are shipped to the allocator in batches
+//! (every 2 s or 50 lines), and its startup timing as the `agent` stage.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _};
 use rand::Rng;
@@ -74,6 +76,7 @@ impl std::fmt::Display for CallError {
     }
 }
 
+#[derive(Clone)]
 struct Client {
     http: reqwest::Client,
     base: String,
@@ -124,8 +127,110 @@ impl Client {
     }
 }
 
+impl Client {
+    /// One attempt, no retry (the log shipper retries on its own schedule).
+    async fn post_once(&self, path: &str, body: &Value) -> Result<(), String> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("HTTP {}", resp.status()))
+        }
+    }
+}
+
+/// Most lines kept while the allocator cannot take them; beyond, the oldest are dropped.
+const MAX_BUFFERED_LINES: usize = 10_000;
+const SHIP_EVERY: Duration = Duration::from_secs(2);
+const SHIP_BATCH: usize = 50;
+
+/// Prints a line and queues it for shipping to the allocator.
+#[derive(Clone)]
+struct Log {
+    prefix: String,
+    lines: tokio::sync::mpsc::UnboundedSender<String>,
+}
+
+impl Log {
+    fn say(&self, message: impl std::fmt::Display) {
+        let line = format!("{} {message}", self.prefix);
+        println!("{line}");
+        let _ = self.lines.send(line);
+    }
+}
+
+/// Ships queued lines in batches; keeps them (bounded) and retries while the allocator is
+/// away. Ends after a final flush once every `Log` is dropped.
+async fn ship_logs(
+    client: Client,
+    hostname: String,
+    mut lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let path = format!("/api/vm-logs/{hostname}");
+    let mut buffer: VecDeque<String> = VecDeque::new();
+    let mut dropped = 0usize;
+    let mut open = true;
+    while open || !buffer.is_empty() {
+        let deadline = tokio::time::Instant::now() + SHIP_EVERY;
+        while open && buffer.len() < SHIP_BATCH {
+            match tokio::time::timeout_at(deadline, lines.recv()).await {
+                Ok(Some(line)) => {
+                    if buffer.len() == MAX_BUFFERED_LINES {
+                        buffer.pop_front();
+                        dropped += 1;
+                    }
+                    buffer.push_back(line);
+                }
+                Ok(None) => open = false,
+                Err(_) => break,
+            }
+        }
+        if buffer.is_empty() {
+            continue;
+        }
+        let mut batch: Vec<String> = buffer.iter().take(SHIP_BATCH * 4).cloned().collect();
+        if dropped > 0 {
+            batch.insert(
+                0,
+                format!(
+                    "agent: {dropped} log lines were dropped while the allocator was unreachable"
+                ),
+            );
+        }
+        match client.post_once(&path, &json!({"messages": batch})).await {
+            Ok(()) => {
+                let shipped = batch.len() - usize::from(dropped > 0);
+                buffer.drain(..shipped);
+                dropped = 0;
+            }
+            Err(e) => {
+                eprintln!("agent: shipping logs failed ({e}); will retry");
+                if !open {
+                    return; // exiting: one last try was made
+                }
+                tokio::time::sleep(SHIP_EVERY).await;
+            }
+        }
+    }
+}
+
+fn unix_seconds() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
 /// Runs the agent until the VM is removed from the allocator (exit 0) or a fatal error.
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let started_at = unix_seconds();
     let client = Client {
         http: reqwest::Client::builder()
             // Longer than the allocator's 25 s long-poll.
@@ -137,23 +242,47 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         give_up_after: args.give_up_after_secs.map(Duration::from_secs),
     };
     let host = args.hostname.as_str();
-    match run_inner(&client, &args).await {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let shipper = tokio::spawn(ship_logs(client.clone(), host.to_string(), rx));
+    let log = Log {
+        prefix: format!("agent[{host}]:"),
+        lines: tx,
+    };
+    let result = match run_inner(&client, &args, &log, started_at).await {
         Err(e) => match e.downcast_ref::<CallError>() {
             Some(CallError::Rejected(404, _)) => {
                 println!("agent[{host}]: the allocator no longer knows this VM; exiting");
-                Ok(())
+                drop(log);
+                shipper.abort(); // nowhere to ship to any more
+                return Ok(());
             }
-            _ => Err(e),
+            _ => {
+                log.say(format!("error: {e:#}"));
+                Err(e)
+            }
         },
         ok => ok,
-    }
+    };
+    drop(log);
+    let _ = tokio::time::timeout(Duration::from_secs(5), shipper).await;
+    result
 }
 
-async fn run_inner(client: &Client, args: &AgentArgs) -> anyhow::Result<()> {
+async fn run_inner(
+    client: &Client,
+    args: &AgentArgs,
+    log: &Log,
+    started_at: f64,
+) -> anyhow::Result<()> {
     let host = args.hostname.as_str();
+    log.say(format!(
+        "starting (gpufleet agent {})",
+        env!("CARGO_PKG_VERSION")
+    ));
     report_status(client, host, "initializing").await?;
+    log.say("reported initializing; checking the GPU");
     let gpu = check_gpu(args.gpu).await;
-    println!("agent[{host}]: GPU health {gpu}");
+    log.say(format!("GPU health {gpu}"));
     client
         .post(
             "/api/gpu_health",
@@ -161,7 +290,21 @@ async fn run_inner(client: &Client, args: &AgentArgs) -> anyhow::Result<()> {
         )
         .await?;
     report_status(client, host, "running").await?;
-    println!("agent[{host}]: running; waiting for an assignment");
+    let ready_at = unix_seconds();
+    client
+        .post(
+            &format!("/api/vm-metrics/{host}"),
+            &json!({
+                "agent_start": started_at,
+                "agent_end": ready_at,
+                "agent_duration_seconds": ready_at - started_at,
+            }),
+        )
+        .await?;
+    log.say(format!(
+        "running after {:.2} s; waiting for an assignment",
+        ready_at - started_at
+    ));
 
     let assignment = loop {
         let answer = client
@@ -178,7 +321,7 @@ async fn run_inner(client: &Client, args: &AgentArgs) -> anyhow::Result<()> {
         .as_str()
         .unwrap_or_default()
         .to_string();
-    start_remote_desktop(args, &pin, &command).await?;
+    start_remote_desktop(args, log, &pin, &command).await?;
 
     // From here on: watch for in-use changes and heartbeat until the VM is destroyed.
     let mut in_use = false;
@@ -194,7 +337,7 @@ async fn run_inner(client: &Client, args: &AgentArgs) -> anyhow::Result<()> {
                         &json!({"hostname": host, "status": now_in_use}),
                     )
                     .await?;
-                println!("agent[{host}]: in use = {now_in_use}");
+                log.say(format!("in use = {now_in_use}"));
                 in_use = now_in_use;
             }
         }
@@ -219,7 +362,12 @@ impl std::error::Error for CallError {}
 
 /// Builds Chrome Remote Desktop's argv from the validated code alone (no shell), then runs
 /// it only with `--execute-crd`.
-async fn start_remote_desktop(args: &AgentArgs, pin: &str, command: &str) -> anyhow::Result<()> {
+async fn start_remote_desktop(
+    args: &AgentArgs,
+    log: &Log,
+    pin: &str,
+    command: &str,
+) -> anyhow::Result<()> {
     let host = args.hostname.as_str();
     // The allocator validated the command; check again here, since this is where it runs.
     let crd = CrdCommand::parse(command).context("the assigned CRD command is invalid")?;
@@ -247,16 +395,16 @@ async fn start_remote_desktop(args: &AgentArgs, pin: &str, command: &str) -> any
         })
         .collect();
     if !args.execute_crd {
-        println!(
-            "agent[{host}]: assigned; dry run (no --execute-crd), would run: {}",
+        log.say(format!(
+            "assigned; dry run (no --execute-crd), would run: {}",
             shown.join(" ")
-        );
+        ));
         return Ok(());
     }
-    println!(
-        "agent[{host}]: assigned; starting Chrome Remote Desktop: {}",
+    log.say(format!(
+        "assigned; starting Chrome Remote Desktop: {}",
         shown.join(" ")
-    );
+    ));
     let status = tokio::process::Command::new(&argv[0])
         .args(&argv[1..])
         .env("DISPLAY", "")
@@ -264,6 +412,9 @@ async fn start_remote_desktop(args: &AgentArgs, pin: &str, command: &str) -> any
         .await
         .with_context(|| format!("running {}", argv[0]))?;
     if !status.success() {
+        log.say(format!(
+            "error: Chrome Remote Desktop start-host exited with {status}"
+        ));
         bail!("Chrome Remote Desktop start-host exited with {status}");
     }
     Ok(())

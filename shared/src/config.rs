@@ -38,6 +38,9 @@ pub struct Config {
     pub api_url: Option<String>,
     /// `GPUFLEET_DATA_DIR`: where the embedded store lives (default `./data`).
     pub data_dir: PathBuf,
+    /// `GPUFLEET_LOG_CAP_BYTES`: how much log each VM keeps, oldest lines dropped first
+    /// (default 1 MiB, at least 64 KiB).
+    pub log_cap_bytes: usize,
     /// `GPUFLEET_OPERATION_STALE_SECONDS`: a launch/destroy still "running" after this long
     /// is taken as dead and no longer blocks the next one (default 900).
     pub operation_stale_after: Duration,
@@ -79,7 +82,16 @@ impl Config {
                 reason: "use at most 40 lowercase letters, digits and '-'".into(),
             });
         }
+        let log_cap_bytes: usize = parse(&get, "GPUFLEET_LOG_CAP_BYTES", 1 << 20)?;
+        if log_cap_bytes < crate::domain::logs::MIN_CAP_BYTES {
+            return Err(ConfigError::Invalid {
+                name: "GPUFLEET_LOG_CAP_BYTES",
+                value: log_cap_bytes.to_string(),
+                reason: format!("must be at least {}", crate::domain::logs::MIN_CAP_BYTES),
+            });
+        }
         Ok(Config {
+            log_cap_bytes,
             admin_user: get("GPUFLEET_ADMIN_USER").unwrap_or_else(|| "admin".into()),
             admin_password: get("GPUFLEET_ADMIN_PASSWORD"),
             max_launch,

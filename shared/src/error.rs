@@ -16,6 +16,9 @@ pub enum Error {
     /// The request conflicts with current state, e.g. an operation already running (409).
     #[error("{0}")]
     Conflict(String),
+    /// Not available yet, try again later (maps to 503), e.g. logs before the VM shipped any.
+    #[error("{0}")]
+    Unavailable(String),
     /// Every assignable VM is taken. A normal outcome of a claim, not a fault.
     #[error("no VM is available right now; please try again later")]
     NoVmAvailable,

@@ -1,4 +1,5 @@
-//! `GET /admin` (admin): the fleet table with launch and destroy forms.
+//! `GET /admin` (admin): the fleet with live status, counts by state, launch with progress,
+//! destroy with confirmation.
 
 use http::StatusCode;
 use shared::AppState;
@@ -12,4 +13,21 @@ pub async fn handle(state: AppState, req: Request) -> Response {
         admin_page(&state, StatusCode::OK, None, None).await
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::test_support::*;
+
+    #[tokio::test]
+    async fn renders_the_fleet() {
+        let t = TestState::new();
+        t.running_vm("vm-1").await;
+        let resp = handle(t.state.clone(), event("admin-dashboard/get.json")).await;
+        assert_eq!(resp.status(), 200);
+        let html = body_text(&resp);
+        assert!(html.contains("data-hostname=\"vm-1\""), "{html}");
+        assert!(html.contains("/admin/logs/vm-1"));
+    }
 }

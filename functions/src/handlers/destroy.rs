@@ -1,5 +1,7 @@
 //! `POST /destroy` and `POST /admin/destroy` (admin): stop every VM, wait until each is
-//! gone, then forget its record. A VM that refuses to stop keeps its record.
+//! gone, then forget its record. A VM that refuses to stop keeps its record. The dashboard
+//! form must carry `confirm=yes` (its checkbox, next to the list of what goes); API clients
+//! (`Accept: application/json`) ask explicitly by calling the endpoint.
 
 use http::StatusCode;
 use serde_json::json;
@@ -8,13 +10,25 @@ use shared::{AppState, Error};
 
 use crate::handlers::launch::admin_page;
 use crate::http::{
-    json_response, require_admin, require_same_origin, respond, wants_json, Request, Response,
+    form_body, json_response, require_admin, require_same_origin, respond, wants_json, Request,
+    Response,
 };
 
 pub async fn handle(state: AppState, req: Request) -> Response {
     respond(async {
         require_admin(&state, &req)?;
         require_same_origin(&req)?;
+        if !wants_json(&req) && form_body(&req)?.get("confirm").map(String::as_str) != Some("yes") {
+            return admin_page(
+                &state,
+                StatusCode::BAD_REQUEST,
+                None,
+                Some(
+                    "Nothing was destroyed: tick the confirmation box under the list of VMs first.",
+                ),
+            )
+            .await;
+        }
         let outcome = admin::destroy_all(&state).await;
         if wants_json(&req) {
             let op = outcome?;

@@ -11,7 +11,8 @@ use crate::http::{
     form_body, json_response, require_admin, require_same_origin, respond, wants_json, ApiError,
     Request, Response,
 };
-use crate::pages::{render, AdminPage, VmRow};
+use crate::pages::{render, AdminPage};
+use crate::views::FleetView;
 
 pub async fn handle(state: AppState, req: Request) -> Response {
     respond(async {
@@ -61,12 +62,10 @@ pub(crate) async fn admin_page(
     error: Option<&str>,
 ) -> Result<Response, ApiError> {
     let vms = admin::list_vms(state).await?;
-    let free_count = vms.iter().filter(|v| v.is_assignable()).count() as u64;
     let mut resp = render(
         status,
         &AdminPage {
-            vms: vms.iter().map(VmRow::from).collect(),
-            free_count,
+            fleet: FleetView::new(&vms, state.clock.now_millis()),
             max_launch: state.config.max_launch,
             message,
             error,

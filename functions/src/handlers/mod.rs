@@ -2,17 +2,24 @@
 //! `pub async fn handle(state: AppState, req: Request) -> Response`.
 
 pub mod admin_dashboard;
+pub mod admin_instances;
+pub mod admin_logs;
+pub mod admin_metrics;
 pub mod destroy;
 pub mod get_operation;
+pub mod get_vm_logs;
 pub mod get_vm_status;
 pub mod gpu_health;
 pub mod home;
+pub mod ingest_vm_logs;
 pub mod launch;
 pub mod list_vm_status;
+pub mod push_vm_logs;
 pub mod report_vm_status;
 pub mod request_vm;
 pub mod unassigned_vms_count;
 pub mod update_inuse_status;
+pub mod vm_metrics;
 pub mod vm_startup;
 
 #[cfg(test)]

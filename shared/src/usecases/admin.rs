@@ -4,7 +4,7 @@ use rand::Rng;
 
 use crate::domain::{Operation, OperationKind, TokenHash, Vm, VmChange, VmStatus, VmToken};
 use crate::error::{Error, Result};
-use crate::ports::LaunchSpec;
+use crate::ports::{LaunchSpec, LogPage};
 use crate::AppState;
 
 /// Checks a requested VM count: a positive integer no larger than the configured maximum.
@@ -128,6 +128,7 @@ pub async fn destroy_all(state: &AppState) -> Result<Operation> {
             }
         }
         state.store.delete_vm(&vm.hostname).await?;
+        state.store.delete_logs(&vm.hostname).await?;
         // A VM long-polling right now learns at once that it is gone.
         state.notifier.notify(&vm.hostname);
     }
@@ -165,6 +166,13 @@ pub async fn get_vm(state: &AppState, hostname: &str) -> Result<Vm> {
         .get_vm(hostname)
         .await?
         .ok_or_else(|| Error::NotFound(format!("VM {hostname}")))
+}
+
+/// A VM's log after `after` (0: all kept). `Unavailable`-style answer: `Ok(None)` while
+/// the VM has produced no log yet; `NotFound` for an unknown VM.
+pub async fn vm_logs(state: &AppState, hostname: &str, after: u64) -> Result<Option<LogPage>> {
+    get_vm(state, hostname).await?;
+    state.store.read_logs(hostname, after).await
 }
 
 pub async fn list_vms(state: &AppState) -> Result<Vec<Vm>> {

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use crate::domain::{Vm, VmChange};
+use crate::domain::logs::clean_lines;
+use crate::domain::{StartupMetrics, Vm, VmChange};
 use crate::error::{Error, Result};
 use crate::AppState;
 
@@ -70,4 +71,50 @@ pub async fn wait_for_assignment(
             return Ok(StartupAnswer::Waiting);
         }
     }
+}
+
+/// A VM reports startup timings (any subset of stages; see `StartupMetrics`).
+pub async fn report_metrics(
+    state: &AppState,
+    hostname: &str,
+    token: Option<&str>,
+    fields: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Vm> {
+    let metrics = StartupMetrics::from_report(fields)?;
+    report(state, hostname, token, VmChange::Metrics(metrics)).await
+}
+
+/// Appends log messages to a VM's log: cleaned (ANSI stripped, split into lines) and
+/// capped. Callers authenticate first (VM token, admin, or the CloudWatch subscription).
+/// Returns how many lines were kept.
+pub async fn append_logs<S: AsRef<str>>(
+    state: &AppState,
+    hostname: &str,
+    messages: &[S],
+) -> Result<usize> {
+    if state.store.get_vm(hostname).await?.is_none() {
+        return Err(Error::NotFound(format!("VM {hostname}")));
+    }
+    let lines = clean_lines(messages);
+    state
+        .store
+        .append_logs(
+            hostname,
+            &lines,
+            state.config.log_cap_bytes,
+            state.clock.now_millis(),
+        )
+        .await?;
+    Ok(lines.len())
+}
+
+/// The same, for a VM pushing its own logs with its token.
+pub async fn push_own_logs<S: AsRef<str>>(
+    state: &AppState,
+    hostname: &str,
+    token: Option<&str>,
+    messages: &[S],
+) -> Result<usize> {
+    authenticate(state, hostname, token).await?;
+    append_logs(state, hostname, messages).await
 }

@@ -69,23 +69,22 @@ async fn vm_routes_refuse_another_vms_token() {
     let (_, _victim_token) = app.register_vm("victim").await;
     let (_, other_token) = app.register_vm("other").await;
     let before = app.state.store.get_vm("victim").await.unwrap().unwrap();
-    let bodies = [
-        json!({"hostname": "victim"}),
-        json!({"hostname": "victim", "status": true}),
-        json!({"hostname": "victim", "gpu_status": "unhealthy"}),
-        json!({"hostname": "victim", "status": "error"}),
-    ];
     let vm_routes: Vec<_> = ROUTES.iter().filter(|r| r.access == Access::Vm).collect();
-    assert_eq!(vm_routes.len(), 4);
+    assert_eq!(vm_routes.len(), 7);
     for route in vm_routes {
-        let body = match route.path {
-            "/vm_startup" => &bodies[0],
-            "/api/update_inuse_status" => &bodies[1],
-            "/api/gpu_health" => &bodies[2],
-            _ => &bodies[3],
+        // A body that would succeed with the victim's own token.
+        let body = match route.function {
+            "vm-startup" => json!({"hostname": "victim"}),
+            "update-inuse-status" => json!({"hostname": "victim", "status": true}),
+            "gpu-health" => json!({"hostname": "victim", "gpu_status": "unhealthy"}),
+            "report-vm-status" => json!({"hostname": "victim", "status": "error"}),
+            "vm-metrics" => json!({"cloud_init_start": 1, "cloud_init_end": 2}),
+            "ingest-vm-logs" => json!({"log_group": "g", "log_stream": "victim", "messages": ["forged"]}),
+            "push-vm-logs" => json!({"messages": ["forged"]}),
+            other => panic!("add a body for VM route {other}"),
         };
         for token in [Some(other_token.as_str()), None, Some("not-a-token")] {
-            let mut req = app.client.post(app.url(route.path)).json(body);
+            let mut req = app.client.post(app.url(&concrete(route.path))).json(&body);
             if let Some(token) = token {
                 req = req.bearer_auth(token);
             }
@@ -95,6 +94,7 @@ async fn vm_routes_refuse_another_vms_token() {
     }
     let after = app.state.store.get_vm("victim").await.unwrap().unwrap();
     assert_eq!(before, after, "the victim's record is untouched");
+    assert_eq!(app.state.store.read_logs("victim", 0).await.unwrap(), None, "no forged log lines");
 }
 
 #[tokio::test]

@@ -1,0 +1,26 @@
+//! `GET /admin/instances` (admin): every VM with its state; JSON for
+//! `Accept: application/json` (the dashboard refreshes from it), HTML otherwise.
+
+use http::StatusCode;
+use shared::usecases::admin;
+use shared::AppState;
+
+use crate::http::{no_store, ok_json, require_admin, respond, wants_json, Request, Response};
+use crate::pages::{render, InstancesPage};
+use crate::views::FleetView;
+
+pub async fn handle(state: AppState, req: Request) -> Response {
+    respond(async {
+        require_admin(&state, &req)?;
+        let vms = admin::list_vms(&state).await?;
+        let fleet = FleetView::new(&vms, state.clock.now_millis());
+        let mut resp = if wants_json(&req) {
+            ok_json(serde_json::to_value(&fleet).map_err(|e| shared::Error::Internal(e.into()))?)?
+        } else {
+            render(StatusCode::OK, &InstancesPage { fleet })?
+        };
+        no_store(&mut resp);
+        Ok(resp)
+    })
+    .await
+}

@@ -1,0 +1,28 @@
+//! `GET /admin/logs/{hostname}` (admin): the log viewer for one VM. It follows new lines
+//! through `GET /api/vm-logs/{hostname}?after=` and can show errors only.
+
+use http::StatusCode;
+use shared::usecases::admin;
+use shared::AppState;
+
+use crate::http::{no_store, path_param, require_admin, respond, Request, Response};
+use crate::pages::{render, LogsPage};
+
+pub async fn handle(state: AppState, req: Request) -> Response {
+    respond(async {
+        require_admin(&state, &req)?;
+        let hostname = path_param(&req, "hostname")?;
+        let vm = admin::get_vm(&state, &hostname).await?;
+        let mut resp = render(
+            StatusCode::OK,
+            &LogsPage {
+                hostname: &vm.hostname,
+                status: vm.status.as_str(),
+                cap_kib: state.config.log_cap_bytes / 1024,
+            },
+        )?;
+        no_store(&mut resp);
+        Ok(resp)
+    })
+    .await
+}

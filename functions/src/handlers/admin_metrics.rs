@@ -1,0 +1,26 @@
+//! `GET /admin/metrics` (admin): startup time per VM by stage, as an SVG bar chart drawn on
+//! the server, with the median and p90 totals.
+
+use http::StatusCode;
+use shared::usecases::admin;
+use shared::AppState;
+
+use crate::http::{no_store, require_admin, respond, Request, Response};
+use crate::pages::{render, MetricsPage};
+use crate::views::MetricsChart;
+
+pub async fn handle(state: AppState, req: Request) -> Response {
+    respond(async {
+        require_admin(&state, &req)?;
+        let vms = admin::list_vms(&state).await?;
+        let mut resp = render(
+            StatusCode::OK,
+            &MetricsPage {
+                chart: MetricsChart::new(&vms),
+            },
+        )?;
+        no_store(&mut resp);
+        Ok(resp)
+    })
+    .await
+}

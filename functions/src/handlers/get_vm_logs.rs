@@ -1,0 +1,62 @@
+//! `GET /api/vm-logs/{hostname}[?after=<cursor>]` (admin): `{hostname, logs, cursor}`.
+//! 404 unknown VM; 503 while the VM has produced no logs yet (still installing its log
+//! shipping). `after` returns only what came since an earlier `cursor` (the log viewer
+//! follows the log this way).
+
+use serde_json::json;
+use shared::usecases::admin;
+use shared::{AppState, Error};
+
+use crate::http::{
+    no_store, ok_json, path_param, query_param, require_admin, respond, ApiError, Request, Response,
+};
+
+pub async fn handle(state: AppState, req: Request) -> Response {
+    respond(async {
+        require_admin(&state, &req)?;
+        let hostname = path_param(&req, "hostname")?;
+        let after = match query_param(&req, "after") {
+            None => 0,
+            Some(raw) => raw.parse::<u64>().map_err(|_| {
+                ApiError::bad_request("after must be a cursor from an earlier answer")
+            })?,
+        };
+        let page = admin::vm_logs(&state, &hostname, after)
+            .await?
+            .ok_or_else(|| {
+                Error::Unavailable(format!(
+                "{hostname} has not sent any logs yet; it may still be installing its log shipping"
+            ))
+            })?;
+        let mut logs = page.lines.join("\n");
+        if !page.lines.is_empty() {
+            logs.push('\n');
+        }
+        let mut resp = ok_json(json!({"hostname": hostname, "logs": logs, "cursor": page.cursor}))?;
+        no_store(&mut resp);
+        Ok(resp)
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::test_support::*;
+
+    #[tokio::test]
+    async fn unavailable_until_the_first_line() {
+        let t = TestState::new();
+        t.vm("vm-1").await;
+        let resp = handle(t.state.clone(), event("get-vm-logs/vm-1.json")).await;
+        assert_eq!(resp.status(), 503);
+        shared::usecases::vm_agent::append_logs(&t.state, "vm-1", &["hello"])
+            .await
+            .unwrap();
+        let resp = handle(t.state.clone(), event("get-vm-logs/vm-1.json")).await;
+        assert_eq!(resp.status(), 200);
+        let body = body_json(&resp);
+        assert_eq!(body["logs"], "hello\n");
+        assert_eq!(body["hostname"], "vm-1");
+    }
+}

@@ -1,0 +1,312 @@
+//! What admin pages and their JSON show about the fleet: one shape, used by the server-
+//! rendered tables, `GET /admin/instances` (JSON) and the dashboard's live refresh. Never
+//! carries tokens, PINs or CRD commands.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use shared::domain::metrics::STAGES;
+use shared::domain::{Vm, VmStatus};
+
+use crate::http::rfc3339;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageView {
+    pub start: Option<f64>,
+    pub end: Option<f64>,
+    pub duration_seconds: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VmView {
+    pub hostname: String,
+    pub status: &'static str,
+    pub status_reason: Option<String>,
+    pub gpu_health: &'static str,
+    pub in_use: bool,
+    pub assigned_email: Option<String>,
+    pub instance_id: Option<String>,
+    pub created_at: String,
+    pub age_seconds: i64,
+    pub last_seen_at: Option<String>,
+    pub last_seen_seconds_ago: Option<i64>,
+    pub startup_total_seconds: Option<f64>,
+    pub startup_stages: BTreeMap<&'static str, StageView>,
+}
+
+impl VmView {
+    pub fn new(vm: &Vm, now_ms: i64) -> Self {
+        let startup_stages = STAGES
+            .iter()
+            .filter_map(|stage| {
+                let t = vm.metrics.stage(stage);
+                (t.start.is_some() || t.end.is_some() || t.duration.is_some()).then_some((
+                    *stage,
+                    StageView {
+                        start: t.start,
+                        end: t.end,
+                        duration_seconds: t.duration,
+                    },
+                ))
+            })
+            .collect();
+        VmView {
+            hostname: vm.hostname.clone(),
+            status: vm.status.as_str(),
+            status_reason: vm.status_reason.clone(),
+            gpu_health: vm.gpu_health.as_str(),
+            in_use: vm.in_use,
+            assigned_email: vm.assignment.as_ref().map(|a| a.email.clone()),
+            instance_id: vm.instance_id.clone(),
+            created_at: rfc3339(vm.created_at),
+            age_seconds: (now_ms - vm.created_at).max(0) / 1000,
+            last_seen_at: vm.last_seen_at.map(rfc3339),
+            last_seen_seconds_ago: vm.last_seen_at.map(|t| (now_ms - t).max(0) / 1000),
+            startup_total_seconds: vm.metrics.total_seconds(),
+            startup_stages,
+        }
+    }
+
+    /// "2m 05s" style, for tables.
+    pub fn age(&self) -> String {
+        human_duration(self.age_seconds)
+    }
+
+    pub fn last_seen(&self) -> String {
+        self.last_seen_seconds_ago
+            .map(|s| format!("{} ago", human_duration(s)))
+            .unwrap_or_else(|| "never".into())
+    }
+}
+
+pub fn human_duration(seconds: i64) -> String {
+    match seconds {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m {:02}s", s / 60, s % 60),
+        s => format!("{}h {:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// Counts by status, plus free / assigned / in use / total.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct FleetCounts {
+    pub total: usize,
+    pub free: usize,
+    pub assigned: usize,
+    pub in_use: usize,
+    pub by_status: BTreeMap<&'static str, usize>,
+}
+
+impl FleetCounts {
+    pub fn of(vms: &[Vm]) -> Self {
+        let mut counts = FleetCounts {
+            total: vms.len(),
+            ..FleetCounts::default()
+        };
+        for status in VmStatus::ALL {
+            counts.by_status.insert(status.as_str(), 0);
+        }
+        for vm in vms {
+            *counts.by_status.entry(vm.status.as_str()).or_default() += 1;
+            counts.free += usize::from(vm.is_assignable());
+            counts.assigned += usize::from(vm.assignment.is_some());
+            counts.in_use += usize::from(vm.in_use);
+        }
+        counts
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetView {
+    pub vms: Vec<VmView>,
+    pub counts: FleetCounts,
+}
+
+impl FleetView {
+    pub fn new(vms: &[Vm], now_ms: i64) -> Self {
+        FleetView {
+            vms: vms.iter().map(|v| VmView::new(v, now_ms)).collect(),
+            counts: FleetCounts::of(vms),
+        }
+    }
+}
+
+/// Geometry of the startup-time chart: one row per VM with a bar segment per stage,
+/// positioned on a shared time axis from the VM's first stage start.
+pub struct MetricsChart {
+    pub rows: Vec<ChartRow>,
+    pub ticks: Vec<ChartTick>,
+    pub width: u32,
+    pub height: u32,
+    pub plot_x: u32,
+    pub plot_width: u32,
+    pub median: Option<f64>,
+    pub p90: Option<f64>,
+    pub reported: usize,
+    pub total_vms: usize,
+}
+
+pub struct ChartRow {
+    pub hostname: String,
+    pub y: u32,
+    pub bars: Vec<ChartBar>,
+    pub total_label: String,
+    pub label_x: f64,
+}
+
+pub struct ChartBar {
+    pub stage: &'static str,
+    pub x: f64,
+    pub width: f64,
+    pub title: String,
+}
+
+pub struct ChartTick {
+    pub x: f64,
+    pub label: String,
+}
+
+const ROW_HEIGHT: u32 = 26;
+const PLOT_X: u32 = 210;
+const PLOT_WIDTH: u32 = 600;
+
+impl MetricsChart {
+    pub fn new(vms: &[Vm]) -> Self {
+        struct Placed<'a> {
+            hostname: &'a str,
+            segments: Vec<(&'static str, f64, f64)>, // stage, offset, duration
+            total: f64,
+        }
+        let mut placed = Vec::new();
+        for vm in vms {
+            let Some(total) = vm.metrics.total_seconds() else {
+                continue;
+            };
+            let stages: Vec<_> = STAGES.iter().map(|s| (*s, vm.metrics.stage(s))).collect();
+            let origin = stages
+                .iter()
+                .filter_map(|(_, t)| t.start)
+                .fold(f64::INFINITY, f64::min);
+            let mut cursor = 0.0;
+            let mut segments = Vec::new();
+            for (stage, t) in stages {
+                let Some(duration) = t.duration else { continue };
+                // Placed in time when we know the start; otherwise stacked after the last.
+                let offset = match t.start {
+                    Some(start) if origin.is_finite() => start - origin,
+                    _ => cursor,
+                };
+                cursor = offset + duration;
+                segments.push((stage, offset, duration));
+            }
+            placed.push(Placed {
+                hostname: &vm.hostname,
+                segments,
+                total,
+            });
+        }
+        let mut totals: Vec<f64> = placed.iter().map(|p| p.total).collect();
+        totals.sort_by(f64::total_cmp);
+        let quantile = |q: f64| -> Option<f64> {
+            (!totals.is_empty()).then(|| totals[((totals.len() - 1) as f64 * q).round() as usize])
+        };
+        let max = placed
+            .iter()
+            .flat_map(|p| p.segments.iter().map(|(_, o, d)| o + d).chain([p.total]))
+            .fold(1.0_f64, f64::max);
+        let scale = f64::from(PLOT_WIDTH) / max;
+        let rows = placed
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let end = p
+                    .segments
+                    .iter()
+                    .map(|(_, o, d)| o + d)
+                    .fold(0.0_f64, f64::max);
+                ChartRow {
+                    hostname: p.hostname.to_string(),
+                    y: 30 + i as u32 * ROW_HEIGHT,
+                    bars: p
+                        .segments
+                        .iter()
+                        .map(|(stage, offset, duration)| ChartBar {
+                            stage,
+                            x: f64::from(PLOT_X) + offset * scale,
+                            width: (duration * scale).max(1.0),
+                            title: format!("{stage}: {duration:.1} s"),
+                        })
+                        .collect(),
+                    total_label: format!("{:.1} s", p.total),
+                    label_x: f64::from(PLOT_X) + end * scale + 6.0,
+                }
+            })
+            .collect::<Vec<_>>();
+        let step = nice_step(max / 5.0);
+        let ticks = (0..)
+            .map(|i| f64::from(i) * step)
+            .take_while(|t| *t <= max)
+            .map(|t| ChartTick {
+                x: f64::from(PLOT_X) + t * scale,
+                label: format!("{t:.0} s"),
+            })
+            .collect();
+        MetricsChart {
+            height: 50 + rows.len() as u32 * ROW_HEIGHT,
+            rows,
+            ticks,
+            width: PLOT_X + PLOT_WIDTH + 80,
+            plot_x: PLOT_X,
+            plot_width: PLOT_WIDTH,
+            median: quantile(0.5),
+            p90: quantile(0.9),
+            reported: placed.len(),
+            total_vms: vms.len(),
+        }
+    }
+}
+
+fn nice_step(raw: f64) -> f64 {
+    let magnitude = 10f64.powf(raw.max(1e-9).log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * magnitude)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * magnitude)
+        .max(1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::domain::{StartupMetrics, TokenHash};
+
+    fn vm_with(name: &str, report: serde_json::Value) -> Vm {
+        let mut vm = Vm::new(name.into(), TokenHash::of("t"), 0);
+        vm.metrics
+            .merge(&StartupMetrics::from_report(report.as_object().unwrap()).unwrap())
+            .unwrap();
+        vm
+    }
+
+    #[test]
+    fn chart_quantiles_and_geometry() {
+        let vms: Vec<Vm> = (1..=10)
+            .map(|i| {
+                vm_with(
+                    &format!("vm-{i}"),
+                    serde_json::json!({"cloud_init_start": 1000, "cloud_init_end": 1000 + 10 * i}),
+                )
+            })
+            .chain([Vm::new("no-metrics".into(), TokenHash::of("t"), 0)])
+            .collect();
+        let chart = MetricsChart::new(&vms);
+        assert_eq!(chart.reported, 10);
+        assert_eq!(chart.total_vms, 11);
+        assert_eq!(chart.median, Some(60.0)); // of 10..100, index round(4.5) = 5
+        assert_eq!(chart.p90, Some(90.0));
+        let widest = &chart.rows[9].bars[0];
+        assert!((widest.x - f64::from(PLOT_X)).abs() < 1e-9);
+        assert!((widest.width - f64::from(PLOT_WIDTH)).abs() < 1e-6);
+    }
+}
