@@ -79,7 +79,9 @@ async fn vm_routes_refuse_another_vms_token() {
             "gpu-health" => json!({"hostname": "victim", "gpu_status": "unhealthy"}),
             "report-vm-status" => json!({"hostname": "victim", "status": "error"}),
             "vm-metrics" => json!({"cloud_init_start": 1, "cloud_init_end": 2}),
-            "ingest-vm-logs" => json!({"log_group": "g", "log_stream": "victim", "messages": ["forged"]}),
+            "ingest-vm-logs" => {
+                json!({"log_group": "g", "log_stream": "victim", "messages": ["forged"]})
+            }
             "push-vm-logs" => json!({"messages": ["forged"]}),
             other => panic!("add a body for VM route {other}"),
         };
@@ -94,7 +96,11 @@ async fn vm_routes_refuse_another_vms_token() {
     }
     let after = app.state.store.get_vm("victim").await.unwrap().unwrap();
     assert_eq!(before, after, "the victim's record is untouched");
-    assert_eq!(app.state.store.read_logs("victim", 0).await.unwrap(), None, "no forged log lines");
+    assert_eq!(
+        app.state.store.read_logs("victim", 0).await.unwrap(),
+        None,
+        "no forged log lines"
+    );
 }
 
 #[tokio::test]

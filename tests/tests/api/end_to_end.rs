@@ -48,6 +48,32 @@ async fn launch_claim_and_destroy_with_real_agents() {
         assert!(vm.last_seen_at.is_some());
     }
 
+    // Each agent shipped its own log lines and its startup timing.
+    for vm in &vms {
+        let path = format!("/api/vm-logs/{}", vm.hostname);
+        eventually(
+            Duration::from_secs(10),
+            "the agent's log lines arrived",
+            || {
+                let path = path.clone();
+                let app = &app;
+                async move {
+                    let (status, body) = app.admin_get(&path, true).await;
+                    status == 200 && body.contains("waiting for an assignment")
+                }
+            },
+        )
+        .await;
+        let stored = app.state.store.get_vm(&vm.hostname).await.unwrap().unwrap();
+        let agent = stored.metrics.stage("agent");
+        assert!(
+            agent.duration.is_some_and(|d| d >= 0.0),
+            "{:?}",
+            stored.metrics
+        );
+        assert!(stored.metrics.total_seconds().is_some());
+    }
+
     let html = app.claim("e2e@example.org", CRD).await;
     let hostname = assigned_hostname(&html).expect("assigned");
     let pin = assigned_pin(&html).expect("pin");

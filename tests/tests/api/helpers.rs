@@ -30,6 +30,7 @@ pub struct TestApp {
 pub struct Options {
     pub long_poll_secs: u64,
     pub max_launch: u32,
+    pub log_cap_bytes: usize,
 }
 
 impl Default for Options {
@@ -37,6 +38,7 @@ impl Default for Options {
         Options {
             long_poll_secs: 25,
             max_launch: 100,
+            log_cap_bytes: 1 << 20,
         }
     }
 }
@@ -60,6 +62,7 @@ pub async fn spawn_app_in(data_dir: &Path, options: Options) -> TestApp {
     config.data_dir = data_dir.to_path_buf();
     config.long_poll = Duration::from_secs(options.long_poll_secs);
     config.max_launch = options.max_launch;
+    config.log_cap_bytes = options.log_cap_bytes;
     let server = server::start(ServerOptions {
         addr: "127.0.0.1:0".parse().expect("addr"),
         config,
@@ -157,6 +160,17 @@ impl TestApp {
             .expect("claim");
         assert_eq!(resp.status(), 200);
         resp.text().await.expect("body")
+    }
+
+    /// GET as admin, returning status and body.
+    pub async fn admin_get(&self, path: &str, accept_json: bool) -> (u16, String) {
+        let mut req = self.admin(self.client.get(self.url(path)));
+        if accept_json {
+            req = req.header("accept", "application/json");
+        }
+        let resp = req.send().await.expect("GET");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.expect("body"))
     }
 
     pub async fn free_count(&self) -> u64 {
