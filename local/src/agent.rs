@@ -53,6 +53,9 @@ pub struct AgentArgs {
     /// Seconds between in-use checks and status heartbeats.
     #[arg(long, default_value_t = 5)]
     pub watch_interval_secs: u64,
+    /// Local mode only: stay `initializing` this long, standing in for a cloud VM's boot.
+    #[arg(long, default_value_t = 0)]
+    pub boot_delay_secs: u64,
     /// Exit if the allocator stays unreachable this long (default: retry forever).
     #[arg(long)]
     pub give_up_after_secs: Option<u64>,
@@ -280,6 +283,13 @@ async fn run_inner(
         env!("CARGO_PKG_VERSION")
     ));
     report_status(client, host, "initializing").await?;
+    if args.boot_delay_secs > 0 {
+        log.say(format!(
+            "simulating a {} s boot (local mode stands in for cloud-init)",
+            args.boot_delay_secs
+        ));
+        tokio::time::sleep(Duration::from_secs(args.boot_delay_secs)).await;
+    }
     log.say("reported initializing; checking the GPU");
     let gpu = check_gpu(args.gpu).await;
     log.say(format!("GPU health {gpu}"));

@@ -45,6 +45,9 @@ struct ServeArgs {
     /// GPU health the local agents report (there is no GPU on a laptop).
     #[arg(long, value_enum, default_value = "healthy")]
     agent_gpu: GpuMode,
+    /// How long local VMs stay `initializing`, standing in for a cloud VM's boot.
+    #[arg(long, default_value_t = 2)]
+    agent_boot_delay_secs: u64,
 }
 
 #[derive(clap::Args)]
@@ -120,6 +123,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             agent_gpu.into(),
             "--give-up-after-secs".into(),
             "900".into(),
+            "--boot-delay-secs".into(),
+            args.agent_boot_delay_secs.to_string(),
         ],
         kill_agents_on_drop: false,
     })

@@ -1,0 +1,138 @@
+// The admin dashboard and the claim page in a real browser (Debian's Chromium driven by
+// playwright-core): launch VMs and watch them boot without a reload, read a VM's shipped
+// logs, see the startup chart, claim a VM, destroy everything. Screenshots go to
+// test-output/browser/ (not committed).
+//
+// Run by scripts/test.sh after the debug build: node --test dashboard.test.mjs
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repo = resolve(here, '..', '..');
+const serverBin = process.env.GPUFLEET_BIN || join(repo, 'target', 'debug', 'gpufleet');
+const shots = join(repo, 'test-output', 'browser');
+const password = 'browser-test-password';
+
+let server, browser, page, baseUrl, dataDir;
+
+function startServer() {
+  dataDir = mkdtempSync(join(tmpdir(), 'gpufleet-browser-'));
+  server = spawn(serverBin, ['serve', '--addr', '127.0.0.1:0', '--data-dir', dataDir, '--agent-boot-delay-secs', '3'], {
+    env: { ...process.env, GPUFLEET_ADMIN_PASSWORD: password, RUST_LOG: 'warn' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  return new Promise((ok, fail) => {
+    const lines = createInterface({ input: server.stdout });
+    lines.once('line', line => ok(line.trim().split(' ').pop()));
+    server.once('exit', code => fail(new Error(`server exited with ${code}`)));
+  });
+}
+
+const shot = name => page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+
+before(async () => {
+  mkdirSync(shots, { recursive: true });
+  baseUrl = await startServer();
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  const context = await browser.newContext({
+    httpCredentials: { username: 'admin', password },
+    viewport: { width: 1280, height: 900 },
+  });
+  page = await context.newPage();
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill('SIGTERM');
+  // Any agent still alive exits once the server is gone (--give-up-after-secs); destroy ran.
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+});
+
+test('admin launches 2 VMs and watches them boot without a reload', async () => {
+  await page.goto(`${baseUrl}/admin`);
+  await assert.doesNotReject(page.waitForSelector('h1:has-text("Fleet")'));
+  await page.evaluate(() => { window.__sameDocument = true; });
+  await page.fill('#instance_count', '2');
+  await page.click('#launch-form button[type=submit]');
+  await page.waitForSelector('#launch-progress:not([hidden])');
+
+  // Both rows appear initializing first (the agents "boot" for 3 s), then turn running.
+  await page.waitForFunction(() => {
+    const pills = [...document.querySelectorAll('#vms tbody [data-field=status]')];
+    return pills.length === 2 && pills.every(p => p.textContent === 'initializing');
+  }, null, { timeout: 10_000 });
+  await shot('1-dashboard-initializing');
+  await page.waitForFunction(() => {
+    const pills = [...document.querySelectorAll('#vms tbody [data-field=status]')];
+    return pills.length === 2 && pills.every(p => p.textContent === 'running');
+  }, null, { timeout: 20_000 });
+  await page.waitForFunction(() => document.getElementById('launch-text').textContent.startsWith('Launch finished: 2 running'), null, { timeout: 10_000 });
+  assert.equal(await page.evaluate(() => window.__sameDocument), true, 'the page was not reloaded');
+  assert.equal(await page.textContent('[data-count=free]'), '2');
+  await shot('2-dashboard-running');
+});
+
+test('a VM\'s log page shows the lines its agent shipped, and filters errors', async () => {
+  const link = page.locator('#vms tbody tr:first-child a');
+  const hostname = await link.textContent();
+  await link.click();
+  await page.waitForURL(`**/admin/logs/${hostname}`);
+  await page.waitForFunction(() => document.getElementById('log').textContent.includes('waiting for an assignment'), null, { timeout: 15_000 });
+  const lines = await page.locator('#log > div').count();
+  assert.ok(lines >= 4, `expected the agent's lines, got ${lines}`);
+  assert.match(await page.textContent('#log'), /GPU health healthy/);
+  await shot('3-logs');
+  await page.check('#errors-only');
+  assert.equal(await page.locator('#log > div:visible').count(), 0, 'no error lines in a healthy boot');
+  await page.uncheck('#errors-only');
+  assert.equal(await page.locator('#log > div:visible').count(), lines);
+});
+
+test('the metrics page draws each VM\'s startup time', async () => {
+  await page.goto(`${baseUrl}/admin/metrics`);
+  await page.waitForSelector('svg#chart');
+  assert.equal(await page.locator('svg#chart .vm-row').count(), 2);
+  assert.equal(await page.locator('svg#chart rect.stage-agent').count(), 2);
+  const median = await page.textContent('#median');
+  assert.match(median, /^\d+\.\d s$/);
+  assert.ok(parseFloat(median) >= 3, `the 3 s simulated boot is in the agent stage: ${median}`);
+  await shot('4-metrics');
+});
+
+test('a participant claims a VM and sees its hostname and PIN', async () => {
+  await page.goto(`${baseUrl}/`);
+  assert.equal(await page.textContent('#free-count'), '2');
+  await page.fill('#email', 'ada@example.org');
+  await page.fill('#crd_command', 'DISPLAY= /opt/google/chrome-remote-desktop/start-host --code="4/0AbCdEf" --redirect-url="https://remotedesktop.google.com/_/oauthredirect" --name=$(hostname)');
+  await page.click('button[type=submit]');
+  await page.waitForSelector('#pin');
+  assert.match(await page.textContent('#pin'), /^\d{6}$/);
+  assert.match(await page.textContent('#hostname'), /^gpufleet-vm-[0-9a-f]{8}$/);
+  await shot('5-claimed');
+  await page.goto(`${baseUrl}/admin`);
+  await page.waitForFunction(() => document.querySelector('[data-count=assigned]').textContent === '1');
+});
+
+test('destroy asks for confirmation, lists what goes, then removes everything', async () => {
+  await page.goto(`${baseUrl}/admin`);
+  assert.equal(await page.locator('#destroy-list li').count(), 2);
+  assert.match(await page.textContent('#destroy-list'), /ada@example\.org/);
+  await page.click('#destroy-button'); // unchecked: the browser refuses to submit
+  assert.equal(await page.locator('#destroy-list li').count(), 2);
+  await page.check('#destroy-confirm');
+  await page.click('#destroy-button');
+  await page.waitForSelector('text=Destroyed 2 VM(s).');
+  assert.equal(await page.locator('#vms tbody tr').count(), 0);
+  await shot('6-destroyed');
+});
