@@ -218,3 +218,42 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The AWS emulator (moto) the test command starts; DynamoDB tests need it.
+pub fn aws_endpoint() -> String {
+    std::env::var("GPUFLEET_TEST_AWS_ENDPOINT").unwrap_or_else(|_| {
+        panic!(
+            "the DynamoDB tests need the AWS emulator: run scripts/test.sh, or start \
+             `scripts/moto_server.py 5000` (in the .venv it creates) and set \
+             GPUFLEET_TEST_AWS_ENDPOINT=http://127.0.0.1:5000"
+        )
+    })
+}
+
+/// A DynamoDB store on a fresh table in the emulator, through the real SDK over HTTP.
+pub async fn dynamo_store() -> shared::adapters::DynamoStore {
+    use aws_sdk_dynamodb::config::{Credentials, Region};
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(aws_endpoint())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+        .load()
+        .await;
+    let table = format!("gpufleet-test-{}", uuid_like());
+    let store = shared::adapters::DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table);
+    store
+        .create_table_if_missing()
+        .await
+        .expect("create the table");
+    store
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}

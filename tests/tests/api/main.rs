@@ -6,6 +6,7 @@
 mod auth;
 mod claims;
 mod durability;
+mod dynamodb;
 mod end_to_end;
 mod escaping;
 mod helpers;

@@ -1,0 +1,1128 @@
+//! The DynamoDB store: one table, every port, no scans. Table design and access patterns:
+//! docs/dynamodb.md.
+//!
+//! - VM items carry a `version`; every write is conditional on it (optimistic concurrency),
+//!   so read-modify-write never loses an update.
+//! - Assignable VMs also carry `free_pk`/`free_sk`, which puts them in the sparse `free`
+//!   index; the claim queries it and then takes one candidate with a transaction that is
+//!   conditional on the candidate still being assignable and on the email having no VM yet
+//!   (an `EMAIL#` item). Losing a race moves on to the next candidate.
+//! - The free count is a counter item changed in the same transaction as any write that
+//!   makes a VM (un)assignable, so reading it is one `GetItem`.
+//! - Logs are chunk items of whole lines (≤ 64 KiB each) under the VM's log partition, with
+//!   a meta item holding the byte total and next sequence number.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, ConsumedCapacity, Delete, DeleteRequest,
+    GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType, Put,
+    ReturnConsumedCapacity, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem,
+    Update, WriteRequest,
+};
+use aws_sdk_dynamodb::Client;
+use rand::seq::SliceRandom;
+
+use crate::domain::logs::{chunk_lines, line_bytes};
+use crate::domain::{
+    AssignableRule, Assignment, GpuHealth, Millis, Operation, OperationStatus, StartupMetrics,
+    TokenHash, Vm, VmChange, VmStatus,
+};
+use crate::error::{Error, Result};
+use crate::ports::{ClaimOutcome, ClaimRequest, LogPage, LogStore, OperationStore, VmStore};
+
+/// The table's definition: the one source the bootstrap command, the tests and the SAM
+/// template check read.
+pub mod table {
+    pub const PARTITION_KEY: &str = "pk";
+    pub const SORT_KEY: &str = "sk";
+    /// Sparse index of assignable VMs, oldest first.
+    pub const FREE_INDEX: &str = "free";
+    pub const FREE_PK: &str = "free_pk";
+    pub const FREE_SK: &str = "free_sk";
+    /// Index of every VM, oldest first (admin listing without a scan).
+    pub const VMS_INDEX: &str = "vms";
+    pub const VMS_PK: &str = "vms_pk";
+    pub const VMS_SK: &str = "vms_sk";
+    /// Epoch seconds after which DynamoDB may delete an ephemeral item.
+    pub const TTL_ATTRIBUTE: &str = "expires_at";
+}
+
+/// How long operation records and log chunks of VMs nobody deleted are kept.
+const EPHEMERAL_TTL_SECONDS: i64 = 30 * 24 * 3600;
+/// Candidates fetched per query of the free index.
+const CLAIM_PAGE: i32 = 50;
+/// Candidates tried from one page before fetching a fresh one.
+const TRIES_PER_PAGE: usize = 2;
+/// Bounded retries of optimistic writes; contention beyond this is reported, not looped on.
+const MAX_ATTEMPTS: usize = 50;
+
+const COUNTER_PK: &str = "COUNTER";
+const COUNTER_FREE_SK: &str = "FREE";
+const LOCK_PK: &str = "LOCK";
+const LOCK_SK: &str = "OPERATION";
+
+/// Requests and consumed capacity, per operation kind (for the cost measurements).
+#[derive(Default, Debug)]
+pub struct RequestStats {
+    counts: std::sync::Mutex<HashMap<&'static str, (u64, f64)>>,
+    total: AtomicU64,
+}
+
+impl RequestStats {
+    fn record(&self, op: &'static str, capacity: f64) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = counts.entry(op).or_default();
+        entry.0 += 1;
+        entry.1 += capacity;
+    }
+
+    /// Total requests so far.
+    pub fn requests(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// (requests, consumed capacity units) per DynamoDB operation.
+    pub fn snapshot(&self) -> HashMap<&'static str, (u64, f64)> {
+        self.counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn capacity(&self) -> f64 {
+        self.snapshot().values().map(|(_, c)| c).sum()
+    }
+}
+
+fn capacity_of(c: Option<&ConsumedCapacity>) -> f64 {
+    c.and_then(|c| c.capacity_units()).unwrap_or(0.0)
+}
+
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    stats: Arc<RequestStats>,
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
+    HashMap::from([
+        (table::PARTITION_KEY.to_string(), s(pk)),
+        (table::SORT_KEY.to_string(), s(sk)),
+    ])
+}
+
+fn vm_pk(hostname: &str) -> String {
+    format!("VM#{hostname}")
+}
+
+fn email_pk(email: &str) -> String {
+    format!("EMAIL#{email}")
+}
+
+fn logs_pk(hostname: &str) -> String {
+    format!("LOGS#{hostname}")
+}
+
+fn chunk_sk(seq: i64) -> String {
+    format!("CHUNK#{seq:020}")
+}
+
+/// Sorts VMs by creation time, then hostname (as SQLite orders them).
+fn order_key(vm: &Vm) -> String {
+    format!("{:020}#{}", vm.created_at.max(0), vm.hostname)
+}
+
+fn internal(context: &str, e: impl std::fmt::Display) -> Error {
+    Error::Internal(anyhow!("DynamoDB {context}: {e}"))
+}
+
+/// The error code of a failed call (matched by code, never by message).
+fn code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<String> {
+    e.as_service_error()
+        .and_then(|s| s.code())
+        .map(str::to_string)
+}
+
+/// Why a transaction was cancelled: one code per item ("None" for items that were fine).
+fn cancellation_codes(
+    e: &SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+        impl std::fmt::Debug,
+    >,
+) -> Option<Vec<String>> {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as E;
+    match e.as_service_error()? {
+        E::TransactionCanceledException(t) => Some(
+            t.cancellation_reasons()
+                .iter()
+                .map(|r| r.code().unwrap_or("None").to_string())
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+fn retryable_code(code: &str) -> bool {
+    matches!(
+        code,
+        "TransactionConflict"
+            | "TransactionConflictException"
+            | "ProvisionedThroughputExceededException"
+            | "ThrottlingException"
+            | "RequestLimitExceeded"
+            | "TransactionInProgressException"
+    )
+}
+
+fn get_s(item: &Item, name: &str) -> Option<String> {
+    match item.get(name) {
+        Some(AttributeValue::S(v)) => Some(v.clone()),
+        _ => None,
+    }
+}
+
+fn get_n<T: std::str::FromStr>(item: &Item, name: &str) -> Option<T> {
+    match item.get(name) {
+        Some(AttributeValue::N(v)) => v.parse().ok(),
+        _ => None,
+    }
+}
+
+fn vm_to_item(vm: &Vm, version: u64) -> Result<Item> {
+    let mut item = key(vm_pk(&vm.hostname), "VM");
+    let order = order_key(vm);
+    item.insert("hostname".into(), s(&vm.hostname));
+    item.insert("status".into(), s(vm.status.as_str()));
+    item.insert("gpu_health".into(), s(vm.gpu_health.as_str()));
+    item.insert("in_use".into(), AttributeValue::Bool(vm.in_use));
+    item.insert("token_hash".into(), s(vm.token_hash.as_str()));
+    item.insert(
+        "metrics".into(),
+        s(serde_json::to_string(&vm.metrics).map_err(|e| internal("encoding metrics", e))?),
+    );
+    item.insert("created_at".into(), n(vm.created_at));
+    item.insert("updated_at".into(), n(vm.updated_at));
+    item.insert("version".into(), n(version));
+    item.insert(table::VMS_PK.into(), s("VM"));
+    item.insert(table::VMS_SK.into(), s(&order));
+    if let Some(reason) = &vm.status_reason {
+        item.insert("status_reason".into(), s(reason));
+    }
+    if let Some(id) = &vm.instance_id {
+        item.insert("instance_id".into(), s(id));
+    }
+    if let Some(t) = vm.last_seen_at {
+        item.insert("last_seen_at".into(), n(t));
+    }
+    if let Some(a) = &vm.assignment {
+        item.insert("email".into(), s(&a.email));
+        item.insert("crd_command".into(), s(&a.crd_command));
+        item.insert("pin".into(), s(&a.pin));
+        item.insert("assigned_at".into(), n(a.assigned_at));
+    }
+    if vm.is_assignable() {
+        item.insert(table::FREE_PK.into(), s("FREE"));
+        item.insert(table::FREE_SK.into(), s(order));
+    }
+    Ok(item)
+}
+
+fn item_to_vm(item: &Item) -> Result<(Vm, u64)> {
+    let bad = |what: &str| internal("decoding a VM", format!("bad or missing {what}"));
+    let text = |name: &str| get_s(item, name).ok_or_else(|| bad(name));
+    let assignment = get_s(item, "email").map(|email| Assignment {
+        email,
+        crd_command: get_s(item, "crd_command").unwrap_or_default(),
+        pin: get_s(item, "pin").unwrap_or_default(),
+        assigned_at: get_n(item, "assigned_at").unwrap_or_default(),
+    });
+    let metrics: StartupMetrics =
+        serde_json::from_str(&text("metrics")?).map_err(|_| bad("metrics"))?;
+    let vm = Vm {
+        hostname: text("hostname")?,
+        status: VmStatus::parse(&text("status")?).map_err(|_| bad("status"))?,
+        status_reason: get_s(item, "status_reason"),
+        gpu_health: GpuHealth::parse(&text("gpu_health")?).map_err(|_| bad("gpu_health"))?,
+        in_use: matches!(item.get("in_use"), Some(AttributeValue::Bool(true))),
+        assignment,
+        instance_id: get_s(item, "instance_id"),
+        token_hash: TokenHash::from_stored(text("token_hash")?),
+        metrics,
+        created_at: get_n(item, "created_at").ok_or_else(|| bad("created_at"))?,
+        updated_at: get_n(item, "updated_at").ok_or_else(|| bad("updated_at"))?,
+        last_seen_at: get_n(item, "last_seen_at"),
+    };
+    Ok((vm, get_n(item, "version").ok_or_else(|| bad("version"))?))
+}
+
+fn counter_update(table_name: &str, delta: i64) -> Result<TransactWriteItem> {
+    Ok(TransactWriteItem::builder()
+        .update(
+            Update::builder()
+                .table_name(table_name)
+                .set_key(Some(key(COUNTER_PK, COUNTER_FREE_SK)))
+                .update_expression("ADD #value :delta")
+                .expression_attribute_names("#value", "value")
+                .expression_attribute_values(":delta", n(delta))
+                .build()
+                .map_err(|e| internal("building a counter update", e))?,
+        )
+        .build())
+}
+
+impl DynamoStore {
+    /// A store over `table`, with a client configured from the standard AWS environment
+    /// (region, credentials, and `AWS_ENDPOINT_URL` for an emulator).
+    pub async fn from_env(table: impl Into<String>) -> Self {
+        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Self::new(Client::new(&config), table)
+    }
+
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoStore {
+            client,
+            table: table.into(),
+            stats: Arc::new(RequestStats::default()),
+        }
+    }
+
+    pub fn stats(&self) -> Arc<RequestStats> {
+        self.stats.clone()
+    }
+
+    /// Creates the table (with its indexes and TTL) if it does not exist, and waits until it
+    /// is active. For tests and local use; in the cloud the SAM template owns the table.
+    pub async fn create_table_if_missing(&self) -> Result<()> {
+        use table::*;
+        let attr = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(|e| internal("building the table definition", e))
+        };
+        let key_el = |name: &str, kind: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+                .map_err(|e| internal("building the table definition", e))
+        };
+        let gsi = |index: &str, pk: &str, sk: &str| -> Result<GlobalSecondaryIndex> {
+            GlobalSecondaryIndex::builder()
+                .index_name(index)
+                .key_schema(key_el(pk, KeyType::Hash)?)
+                .key_schema(key_el(sk, KeyType::Range)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .map_err(|e| internal("building the table definition", e))
+        };
+        let created = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attr(PARTITION_KEY)?)
+            .attribute_definitions(attr(SORT_KEY)?)
+            .attribute_definitions(attr(FREE_PK)?)
+            .attribute_definitions(attr(FREE_SK)?)
+            .attribute_definitions(attr(VMS_PK)?)
+            .attribute_definitions(attr(VMS_SK)?)
+            .key_schema(key_el(PARTITION_KEY, KeyType::Hash)?)
+            .key_schema(key_el(SORT_KEY, KeyType::Range)?)
+            .global_secondary_indexes(gsi(FREE_INDEX, FREE_PK, FREE_SK)?)
+            .global_secondary_indexes(gsi(VMS_INDEX, VMS_PK, VMS_SK)?)
+            .send()
+            .await;
+        match created {
+            Ok(_) => {}
+            Err(e) if code(&e).as_deref() == Some("ResourceInUseException") => return Ok(()),
+            Err(e) => return Err(internal("creating the table", DisplayErrorContext(e))),
+        }
+        for _ in 0..120 {
+            let described = self
+                .client
+                .describe_table()
+                .table_name(&self.table)
+                .send()
+                .await
+                .map_err(|e| internal("describing the table", DisplayErrorContext(e)))?;
+            let active = described
+                .table()
+                .and_then(|t| t.table_status())
+                .is_some_and(|s| s.as_str() == "ACTIVE");
+            if active {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        self.client
+            .update_time_to_live()
+            .table_name(&self.table)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name(TTL_ATTRIBUTE)
+                    .enabled(true)
+                    .build()
+                    .map_err(|e| internal("building the TTL setting", e))?,
+            )
+            .send()
+            .await
+            .map_err(|e| internal("enabling TTL", DisplayErrorContext(e)))?;
+        Ok(())
+    }
+
+    /// Checks the table answers (for `/health`).
+    pub async fn ping(&self) -> Result<()> {
+        self.get(COUNTER_PK, COUNTER_FREE_SK, false)
+            .await
+            .map(|_| ())
+    }
+
+    async fn get(&self, pk: &str, sk: &str, consistent: bool) -> Result<Option<Item>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .consistent_read(consistent)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| internal("GetItem", DisplayErrorContext(e)))?;
+        self.stats
+            .record("GetItem", capacity_of(out.consumed_capacity()));
+        Ok(out.item().cloned())
+    }
+
+    async fn get_vm_versioned(
+        &self,
+        hostname: &str,
+        consistent: bool,
+    ) -> Result<Option<(Vm, u64)>> {
+        self.get(&vm_pk(hostname), "VM", consistent)
+            .await?
+            .map(|item| item_to_vm(&item))
+            .transpose()
+    }
+
+    /// Runs a transaction. `Ok(None)` means it committed; `Ok(Some(codes))` that it was
+    /// cancelled, with one reason code per item.
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<Option<Vec<String>>> {
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let capacity = out
+                    .consumed_capacity()
+                    .iter()
+                    .filter_map(|c| c.capacity_units())
+                    .sum();
+                self.stats.record("TransactWriteItems", capacity);
+                Ok(None)
+            }
+            Err(e) => {
+                self.stats.record("TransactWriteItems", 0.0);
+                if let Some(codes) = cancellation_codes(&e) {
+                    return Ok(Some(codes));
+                }
+                match code(&e) {
+                    Some(c) if retryable_code(&c) => Ok(Some(vec![c])),
+                    _ => Err(internal("TransactWriteItems", DisplayErrorContext(e))),
+                }
+            }
+        }
+    }
+
+    fn put_item(
+        &self,
+        item: Item,
+        condition: &str,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<TransactWriteItem> {
+        let mut put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition);
+        for (k, v) in values {
+            put = put.expression_attribute_values(k, v);
+        }
+        Ok(TransactWriteItem::builder()
+            .put(put.build().map_err(|e| internal("building a put", e))?)
+            .build())
+    }
+
+    fn delete_item(
+        &self,
+        item_key: Item,
+        condition: Option<(&str, Vec<(&str, AttributeValue)>)>,
+    ) -> Result<TransactWriteItem> {
+        let mut delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(item_key));
+        if let Some((expr, values)) = condition {
+            delete = delete.condition_expression(expr);
+            for (k, v) in values {
+                delete = delete.expression_attribute_values(k, v);
+            }
+        }
+        Ok(TransactWriteItem::builder()
+            .delete(
+                delete
+                    .build()
+                    .map_err(|e| internal("building a delete", e))?,
+            )
+            .build())
+    }
+
+    /// Writes `vm` over the stored version `expected` (or as new when `None`), adjusting the
+    /// free counter when assignability changes. `Ok(false)`: lost a race, re-read and retry.
+    async fn write_vm(&self, vm: &Vm, expected: Option<(u64, bool)>) -> Result<bool> {
+        let (version, was_assignable) = expected.map_or((1, false), |(v, a)| (v + 1, a));
+        let item = vm_to_item(vm, version)?;
+        let write = match expected {
+            None => self.put_item(item, "attribute_not_exists(pk)", vec![])?,
+            Some((v, _)) => self.put_item(item, "version = :v", vec![(":v", n(v))])?,
+        };
+        let mut items = vec![write];
+        let delta = i64::from(vm.is_assignable()) - i64::from(was_assignable);
+        if delta != 0 {
+            items.push(counter_update(&self.table, delta)?);
+        }
+        if items.len() == 1 {
+            let Some(put) = items.pop().and_then(|i| i.put) else {
+                return Err(internal("writing a VM", "no put"));
+            };
+            let result = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(put.item))
+                .condition_expression(put.condition_expression.unwrap_or_default())
+                .set_expression_attribute_values(put.expression_attribute_values)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await;
+            return match result {
+                Ok(out) => {
+                    self.stats
+                        .record("PutItem", capacity_of(out.consumed_capacity()));
+                    Ok(true)
+                }
+                Err(e) => {
+                    self.stats.record("PutItem", 0.0);
+                    match code(&e).as_deref() {
+                        Some("ConditionalCheckFailedException") => Ok(false),
+                        Some(c) if retryable_code(c) => Ok(false),
+                        _ => Err(internal("PutItem", DisplayErrorContext(e))),
+                    }
+                }
+            };
+        }
+        Ok(self.transact(items).await?.is_none())
+    }
+}
+
+enum TryClaim {
+    Won,
+    /// The VM was taken first (or a transient conflict).
+    Lost,
+    /// This email already holds a VM.
+    EmailHasAVm,
+}
+
+impl DynamoStore {
+    /// The VM an email holds, if any.
+    async fn vm_of_email(&self, email: &str) -> Result<Option<Vm>> {
+        let Some(item) = self.get(&email_pk(email), "EMAIL", true).await? else {
+            return Ok(None);
+        };
+        let hostname = get_s(&item, "hostname")
+            .ok_or_else(|| internal("reading an email item", "no hostname"))?;
+        self.get_vm(&hostname).await
+    }
+
+    /// One transaction: the email gets its item (only if it has none), the VM its assignment
+    /// (only if still assignable), the free counter one less.
+    async fn try_claim(&self, vm: &Vm, request: &ClaimRequest) -> Result<TryClaim> {
+        let email = request.email.as_str();
+        let mut email_item = key(email_pk(email), "EMAIL");
+        email_item.insert("hostname".into(), s(&vm.hostname));
+        let claim = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(vm_pk(&vm.hostname), "VM")))
+            .update_expression(
+                "SET email = :email, crd_command = :crd, pin = :pin, assigned_at = :now, \
+                 updated_at = :now, version = version + :one REMOVE free_pk, free_sk",
+            )
+            .condition_expression(assignable_condition())
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":email", s(email))
+            .expression_attribute_values(":crd", s(&request.crd_command))
+            .expression_attribute_values(":pin", s(request.pin.as_str()))
+            .expression_attribute_values(":now", n(request.now))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":assignable_status", s(AssignableRule::STATUS.as_str()))
+            .expression_attribute_values(
+                ":excluded_health",
+                s(AssignableRule::EXCLUDED_HEALTH.as_str()),
+            )
+            .build()
+            .map_err(|e| internal("building a claim", e))?;
+        let items = vec![
+            self.put_item(email_item, "attribute_not_exists(pk)", vec![])?,
+            TransactWriteItem::builder().update(claim).build(),
+            counter_update(&self.table, -1)?,
+        ];
+        Ok(match self.transact(items).await? {
+            None => TryClaim::Won,
+            Some(codes) if codes.first().map(String::as_str) == Some("ConditionalCheckFailed") => {
+                TryClaim::EmailHasAVm
+            }
+            Some(_) => TryClaim::Lost,
+        })
+    }
+}
+
+/// The DynamoDB condition for "this VM is assignable", from the same rule as everything.
+fn assignable_condition() -> &'static str {
+    "#status = :assignable_status AND attribute_not_exists(email) AND gpu_health <> :excluded_health"
+}
+
+#[async_trait]
+impl VmStore for DynamoStore {
+    async fn insert_vm(&self, vm: &Vm) -> Result<()> {
+        if self.write_vm(vm, None).await? {
+            Ok(())
+        } else {
+            Err(Error::Conflict(format!(
+                "VM {} already exists",
+                vm.hostname
+            )))
+        }
+    }
+
+    async fn get_vm(&self, hostname: &str) -> Result<Option<Vm>> {
+        Ok(self
+            .get_vm_versioned(hostname, true)
+            .await?
+            .map(|(vm, _)| vm))
+    }
+
+    async fn list_vms(&self) -> Result<Vec<Vm>> {
+        let mut vms = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(table::VMS_INDEX)
+                .key_condition_expression("#p = :vm")
+                .expression_attribute_names("#p", table::VMS_PK)
+                .expression_attribute_values(":vm", s("VM"))
+                .set_exclusive_start_key(start.take())
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await
+                .map_err(|e| internal("Query vms", DisplayErrorContext(e)))?;
+            self.stats
+                .record("Query", capacity_of(out.consumed_capacity()));
+            for item in out.items() {
+                vms.push(item_to_vm(item)?.0);
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        Ok(vms)
+    }
+
+    async fn update_vm(&self, hostname: &str, change: &VmChange, now: Millis) -> Result<Vm> {
+        for _ in 0..MAX_ATTEMPTS {
+            let (mut vm, version) = self
+                .get_vm_versioned(hostname, true)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("VM {hostname}")))?;
+            let was_assignable = vm.is_assignable();
+            change.apply(&mut vm, now)?;
+            if self.write_vm(&vm, Some((version, was_assignable))).await? {
+                return Ok(vm);
+            }
+        }
+        Err(internal("updating a VM", "too much contention"))
+    }
+
+    async fn claim_vm(&self, request: &ClaimRequest) -> Result<ClaimOutcome> {
+        let email = request.email.as_str();
+        for _ in 0..MAX_ATTEMPTS {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(table::FREE_INDEX)
+                .key_condition_expression("#p = :free")
+                .expression_attribute_names("#p", table::FREE_PK)
+                .expression_attribute_values(":free", s("FREE"))
+                .limit(CLAIM_PAGE)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await
+                .map_err(|e| internal("Query free", DisplayErrorContext(e)))?;
+            self.stats
+                .record("Query", capacity_of(out.consumed_capacity()));
+            let mut candidates = out
+                .items()
+                .iter()
+                .map(item_to_vm)
+                .collect::<Result<Vec<_>>>()?;
+            if candidates.is_empty() {
+                // Nothing free; a returning participant still gets their VM.
+                return Ok(match self.vm_of_email(email).await? {
+                    Some(vm) => ClaimOutcome::AlreadyAssigned(vm),
+                    None => ClaimOutcome::NoneFree,
+                });
+            }
+            // A random candidate: concurrent claimers spread over the page instead of all
+            // fighting for the same VM. A few tries per page, then a fresh page (the one we
+            // hold is going stale while others claim).
+            candidates.shuffle(&mut rand::rng());
+            for (vm, _) in candidates.into_iter().take(TRIES_PER_PAGE) {
+                match self.try_claim(&vm, request).await? {
+                    TryClaim::Won => {
+                        let mut vm = vm;
+                        vm.assignment = Some(Assignment {
+                            email: email.to_string(),
+                            crd_command: request.crd_command.clone(),
+                            pin: request.pin.as_str().to_string(),
+                            assigned_at: request.now,
+                        });
+                        vm.updated_at = request.now;
+                        return Ok(ClaimOutcome::Assigned(vm));
+                    }
+                    TryClaim::EmailHasAVm => {
+                        // The same person claimed before (or in a parallel request).
+                        if let Some(vm) = self.vm_of_email(email).await? {
+                            return Ok(ClaimOutcome::AlreadyAssigned(vm));
+                        }
+                    }
+                    TryClaim::Lost => {}
+                }
+            }
+        }
+        Err(internal("claiming a VM", "too much contention"))
+    }
+
+    async fn count_assignable(&self) -> Result<u64> {
+        let item = self.get(COUNTER_PK, COUNTER_FREE_SK, true).await?;
+        Ok(item
+            .and_then(|i| get_n::<i64>(&i, "value"))
+            .unwrap_or(0)
+            .max(0) as u64)
+    }
+
+    async fn delete_vm(&self, hostname: &str) -> Result<()> {
+        for _ in 0..MAX_ATTEMPTS {
+            let Some((vm, version)) = self.get_vm_versioned(hostname, true).await? else {
+                return Ok(());
+            };
+            let mut items = vec![self.delete_item(
+                key(vm_pk(hostname), "VM"),
+                Some(("version = :v", vec![(":v", n(version))])),
+            )?];
+            if let Some(a) = &vm.assignment {
+                items.push(self.delete_item(key(email_pk(&a.email), "EMAIL"), None)?);
+            }
+            if vm.is_assignable() {
+                items.push(counter_update(&self.table, -1)?);
+            }
+            if self.transact(items).await?.is_none() {
+                return Ok(());
+            }
+        }
+        Err(internal("deleting a VM", "too much contention"))
+    }
+}
+
+fn op_status(status: OperationStatus) -> &'static str {
+    match status {
+        OperationStatus::Running => "running",
+        OperationStatus::Succeeded => "succeeded",
+        OperationStatus::Failed => "failed",
+    }
+}
+
+fn ttl_from(millis: Millis) -> AttributeValue {
+    n(millis / 1000 + EPHEMERAL_TTL_SECONDS)
+}
+
+#[async_trait]
+impl OperationStore for DynamoStore {
+    async fn begin_operation(&self, op: &Operation, stale_after_ms: i64) -> Result<()> {
+        let mut lock = key(LOCK_PK, LOCK_SK);
+        lock.insert("op_id".into(), s(&op.id));
+        lock.insert("created_at".into(), n(op.created_at));
+        let lock_put = self.put_item(
+            lock,
+            "attribute_not_exists(pk) OR created_at < :stale",
+            vec![(":stale", n(op.created_at - stale_after_ms))],
+        )?;
+        let record = self.put_item(self.operation_item(op)?, "attribute_not_exists(pk)", vec![])?;
+        match self.transact(vec![lock_put, record]).await? {
+            None => Ok(()),
+            Some(_) => {
+                let holder = self
+                    .get(LOCK_PK, LOCK_SK, true)
+                    .await?
+                    .and_then(|i| get_s(&i, "op_id"))
+                    .unwrap_or_else(|| "unknown".into());
+                Err(Error::Conflict(format!(
+                    "another launch or destroy (operation {holder}) is still running; try again when it finishes"
+                )))
+            }
+        }
+    }
+
+    async fn save_operation(&self, op: &Operation) -> Result<()> {
+        let out = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(self.operation_item(op)?))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| internal("PutItem operation", DisplayErrorContext(e)))?;
+        self.stats
+            .record("PutItem", capacity_of(out.consumed_capacity()));
+        if op.status != OperationStatus::Running {
+            // Release the lock if it is still ours (a stale lock may have been taken over).
+            let released = self
+                .client
+                .delete_item()
+                .table_name(&self.table)
+                .set_key(Some(key(LOCK_PK, LOCK_SK)))
+                .condition_expression("op_id = :id")
+                .expression_attribute_values(":id", s(&op.id))
+                .send()
+                .await;
+            self.stats.record("DeleteItem", 0.0);
+            if let Err(e) = released {
+                if code(&e).as_deref() != Some("ConditionalCheckFailedException") {
+                    return Err(internal(
+                        "releasing the operation lock",
+                        DisplayErrorContext(e),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_operation(&self, id: &str) -> Result<Option<Operation>> {
+        let Some(item) = self.get(&format!("OP#{id}"), "OP", true).await? else {
+            return Ok(None);
+        };
+        let body =
+            get_s(&item, "body").ok_or_else(|| internal("reading an operation", "no body"))?;
+        serde_json::from_str(&body)
+            .map(Some)
+            .map_err(|e| internal("decoding an operation", e))
+    }
+}
+
+impl DynamoStore {
+    fn operation_item(&self, op: &Operation) -> Result<Item> {
+        let mut item = key(format!("OP#{}", op.id), "OP");
+        item.insert(
+            "body".into(),
+            s(serde_json::to_string(op).map_err(|e| internal("encoding an operation", e))?),
+        );
+        item.insert("status".into(), s(op_status(op.status)));
+        item.insert("created_at".into(), n(op.created_at));
+        item.insert(table::TTL_ATTRIBUTE.into(), ttl_from(op.created_at));
+        Ok(item)
+    }
+
+    /// Oldest chunk of a VM's log: (seq, body).
+    async fn oldest_chunk(&self, hostname: &str) -> Result<Option<(i64, String)>> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :chunk)")
+            .expression_attribute_values(":pk", s(logs_pk(hostname)))
+            .expression_attribute_values(":chunk", s("CHUNK#"))
+            .consistent_read(true)
+            .limit(1)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| internal("Query log chunks", DisplayErrorContext(e)))?;
+        self.stats
+            .record("Query", capacity_of(out.consumed_capacity()));
+        Ok(out
+            .items()
+            .first()
+            .and_then(|i| Some((get_n(i, "seq")?, get_s(i, "body")?))))
+    }
+
+    /// Every chunk after `after`, in order, following pagination.
+    async fn chunks_after(&self, hostname: &str, after: i64) -> Result<Vec<Item>> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+                .expression_attribute_values(":pk", s(logs_pk(hostname)))
+                .expression_attribute_values(":from", s(chunk_sk(after + 1)))
+                .expression_attribute_values(":to", s(chunk_sk(i64::MAX)))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await
+                .map_err(|e| internal("Query log chunks", DisplayErrorContext(e)))?;
+            self.stats
+                .record("Query", capacity_of(out.consumed_capacity()));
+            items.extend(out.items().iter().cloned());
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    fn meta_update(&self, hostname: &str, delta_bytes: i64) -> Result<TransactWriteItem> {
+        Ok(TransactWriteItem::builder()
+            .update(
+                Update::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key(logs_pk(hostname), "META")))
+                    .update_expression("ADD bytes :d")
+                    .condition_expression("attribute_exists(pk)")
+                    .expression_attribute_values(":d", n(delta_bytes))
+                    .build()
+                    .map_err(|e| internal("building a log total update", e))?,
+            )
+            .build())
+    }
+}
+
+#[async_trait]
+impl LogStore for DynamoStore {
+    async fn append_logs(
+        &self,
+        hostname: &str,
+        lines: &[String],
+        cap_bytes: usize,
+        now: Millis,
+    ) -> Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let chunks = chunk_lines(lines);
+        let cap = i64::try_from(cap_bytes).unwrap_or(i64::MAX);
+        // 1. Append: the meta item moves (conditionally) from next_seq to next_seq + k in the
+        //    same transaction that writes the k chunks, so concurrent appends never collide.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            if attempts > MAX_ATTEMPTS {
+                return Err(internal("appending logs", "too much contention"));
+            }
+            let meta = self.get(&logs_pk(hostname), "META", true).await?;
+            let (bytes, next_seq): (i64, i64) = meta
+                .as_ref()
+                .map(|m| {
+                    (
+                        get_n(m, "bytes").unwrap_or(0),
+                        get_n(m, "next_seq").unwrap_or(1),
+                    )
+                })
+                .unwrap_or((0, 1));
+            let mut items = Vec::new();
+            let mut added = 0i64;
+            for (i, chunk) in chunks.iter().enumerate() {
+                let body: String = chunk.iter().map(|l| format!("{l}\n")).collect();
+                added += chunk.iter().map(|l| line_bytes(l) as i64).sum::<i64>();
+                let seq = next_seq + i as i64;
+                let mut item = key(logs_pk(hostname), chunk_sk(seq));
+                item.insert("seq".into(), n(seq));
+                item.insert("bytes".into(), n(body.len()));
+                item.insert("body".into(), s(body));
+                item.insert(table::TTL_ATTRIBUTE.into(), ttl_from(now));
+                items.push(self.put_item(item, "attribute_not_exists(pk)", vec![])?);
+            }
+            let mut meta_item = key(logs_pk(hostname), "META");
+            meta_item.insert("bytes".into(), n(bytes + added));
+            meta_item.insert("next_seq".into(), n(next_seq + chunks.len() as i64));
+            meta_item.insert(table::TTL_ATTRIBUTE.into(), ttl_from(now));
+            let meta_put = match meta {
+                None => self.put_item(meta_item, "attribute_not_exists(pk)", vec![])?,
+                Some(_) => self.put_item(
+                    meta_item,
+                    "next_seq = :seq AND bytes = :bytes",
+                    vec![(":seq", n(next_seq)), (":bytes", n(bytes))],
+                )?,
+            };
+            items.insert(0, meta_put);
+            if self.transact(items).await?.is_none() {
+                break;
+            }
+        }
+        // 2. Trim the oldest lines until at most `cap` bytes remain. Each step is one
+        //    transaction conditional on the chunk being as read, so concurrent trimmers never
+        //    remove the same bytes twice.
+        for _ in 0..10_000 {
+            let total: i64 = self
+                .get(&logs_pk(hostname), "META", true)
+                .await?
+                .and_then(|m| get_n(&m, "bytes"))
+                .unwrap_or(0);
+            if total <= cap {
+                return Ok(());
+            }
+            let Some((seq, body)) = self.oldest_chunk(hostname).await? else {
+                return Ok(());
+            };
+            let size = body.len() as i64;
+            let chunk_key = key(logs_pk(hostname), chunk_sk(seq));
+            let (chunk_write, removed) = if total - size >= cap {
+                (
+                    self.delete_item(chunk_key, Some(("bytes = :b", vec![(":b", n(size))])))?,
+                    size,
+                )
+            } else {
+                let mut kept = body.as_str();
+                let mut remaining = total;
+                while remaining > cap {
+                    let Some(newline) = kept.find('\n') else {
+                        break;
+                    };
+                    remaining -= (newline + 1) as i64;
+                    kept = &kept[newline + 1..];
+                }
+                let update = Update::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(chunk_key))
+                    .update_expression("SET body = :body, bytes = :new")
+                    .condition_expression("bytes = :b")
+                    .expression_attribute_values(":body", s(kept))
+                    .expression_attribute_values(":new", n(kept.len()))
+                    .expression_attribute_values(":b", n(size))
+                    .build()
+                    .map_err(|e| internal("building a log trim", e))?;
+                (
+                    TransactWriteItem::builder().update(update).build(),
+                    size - kept.len() as i64,
+                )
+            };
+            // A cancelled step means another writer trimmed first: look again.
+            self.transact(vec![chunk_write, self.meta_update(hostname, -removed)?])
+                .await?;
+        }
+        Err(internal("trimming logs", "did not converge"))
+    }
+
+    async fn read_logs(&self, hostname: &str, after: u64) -> Result<Option<LogPage>> {
+        let Some(meta) = self.get(&logs_pk(hostname), "META", true).await? else {
+            return Ok(None);
+        };
+        let next_seq: i64 = get_n(&meta, "next_seq").unwrap_or(1);
+        let after = i64::try_from(after).unwrap_or(i64::MAX - 1);
+        let lines = self
+            .chunks_after(hostname, after)
+            .await?
+            .iter()
+            .filter_map(|i| get_s(i, "body"))
+            .filter(|b| !b.is_empty())
+            .flat_map(|b| {
+                b.strip_suffix('\n')
+                    .unwrap_or(&b)
+                    .split('\n')
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        Ok(Some(LogPage {
+            lines,
+            cursor: (next_seq - 1).max(0) as u64,
+        }))
+    }
+
+    async fn delete_logs(&self, hostname: &str) -> Result<()> {
+        let mut keys: Vec<Item> = self
+            .chunks_after(hostname, 0)
+            .await?
+            .iter()
+            .filter_map(|i| Some(key(get_s(i, "pk")?, get_s(i, "sk")?)))
+            .collect();
+        keys.push(key(logs_pk(hostname), "META"));
+        // BatchWriteItem takes at most 25 requests; unprocessed ones are sent again.
+        for batch in keys.chunks(25) {
+            let mut requests: Vec<WriteRequest> = batch
+                .iter()
+                .map(|k| {
+                    DeleteRequest::builder()
+                        .set_key(Some(k.clone()))
+                        .build()
+                        .map(|d| WriteRequest::builder().delete_request(d).build())
+                        .map_err(|e| internal("building a delete", e))
+                })
+                .collect::<Result<_>>()?;
+            for _ in 0..MAX_ATTEMPTS {
+                if requests.is_empty() {
+                    break;
+                }
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, requests)
+                    .send()
+                    .await
+                    .map_err(|e| internal("BatchWriteItem", DisplayErrorContext(e)))?;
+                self.stats.record("BatchWriteItem", 0.0);
+                requests = out
+                    .unprocessed_items()
+                    .and_then(|u| u.get(&self.table).cloned())
+                    .unwrap_or_default();
+                if !requests.is_empty() {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+        Ok(())
+    }
+}

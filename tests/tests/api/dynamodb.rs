@@ -1,0 +1,112 @@
+//! The DynamoDB adapter against the emulator, through the real SDK over HTTP: the same
+//! contract suite the SQLite store passes.
+
+use std::sync::Arc;
+
+use crate::helpers::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dynamodb_store_passes_the_store_contract() {
+    let store = dynamo_store().await;
+    shared::contract::run_all(Arc::new(store)).await;
+}
+
+/// Requests and consumed capacity per operation, printed for docs/dynamodb.md. The request
+/// counts are deterministic without contention, so the target is asserted: a claim costs
+/// at most 3 requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dynamodb_request_costs() {
+    use shared::domain::{Email, Pin, TokenHash, Vm, VmChange, VmStatus};
+    use shared::ports::{ClaimRequest, Store};
+    let store = dynamo_store().await;
+    let stats = store.stats();
+    let store: Arc<dyn Store> = Arc::new(store);
+    for i in 0..20 {
+        let hostname = format!("cost-{i:02}");
+        store
+            .insert_vm(&Vm::new(hostname.clone(), TokenHash::of("t"), i))
+            .await
+            .unwrap();
+        store
+            .update_vm(&hostname, &VmChange::Status(VmStatus::Running), i)
+            .await
+            .unwrap();
+    }
+    let measure = |label: &str, before: (u64, f64), n: u64| {
+        let (requests, capacity) = (stats.requests() - before.0, stats.capacity() - before.1);
+        println!(
+            "COST {label}: {:.2} requests, {:.2} capacity units per call ({n} calls)",
+            requests as f64 / n as f64,
+            capacity / n as f64
+        );
+        requests as f64 / n as f64
+    };
+    let now = || (stats.requests(), stats.capacity());
+
+    let before = now();
+    for i in 0..10 {
+        let request = ClaimRequest {
+            email: Email::parse(&format!("cost{i}@example.org")).unwrap(),
+            crd_command: "c".into(),
+            pin: Pin::generate(),
+            now: 1,
+        };
+        store.claim_vm(&request).await.unwrap();
+    }
+    let per_claim = measure("claim, no contention", before, 10);
+    assert!(per_claim <= 3.0, "a claim costs {per_claim} requests");
+
+    let before = now();
+    for _ in 0..10 {
+        store.count_assignable().await.unwrap();
+    }
+    measure("free count", before, 10);
+
+    let before = now();
+    for i in 10..20 {
+        store
+            .update_vm(&format!("cost-{i:02}"), &VmChange::InUse(true), 2)
+            .await
+            .unwrap();
+    }
+    measure("VM update (no change of assignability)", before, 10);
+
+    let before = now();
+    for i in 10..20 {
+        store
+            .update_vm(
+                &format!("cost-{i:02}"),
+                &VmChange::Status(VmStatus::Rebooting),
+                3,
+            )
+            .await
+            .unwrap();
+    }
+    measure(
+        "VM update (assignability flips: counter in the same transaction)",
+        before,
+        10,
+    );
+
+    let before = now();
+    for i in 0..10 {
+        store.get_vm(&format!("cost-{i:02}")).await.unwrap();
+    }
+    measure(
+        "long-poll check (one GetItem per poll interval; 25 per 25 s wait at 1 s)",
+        before,
+        10,
+    );
+
+    // The race: 200 claims for 50 VMs.
+    for i in 0..20 {
+        store.delete_vm(&format!("cost-{i:02}")).await.unwrap();
+    }
+    let before = now();
+    shared::contract::claim_race(store.clone(), "cost-race", 200, 50).await;
+    let (requests, capacity) = (stats.requests() - before.0, stats.capacity() - before.1);
+    println!(
+        "COST 200 claims for 50 VMs (including setup of 50 VMs = 150 requests and cleanup): {requests} requests, {capacity:.1} capacity units"
+    );
+    println!("COST by operation: {:?}", stats.snapshot());
+}
