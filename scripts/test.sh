@@ -15,7 +15,24 @@ cargo fmt --all -- --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "cargo test"
+step "AWS emulator: moto in .venv, on 127.0.0.1"
+mkdir -p target
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
+moto_port=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+MOTO_ENABLE_AMI_VALIDATION=true MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION=true \
+  .venv/bin/python scripts/moto_server.py "$moto_port" > target/moto.log 2>&1 &
+moto_pid=$!
+trap 'kill $moto_pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  grep -q ready target/moto.log 2>/dev/null && break
+  sleep 0.2
+done
+grep -q ready target/moto.log || { echo "moto did not start:"; cat target/moto.log; exit 1; }
+export GPUFLEET_TEST_AWS_ENDPOINT="http://127.0.0.1:$moto_port"
+echo "moto on $GPUFLEET_TEST_AWS_ENDPOINT"
+
+step "cargo test (SQLite, and DynamoDB on the emulator)"
 cargo test --workspace --locked
 
 step "browser test: Debian's Chromium and playwright-core"

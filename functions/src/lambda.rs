@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use lambda_http::{service_fn, Error};
-use shared::adapters::{PollingNotifier, SqliteStore, SystemClock};
+use shared::adapters::{DynamoStore, PollingNotifier, SystemClock};
 use shared::config::Config;
 use shared::ports::{ComputeProvider, LaunchSpec};
 use shared::state::AdminCredentials;
@@ -32,15 +32,16 @@ pub fn init_tracing(json: bool) {
     drop(result);
 }
 
-/// Builds the state a Lambda function runs with.
+/// Builds the state a Lambda function runs with: DynamoDB (`GPUFLEET_TABLE`, with region,
+/// credentials and `AWS_ENDPOINT_URL` from the standard AWS environment), and long-polls that
+/// re-read the store every `GPUFLEET_POLL_INTERVAL_MS`.
 ///
-/// THE AWS SEAM: the store here is SQLite in `GPUFLEET_DATA_DIR` (so `cargo lambda watch`
-/// works on a laptop) until the DynamoDB adapter replaces it, and compute is not wired until
-/// the SQS/EC2 provisioning path exists; a launch then fails with a clear reason.
-pub fn state_from_env() -> Result<AppState, Error> {
+/// THE REMAINING AWS SEAM: compute is not wired until the SQS/EC2 provisioning path exists;
+/// a launch then fails with a clear reason on every VM.
+pub async fn state_from_env() -> Result<AppState, Error> {
     let config = Config::from_env()?;
     let admin = AdminCredentials::new(&config.admin_user, config.require_admin_password()?);
-    let store = SqliteStore::open(&config.data_dir)?;
+    let store = DynamoStore::from_env(config.require_table()?).await;
     Ok(AppState {
         store: Arc::new(store),
         compute: Arc::new(NoCompute),
@@ -77,7 +78,7 @@ where
     Fut: Future<Output = Response> + Send + 'static,
 {
     init_tracing(true);
-    let state = state_from_env()?;
+    let state = state_from_env().await?;
     lambda_http::run(service_fn(move |req: Request| {
         let state = state.clone();
         async move { Ok::<_, Error>(handler(state, req).await) }

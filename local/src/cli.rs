@@ -6,7 +6,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use rand::distr::{Alphanumeric, SampleString};
+use std::sync::Arc;
+
 use shared::config::Config;
+use shared::ports::Store;
 
 use crate::agent::{self, AgentArgs, GpuMode};
 use crate::server::{self, ServerOptions};
@@ -30,6 +33,15 @@ enum Command {
     Agent(AgentArgs),
     /// Register N running VMs without agents (benchmarks, trying the claim page).
     SeedVms(SeedArgs),
+    /// Create the DynamoDB table (with its indexes and TTL) if missing; uses the standard
+    /// AWS environment (AWS_ENDPOINT_URL for an emulator).
+    CreateTable(CreateTableArgs),
+}
+
+#[derive(clap::Args)]
+struct CreateTableArgs {
+    #[arg(long, env = "GPUFLEET_TABLE")]
+    table: String,
 }
 
 #[derive(clap::Args)]
@@ -45,6 +57,10 @@ struct ServeArgs {
     /// GPU health the local agents report (there is no GPU on a laptop).
     #[arg(long, value_enum, default_value = "healthy")]
     agent_gpu: GpuMode,
+    /// Keep state in this DynamoDB table instead of SQLite (standard AWS environment for
+    /// region, credentials and AWS_ENDPOINT_URL; create it with `gpufleet create-table`).
+    #[arg(long, env = "GPUFLEET_TABLE")]
+    dynamodb_table: Option<String>,
     /// How long local VMs stay `initializing`, standing in for a cloud VM's boot.
     #[arg(long, default_value_t = 2)]
     agent_boot_delay_secs: u64,
@@ -81,6 +97,14 @@ pub fn main() -> ExitCode {
             Command::Serve(args) => serve(args).await,
             Command::Agent(args) => agent::run(args).await,
             Command::SeedVms(args) => seed(args).await,
+            Command::CreateTable(args) => {
+                shared::adapters::DynamoStore::from_env(args.table.clone())
+                    .await
+                    .create_table_if_missing()
+                    .await?;
+                println!("table {} is ready", args.table);
+                Ok(())
+            }
         }
     });
     match result {
@@ -112,7 +136,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         GpuMode::Unhealthy => "unhealthy",
     };
     let admin_user = config.admin_user.clone();
-    let data_dir = config.data_dir.clone();
+    let storage = match &args.dynamodb_table {
+        Some(table) => format!("DynamoDB table {table}"),
+        None => format!("SQLite in {}", config.data_dir.display()),
+    };
+    let store: Option<Arc<dyn Store>> = match args.dynamodb_table {
+        Some(table) => Some(Arc::new(
+            shared::adapters::DynamoStore::from_env(table).await,
+        )),
+        None => None,
+    };
     let running = server::start(ServerOptions {
         addr: args.addr,
         config,
@@ -127,6 +160,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.agent_boot_delay_secs.to_string(),
         ],
         kill_agents_on_drop: false,
+        store,
     })
     .await?;
     say(&format!("gpufleet local mode: {}", running.url));
@@ -138,7 +172,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(password) = generated {
         say(&format!("  admin password (generated for this run; set GPUFLEET_ADMIN_PASSWORD to choose one): {password}"));
     }
-    say(&format!("  data:       {}", data_dir.display()));
+    say(&format!("  state:      {storage}"));
     let url = running.url.clone();
     tokio::select! {
         _ = shutdown_signal() => {

@@ -16,6 +16,7 @@ use shared::adapters::{
     InProcessNotifier, LocalCompute, LocalComputeConfig, SqliteStore, SystemClock,
 };
 use shared::config::Config;
+use shared::ports::Store;
 use shared::state::AdminCredentials;
 use shared::AppState;
 
@@ -31,6 +32,8 @@ pub struct ServerOptions {
     pub agent_args: Vec<String>,
     /// Kill agents when the server is dropped (tests); by default they outlive it.
     pub kill_agents_on_drop: bool,
+    /// Use this store instead of SQLite in the data directory (e.g. DynamoDB).
+    pub store: Option<Arc<dyn Store>>,
 }
 
 pub struct RunningServer {
@@ -73,7 +76,10 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         .admin_password
         .clone()
         .context("an admin password must be set before the server starts")?;
-    let store = SqliteStore::open(&config.data_dir)?;
+    let store: Arc<dyn Store> = match options.store {
+        Some(store) => store,
+        None => Arc::new(SqliteStore::open(&config.data_dir)?),
+    };
     let compute = LocalCompute::new(LocalComputeConfig {
         program: options.agent_program,
         extra_args: options.agent_args,
@@ -81,7 +87,7 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         kill_on_drop: options.kill_agents_on_drop,
     });
     let state = AppState {
-        store: Arc::new(store),
+        store,
         compute: Arc::new(compute),
         notifier: Arc::new(InProcessNotifier::default()),
         clock: Arc::new(SystemClock),

@@ -38,6 +38,9 @@ pub struct Config {
     pub api_url: Option<String>,
     /// `GPUFLEET_DATA_DIR`: where the embedded store lives (default `./data`).
     pub data_dir: PathBuf,
+    /// `GPUFLEET_TABLE`: the DynamoDB table (required on Lambda; local mode uses SQLite
+    /// unless `serve --dynamodb-table` is given).
+    pub table: Option<String>,
     /// `GPUFLEET_LOG_CAP_BYTES`: how much log each VM keeps, oldest lines dropped first
     /// (default 1 MiB, at least 64 KiB).
     pub log_cap_bytes: usize,
@@ -91,6 +94,7 @@ impl Config {
             });
         }
         Ok(Config {
+            table: get("GPUFLEET_TABLE"),
             log_cap_bytes,
             admin_user: get("GPUFLEET_ADMIN_USER").unwrap_or_else(|| "admin".into()),
             admin_password: get("GPUFLEET_ADMIN_PASSWORD"),
@@ -108,6 +112,13 @@ impl Config {
                 900,
             )?),
         })
+    }
+
+    /// The DynamoDB table name, or the error naming the variable.
+    pub fn require_table(&self) -> Result<&str, ConfigError> {
+        self.table
+            .as_deref()
+            .ok_or(ConfigError::Missing("GPUFLEET_TABLE"))
     }
 
     /// The admin password, or the error naming the variable (AWS entrypoints require it).

@@ -6,7 +6,20 @@ use crate::helpers::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_claims_for_fifty_vms() {
-    let app = spawn_app().await;
+    race_over_http(spawn_app().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_claims_for_fifty_vms_on_dynamodb() {
+    race_over_http(spawn_app_on_dynamodb().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn same_email_in_parallel_gets_one_vm_on_dynamodb() {
+    same_email_over_http(spawn_app_on_dynamodb().await).await;
+}
+
+async fn race_over_http(app: TestApp) {
     for i in 0..50 {
         app.register_vm(&format!("race-{i:02}")).await;
     }
@@ -62,7 +75,10 @@ async fn two_hundred_claims_for_fifty_vms() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn same_email_in_parallel_gets_one_vm() {
-    let app = spawn_app().await;
+    same_email_over_http(spawn_app().await).await;
+}
+
+async fn same_email_over_http(app: TestApp) {
     for i in 0..5 {
         app.register_vm(&format!("same-{i}")).await;
     }

@@ -23,8 +23,15 @@ fn pid_alive(instance_id: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn launch_claim_and_destroy_with_real_agents() {
-    let app = spawn_app().await;
+    launch_claim_destroy(spawn_app().await).await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn launch_claim_and_destroy_with_real_agents_on_dynamodb() {
+    launch_claim_destroy(spawn_app_on_dynamodb().await).await;
+}
+
+async fn launch_claim_destroy(app: TestApp) {
     // Launch through the admin form path, as a browser would.
     let resp = app
         .admin(app.client.post(app.url("/admin/create")))
@@ -35,7 +42,7 @@ async fn launch_claim_and_destroy_with_real_agents() {
     assert_eq!(resp.status(), 202);
     assert!(resp.text().await.unwrap().contains("Launching 3 VM(s)"));
 
-    eventually(Duration::from_secs(20), "3 VMs booted and free", || async {
+    eventually(Duration::from_secs(60), "3 VMs booted and free", || async {
         app.free_count().await == 3
     })
     .await;
@@ -52,7 +59,7 @@ async fn launch_claim_and_destroy_with_real_agents() {
     for vm in &vms {
         let path = format!("/api/vm-logs/{}", vm.hostname);
         eventually(
-            Duration::from_secs(10),
+            Duration::from_secs(60),
             "the agent's log lines arrived",
             || {
                 let path = path.clone();
@@ -85,7 +92,7 @@ async fn launch_claim_and_destroy_with_real_agents() {
         .join("agents")
         .join(format!("{hostname}.assignment.json"));
     eventually(
-        Duration::from_secs(10),
+        Duration::from_secs(60),
         "the agent received its assignment",
         || {
             let path = assignment_file.clone();

@@ -31,6 +31,8 @@ pub struct Options {
     pub long_poll_secs: u64,
     pub max_launch: u32,
     pub log_cap_bytes: usize,
+    /// Another store than SQLite in the temp dir (the DynamoDB runs).
+    pub store: Option<std::sync::Arc<dyn shared::ports::Store>>,
 }
 
 impl Default for Options {
@@ -39,6 +41,7 @@ impl Default for Options {
             long_poll_secs: 25,
             max_launch: 100,
             log_cap_bytes: 1 << 20,
+            store: None,
         }
     }
 }
@@ -52,6 +55,15 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let mut app = spawn_app_in(dir.path(), options).await;
     app._dir = Some(dir);
     app
+}
+
+/// The same server, with its state in a fresh DynamoDB table in the emulator.
+pub async fn spawn_app_on_dynamodb() -> TestApp {
+    spawn_app_with(Options {
+        store: Some(std::sync::Arc::new(dynamo_store().await)),
+        ..Options::default()
+    })
+    .await
 }
 
 /// A server over an existing data directory (to test restarts).
@@ -76,6 +88,7 @@ pub async fn spawn_app_in(data_dir: &Path, options: Options) -> TestApp {
             "60".into(),
         ],
         kill_agents_on_drop: true,
+        store: options.store.clone(),
     })
     .await
     .expect("server starts");
