@@ -4,11 +4,11 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use lambda_http::{service_fn, Error};
-use shared::adapters::{DynamoStore, PollingNotifier, SystemClock};
+use shared::adapters::{
+    DynamoStore, Ec2Compute, Ec2Config, PollingNotifier, SqsQueue, SystemClock,
+};
 use shared::config::Config;
-use shared::ports::{ComputeProvider, LaunchSpec};
 use shared::state::AdminCredentials;
 use shared::AppState;
 
@@ -36,15 +36,18 @@ pub fn init_tracing(json: bool) {
 /// credentials and `AWS_ENDPOINT_URL` from the standard AWS environment), and long-polls that
 /// re-read the store every `GPUFLEET_POLL_INTERVAL_MS`.
 ///
-/// THE REMAINING AWS SEAM: compute is not wired until the SQS/EC2 provisioning path exists;
-/// a launch then fails with a clear reason on every VM.
+/// Launches go to SQS (`GPUFLEET_QUEUE_URL`) for the provisioning function; EC2 launch options
+/// come from `Ec2Config` (`GPUFLEET_AMI`, `GPUFLEET_INSTANCE_TYPE`, ...).
 pub async fn state_from_env() -> Result<AppState, Error> {
     let config = Config::from_env()?;
     let admin = AdminCredentials::new(&config.admin_user, config.require_admin_password()?);
     let store = DynamoStore::from_env(config.require_table()?).await;
+    let queue = SqsQueue::from_env(config.require_queue_url()?).await;
+    let compute = Ec2Compute::from_env(Ec2Config::from_env(&config.deployment)?).await;
     Ok(AppState {
         store: Arc::new(store),
-        compute: Arc::new(NoCompute),
+        compute: Arc::new(compute),
+        queue: Arc::new(queue),
         notifier: Arc::new(PollingNotifier {
             interval: config.poll_interval,
         }),
@@ -52,23 +55,6 @@ pub async fn state_from_env() -> Result<AppState, Error> {
         admin: Arc::new(admin),
         config: Arc::new(config),
     })
-}
-
-/// Stands in where no compute provider is configured: every launch fails, visibly.
-struct NoCompute;
-
-#[async_trait]
-impl ComputeProvider for NoCompute {
-    async fn launch(&self, _spec: &LaunchSpec) -> shared::Result<String> {
-        Err(shared::Error::Internal(anyhow::anyhow!(
-            "no compute provider is configured for this deployment"
-        )))
-    }
-    async fn terminate(&self, _instance_id: &str) -> shared::Result<()> {
-        Err(shared::Error::Internal(anyhow::anyhow!(
-            "no compute provider is configured for this deployment"
-        )))
-    }
 }
 
 /// Runs one handler as a Lambda function behind API Gateway.

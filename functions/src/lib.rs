@@ -6,6 +6,7 @@ pub mod handlers;
 pub mod http;
 pub mod lambda;
 pub mod pages;
+pub mod provision;
 pub mod routes;
 pub mod views;
 

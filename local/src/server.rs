@@ -13,7 +13,7 @@ use axum::extract::State;
 use http::StatusCode;
 use lambda_http::RequestExt;
 use shared::adapters::{
-    InProcessNotifier, LocalCompute, LocalComputeConfig, SqliteStore, SystemClock,
+    InProcessNotifier, InProcessQueue, LocalCompute, LocalComputeConfig, SqliteStore, SystemClock,
 };
 use shared::config::Config;
 use shared::ports::Store;
@@ -85,15 +85,21 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         extra_args: options.agent_args,
         log_dir: config.data_dir.join("agents"),
         kill_on_drop: options.kill_agents_on_drop,
+        allocator_url: url.clone(),
     });
+    let (queue, worker) = InProcessQueue::new();
     let state = AppState {
         store,
         compute: Arc::new(compute),
+        queue: Arc::new(queue),
         notifier: Arc::new(InProcessNotifier::default()),
         clock: Arc::new(SystemClock),
         admin: Arc::new(AdminCredentials::new(&config.admin_user, &password)),
         config: Arc::new(config),
     };
+    // Launch jobs run in this process through the provisioning use case, as SQS + the
+    // provisioning Lambda run them on AWS.
+    worker.start(state.clone());
     let app = axum::Router::new()
         .fallback(dispatch)
         .with_state(state.clone());

@@ -41,6 +41,22 @@ pub struct Config {
     /// `GPUFLEET_TABLE`: the DynamoDB table (required on Lambda; local mode uses SQLite
     /// unless `serve --dynamodb-table` is given).
     pub table: Option<String>,
+    /// `GPUFLEET_QUEUE_URL`: the SQS queue of launch jobs (AWS only).
+    pub queue_url: Option<String>,
+    /// `GPUFLEET_DEPLOYMENT`: tags every machine this deployment starts; destroy and
+    /// reconcile only ever touch machines carrying it (default `gpufleet`).
+    pub deployment: String,
+    /// `GPUFLEET_MARKET`: `on-demand` (default) or `spot`.
+    pub market: crate::ports::Market,
+    /// `GPUFLEET_SPOT_FALLBACK`: with spot, fall back to on-demand when spot has no capacity
+    /// (default true).
+    pub spot_fallback: bool,
+    /// `GPUFLEET_LAUNCH_ATTEMPTS`: deliveries of a launch job before its VM is marked
+    /// `error` (default 5).
+    pub launch_attempts: u32,
+    /// `GPUFLEET_RECONCILE_GRACE_SECONDS`: an unrecorded machine younger than this is taken
+    /// for a launch in flight, not an orphan (default 600).
+    pub reconcile_grace: Duration,
     /// `GPUFLEET_LOG_CAP_BYTES`: how much log each VM keeps, oldest lines dropped first
     /// (default 1 MiB, at least 64 KiB).
     pub log_cap_bytes: usize,
@@ -93,7 +109,40 @@ impl Config {
                 reason: format!("must be at least {}", crate::domain::logs::MIN_CAP_BYTES),
             });
         }
+        let market = match get("GPUFLEET_MARKET").as_deref() {
+            None | Some("on-demand") => crate::ports::Market::OnDemand,
+            Some("spot") => crate::ports::Market::Spot,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "GPUFLEET_MARKET",
+                    value: other.to_string(),
+                    reason: "must be on-demand or spot".into(),
+                })
+            }
+        };
+        let deployment = get("GPUFLEET_DEPLOYMENT").unwrap_or_else(|| "gpufleet".into());
+        if deployment.len() > 64
+            || !deployment
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(ConfigError::Invalid {
+                name: "GPUFLEET_DEPLOYMENT",
+                value: deployment,
+                reason: "use at most 64 letters, digits, '-' and '_'".into(),
+            });
+        }
         Ok(Config {
+            queue_url: get("GPUFLEET_QUEUE_URL"),
+            deployment,
+            market,
+            spot_fallback: parse(&get, "GPUFLEET_SPOT_FALLBACK", true)?,
+            launch_attempts: parse::<u32>(&get, "GPUFLEET_LAUNCH_ATTEMPTS", 5)?.max(1),
+            reconcile_grace: Duration::from_secs(parse(
+                &get,
+                "GPUFLEET_RECONCILE_GRACE_SECONDS",
+                600,
+            )?),
             table: get("GPUFLEET_TABLE"),
             log_cap_bytes,
             admin_user: get("GPUFLEET_ADMIN_USER").unwrap_or_else(|| "admin".into()),
@@ -119,6 +168,13 @@ impl Config {
         self.table
             .as_deref()
             .ok_or(ConfigError::Missing("GPUFLEET_TABLE"))
+    }
+
+    /// The SQS queue URL, or the error naming the variable.
+    pub fn require_queue_url(&self) -> Result<&str, ConfigError> {
+        self.queue_url
+            .as_deref()
+            .ok_or(ConfigError::Missing("GPUFLEET_QUEUE_URL"))
     }
 
     /// The admin password, or the error naming the variable (AWS entrypoints require it).

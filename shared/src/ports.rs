@@ -96,6 +96,22 @@ pub trait LogStore: Send + Sync {
 pub trait Store: VmStore + OperationStore + LogStore {}
 impl<T: VmStore + OperationStore + LogStore> Store for T {}
 
+/// Where to run a VM: on-demand, or spot (cheaper, can be refused for capacity).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Market {
+    OnDemand,
+    Spot,
+}
+
+impl Market {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Market::OnDemand => "on-demand",
+            Market::Spot => "spot",
+        }
+    }
+}
+
 /// What the compute provider needs to start one VM.
 #[derive(Debug, Clone)]
 pub struct LaunchSpec {
@@ -104,15 +120,78 @@ pub struct LaunchSpec {
     pub token: crate::domain::VmToken,
     /// The URL the VM's agent calls back.
     pub allocator_url: String,
+    /// The launch operation, recorded on the machine (tags) for reconciliation.
+    pub operation_id: String,
+    /// Idempotency key: a retried launch with the same key starts no second machine.
+    pub client_token: String,
+    pub market: Market,
 }
 
-/// Starts and stops machines.
+/// Why a launch failed, as far as retrying is concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// No capacity for this type/market right now (spot may fall back to on-demand).
+    #[error("insufficient capacity: {0}")]
+    Capacity(String),
+    /// Rate limited; retry later.
+    #[error("throttled: {0}")]
+    Throttled(String),
+    /// The request can never succeed as configured (bad AMI, instance type, subnet...).
+    #[error("{0}")]
+    Rejected(String),
+    #[error(transparent)]
+    Other(#[from] crate::error::Error),
+}
+
+/// A machine as the provider sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    pub id: String,
+    /// The `gpufleet:hostname` tag (or the local equivalent).
+    pub hostname: Option<String>,
+    pub state: InstanceState,
+    pub launched_at: Millis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceState {
+    Pending,
+    Running,
+    Stopping,
+    Stopped,
+    ShuttingDown,
+    Terminated,
+}
+
+impl InstanceState {
+    /// On its way out or gone: no longer running up a bill.
+    pub fn is_ending(self) -> bool {
+        matches!(
+            self,
+            InstanceState::ShuttingDown | InstanceState::Terminated
+        )
+    }
+}
+
+/// Starts and stops machines; knows which ones belong to this deployment.
 #[async_trait]
 pub trait ComputeProvider: Send + Sync {
     /// Starts one machine; returns the provider's instance id.
-    async fn launch(&self, spec: &LaunchSpec) -> Result<String>;
-    /// Stops a machine and returns once the provider confirms it is gone (or going).
-    async fn terminate(&self, instance_id: &str) -> Result<()>;
+    async fn launch(&self, spec: &LaunchSpec) -> Result<String, LaunchError>;
+    /// This deployment's machine for `hostname` that is not ending, if any (lets a redelivered
+    /// launch adopt a machine an earlier attempt started).
+    async fn find_by_hostname(&self, hostname: &str) -> Result<Option<Instance>>;
+    /// Every machine of this deployment that is not terminated (paginated by the provider).
+    async fn list_instances(&self) -> Result<Vec<Instance>>;
+    /// Asks for each machine to end and returns the ids confirmed ending or gone. Machines
+    /// of other deployments are never touched.
+    async fn terminate(&self, instance_ids: &[String]) -> Result<Vec<String>>;
+}
+
+/// Work for the provisioner.
+#[async_trait]
+pub trait JobQueue: Send + Sync {
+    async fn enqueue(&self, jobs: &[crate::domain::Job]) -> Result<()>;
 }
 
 /// A future that resolves when something may have changed for a VM.

@@ -7,12 +7,13 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::Config;
-use crate::ports::{AssignmentNotifier, Clock, ComputeProvider, Store};
+use crate::ports::{AssignmentNotifier, Clock, ComputeProvider, JobQueue, Store};
 
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub compute: Arc<dyn ComputeProvider>,
+    pub queue: Arc<dyn JobQueue>,
     pub notifier: Arc<dyn AssignmentNotifier>,
     pub clock: Arc<dyn Clock>,
     pub config: Arc<Config>,

@@ -1,7 +1,8 @@
 //! `POST /destroy` and `POST /admin/destroy` (admin): stop every VM, wait until each is
 //! gone, then forget its record. A VM that refuses to stop keeps its record. The dashboard
 //! form must carry `confirm=yes` (its checkbox, next to the list of what goes); API clients
-//! (`Accept: application/json`) ask explicitly by calling the endpoint.
+//! (`Accept: application/json`) ask explicitly by calling the endpoint. VMs in use are a
+//! 409 listing them unless the request carries `confirm_in_use=yes`.
 
 use http::StatusCode;
 use serde_json::json;
@@ -18,7 +19,9 @@ pub async fn handle(state: AppState, req: Request) -> Response {
     respond(async {
         require_admin(&state, &req)?;
         require_same_origin(&req)?;
-        if !wants_json(&req) && form_body(&req)?.get("confirm").map(String::as_str) != Some("yes") {
+        let form = form_body(&req)?;
+        let yes = |field: &str| form.get(field).map(String::as_str) == Some("yes");
+        if !wants_json(&req) && !yes("confirm") {
             return admin_page(
                 &state,
                 StatusCode::BAD_REQUEST,
@@ -29,7 +32,7 @@ pub async fn handle(state: AppState, req: Request) -> Response {
             )
             .await;
         }
-        let outcome = admin::destroy_all(&state).await;
+        let outcome = admin::destroy_all(&state, yes("confirm_in_use")).await;
         if wants_json(&req) {
             let op = outcome?;
             return Ok(json_response(
@@ -63,6 +66,7 @@ mod tests {
         let resp =
             crate::handlers::launch::handle(t.state.clone(), event("launch/two-vms.json")).await;
         assert_eq!(resp.status(), 202);
+        t.launched(2).await;
         let resp = handle(t.state.clone(), event("destroy/admin.json")).await;
         assert_eq!(resp.status(), 200, "{}", body_text(&resp));
         assert_eq!(t.compute.terminated().len(), 2);

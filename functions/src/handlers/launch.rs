@@ -87,10 +87,24 @@ mod tests {
         assert_eq!(resp.status(), 202, "{}", body_text(&resp));
         let body = body_json(&resp);
         assert_eq!(body["operation"]["hostnames"].as_array().unwrap().len(), 2);
+        t.launched(2).await;
         assert_eq!(t.compute.launched().len(), 2);
         let vms = t.state.store.list_vms().await.unwrap();
         assert_eq!(vms.len(), 2);
-        assert!(vms.iter().all(|v| v.instance_id.is_some()));
+        for _ in 0..100 {
+            if t.state
+                .store
+                .list_vms()
+                .await
+                .unwrap()
+                .iter()
+                .all(|v| v.instance_id.is_some())
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("instance ids were not recorded");
     }
 
     #[tokio::test]

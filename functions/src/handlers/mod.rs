@@ -15,6 +15,7 @@ pub mod ingest_vm_logs;
 pub mod launch;
 pub mod list_vm_status;
 pub mod push_vm_logs;
+pub mod reconcile;
 pub mod report_vm_status;
 pub mod request_vm;
 pub mod unassigned_vms_count;

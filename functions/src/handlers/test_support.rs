@@ -5,10 +5,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use shared::adapters::InProcessQueue;
 use shared::adapters::{InProcessNotifier, SqliteStore, SystemClock};
 use shared::config::Config;
 use shared::domain::{TokenHash, Vm, VmChange, VmStatus};
-use shared::ports::{ComputeProvider, LaunchSpec};
+use shared::ports::{ComputeProvider, Instance, InstanceState, LaunchError, LaunchSpec};
 use shared::state::AdminCredentials;
 use shared::AppState;
 
@@ -37,16 +38,36 @@ impl RecordingCompute {
 
 #[async_trait]
 impl ComputeProvider for RecordingCompute {
-    async fn launch(&self, spec: &LaunchSpec) -> shared::Result<String> {
+    async fn launch(&self, spec: &LaunchSpec) -> Result<String, LaunchError> {
         self.launched.lock().unwrap().push(spec.hostname.clone());
         Ok(format!("i-{}", spec.hostname))
     }
-    async fn terminate(&self, instance_id: &str) -> shared::Result<()> {
+    async fn find_by_hostname(&self, _hostname: &str) -> shared::Result<Option<Instance>> {
+        Ok(None)
+    }
+    async fn list_instances(&self) -> shared::Result<Vec<Instance>> {
+        let terminated = self.terminated();
+        Ok(self
+            .launched()
+            .into_iter()
+            .map(|h| Instance {
+                id: format!("i-{h}"),
+                state: if terminated.contains(&format!("i-{h}")) {
+                    InstanceState::Terminated
+                } else {
+                    InstanceState::Running
+                },
+                hostname: Some(h),
+                launched_at: 0,
+            })
+            .collect())
+    }
+    async fn terminate(&self, instance_ids: &[String]) -> shared::Result<Vec<String>> {
         self.terminated
             .lock()
             .unwrap()
-            .push(instance_id.to_string());
-        Ok(())
+            .extend(instance_ids.iter().cloned());
+        Ok(instance_ids.to_vec())
     }
 }
 
@@ -67,14 +88,17 @@ impl TestState {
         config.long_poll = Duration::from_secs(secs);
         config.api_url = Some("http://127.0.0.1:9".into());
         let compute = Arc::new(RecordingCompute::default());
+        let (queue, worker) = InProcessQueue::new();
         let state = AppState {
             store: Arc::new(SqliteStore::open(dir.path()).unwrap()),
             compute: compute.clone(),
+            queue: Arc::new(queue),
             notifier: Arc::new(InProcessNotifier::default()),
             clock: Arc::new(SystemClock),
             config: Arc::new(config),
             admin: Arc::new(AdminCredentials::new(ADMIN_USER, ADMIN_PASSWORD)),
         };
+        worker.start(state.clone());
         TestState {
             state,
             compute,
@@ -99,6 +123,17 @@ impl TestState {
             .update_vm(hostname, &VmChange::Status(VmStatus::Running), 2)
             .await
             .unwrap();
+    }
+
+    /// Waits until the provisioner (in-process queue) launched `n` machines.
+    pub async fn launched(&self, n: usize) {
+        for _ in 0..200 {
+            if self.compute.launched().len() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("only {} of {n} launched", self.compute.launched().len());
     }
 
     pub async fn claim(&self, email: &str) {

@@ -11,8 +11,9 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use tokio::process::{Child, Command};
 
+use crate::adapters::clock::SystemClock;
 use crate::error::{Error, Result};
-use crate::ports::{ComputeProvider, LaunchSpec};
+use crate::ports::{Clock, ComputeProvider, Instance, InstanceState, LaunchError, LaunchSpec};
 
 /// Prefix of the instance ids this provider hands out: `local-<pid>`.
 const ID_PREFIX: &str = "local-";
@@ -28,18 +29,28 @@ pub struct LocalComputeConfig {
     /// Kill the agents when this provider is dropped (tests). Otherwise they outlive the
     /// server like cloud VMs do, and reconnect when it comes back.
     pub kill_on_drop: bool,
+    /// The allocator URL the agents are given. Agents started with it are this deployment's
+    /// machines (the local counterpart of the EC2 deployment tag), including agents started
+    /// by an earlier server process.
+    pub allocator_url: String,
+}
+
+/// One agent process this server started.
+struct Agent {
+    child: Child,
+    launched_at: i64,
 }
 
 pub struct LocalCompute {
     config: LocalComputeConfig,
-    children: Mutex<HashMap<String, Child>>,
+    agents: Mutex<HashMap<String, Agent>>,
 }
 
 impl LocalCompute {
     pub fn new(config: LocalComputeConfig) -> Self {
         LocalCompute {
             config,
-            children: Mutex::new(HashMap::new()),
+            agents: Mutex::new(HashMap::new()),
         }
     }
 
@@ -60,7 +71,55 @@ impl LocalCompute {
 
 #[async_trait]
 impl ComputeProvider for LocalCompute {
-    async fn launch(&self, spec: &LaunchSpec) -> Result<String> {
+    async fn launch(&self, spec: &LaunchSpec) -> Result<String, LaunchError> {
+        self.start_agent(spec).map_err(LaunchError::Other)
+    }
+
+    async fn find_by_hostname(&self, hostname: &str) -> Result<Option<Instance>> {
+        Ok(self
+            .list_instances()
+            .await?
+            .into_iter()
+            .find(|i| i.hostname.as_deref() == Some(hostname)))
+    }
+
+    async fn list_instances(&self) -> Result<Vec<Instance>> {
+        let mut agents = self.agents.lock().unwrap_or_else(|e| e.into_inner());
+        // Reap agents that exited, so they do not linger as zombies.
+        for agent in agents.values_mut() {
+            let _ = agent.child.try_wait();
+        }
+        Ok(
+            scan_agents(&self.config.program, &self.config.allocator_url)
+                .into_iter()
+                .map(|(pid, hostname)| {
+                    let id = format!("{ID_PREFIX}{pid}");
+                    let launched_at = agents.get(&id).map_or(0, |a| a.launched_at);
+                    Instance {
+                        id,
+                        hostname: Some(hostname),
+                        state: InstanceState::Running,
+                        launched_at,
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    async fn terminate(&self, instance_ids: &[String]) -> Result<Vec<String>> {
+        let mut confirmed = Vec::new();
+        for id in instance_ids {
+            match self.stop_agent(id).await {
+                Ok(()) => confirmed.push(id.clone()),
+                Err(e) => tracing::error!(instance = %id, error = ?e, "agent did not stop"),
+            }
+        }
+        Ok(confirmed)
+    }
+}
+
+impl LocalCompute {
+    fn start_agent(&self, spec: &LaunchSpec) -> Result<String> {
         std::fs::create_dir_all(&self.config.log_dir)
             .with_context(|| format!("creating {}", self.config.log_dir.display()))?;
         let log = std::fs::File::create(self.log_path(&spec.hostname))
@@ -89,20 +148,26 @@ impl ComputeProvider for LocalCompute {
             .id()
             .ok_or_else(|| Error::Internal(anyhow::anyhow!("agent exited at once")))?;
         let id = format!("{ID_PREFIX}{pid}");
-        self.children
+        self.agents
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id.clone(), child);
+            .insert(
+                id.clone(),
+                Agent {
+                    child,
+                    launched_at: SystemClock.now_millis(),
+                },
+            );
         Ok(id)
     }
 
-    async fn terminate(&self, instance_id: &str) -> Result<()> {
-        let child = self
-            .children
+    async fn stop_agent(&self, instance_id: &str) -> Result<()> {
+        let agent = self
+            .agents
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(instance_id);
-        if let Some(mut child) = child {
+        if let Some(Agent { mut child, .. }) = agent {
             child.start_kill().ok();
             tokio::time::timeout(Duration::from_secs(10), child.wait())
                 .await
@@ -154,25 +219,49 @@ fn file_safe(hostname: &str) -> String {
         .collect()
 }
 
-/// Whether `pid` is a live (not zombie) `... agent ...` process of our program.
-fn is_our_agent(pid: u32, program: &std::path::Path) -> bool {
-    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-        return false;
-    };
+/// The arguments of a live (not zombie) `<program> agent ...` process, if `pid` is one.
+fn agent_args(pid: u32, program: &std::path::Path) -> Option<Vec<String>> {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     if stat
         .rsplit(')')
         .next()
         .is_some_and(|rest| rest.trim_start().starts_with('Z'))
     {
-        return false;
+        return None;
     }
-    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-    let program_name = program.file_name().map(|n| n.as_encoded_bytes());
-    let first_matches = args.first().and_then(|a| {
-        std::path::Path::new(std::str::from_utf8(a).ok()?)
-            .file_name()
-            .map(|n| n.as_encoded_bytes())
-    }) == program_name;
-    first_matches && args.get(1) == Some(&b"agent".as_slice())
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let name = std::path::Path::new(args.first()?).file_name()?;
+    (Some(name) == program.file_name() && args.get(1).map(String::as_str) == Some("agent"))
+        .then_some(args)
+}
+
+fn is_our_agent(pid: u32, program: &std::path::Path) -> bool {
+    agent_args(pid, program).is_some()
+}
+
+/// Every live agent of `program` started for `allocator_url`: (pid, hostname).
+fn scan_agents(program: &std::path::Path, allocator_url: &str) -> Vec<(u32, String)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let flag = |args: &[String], name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1).cloned())
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let args = agent_args(pid, program)?;
+            if flag(&args, "--allocator").as_deref() != Some(allocator_url) {
+                return None;
+            }
+            Some((pid, flag(&args, "--hostname")?))
+        })
+        .collect()
 }

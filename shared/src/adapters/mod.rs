@@ -3,12 +3,18 @@
 
 pub mod clock;
 pub mod dynamodb;
+pub mod ec2;
+pub mod in_process_queue;
 pub mod local_compute;
 pub mod notifier;
 pub mod sqlite;
+pub mod sqs;
 
 pub use clock::SystemClock;
 pub use dynamodb::DynamoStore;
+pub use ec2::{Ec2Compute, Ec2Config};
+pub use in_process_queue::{InProcessQueue, JobWorker};
 pub use local_compute::{LocalCompute, LocalComputeConfig};
 pub use notifier::{InProcessNotifier, PollingNotifier};
 pub use sqlite::SqliteStore;
+pub use sqs::SqsQueue;

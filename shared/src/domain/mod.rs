@@ -3,6 +3,7 @@
 
 pub mod crd;
 pub mod email;
+pub mod jobs;
 pub mod logs;
 pub mod metrics;
 pub mod operation;
@@ -11,6 +12,7 @@ pub mod vm;
 
 pub use crd::CrdCommand;
 pub use email::Email;
+pub use jobs::Job;
 pub use metrics::{StageTiming, StartupMetrics};
 pub use operation::{Operation, OperationKind, OperationStatus};
 pub use secrets::{Pin, TokenHash, VmToken};

@@ -20,6 +20,11 @@ impl VmToken {
         VmToken(hex::encode(bytes))
     }
 
+    /// A token received from elsewhere (a queued job).
+    pub fn from_plain(token: String) -> Self {
+        VmToken(token)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

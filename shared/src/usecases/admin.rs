@@ -2,9 +2,9 @@
 
 use rand::Rng;
 
-use crate::domain::{Operation, OperationKind, TokenHash, Vm, VmChange, VmStatus, VmToken};
+use crate::domain::{Job, Operation, OperationKind, TokenHash, Vm, VmChange, VmStatus, VmToken};
 use crate::error::{Error, Result};
-use crate::ports::{LaunchSpec, LogPage};
+use crate::ports::LogPage;
 use crate::AppState;
 
 /// Checks a requested VM count: a positive integer no larger than the configured maximum.
@@ -25,9 +25,8 @@ fn new_hostname(prefix: &str) -> String {
 }
 
 /// Records `count` VMs (initializing, each with a fresh token of which only the hash is
-/// kept) and asks the compute provider to start each. One operation runs at a time.
-/// A VM whose start fails ends `error` with the reason; nothing stays `initializing`
-/// without a machine behind it.
+/// kept) and queues one launch job per VM; the provisioner starts the machines. One
+/// operation runs at a time. Returns at once: progress shows in the operation's VMs.
 pub async fn launch_vms(state: &AppState, count: u32) -> Result<Operation> {
     let max = state.config.max_launch;
     if count < 1 || count > max {
@@ -35,49 +34,48 @@ pub async fn launch_vms(state: &AppState, count: u32) -> Result<Operation> {
             "the VM count must be between 1 and {max} (got {count})"
         )));
     }
-    let api_url =
-        state.config.api_url.clone().ok_or_else(|| {
-            Error::Internal(anyhow::anyhow!("GPUFLEET_API_URL is not configured"))
-        })?;
     let mut op = Operation::start(OperationKind::Launch, state.clock.now_millis());
     state.store.begin_operation(&op, stale_ms(state)).await?;
+    let result = record_and_enqueue(state, &mut op, count).await;
+    if let Err(e) = &result {
+        op.errors.push(format!("launch stopped: {e}"));
+    }
+    // The operation ends when its jobs are queued; each VM's own status tells the rest.
+    op.finish(state.clock.now_millis());
+    state.store.save_operation(&op).await?;
+    result.map(|()| op)
+}
 
-    let mut specs = Vec::with_capacity(count as usize);
+async fn record_and_enqueue(state: &AppState, op: &mut Operation, count: u32) -> Result<()> {
+    let mut jobs = Vec::with_capacity(count as usize);
     for _ in 0..count {
         let token = VmToken::generate();
         let hostname = insert_new_vm(state, &token.hash()).await?;
         op.hostnames.push(hostname.clone());
-        specs.push(LaunchSpec {
+        jobs.push(Job::LaunchVm {
+            operation_id: op.id.clone(),
             hostname,
-            token,
-            allocator_url: api_url.clone(),
+            token: token.as_str().to_string(),
         });
     }
-    state.store.save_operation(&op).await?;
-
-    for spec in &specs {
-        let now = state.clock.now_millis();
-        match state.compute.launch(spec).await {
-            Ok(instance_id) => {
-                state
-                    .store
-                    .update_vm(&spec.hostname, &VmChange::InstanceId(instance_id), now)
-                    .await?;
-            }
-            Err(e) => {
-                tracing::error!(hostname = %spec.hostname, error = ?e, "launch failed");
-                let reason = format!("launch failed: {e}");
-                state
-                    .store
-                    .update_vm(&spec.hostname, &VmChange::Failed(reason.clone()), now)
-                    .await?;
-                op.errors.push(format!("{}: {reason}", spec.hostname));
-            }
+    state.store.save_operation(op).await?;
+    if let Err(e) = state.queue.enqueue(&jobs).await {
+        // Nothing will start these machines: say so on each record instead of leaving them
+        // initializing forever.
+        for job in &jobs {
+            let Job::LaunchVm { hostname, .. } = job;
+            state
+                .store
+                .update_vm(
+                    hostname,
+                    &VmChange::Failed(format!("could not queue the launch: {e}")),
+                    state.clock.now_millis(),
+                )
+                .await?;
         }
+        return Err(e);
     }
-    op.finish(state.clock.now_millis());
-    state.store.save_operation(&op).await?;
-    Ok(op)
+    Ok(())
 }
 
 /// Inserts a new VM record under a fresh random hostname (retrying on the rare collision).
@@ -100,41 +98,96 @@ async fn insert_new_vm(state: &AppState, token_hash: &TokenHash) -> Result<Strin
     )))
 }
 
-/// Stops every VM through the compute provider, waits until each is confirmed gone, and
-/// only then deletes its record. A VM whose machine refuses to stop keeps its record,
-/// marked `error` with the reason, so nothing is forgotten while it still runs (and bills).
-pub async fn destroy_all(state: &AppState) -> Result<Operation> {
+/// Stops every machine of this deployment (found by its tag, so machines whose record was
+/// lost go too), waits until the provider confirms each is ending, and only then deletes
+/// the records. A VM whose machine is not confirmed keeps its record, marked `error`, so
+/// nothing that still runs (and bills) is forgotten. VMs in use are only destroyed when
+/// `confirm_in_use` is set; otherwise nothing happens and the answer lists them.
+pub async fn destroy_all(state: &AppState, confirm_in_use: bool) -> Result<Operation> {
+    let vms = state.store.list_vms().await?;
+    let in_use: Vec<&str> = vms
+        .iter()
+        .filter(|v| v.in_use)
+        .map(|v| v.hostname.as_str())
+        .collect();
+    if !in_use.is_empty() && !confirm_in_use {
+        return Err(Error::Conflict(format!(
+            "{} VM(s) are in use: {}. Confirm to destroy them anyway.",
+            in_use.len(),
+            in_use.join(", ")
+        )));
+    }
     let mut op = Operation::start(OperationKind::Destroy, state.clock.now_millis());
     state.store.begin_operation(&op, stale_ms(state)).await?;
-    let vms = state.store.list_vms().await?;
     op.hostnames = vms.iter().map(|v| v.hostname.clone()).collect();
     state.store.save_operation(&op).await?;
 
+    let result = terminate_and_forget(state, &mut op, &vms).await;
+    if let Err(e) = &result {
+        op.errors.push(format!("destroy stopped: {e}"));
+    }
+    op.finish(state.clock.now_millis());
+    state.store.save_operation(&op).await?;
+    result.map(|()| op)
+}
+
+async fn terminate_and_forget(
+    state: &AppState,
+    op: &mut Operation,
+    vms: &[crate::domain::Vm],
+) -> Result<()> {
+    let mut ids: Vec<String> = state
+        .compute
+        .list_instances()
+        .await?
+        .into_iter()
+        .filter(|i| !i.state.is_ending())
+        .map(|i| i.id)
+        .collect();
+    for id in vms.iter().filter_map(|v| v.instance_id.clone()) {
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    let confirmed = if ids.is_empty() {
+        Vec::new()
+    } else {
+        state.compute.terminate(&ids).await?
+    };
+    for id in ids.iter().filter(|id| !confirmed.contains(id)) {
+        if !vms
+            .iter()
+            .any(|v| v.instance_id.as_deref() == Some(id.as_str()))
+        {
+            op.errors.push(format!(
+                "unrecorded instance {id}: termination not confirmed"
+            ));
+        }
+    }
     for vm in vms {
-        if let Some(instance_id) = &vm.instance_id {
-            if let Err(e) = state.compute.terminate(instance_id).await {
-                tracing::error!(hostname = %vm.hostname, error = ?e, "terminate failed");
-                let reason = format!("termination failed: {e}");
-                state
-                    .store
-                    .update_vm(
-                        &vm.hostname,
-                        &VmChange::Failed(reason.clone()),
-                        state.clock.now_millis(),
-                    )
-                    .await?;
-                op.errors.push(format!("{}: {reason}", vm.hostname));
-                continue;
-            }
+        let gone = match &vm.instance_id {
+            None => true,
+            Some(id) => confirmed.contains(id),
+        };
+        if !gone {
+            let reason = "termination not confirmed; the machine may still run".to_string();
+            state
+                .store
+                .update_vm(
+                    &vm.hostname,
+                    &VmChange::Failed(reason.clone()),
+                    state.clock.now_millis(),
+                )
+                .await?;
+            op.errors.push(format!("{}: {reason}", vm.hostname));
+            continue;
         }
         state.store.delete_vm(&vm.hostname).await?;
         state.store.delete_logs(&vm.hostname).await?;
         // A VM long-polling right now learns at once that it is gone.
         state.notifier.notify(&vm.hostname);
     }
-    op.finish(state.clock.now_millis());
-    state.store.save_operation(&op).await?;
-    Ok(op)
+    Ok(())
 }
 
 fn stale_ms(state: &AppState) -> i64 {

@@ -3,4 +3,6 @@
 
 pub mod admin;
 pub mod participant;
+pub mod provisioning;
+pub mod reconcile;
 pub mod vm_agent;

@@ -1,0 +1,59 @@
+//! The provisioning function: an SQS batch of launch jobs in, per-message failures out, so
+//! one bad message never makes SQS redeliver the whole batch. A message that cannot be
+//! parsed (poison) is reported failed; after the queue's maxReceiveCount it goes to the DLQ.
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use shared::domain::Job;
+use shared::usecases::provisioning::{run_job, JobOutcome};
+use shared::AppState;
+
+/// Processes every record of the batch concurrently.
+pub async fn handle_batch(state: &AppState, event: SqsEvent) -> SqsBatchResponse {
+    let mut tasks = tokio::task::JoinSet::new();
+    for record in event.records {
+        let state = state.clone();
+        tasks.spawn(async move {
+            let id = record.message_id.clone().unwrap_or_default();
+            (id, handle_message(&state, &record).await)
+        });
+    }
+    let mut response = SqsBatchResponse::default();
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok((_, true)) => {}
+            Ok((id, false)) => response.add_failure(id),
+            // A panicking job: its message id is lost with the task, so fail the batch's
+            // remaining ids conservatively is impossible; log it loudly instead.
+            Err(e) => tracing::error!(error = %e, "a job task panicked"),
+        }
+    }
+    response
+}
+
+/// `true` when the message is finished with (done, or failed for good and recorded).
+async fn handle_message(state: &AppState, record: &SqsMessage) -> bool {
+    let id = record.message_id.as_deref().unwrap_or("?");
+    let job = match record.body.as_deref().map(Job::from_message) {
+        Some(Ok(job)) => job,
+        Some(Err(why)) => {
+            tracing::error!(message = id, %why, "poison message");
+            return false;
+        }
+        None => {
+            tracing::error!(message = id, "message without a body");
+            return false;
+        }
+    };
+    let attempt: u32 = record
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    match run_job(state, &job, attempt).await {
+        JobOutcome::Done => true,
+        JobOutcome::Retry(why) => {
+            tracing::warn!(message = id, ?job, attempt, %why, "job will be redelivered");
+            false
+        }
+    }
+}

@@ -1,0 +1,474 @@
+//! The compute provider on AWS: EC2. Every instance (and its volumes) is tagged with the
+//! deployment, hostname and operation; listing, adopting and terminating only ever look at
+//! instances carrying this deployment's tag.
+
+use std::collections::HashSet;
+use std::io::Write as _;
+
+use async_trait::async_trait;
+use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_ec2::types::{
+    Filter, HttpTokensState, IamInstanceProfileSpecification, InstanceInterruptionBehavior,
+    InstanceMarketOptionsRequest, InstanceMetadataOptionsRequest, InstanceStateName, InstanceType,
+    MarketType, ResourceType, SpotInstanceType, SpotMarketOptions, Tag, TagSpecification,
+};
+use aws_sdk_ec2::Client;
+use base64::Engine as _;
+
+use crate::config::ConfigError;
+use crate::error::{Error, Result};
+use crate::ports::{ComputeProvider, Instance, InstanceState, LaunchError, LaunchSpec, Market};
+
+pub const TAG_DEPLOYMENT: &str = "gpufleet:deployment";
+pub const TAG_HOSTNAME: &str = "gpufleet:hostname";
+pub const TAG_OPERATION: &str = "gpufleet:operation";
+
+/// EC2's limit on user_data (before base64).
+pub const USER_DATA_LIMIT: usize = 16 * 1024;
+
+/// The bootstrap script template (infra/user_data.sh).
+const USER_DATA_TEMPLATE: &str = include_str!("../../../infra/user_data.sh");
+
+/// Launch options, from the environment.
+#[derive(Debug, Clone)]
+pub struct Ec2Config {
+    /// `GPUFLEET_DEPLOYMENT`
+    pub deployment: String,
+    /// `GPUFLEET_AMI` (required)
+    pub ami: String,
+    /// `GPUFLEET_INSTANCE_TYPE` (default g4dn.xlarge)
+    pub instance_type: String,
+    /// `GPUFLEET_SUBNET_ID`
+    pub subnet_id: Option<String>,
+    /// `GPUFLEET_SECURITY_GROUP_IDS`, comma-separated
+    pub security_group_ids: Vec<String>,
+    /// `GPUFLEET_KEY_NAME`
+    pub key_name: Option<String>,
+    /// `GPUFLEET_INSTANCE_PROFILE` (name)
+    pub instance_profile: Option<String>,
+    /// `GPUFLEET_AGENT_URL`: where user_data downloads the agent when the AMI lacks it.
+    pub agent_url: String,
+}
+
+impl Ec2Config {
+    pub fn from_env(deployment: &str) -> std::result::Result<Self, ConfigError> {
+        Self::from_lookup(deployment, |k| std::env::var(k).ok())
+    }
+
+    pub fn from_lookup(
+        deployment: &str,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> std::result::Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let agent_url =
+            get("GPUFLEET_AGENT_URL").ok_or(ConfigError::Missing("GPUFLEET_AGENT_URL"))?;
+        if !safe_url(&agent_url) {
+            return Err(ConfigError::Invalid {
+                name: "GPUFLEET_AGENT_URL",
+                value: agent_url,
+                reason: "must be an http(s) URL of letters, digits and -._~:/?=&%+".into(),
+            });
+        }
+        Ok(Ec2Config {
+            deployment: deployment.to_string(),
+            ami: get("GPUFLEET_AMI").ok_or(ConfigError::Missing("GPUFLEET_AMI"))?,
+            instance_type: get("GPUFLEET_INSTANCE_TYPE").unwrap_or_else(|| "g4dn.xlarge".into()),
+            subnet_id: get("GPUFLEET_SUBNET_ID"),
+            security_group_ids: get("GPUFLEET_SECURITY_GROUP_IDS")
+                .map(|v| {
+                    v.split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            key_name: get("GPUFLEET_KEY_NAME"),
+            instance_profile: get("GPUFLEET_INSTANCE_PROFILE"),
+            agent_url,
+        })
+    }
+}
+
+/// URLs we are willing to put into a shell script: no quotes, spaces, `$`, backticks, `;`.
+fn safe_url(url: &str) -> bool {
+    (url.starts_with("https://") || url.starts_with("http://"))
+        && url.len() <= 2048
+        && url
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._~:/?=&%+".contains(c))
+}
+
+/// Renders the bootstrap script for one VM, refusing any value that could escape it, and
+/// gzips it (cloud-init unpacks gzip) so it stays far below EC2's 16 KB limit.
+pub fn render_user_data(spec: &LaunchSpec, agent_url: &str) -> Result<Vec<u8>> {
+    let hostname_ok = !spec.hostname.is_empty()
+        && spec.hostname.len() <= 63
+        && spec
+            .hostname
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let token_ok = !spec.token.as_str().is_empty()
+        && spec.token.as_str().chars().all(|c| c.is_ascii_hexdigit());
+    if !hostname_ok || !token_ok || !safe_url(&spec.allocator_url) || !safe_url(agent_url) {
+        return Err(Error::validation(
+            "refusing to render user_data: a hostname, token or URL has characters outside its allowed set",
+        ));
+    }
+    let script = USER_DATA_TEMPLATE
+        .replace("__API_URL__", spec.allocator_url.trim_end_matches('/'))
+        .replace("__HOSTNAME__", &spec.hostname)
+        .replace("__TOKEN__", spec.token.as_str())
+        .replace("__AGENT_URL__", agent_url);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(script.as_bytes())
+        .and_then(|()| gz.finish())
+        .map_err(|e| Error::Internal(anyhow::anyhow!("gzip: {e}")))
+        .and_then(|bytes| {
+            if bytes.len() > USER_DATA_LIMIT {
+                return Err(Error::Internal(anyhow::anyhow!(
+                    "user_data is {} bytes, over EC2's {USER_DATA_LIMIT}",
+                    bytes.len()
+                )));
+            }
+            Ok(bytes)
+        })
+}
+
+#[derive(Clone)]
+pub struct Ec2Compute {
+    client: Client,
+    config: Ec2Config,
+}
+
+fn tag(key: &str, value: &str) -> Tag {
+    Tag::builder().key(key).value(value).build()
+}
+
+fn filter(name: &str, values: &[&str]) -> Filter {
+    Filter::builder()
+        .name(name)
+        .set_values(Some(values.iter().map(|v| v.to_string()).collect()))
+        .build()
+}
+
+/// States of an instance that still exists in a way we care about.
+const LIVE_STATES: [&str; 5] = ["pending", "running", "stopping", "stopped", "shutting-down"];
+
+fn state_of(name: Option<&InstanceStateName>) -> InstanceState {
+    match name {
+        Some(InstanceStateName::Pending) => InstanceState::Pending,
+        Some(InstanceStateName::Running) => InstanceState::Running,
+        Some(InstanceStateName::Stopping) => InstanceState::Stopping,
+        Some(InstanceStateName::Stopped) => InstanceState::Stopped,
+        Some(InstanceStateName::ShuttingDown) => InstanceState::ShuttingDown,
+        _ => InstanceState::Terminated,
+    }
+}
+
+/// How a RunInstances error code should be treated (codes, never messages).
+fn classify(code: &str, message: String) -> LaunchError {
+    match code {
+        "InsufficientInstanceCapacity"
+        | "InsufficientCapacity"
+        | "InsufficientHostCapacity"
+        | "SpotMaxPriceTooLow"
+        | "MaxSpotInstanceCountExceeded"
+        | "InsufficientFreeAddressesInSubnet" => {
+            LaunchError::Capacity(format!("{code}: {message}"))
+        }
+        "RequestLimitExceeded" | "Throttling" | "ThrottlingException" => {
+            LaunchError::Throttled(format!("{code}: {message}"))
+        }
+        c if c.starts_with("Invalid")
+            || c.starts_with("Unsupported")
+            || matches!(
+                c,
+                "UnauthorizedOperation"
+                    | "InstanceLimitExceeded"
+                    | "VcpuLimitExceeded"
+                    | "OptInRequired"
+            ) =>
+        {
+            LaunchError::Rejected(format!("{code}: {message}"))
+        }
+        _ => LaunchError::Other(Error::Internal(anyhow::anyhow!("EC2 {code}: {message}"))),
+    }
+}
+
+impl Ec2Compute {
+    pub fn new(client: Client, config: Ec2Config) -> Self {
+        Ec2Compute { client, config }
+    }
+
+    pub async fn from_env(config: Ec2Config) -> Self {
+        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Self::new(Client::new(&sdk), config)
+    }
+
+    /// This deployment's instances matching `extra` filters, following pagination.
+    async fn describe(&self, extra: Vec<Filter>) -> Result<Vec<Instance>> {
+        let mut out = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .describe_instances()
+                .set_filters(Some({
+                    let mut f = vec![filter(
+                        &format!("tag:{TAG_DEPLOYMENT}"),
+                        &[&self.config.deployment],
+                    )];
+                    f.extend(extra.iter().cloned());
+                    f
+                }))
+                .set_next_token(next.take())
+                .max_results(1000)
+                .send()
+                .await
+                .map_err(|e| {
+                    Error::Internal(anyhow::anyhow!(
+                        "EC2 DescribeInstances: {}",
+                        DisplayErrorContext(e)
+                    ))
+                })?;
+            for reservation in page.reservations() {
+                for i in reservation.instances() {
+                    let Some(id) = i.instance_id() else { continue };
+                    out.push(Instance {
+                        id: id.to_string(),
+                        hostname: i
+                            .tags()
+                            .iter()
+                            .find(|t| t.key() == Some(TAG_HOSTNAME))
+                            .and_then(|t| t.value())
+                            .map(str::to_string),
+                        state: state_of(i.state().and_then(|s| s.name())),
+                        launched_at: i.launch_time().map_or(0, |t| t.to_millis().unwrap_or(0)),
+                    });
+                }
+            }
+            match page.next_token() {
+                Some(token) if !token.is_empty() => next = Some(token.to_string()),
+                _ => return Ok(out),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl ComputeProvider for Ec2Compute {
+    async fn launch(&self, spec: &LaunchSpec) -> std::result::Result<String, LaunchError> {
+        let user_data = render_user_data(spec, &self.config.agent_url)?;
+        let tags = |kind: ResourceType| {
+            TagSpecification::builder()
+                .resource_type(kind)
+                .tags(tag(TAG_DEPLOYMENT, &self.config.deployment))
+                .tags(tag(TAG_HOSTNAME, &spec.hostname))
+                .tags(tag(TAG_OPERATION, &spec.operation_id))
+                .tags(tag("Name", &spec.hostname))
+                .build()
+        };
+        let mut request = self
+            .client
+            .run_instances()
+            .image_id(&self.config.ami)
+            .instance_type(InstanceType::from(self.config.instance_type.as_str()))
+            .min_count(1)
+            .max_count(1)
+            .client_token(&spec.client_token)
+            .user_data(base64::engine::general_purpose::STANDARD.encode(user_data))
+            .tag_specifications(tags(ResourceType::Instance))
+            .tag_specifications(tags(ResourceType::Volume))
+            // IMDSv2 only: the token in user_data is not readable by SSRF through IMDSv1.
+            .metadata_options(
+                InstanceMetadataOptionsRequest::builder()
+                    .http_tokens(HttpTokensState::Required)
+                    .build(),
+            )
+            .set_subnet_id(self.config.subnet_id.clone())
+            .set_key_name(self.config.key_name.clone());
+        for sg in &self.config.security_group_ids {
+            request = request.security_group_ids(sg);
+        }
+        if let Some(profile) = &self.config.instance_profile {
+            request = request.iam_instance_profile(
+                IamInstanceProfileSpecification::builder()
+                    .name(profile)
+                    .build(),
+            );
+        }
+        if spec.market == Market::Spot {
+            request = request.instance_market_options(
+                InstanceMarketOptionsRequest::builder()
+                    .market_type(MarketType::Spot)
+                    .spot_options(
+                        SpotMarketOptions::builder()
+                            .spot_instance_type(SpotInstanceType::OneTime)
+                            .instance_interruption_behavior(InstanceInterruptionBehavior::Terminate)
+                            .build(),
+                    )
+                    .build(),
+            );
+        }
+        match request.send().await {
+            Ok(out) => out
+                .instances()
+                .first()
+                .and_then(|i| i.instance_id())
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    LaunchError::Other(Error::Internal(anyhow::anyhow!(
+                        "RunInstances returned no instance"
+                    )))
+                }),
+            Err(e) => match e.code() {
+                Some(code) => {
+                    let code = code.to_string();
+                    Err(classify(&code, e.message().unwrap_or_default().to_string()))
+                }
+                None => Err(LaunchError::Other(Error::Internal(anyhow::anyhow!(
+                    "EC2 RunInstances: {}",
+                    DisplayErrorContext(e)
+                )))),
+            },
+        }
+    }
+
+    async fn find_by_hostname(&self, hostname: &str) -> Result<Option<Instance>> {
+        Ok(self
+            .describe(vec![
+                filter(&format!("tag:{TAG_HOSTNAME}"), &[hostname]),
+                filter(
+                    "instance-state-name",
+                    &["pending", "running", "stopping", "stopped"],
+                ),
+            ])
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    async fn list_instances(&self) -> Result<Vec<Instance>> {
+        self.describe(vec![filter("instance-state-name", &LIVE_STATES)])
+            .await
+    }
+
+    async fn terminate(&self, instance_ids: &[String]) -> Result<Vec<String>> {
+        let mut confirmed = Vec::new();
+        for batch in instance_ids.chunks(200) {
+            let ids: Vec<&str> = batch.iter().map(String::as_str).collect();
+            // Only instances carrying our deployment tag are ever terminated.
+            let ours = self.describe(vec![filter("instance-id", &ids)]).await?;
+            let ours_ids: HashSet<&str> = ours.iter().map(|i| i.id.as_str()).collect();
+            let to_end: Vec<String> = ours
+                .iter()
+                .filter(|i| !i.state.is_ending())
+                .map(|i| i.id.clone())
+                .collect();
+            if !to_end.is_empty() {
+                self.client
+                    .terminate_instances()
+                    .set_instance_ids(Some(to_end))
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        Error::Internal(anyhow::anyhow!(
+                            "EC2 TerminateInstances: {}",
+                            DisplayErrorContext(e)
+                        ))
+                    })?;
+            }
+            // Confirm: every one of ours is now shutting down or terminated.
+            let after = self.describe(vec![filter("instance-id", &ids)]).await?;
+            for id in batch {
+                match after.iter().find(|i| &i.id == id) {
+                    Some(i) if i.state.is_ending() => confirmed.push(id.clone()),
+                    Some(_) => {}
+                    // Not ours: never touched. Ours but no longer listed: gone.
+                    None if ours_ids.contains(id.as_str()) => confirmed.push(id.clone()),
+                    None => {}
+                }
+            }
+        }
+        Ok(confirmed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::VmToken;
+
+    fn spec(hostname: &str, url: &str) -> LaunchSpec {
+        LaunchSpec {
+            hostname: hostname.into(),
+            token: VmToken::generate(),
+            allocator_url: url.into(),
+            operation_id: "op".into(),
+            client_token: "ct".into(),
+            market: Market::OnDemand,
+        }
+    }
+
+    fn gunzip(bytes: &[u8]) -> String {
+        use std::io::Read as _;
+        let mut out = String::new();
+        flate2::read::GzDecoder::new(bytes)
+            .read_to_string(&mut out)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn user_data_is_rendered_small_and_safe() {
+        let s = spec(
+            "gpufleet-vm-0a1b2c3d",
+            "https://abc.execute-api.us-east-1.amazonaws.com",
+        );
+        let bytes = render_user_data(&s, "https://example.org/gpufleet").unwrap();
+        assert!(bytes.len() < 4096, "{} bytes", bytes.len());
+        let script = gunzip(&bytes);
+        assert!(script.contains("GPUFLEET_HOSTNAME=gpufleet-vm-0a1b2c3d"));
+        assert!(script.contains(&format!("GPUFLEET_AGENT_TOKEN={}", s.token.as_str())));
+        for placeholder in ["__API_URL__", "__HOSTNAME__", "__TOKEN__", "__AGENT_URL__"] {
+            assert!(!script.contains(placeholder), "{placeholder} filled");
+        }
+    }
+
+    #[test]
+    fn values_that_could_escape_the_script_are_refused() {
+        for (host, url) in [
+            ("vm'; rm -rf /", "https://ok.example"),
+            ("vm$(id)", "https://ok.example"),
+            ("ok", "https://ok.example/'$(id)'"),
+            ("ok", "https://ok.example/`id`"),
+            ("ok", "https://ok.example/ a"),
+            ("ok", "file:///etc/passwd"),
+        ] {
+            assert!(
+                render_user_data(&spec(host, url), "https://example.org/a").is_err(),
+                "{host} {url}"
+            );
+        }
+    }
+
+    #[test]
+    fn error_codes_are_classified() {
+        assert!(matches!(
+            classify("InsufficientInstanceCapacity", "x".into()),
+            LaunchError::Capacity(_)
+        ));
+        assert!(matches!(
+            classify("RequestLimitExceeded", "x".into()),
+            LaunchError::Throttled(_)
+        ));
+        assert!(matches!(
+            classify("InvalidAMIID.NotFound", "x".into()),
+            LaunchError::Rejected(_)
+        ));
+        assert!(matches!(
+            classify("InternalError", "x".into()),
+            LaunchError::Other(_)
+        ));
+    }
+}

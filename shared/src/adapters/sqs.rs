@@ -1,0 +1,73 @@
+//! The job queue on AWS: SQS, in batches of ten (the SendMessageBatch limit).
+
+use async_trait::async_trait;
+use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use aws_sdk_sqs::Client;
+
+use crate::domain::Job;
+use crate::error::{Error, Result};
+use crate::ports::JobQueue;
+
+#[derive(Clone)]
+pub struct SqsQueue {
+    client: Client,
+    queue_url: String,
+}
+
+impl SqsQueue {
+    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+        SqsQueue {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+
+    /// A queue client configured from the standard AWS environment.
+    pub async fn from_env(queue_url: impl Into<String>) -> Self {
+        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Self::new(Client::new(&config), queue_url)
+    }
+}
+
+#[async_trait]
+impl JobQueue for SqsQueue {
+    async fn enqueue(&self, jobs: &[Job]) -> Result<()> {
+        for batch in jobs.chunks(10) {
+            let entries = batch
+                .iter()
+                .enumerate()
+                .map(|(i, job)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(job.to_message())
+                        .build()
+                        .map_err(|e| Error::Internal(anyhow::anyhow!("building an SQS entry: {e}")))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let out = self
+                .client
+                .send_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| {
+                    Error::Internal(anyhow::anyhow!(
+                        "SQS SendMessageBatch: {}",
+                        DisplayErrorContext(e)
+                    ))
+                })?;
+            if let Some(failed) = out.failed().first() {
+                return Err(Error::Internal(anyhow::anyhow!(
+                    "SQS refused {} of {} messages (first: {} {})",
+                    out.failed().len(),
+                    batch.len(),
+                    failed.code(),
+                    failed.message().unwrap_or_default()
+                )));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,175 @@
+//! The provisioner: turns queued jobs into machines. The same function runs in the
+//! provisioning Lambda (SQS) and in local mode's in-process queue.
+//!
+//! Two-phase and idempotent: the VM record exists before any cloud call; a launch whose
+//! record already has an instance is skipped; a redelivered launch first adopts a machine
+//! an earlier attempt may have started (tagged with the hostname), and every launch
+//! carries a client token derived from the operation and hostname.
+
+use crate::domain::{Job, VmChange, VmStatus, VmToken};
+use crate::error::Result;
+use crate::ports::{LaunchError, LaunchSpec, Market};
+use crate::AppState;
+
+/// How a job ended.
+#[derive(Debug, PartialEq)]
+pub enum JobOutcome {
+    /// Finished (launched, adopted, skipped, or failed for good and recorded so).
+    Done,
+    /// Worth another try later (capacity, throttling, a store or network error).
+    Retry(String),
+}
+
+/// Client token for EC2's RunInstances (≤ 64 ASCII characters), stable per VM launch.
+fn client_token(operation_id: &str, hostname: &str, market: Market) -> String {
+    let suffix = match market {
+        Market::OnDemand => "od",
+        Market::Spot => "sp",
+    };
+    let mut token = format!("{}-{}-{suffix}", operation_id.replace('-', ""), hostname);
+    token.truncate(64);
+    token
+}
+
+/// Runs one job. `attempt` counts deliveries (1 = first); the last allowed attempt turns a
+/// retryable failure into a recorded `error` so nothing stays `initializing` forever.
+pub async fn run_job(state: &AppState, job: &Job, attempt: u32) -> JobOutcome {
+    match job {
+        Job::LaunchVm {
+            operation_id,
+            hostname,
+            token,
+        } => match launch_vm(state, operation_id, hostname, token, attempt).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                tracing::error!(%hostname, error = ?e, "launch job failed");
+                give_up_or_retry(state, hostname, attempt, format!("{e}")).await
+            }
+        },
+    }
+}
+
+async fn give_up_or_retry(
+    state: &AppState,
+    hostname: &str,
+    attempt: u32,
+    reason: String,
+) -> JobOutcome {
+    if attempt < state.config.launch_attempts {
+        return JobOutcome::Retry(reason);
+    }
+    let failed = VmChange::Failed(format!("launch failed after {attempt} attempts: {reason}"));
+    match state
+        .store
+        .update_vm(hostname, &failed, state.clock.now_millis())
+        .await
+    {
+        Ok(_) => JobOutcome::Done,
+        Err(e) => JobOutcome::Retry(format!("could not record the failure: {e}")),
+    }
+}
+
+async fn launch_vm(
+    state: &AppState,
+    operation_id: &str,
+    hostname: &str,
+    token: &str,
+    attempt: u32,
+) -> Result<JobOutcome> {
+    let Some(vm) = state.store.get_vm(hostname).await? else {
+        return Ok(JobOutcome::Done); // destroyed before it was launched
+    };
+    if vm.instance_id.is_some() || vm.status != VmStatus::Initializing {
+        return Ok(JobOutcome::Done); // launched already, or failed and recorded
+    }
+    let now = state.clock.now_millis();
+    if attempt > 1 {
+        if let Some(instance) = state.compute.find_by_hostname(hostname).await? {
+            tracing::info!(%hostname, instance = %instance.id, "adopting the machine of an earlier attempt");
+            state
+                .store
+                .update_vm(hostname, &VmChange::InstanceId(instance.id), now)
+                .await?;
+            return Ok(JobOutcome::Done);
+        }
+    }
+    let api_url = state
+        .config
+        .api_url
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("GPUFLEET_API_URL is not configured"))?;
+    let mut spec = LaunchSpec {
+        hostname: hostname.to_string(),
+        token: VmToken::from_plain(token.to_string()),
+        allocator_url: api_url,
+        operation_id: operation_id.to_string(),
+        client_token: client_token(operation_id, hostname, state.config.market),
+        market: state.config.market,
+    };
+    let mut result = state.compute.launch(&spec).await;
+    if let Err(LaunchError::Capacity(why)) = &result {
+        if spec.market == Market::Spot && state.config.spot_fallback {
+            tracing::warn!(%hostname, reason = %why, "no spot capacity; falling back to on-demand");
+            spec.market = Market::OnDemand;
+            spec.client_token = client_token(operation_id, hostname, Market::OnDemand);
+            result = state.compute.launch(&spec).await;
+        }
+    }
+    match result {
+        Ok(instance_id) => {
+            tracing::info!(%hostname, %instance_id, market = spec.market.as_str(), "launched");
+            state
+                .store
+                .update_vm(
+                    hostname,
+                    &VmChange::InstanceId(instance_id),
+                    state.clock.now_millis(),
+                )
+                .await?;
+            Ok(JobOutcome::Done)
+        }
+        Err(LaunchError::Rejected(reason)) => {
+            state
+                .store
+                .update_vm(
+                    hostname,
+                    &VmChange::Failed(format!("launch refused: {reason}")),
+                    state.clock.now_millis(),
+                )
+                .await?;
+            Ok(JobOutcome::Done)
+        }
+        Err(e) => Ok(give_up_or_retry(state, hostname, attempt, e.to_string()).await),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_tokens_are_stable_and_short() {
+        let a = client_token(
+            "0f8e2c1a-1111-2222-3333-444455556666",
+            "gpufleet-vm-1234abcd",
+            Market::Spot,
+        );
+        assert_eq!(
+            a,
+            client_token(
+                "0f8e2c1a-1111-2222-3333-444455556666",
+                "gpufleet-vm-1234abcd",
+                Market::Spot
+            )
+        );
+        assert_ne!(
+            a,
+            client_token(
+                "0f8e2c1a-1111-2222-3333-444455556666",
+                "gpufleet-vm-1234abcd",
+                Market::OnDemand
+            )
+        );
+        assert!(a.len() <= 64);
+    }
+}

@@ -1,0 +1,97 @@
+//! Reconcile: make the cloud and the records agree. Scheduled (every 5 minutes on AWS) and
+//! on demand. A tagged machine without a record is an orphan and is terminated; a record
+//! whose machine is gone is marked; a record still waiting for its machine adopts one that
+//! carries its hostname.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::domain::VmChange;
+use crate::error::Result;
+use crate::AppState;
+
+#[derive(Debug, Default, Serialize, PartialEq)]
+pub struct ReconcileReport {
+    pub instances_seen: usize,
+    pub records_seen: usize,
+    pub orphans_terminated: Vec<String>,
+    pub orphans_not_confirmed: Vec<String>,
+    pub adopted: Vec<String>,
+    pub vanished_marked: Vec<String>,
+}
+
+pub async fn reconcile(state: &AppState) -> Result<ReconcileReport> {
+    let now = state.clock.now_millis();
+    // Machines younger than this may belong to a launch whose record is being written.
+    let grace = i64::try_from(state.config.reconcile_grace.as_millis()).unwrap_or(i64::MAX);
+    let instances = state.compute.list_instances().await?;
+    let vms = state.store.list_vms().await?;
+    let by_host: HashMap<&str, &crate::domain::Vm> =
+        vms.iter().map(|v| (v.hostname.as_str(), v)).collect();
+    let mut report = ReconcileReport {
+        instances_seen: instances.len(),
+        records_seen: vms.len(),
+        ..ReconcileReport::default()
+    };
+
+    let mut orphans = Vec::new();
+    for instance in instances.iter().filter(|i| !i.state.is_ending()) {
+        let record = instance.hostname.as_deref().and_then(|h| by_host.get(h));
+        match record {
+            Some(vm) if vm.instance_id.as_deref() == Some(instance.id.as_str()) => {}
+            Some(vm) if vm.instance_id.is_none() => {
+                // The provisioner started it but did not get to record it.
+                if now - instance.launched_at >= grace {
+                    state
+                        .store
+                        .update_vm(
+                            &vm.hostname,
+                            &VmChange::InstanceId(instance.id.clone()),
+                            now,
+                        )
+                        .await?;
+                    report.adopted.push(instance.id.clone());
+                }
+            }
+            // No record, or the record points at another machine: nobody will ever use it.
+            _ if now - instance.launched_at >= grace || record.is_some() => {
+                orphans.push(instance.id.clone());
+            }
+            _ => {} // very young and unrecorded: a launch in flight
+        }
+    }
+    if !orphans.is_empty() {
+        let confirmed = state.compute.terminate(&orphans).await?;
+        for id in orphans {
+            if confirmed.contains(&id) {
+                report.orphans_terminated.push(id);
+            } else {
+                report.orphans_not_confirmed.push(id);
+            }
+        }
+    }
+
+    let alive: HashMap<&str, bool> = instances
+        .iter()
+        .map(|i| (i.id.as_str(), !i.state.is_ending()))
+        .collect();
+    for vm in &vms {
+        let Some(id) = vm.instance_id.as_deref() else {
+            continue;
+        };
+        if alive.get(id).copied().unwrap_or(false) {
+            continue;
+        }
+        let reason = format!("instance {id} no longer exists");
+        if vm.status_reason.as_deref() != Some(reason.as_str()) {
+            state
+                .store
+                .update_vm(&vm.hostname, &VmChange::Failed(reason), now)
+                .await?;
+            report.vanished_marked.push(vm.hostname.clone());
+        }
+    }
+    tracing::info!(?report, "reconciled");
+    Ok(report)
+}
