@@ -75,7 +75,7 @@ pub struct RequestStats {
 }
 
 impl RequestStats {
-    fn record(&self, op: &'static str, capacity: f64) {
+    pub(crate) fn record(&self, op: &'static str, capacity: f64) {
         self.total.fetch_add(1, Ordering::Relaxed);
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         let entry = counts.entry(op).or_default();

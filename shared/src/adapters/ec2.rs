@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::io::Write as _;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata};
@@ -15,6 +16,7 @@ use aws_sdk_ec2::types::{
 use aws_sdk_ec2::Client;
 use base64::Engine as _;
 
+use super::dynamodb::RequestStats;
 use crate::config::ConfigError;
 use crate::error::{Error, Result};
 use crate::ports::{ComputeProvider, Instance, InstanceState, LaunchError, LaunchSpec, Market};
@@ -138,6 +140,7 @@ pub fn render_user_data(spec: &LaunchSpec, agent_url: &str) -> Result<Vec<u8>> {
 pub struct Ec2Compute {
     client: Client,
     config: Ec2Config,
+    stats: Arc<RequestStats>,
 }
 
 fn tag(key: &str, value: &str) -> Tag {
@@ -197,7 +200,16 @@ fn classify(code: &str, message: String) -> LaunchError {
 
 impl Ec2Compute {
     pub fn new(client: Client, config: Ec2Config) -> Self {
-        Ec2Compute { client, config }
+        Ec2Compute {
+            client,
+            config,
+            stats: Arc::new(RequestStats::default()),
+        }
+    }
+
+    /// EC2 API calls made so far, per operation.
+    pub fn stats(&self) -> Arc<RequestStats> {
+        self.stats.clone()
     }
 
     pub async fn from_env(config: Ec2Config) -> Self {
@@ -210,6 +222,7 @@ impl Ec2Compute {
         let mut out = Vec::new();
         let mut next: Option<String> = None;
         loop {
+            self.stats.record("DescribeInstances", 0.0);
             let page = self
                 .client
                 .describe_instances()
@@ -310,6 +323,7 @@ impl ComputeProvider for Ec2Compute {
                     .build(),
             );
         }
+        self.stats.record("RunInstances", 0.0);
         match request.send().await {
             Ok(out) => out
                 .instances()
@@ -366,6 +380,7 @@ impl ComputeProvider for Ec2Compute {
                 .map(|i| i.id.clone())
                 .collect();
             if !to_end.is_empty() {
+                self.stats.record("TerminateInstances", 0.0);
                 self.client
                     .terminate_instances()
                     .set_instance_ids(Some(to_end))

@@ -40,20 +40,19 @@ pub async fn reconcile(state: &AppState) -> Result<ReconcileReport> {
         let record = instance.hostname.as_deref().and_then(|h| by_host.get(h));
         match record {
             Some(vm) if vm.instance_id.as_deref() == Some(instance.id.as_str()) => {}
-            Some(vm) if vm.instance_id.is_none() => {
-                // The provisioner started it but did not get to record it.
-                if now - instance.launched_at >= grace {
-                    state
-                        .store
-                        .update_vm(
-                            &vm.hostname,
-                            &VmChange::InstanceId(instance.id.clone()),
-                            now,
-                        )
-                        .await?;
-                    report.adopted.push(instance.id.clone());
-                }
+            // The provisioner started it but did not get to record it.
+            Some(vm) if vm.instance_id.is_none() && now - instance.launched_at >= grace => {
+                state
+                    .store
+                    .update_vm(
+                        &vm.hostname,
+                        &VmChange::InstanceId(instance.id.clone()),
+                        now,
+                    )
+                    .await?;
+                report.adopted.push(instance.id.clone());
             }
+            Some(vm) if vm.instance_id.is_none() => {} // its launch is still being recorded
             // No record, or the record points at another machine: nobody will ever use it.
             _ if now - instance.launched_at >= grace || record.is_some() => {
                 orphans.push(instance.id.clone());

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // tests may unwrap: a panic is a failed test
 
 mod auth;
+mod aws_pipeline;
 mod claims;
 mod durability;
 mod dynamodb;
