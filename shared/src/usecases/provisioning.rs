@@ -118,15 +118,25 @@ async fn launch_vm(
     match result {
         Ok(instance_id) => {
             tracing::info!(%hostname, %instance_id, market = spec.market.as_str(), "launched");
-            state
+            let recorded = state
                 .store
                 .update_vm(
                     hostname,
-                    &VmChange::InstanceId(instance_id),
+                    &VmChange::InstanceId(instance_id.clone()),
                     state.clock.now_millis(),
                 )
-                .await?;
-            Ok(JobOutcome::Done)
+                .await;
+            match recorded {
+                Ok(_) => Ok(JobOutcome::Done),
+                // Destroyed while we launched: end the machine now rather than leave it to
+                // the next reconcile.
+                Err(crate::Error::NotFound(_)) => {
+                    tracing::warn!(%hostname, %instance_id, "VM was destroyed during its launch; terminating");
+                    state.compute.terminate(&[instance_id]).await?;
+                    Ok(JobOutcome::Done)
+                }
+                Err(e) => Err(e),
+            }
         }
         Err(LaunchError::Rejected(reason)) => {
             state

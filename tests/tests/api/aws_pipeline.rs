@@ -656,3 +656,51 @@ async fn launch_one_hundred_measurement() {
     assert_eq!(aws.live_instances().await.len(), 100);
     assert_eq!(stats["RunInstances"].0, 100);
 }
+
+#[tokio::test]
+async fn a_vm_destroyed_during_its_launch_leaves_no_machine() {
+    let aws = aws().await;
+    aws.launch(1).await;
+    let records = aws.receive(1).await;
+    // Destroy runs after the record exists but before the provisioner got to it.
+    let hostname = aws.state.store.list_vms().await.unwrap()[0]
+        .hostname
+        .clone();
+    struct DeleteFirst(Ec2Compute, Arc<dyn shared::ports::Store>);
+    #[async_trait]
+    impl ComputeProvider for DeleteFirst {
+        async fn launch(&self, spec: &LaunchSpec) -> Result<String, LaunchError> {
+            let id = self.0.launch(spec).await?;
+            self.1.delete_vm(&spec.hostname).await?; // the destroy lands right here
+            Ok(id)
+        }
+        async fn find_by_hostname(&self, h: &str) -> shared::Result<Option<Instance>> {
+            self.0.find_by_hostname(h).await
+        }
+        async fn list_instances(&self) -> shared::Result<Vec<Instance>> {
+            self.0.list_instances().await
+        }
+        async fn terminate(&self, ids: &[String]) -> shared::Result<Vec<String>> {
+            self.0.terminate(ids).await
+        }
+    }
+    let inner = Ec2Compute::new(
+        aws.ec2.clone(),
+        Ec2Config::from_lookup(&aws.deployment, |k| match k {
+            "GPUFLEET_AMI" => Some(aws.ami.clone()),
+            "GPUFLEET_AGENT_URL" => Some("https://downloads.example.test/gpufleet".into()),
+            _ => None,
+        })
+        .unwrap(),
+    );
+    let mut state = aws.state.clone();
+    state.compute = Arc::new(DeleteFirst(inner, aws.state.store.clone()));
+    let job = shared::domain::Job::from_message(records[0]["body"].as_str().unwrap()).unwrap();
+    let outcome = shared::usecases::provisioning::run_job(&state, &job, 1).await;
+    assert_eq!(outcome, shared::usecases::provisioning::JobOutcome::Done);
+    assert!(aws.state.store.get_vm(&hostname).await.unwrap().is_none());
+    assert!(
+        aws.live_instances().await.is_empty(),
+        "the machine was ended at once"
+    );
+}
