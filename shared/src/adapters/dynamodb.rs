@@ -637,33 +637,22 @@ impl VmStore for DynamoStore {
     }
 
     async fn list_vms(&self) -> Result<Vec<Vm>> {
-        let mut vms = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(table::VMS_INDEX)
-                .key_condition_expression("#p = :vm")
-                .expression_attribute_names("#p", table::VMS_PK)
-                .expression_attribute_values(":vm", s("VM"))
-                .set_exclusive_start_key(start.take())
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                .send()
-                .await
-                .map_err(|e| internal("Query vms", DisplayErrorContext(e)))?;
-            self.stats
-                .record("Query", capacity_of(out.consumed_capacity()));
-            for item in out.items() {
-                vms.push(item_to_vm(item)?.0);
-            }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
-            }
-        }
-        Ok(vms)
+        let items = self
+            .query_all("Query vms", |start| {
+                self.client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(table::VMS_INDEX)
+                    .key_condition_expression("#p = :vm")
+                    .expression_attribute_names("#p", table::VMS_PK)
+                    .expression_attribute_values(":vm", s("VM"))
+                    .set_exclusive_start_key(start)
+            })
+            .await?;
+        items
+            .iter()
+            .map(|i| item_to_vm(i).map(|(vm, _)| vm))
+            .collect()
     }
 
     async fn update_vm(&self, hostname: &str, change: &VmChange, now: Millis) -> Result<Vm> {
@@ -895,13 +884,10 @@ impl DynamoStore {
             .and_then(|i| Some((get_n(i, "seq")?, get_s(i, "body")?))))
     }
 
-    /// Every chunk after `after`, in order, following pagination.
+    /// Every chunk after `after`, in order.
     async fn chunks_after(&self, hostname: &str, after: i64) -> Result<Vec<Item>> {
-        let mut items = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
+        self.query_all("Query log chunks", |start| {
+            self.client
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
@@ -909,11 +895,25 @@ impl DynamoStore {
                 .expression_attribute_values(":from", s(chunk_sk(after + 1)))
                 .expression_attribute_values(":to", s(chunk_sk(i64::MAX)))
                 .consistent_read(true)
-                .set_exclusive_start_key(start.take())
+                .set_exclusive_start_key(start)
+        })
+        .await
+    }
+
+    /// Runs a query to its last page (following `LastEvaluatedKey`), counting each request.
+    async fn query_all(
+        &self,
+        what: &str,
+        query: impl Fn(Option<Item>) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    ) -> Result<Vec<Item>> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = query(start.take())
                 .return_consumed_capacity(ReturnConsumedCapacity::Total)
                 .send()
                 .await
-                .map_err(|e| internal("Query log chunks", DisplayErrorContext(e)))?;
+                .map_err(|e| internal(what, DisplayErrorContext(e)))?;
             self.stats
                 .record("Query", capacity_of(out.consumed_capacity()));
             items.extend(out.items().iter().cloned());

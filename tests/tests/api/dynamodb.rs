@@ -98,6 +98,45 @@ async fn dynamodb_request_costs() {
         10,
     );
 
+    // Through the use cases, as the HTTP handlers call them (token check included).
+    let state = dynamo_app_state(store.clone());
+    let token = shared::domain::VmToken::generate();
+    let mut vm = Vm::new("cost-uc".into(), token.hash(), 1);
+    vm.status = VmStatus::Running;
+    store.insert_vm(&vm).await.unwrap();
+    let before = now();
+    for _ in 0..10 {
+        shared::usecases::vm_agent::report(
+            &state,
+            "cost-uc",
+            Some(token.as_str()),
+            VmChange::InUse(false),
+        )
+        .await
+        .unwrap();
+    }
+    measure(
+        "VM report through the use case (token check + update)",
+        before,
+        10,
+    );
+    let before = now();
+    let answer = shared::usecases::vm_agent::wait_for_assignment(
+        &state,
+        "cost-uc",
+        Some(token.as_str()),
+        std::time::Duration::from_millis(1_050),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer, shared::usecases::vm_agent::StartupAnswer::Waiting);
+    measure(
+        "long-poll of 1 s with a 100 ms poll interval (token check + one read per poll)",
+        before,
+        1,
+    );
+    store.delete_vm("cost-uc").await.unwrap();
+
     // The race: 200 claims for 50 VMs.
     for i in 0..20 {
         store.delete_vm(&format!("cost-{i:02}")).await.unwrap();
@@ -109,4 +148,45 @@ async fn dynamodb_request_costs() {
         "COST 200 claims for 50 VMs (including setup of 50 VMs = 150 requests and cleanup): {requests} requests, {capacity:.1} capacity units"
     );
     println!("COST by operation: {:?}", stats.snapshot());
+}
+
+/// An AppState over `store` as a Lambda would have it (polling wake-ups, 100 ms interval).
+fn dynamo_app_state(store: Arc<dyn shared::ports::Store>) -> shared::AppState {
+    use shared::adapters::{InProcessQueue, PollingNotifier, SystemClock};
+    let (queue, _worker) = InProcessQueue::new();
+    let mut config = shared::config::Config::from_lookup(|_| None).unwrap();
+    config.poll_interval = std::time::Duration::from_millis(100);
+    shared::AppState {
+        store,
+        compute: Arc::new(NoCompute),
+        queue: Arc::new(queue),
+        notifier: Arc::new(PollingNotifier {
+            interval: config.poll_interval,
+        }),
+        clock: Arc::new(SystemClock),
+        admin: Arc::new(shared::state::AdminCredentials::new("a", "b")),
+        config: Arc::new(config),
+    }
+}
+
+/// The use cases measured here never start machines.
+struct NoCompute;
+
+#[async_trait::async_trait]
+impl shared::ports::ComputeProvider for NoCompute {
+    async fn launch(
+        &self,
+        _: &shared::ports::LaunchSpec,
+    ) -> Result<String, shared::ports::LaunchError> {
+        unreachable!("not used by these measurements")
+    }
+    async fn find_by_hostname(&self, _: &str) -> shared::Result<Option<shared::ports::Instance>> {
+        Ok(None)
+    }
+    async fn list_instances(&self) -> shared::Result<Vec<shared::ports::Instance>> {
+        Ok(Vec::new())
+    }
+    async fn terminate(&self, _: &[String]) -> shared::Result<Vec<String>> {
+        Ok(Vec::new())
+    }
 }
