@@ -41,9 +41,12 @@ pub fn init_tracing(json: bool) {
 pub async fn state_from_env() -> Result<AppState, Error> {
     let config = Config::from_env()?;
     let admin = AdminCredentials::new(&config.admin_user, config.require_admin_password()?);
-    let store = DynamoStore::from_env(config.require_table()?).await;
-    let queue = SqsQueue::from_env(config.require_queue_url()?).await;
-    let compute = Ec2Compute::from_env(Ec2Config::from_env(&config.deployment)?).await;
+    let ec2_config = Ec2Config::from_env(&config.deployment)?;
+    // One AWS configuration (region, credentials, endpoint) for the three clients.
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), config.require_table()?);
+    let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), config.require_queue_url()?);
+    let compute = Ec2Compute::new(aws_sdk_ec2::Client::new(&sdk), ec2_config);
     Ok(AppState {
         store: Arc::new(store),
         compute: Arc::new(compute),

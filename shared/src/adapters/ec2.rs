@@ -212,11 +212,6 @@ impl Ec2Compute {
         self.stats.clone()
     }
 
-    pub async fn from_env(config: Ec2Config) -> Self {
-        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        Self::new(Client::new(&sdk), config)
-    }
-
     /// This deployment's instances matching `extra` filters, following pagination.
     async fn describe(&self, extra: Vec<Filter>) -> Result<Vec<Instance>> {
         let mut out = Vec::new();

@@ -22,12 +22,6 @@ impl SqsQueue {
             queue_url: queue_url.into(),
         }
     }
-
-    /// A queue client configured from the standard AWS environment.
-    pub async fn from_env(queue_url: impl Into<String>) -> Self {
-        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        Self::new(Client::new(&config), queue_url)
-    }
 }
 
 #[async_trait]
