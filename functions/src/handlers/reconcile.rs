@@ -1,5 +1,5 @@
-//! `POST /api/reconcile` (admin): reconcile on demand (the scheduled function runs the same
-//! use case every 5 minutes): orphan machines terminated, vanished ones marked.
+//! `POST /api/reconcile` (admin): reconcile on demand (the `reconcile` function runs the same
+//! use case on a schedule): orphan machines terminated, vanished ones marked.
 
 use shared::usecases::reconcile;
 use shared::AppState;

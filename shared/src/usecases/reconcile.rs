@@ -1,7 +1,7 @@
-//! Reconcile: make the cloud and the records agree. Scheduled (every 5 minutes on AWS) and
-//! on demand. A tagged machine without a record is an orphan and is terminated; a record
-//! whose machine is gone is marked; a record still waiting for its machine adopts one that
-//! carries its hostname.
+//! Reconcile: make the cloud and the records agree. On demand (`POST /api/reconcile`) and
+//! from the `reconcile` function, meant for a schedule (every 5 minutes). A tagged machine
+//! without a record is an orphan and is terminated; a record whose machine is gone is
+//! marked; a record still waiting for its machine adopts one that carries its hostname.
 
 use std::collections::HashMap;
 
