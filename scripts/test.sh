@@ -12,8 +12,9 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy (warnings are errors)"
+step "cargo clippy (warnings are errors), also the local server's default build (no AWS SDKs)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy -p gpufleet --bin gpufleet --locked -- -D warnings
 
 step "AWS emulator: moto in .venv, on 127.0.0.1"
 mkdir -p target

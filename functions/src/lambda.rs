@@ -14,24 +14,6 @@ use shared::AppState;
 
 use crate::http::{Request, Response};
 
-/// Logs as JSON lines (CloudWatch) or human-readable text, filtered by `RUST_LOG`.
-pub fn init_tracing(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let result = if json {
-        builder
-            .json()
-            .with_current_span(false)
-            .without_time()
-            .try_init()
-    } else {
-        builder.with_target(false).try_init()
-    };
-    // A second init (tests) is harmless.
-    drop(result);
-}
-
 /// Builds the state a Lambda function runs with: DynamoDB (`GPUFLEET_TABLE`, with region,
 /// credentials and `AWS_ENDPOINT_URL` from the standard AWS environment), and long-polls that
 /// re-read the store every `GPUFLEET_POLL_INTERVAL_MS`.
@@ -66,7 +48,7 @@ where
     F: Fn(AppState, Request) -> Fut + Copy + Send + 'static,
     Fut: Future<Output = Response> + Send + 'static,
 {
-    init_tracing(true);
+    crate::telemetry::init_tracing(true);
     let state = state_from_env().await?;
     lambda_http::run(service_fn(move |req: Request| {
         let state = state.clone();

@@ -4,10 +4,12 @@
 
 pub mod handlers;
 pub mod http;
+#[cfg(feature = "aws")]
 pub mod lambda;
 pub mod pages;
 pub mod provision;
 pub mod routes;
+pub mod telemetry;
 pub mod views;
 
 pub use http::{Request, Response};

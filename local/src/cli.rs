@@ -97,14 +97,7 @@ pub fn main() -> ExitCode {
             Command::Serve(args) => serve(args).await,
             Command::Agent(args) => agent::run(args).await,
             Command::SeedVms(args) => seed(args).await,
-            Command::CreateTable(args) => {
-                shared::adapters::DynamoStore::from_env(args.table.clone())
-                    .await
-                    .create_table_if_missing()
-                    .await?;
-                println!("table {} is ready", args.table);
-                Ok(())
-            }
+            Command::CreateTable(args) => create_table(&args.table).await,
         }
     });
     match result {
@@ -117,7 +110,7 @@ pub fn main() -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    functions::lambda::init_tracing(false);
+    functions::telemetry::init_tracing(false);
     let mut config = Config::from_env()?;
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
@@ -141,9 +134,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => format!("SQLite in {}", config.data_dir.display()),
     };
     let store: Option<Arc<dyn Store>> = match args.dynamodb_table {
-        Some(table) => Some(Arc::new(
-            shared::adapters::DynamoStore::from_env(table).await,
-        )),
+        Some(table) => Some(dynamodb_store(table).await?),
         None => None,
     };
     let running = server::start(ServerOptions {
@@ -181,6 +172,37 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(feature = "aws")]
+async fn dynamodb_store(table: String) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(Arc::new(
+        shared::adapters::DynamoStore::from_env(table).await,
+    ))
+}
+
+#[cfg(feature = "aws")]
+async fn create_table(table: &str) -> anyhow::Result<()> {
+    shared::adapters::DynamoStore::from_env(table)
+        .await
+        .create_table_if_missing()
+        .await?;
+    println!("table {table} is ready");
+    Ok(())
+}
+
+#[cfg(not(feature = "aws"))]
+const NO_AWS: &str = "this build has no DynamoDB support; build it with the aws feature: \
+     cargo run --release --features aws --bin gpufleet -- ...";
+
+#[cfg(not(feature = "aws"))]
+async fn dynamodb_store(_table: String) -> anyhow::Result<Arc<dyn Store>> {
+    anyhow::bail!(NO_AWS)
+}
+
+#[cfg(not(feature = "aws"))]
+async fn create_table(_table: &str) -> anyhow::Result<()> {
+    anyhow::bail!(NO_AWS)
 }
 
 /// Prints a line; a closed stdout (the terminal or a pipe went away) must not stop the

@@ -5,7 +5,7 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    functions::lambda::init_tracing(true);
+    functions::telemetry::init_tracing(true);
     let state = functions::lambda::state_from_env().await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let state = state.clone();

@@ -2,19 +2,25 @@
 //! in-process notifier; AWS adapters (DynamoDB, SQS, EC2) sit beside these.
 
 pub mod clock;
+#[cfg(feature = "aws")]
 pub mod dynamodb;
+#[cfg(feature = "aws")]
 pub mod ec2;
 pub mod in_process_queue;
 pub mod local_compute;
 pub mod notifier;
 pub mod sqlite;
+#[cfg(feature = "aws")]
 pub mod sqs;
 
 pub use clock::SystemClock;
+#[cfg(feature = "aws")]
 pub use dynamodb::DynamoStore;
+#[cfg(feature = "aws")]
 pub use ec2::{Ec2Compute, Ec2Config};
 pub use in_process_queue::{InProcessQueue, JobWorker};
 pub use local_compute::{LocalCompute, LocalComputeConfig};
 pub use notifier::{InProcessNotifier, PollingNotifier};
 pub use sqlite::SqliteStore;
+#[cfg(feature = "aws")]
 pub use sqs::SqsQueue;
