@@ -4,6 +4,7 @@
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use shared::domain::Job;
+use shared::ports::retry_delay;
 use shared::usecases::provisioning::{run_job, JobOutcome};
 use shared::AppState;
 
@@ -52,7 +53,13 @@ async fn handle_message(state: &AppState, record: &SqsMessage) -> bool {
     match run_job(state, &job, attempt).await {
         JobOutcome::Done => true,
         JobOutcome::Retry(why) => {
-            tracing::warn!(message = id, ?job, attempt, %why, "job will be redelivered");
+            let delay = retry_delay(attempt);
+            tracing::warn!(message = id, ?job, attempt, %why, ?delay, "job will be redelivered");
+            if let Some(receipt) = record.receipt_handle.as_deref() {
+                if let Err(e) = state.queue.retry_later(receipt, delay).await {
+                    tracing::warn!(message = id, error = ?e, "could not delay the redelivery");
+                }
+            }
             false
         }
     }

@@ -192,6 +192,14 @@ pub trait ComputeProvider: Send + Sync {
 #[async_trait]
 pub trait JobQueue: Send + Sync {
     async fn enqueue(&self, jobs: &[crate::domain::Job]) -> Result<()>;
+    /// Delays the next delivery of a message that will be retried (exponential backoff
+    /// instead of the queue's fixed visibility timeout). `receipt` identifies the delivery.
+    async fn retry_later(&self, receipt: &str, delay: std::time::Duration) -> Result<()>;
+}
+
+/// Backoff before delivery `attempt + 1`: 30 s doubling, at most 15 minutes.
+pub fn retry_delay(attempt: u32) -> std::time::Duration {
+    std::time::Duration::from_secs((30u64 << attempt.saturating_sub(1).min(5)).min(900))
 }
 
 /// A future that resolves when something may have changed for a VM.

@@ -64,4 +64,21 @@ impl JobQueue for SqsQueue {
         }
         Ok(())
     }
+
+    async fn retry_later(&self, receipt: &str, delay: std::time::Duration) -> Result<()> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt)
+            .visibility_timeout(i32::try_from(delay.as_secs()).unwrap_or(43_200).min(43_200))
+            .send()
+            .await
+            .map_err(|e| {
+                Error::Internal(anyhow::anyhow!(
+                    "SQS ChangeMessageVisibility: {}",
+                    DisplayErrorContext(e)
+                ))
+            })?;
+        Ok(())
+    }
 }

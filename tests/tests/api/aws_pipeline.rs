@@ -704,3 +704,45 @@ async fn a_vm_destroyed_during_its_launch_leaves_no_machine() {
         "the machine was ended at once"
     );
 }
+
+#[tokio::test]
+async fn a_retried_job_comes_back_later_not_at_once() {
+    let aws = aws_with(
+        |c, _| {
+            c.market = Market::Spot;
+            c.spot_fallback = false;
+        },
+        |c| Arc::new(NoSpotCapacity(c)),
+    )
+    .await;
+    // With a visibility timeout of 0 a failed message would be back at once.
+    aws.sqs
+        .set_queue_attributes()
+        .queue_url(&aws.queue_url)
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            "0",
+        )
+        .send()
+        .await
+        .unwrap();
+    aws.launch(1).await;
+    let records = aws.receive(1).await;
+    let response = aws.provision(&records).await;
+    assert_eq!(response.batch_item_failures.len(), 1);
+    let again = aws
+        .sqs
+        .receive_message()
+        .queue_url(&aws.queue_url)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        again.messages().is_empty(),
+        "the retry waits for its backoff (30 s after the first attempt)"
+    );
+    assert_eq!(shared::ports::retry_delay(1), Duration::from_secs(30));
+    assert_eq!(shared::ports::retry_delay(3), Duration::from_secs(120));
+    assert_eq!(shared::ports::retry_delay(20), Duration::from_secs(900));
+}
