@@ -2,7 +2,7 @@
 """Writes the sample events in this folder: API Gateway HTTP API (payload v2.0) requests,
 one folder per Lambda function. Handler tests and `cargo lambda invoke --data-file` use
 them. Re-run after changing a case: python3 events/generate.py"""
-import base64, json, os
+import base64, gzip, json, os
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ADMIN = "Basic " + base64.b64encode(b"admin:admin-password").decode()
@@ -117,6 +117,20 @@ CASES = {
         "GET", "/api/vm-logs/vm-1", "/api/vm-logs/{hostname}", headers={"authorization": ADMIN},
         path_params={"hostname": "vm-1"}),
 }
+
+def logs_event(stream, messages):
+    data = {
+        "messageType": "DATA_MESSAGE", "owner": "123456789012", "logGroup": "/gpufleet/vms",
+        "logStream": stream, "subscriptionFilters": ["gpufleet-vm-logs"],
+        "logEvents": [{"id": str(i), "timestamp": 1795327200000 + i, "message": m} for i, m in enumerate(messages)],
+    }
+    # mtime=0: the same bytes every time the file is regenerated
+    packed = gzip.compress(json.dumps(data).encode(), mtime=0)
+    return {"awslogs": {"data": base64.b64encode(packed).decode()}}
+
+
+CASES["logs-subscriber/vm-logs.json"] = logs_event(
+    "vm-1", ["Cloud-init v. 24.1 running 'modules:final'", "gpufleet agent: running after 41.2 s"])
 
 for name, event in CASES.items():
     path = os.path.join(HERE, name)

@@ -6,6 +6,7 @@ pub mod handlers;
 pub mod http;
 #[cfg(feature = "aws")]
 pub mod lambda;
+pub mod logs_subscriber;
 pub mod pages;
 pub mod provision;
 pub mod routes;
