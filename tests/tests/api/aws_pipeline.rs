@@ -382,27 +382,53 @@ async fn an_invalid_instance_type_ends_in_error_with_the_reason() {
     assert!(aws.live_instances().await.is_empty());
 }
 
-/// Fault injection at the port: spot has no capacity (the emulator's spot always has).
-struct NoSpotCapacity(Ec2Compute);
+/// The real EC2 adapter with one fault injected at the port (for what the emulator cannot
+/// produce: spot capacity errors, machines that will not end, a destroy racing a launch).
+struct Faulty {
+    inner: Ec2Compute,
+    fault: Fault,
+}
+
+enum Fault {
+    /// Spot has no capacity (the emulator's spot always has).
+    NoSpotCapacity,
+    /// Termination is never confirmed.
+    WontDie,
+    /// The VM's record is deleted right after its machine starts, as a destroy landing
+    /// mid-launch would.
+    DeleteRecordDuringLaunch(Arc<dyn shared::ports::Store>),
+}
+
+fn faulty(fault: Fault) -> impl FnOnce(Ec2Compute) -> Arc<dyn ComputeProvider> {
+    |inner| Arc::new(Faulty { inner, fault })
+}
 
 #[async_trait]
-impl ComputeProvider for NoSpotCapacity {
+impl ComputeProvider for Faulty {
     async fn launch(&self, spec: &LaunchSpec) -> Result<String, LaunchError> {
-        if spec.market == Market::Spot {
-            return Err(LaunchError::Capacity(
+        match &self.fault {
+            Fault::NoSpotCapacity if spec.market == Market::Spot => Err(LaunchError::Capacity(
                 "InsufficientInstanceCapacity: no spot here".into(),
-            ));
+            )),
+            Fault::DeleteRecordDuringLaunch(store) => {
+                let id = self.inner.launch(spec).await?;
+                store.delete_vm(&spec.hostname).await?;
+                Ok(id)
+            }
+            _ => self.inner.launch(spec).await,
         }
-        self.0.launch(spec).await
     }
     async fn find_by_hostname(&self, hostname: &str) -> shared::Result<Option<Instance>> {
-        self.0.find_by_hostname(hostname).await
+        self.inner.find_by_hostname(hostname).await
     }
     async fn list_instances(&self) -> shared::Result<Vec<Instance>> {
-        self.0.list_instances().await
+        self.inner.list_instances().await
     }
     async fn terminate(&self, ids: &[String]) -> shared::Result<Vec<String>> {
-        self.0.terminate(ids).await
+        match self.fault {
+            Fault::WontDie => Ok(Vec::new()),
+            _ => self.inner.terminate(ids).await,
+        }
     }
 }
 
@@ -410,7 +436,7 @@ impl ComputeProvider for NoSpotCapacity {
 async fn spot_without_capacity_falls_back_to_on_demand_when_allowed() {
     let aws = aws_with(
         |c, _| c.market = Market::Spot,
-        |c| Arc::new(NoSpotCapacity(c)),
+        faulty(Fault::NoSpotCapacity),
     )
     .await;
     aws.launch(2).await;
@@ -429,7 +455,7 @@ async fn spot_without_capacity_falls_back_to_on_demand_when_allowed() {
             c.market = Market::Spot;
             c.spot_fallback = false;
         },
-        |c| Arc::new(NoSpotCapacity(c)),
+        faulty(Fault::NoSpotCapacity),
     )
     .await;
     aws.launch(1).await;
@@ -502,28 +528,9 @@ async fn destroy_ends_every_tagged_instance_and_nothing_else() {
     assert!(aws.state.store.list_vms().await.unwrap().is_empty());
 }
 
-/// Fault injection at the port: machines that refuse to end.
-struct WontDie(Ec2Compute);
-
-#[async_trait]
-impl ComputeProvider for WontDie {
-    async fn launch(&self, spec: &LaunchSpec) -> Result<String, LaunchError> {
-        self.0.launch(spec).await
-    }
-    async fn find_by_hostname(&self, hostname: &str) -> shared::Result<Option<Instance>> {
-        self.0.find_by_hostname(hostname).await
-    }
-    async fn list_instances(&self) -> shared::Result<Vec<Instance>> {
-        self.0.list_instances().await
-    }
-    async fn terminate(&self, _ids: &[String]) -> shared::Result<Vec<String>> {
-        Ok(Vec::new())
-    }
-}
-
 #[tokio::test]
 async fn records_stay_until_termination_is_confirmed_and_in_use_needs_confirmation() {
-    let aws = aws_with(|_, _| {}, |c| Arc::new(WontDie(c))).await;
+    let aws = aws_with(|_, _| {}, faulty(Fault::WontDie)).await;
     aws.launch(2).await;
     aws.provision_all(&aws.receive(2).await).await;
     let resp =
@@ -666,24 +673,6 @@ async fn a_vm_destroyed_during_its_launch_leaves_no_machine() {
     let hostname = aws.state.store.list_vms().await.unwrap()[0]
         .hostname
         .clone();
-    struct DeleteFirst(Ec2Compute, Arc<dyn shared::ports::Store>);
-    #[async_trait]
-    impl ComputeProvider for DeleteFirst {
-        async fn launch(&self, spec: &LaunchSpec) -> Result<String, LaunchError> {
-            let id = self.0.launch(spec).await?;
-            self.1.delete_vm(&spec.hostname).await?; // the destroy lands right here
-            Ok(id)
-        }
-        async fn find_by_hostname(&self, h: &str) -> shared::Result<Option<Instance>> {
-            self.0.find_by_hostname(h).await
-        }
-        async fn list_instances(&self) -> shared::Result<Vec<Instance>> {
-            self.0.list_instances().await
-        }
-        async fn terminate(&self, ids: &[String]) -> shared::Result<Vec<String>> {
-            self.0.terminate(ids).await
-        }
-    }
     let inner = Ec2Compute::new(
         aws.ec2.clone(),
         Ec2Config::from_lookup(&aws.deployment, |k| match k {
@@ -694,7 +683,7 @@ async fn a_vm_destroyed_during_its_launch_leaves_no_machine() {
         .unwrap(),
     );
     let mut state = aws.state.clone();
-    state.compute = Arc::new(DeleteFirst(inner, aws.state.store.clone()));
+    state.compute = faulty(Fault::DeleteRecordDuringLaunch(aws.state.store.clone()))(inner);
     let job = shared::domain::Job::from_message(records[0]["body"].as_str().unwrap()).unwrap();
     let outcome = shared::usecases::provisioning::run_job(&state, &job, 1).await;
     assert_eq!(outcome, shared::usecases::provisioning::JobOutcome::Done);
@@ -712,7 +701,7 @@ async fn a_retried_job_comes_back_later_not_at_once() {
             c.market = Market::Spot;
             c.spot_fallback = false;
         },
-        |c| Arc::new(NoSpotCapacity(c)),
+        faulty(Fault::NoSpotCapacity),
     )
     .await;
     // With a visibility timeout of 0 a failed message would be back at once.
