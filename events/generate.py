@@ -132,6 +132,35 @@ def logs_event(stream, messages):
 CASES["logs-subscriber/vm-logs.json"] = logs_event(
     "vm-1", ["Cloud-init v. 24.1 running 'modules:final'", "gpufleet agent: running after 41.2 s"])
 
+def sqs_record(message_id, body, receive_count=1):
+    return {
+        "messageId": message_id, "receiptHandle": f"receipt-{message_id}", "body": json.dumps(body),
+        "attributes": {"ApproximateReceiveCount": str(receive_count), "SentTimestamp": "1795327200000",
+                       "SenderId": "AROAEXAMPLE", "ApproximateFirstReceiveTimestamp": "1795327200100"},
+        "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:gpufleet-LaunchQueue",
+        "awsRegion": "us-east-1",
+    }
+
+
+# Two launch jobs, as admin::launch_vms enqueues them (the token is vm-2's plain token, as
+# launch jobs carry it to the user_data), and one message that is not a job at all.
+CASES["provision/launch-jobs.json"] = {"Records": [
+    sqs_record("11111111-1111-4111-8111-111111111111",
+               {"v": 1, "kind": "launch_vm", "operation_id": "op-1", "hostname": "vm-2", "token": "00" * 32}),
+    sqs_record("22222222-2222-4222-8222-222222222222",
+               {"v": 1, "kind": "launch_vm", "operation_id": "op-1", "hostname": "vm-3", "token": "11" * 32}, 2),
+    sqs_record("33333333-3333-4333-8333-333333333333", {"v": 99, "kind": "unknown"}),
+]}
+
+# EventBridge scheduled event (the reconcile function ignores its content).
+CASES["reconcile/schedule.json"] = {
+    "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa", "detail-type": "Scheduled Event",
+    "source": "aws.events", "account": "123456789012", "time": "2026-11-22T08:00:00Z", "region": "us-east-1",
+    "resources": ["arn:aws:events:us-east-1:123456789012:rule/gpufleet-ReconcileFunctionEvery5Minutes"],
+    "detail": {},
+}
+
 for name, event in CASES.items():
     path = os.path.join(HERE, name)
     os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -31,6 +31,8 @@ Wants=network-online.target
 [Service]
 EnvironmentFile=/etc/gpufleet/agent.env
 ExecStart=/usr/local/bin/gpufleet agent --execute-crd
+StandardOutput=append:/var/log/gpufleet-agent.log
+StandardError=append:/var/log/gpufleet-agent.log
 Restart=always
 RestartSec=5
 
@@ -39,6 +41,28 @@ WantedBy=multi-user.target
 GPUFLEET_UNIT
 systemctl daemon-reload
 systemctl enable --now gpufleet-agent.service
+
+# Boot and cloud-init logs to CloudWatch Logs (the deployment's VM log group, one stream per
+# hostname), where the logs-subscriber function appends them to this VM's log. The agent sends
+# its own lines through the API, so they are not collected twice.
+LOG_GROUP='__LOG_GROUP__'
+CWA=/opt/aws/amazon-cloudwatch-agent
+if [ -n "$LOG_GROUP" ]; then
+  if [ ! -x "$CWA/bin/amazon-cloudwatch-agent-ctl" ] && command -v dnf >/dev/null; then
+    dnf install -y -q amazon-cloudwatch-agent || true
+  fi
+  if [ -x "$CWA/bin/amazon-cloudwatch-agent-ctl" ]; then
+    cat > "$CWA/etc/gpufleet.json" <<'GPUFLEET_CWA'
+{"logs": {"logs_collected": {"files": {"collect_list": [
+  {"file_path": "/var/log/gpufleet-bootstrap.log", "log_group_name": "__LOG_GROUP__", "log_stream_name": "__HOSTNAME__"},
+  {"file_path": "/var/log/cloud-init-output.log", "log_group_name": "__LOG_GROUP__", "log_stream_name": "__HOSTNAME__"}
+]}}}}
+GPUFLEET_CWA
+    "$CWA/bin/amazon-cloudwatch-agent-ctl" -a fetch-config -m ec2 -s -c "file:$CWA/etc/gpufleet.json" || true
+  else
+    echo "no CloudWatch agent on this image; logs reach gpufleet through the agent only"
+  fi
+fi
 
 boot_end=$(date +%s)
 curl -fsS --retry 5 -X POST '__API_URL__/api/vm-metrics/__HOSTNAME__' \

@@ -16,10 +16,16 @@ step "cargo clippy (warnings are errors), also the local server's default build 
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy -p gpufleet --bin gpufleet --locked -- -D warnings
 
-step "AWS emulator: moto in .venv, on 127.0.0.1"
+step "Python tools in .venv: moto, cfn-lint, aws-sam-cli, cargo-lambda, ziglang"
 mkdir -p target
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
+
+step "deployment template: cfn-lint and sam validate --lint (offline, no AWS account)"
+.venv/bin/cfn-lint --regions us-east-1 -- template.yaml
+SAM_CLI_TELEMETRY=0 .venv/bin/sam validate --lint --region us-east-1 --template-file template.yaml
+
+step "AWS emulator: moto on 127.0.0.1"
 moto_port=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 MOTO_ENABLE_AMI_VALIDATION=true MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION=true \
   .venv/bin/python scripts/moto_server.py "$moto_port" > target/moto.log 2>&1 &
@@ -35,6 +41,9 @@ echo "moto on $GPUFLEET_TEST_AWS_ENDPOINT"
 
 step "cargo test (SQLite, and DynamoDB on the emulator)"
 cargo test --workspace --locked
+
+step "Lambda build: cargo lambda build --release of every function (arm64, or x86_64 fallback)"
+scripts/lambda_build.sh
 
 step "browser test: Debian's Chromium and playwright-core"
 if ! command -v chromium >/dev/null 2>&1; then

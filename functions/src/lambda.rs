@@ -1,58 +1,183 @@
 //! Wiring for the Lambda binaries: tracing, state from the environment (read once, before
 //! the first invocation), then the runtime loop around one handler.
+//!
+//! Each function builds only the adapters its entry in [`crate::catalog::FUNCTIONS`] names
+//! and reads only their configuration; the rest are [`NotGranted`] (its IAM role has no
+//! permission for them either).
 
-use std::future::Future;
 use std::sync::Arc;
 
 use lambda_http::{service_fn, Error};
 use shared::adapters::{
-    DynamoStore, Ec2Compute, Ec2Config, PollingNotifier, SqsQueue, SystemClock,
+    DynamoStore, Ec2Compute, Ec2Config, NotGranted, PollingNotifier, SqsQueue, SystemClock,
 };
-use shared::config::Config;
+use shared::config::{Config, ConfigError};
+use shared::ports::{ComputeProvider, JobQueue};
 use shared::state::AdminCredentials;
 use shared::AppState;
 
-use crate::http::{Request, Response};
+use aws_lambda_events::cloudwatch_logs::LogsEvent;
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::LambdaEvent;
 
-/// Builds the state a Lambda function runs with: DynamoDB (`GPUFLEET_TABLE`, with region,
-/// credentials and `AWS_ENDPOINT_URL` from the standard AWS environment), and long-polls that
-/// re-read the store every `GPUFLEET_POLL_INTERVAL_MS`.
-///
-/// Launches go to SQS (`GPUFLEET_QUEUE_URL`) for the provisioning function; EC2 launch options
-/// come from `Ec2Config` (`GPUFLEET_AMI`, `GPUFLEET_INSTANCE_TYPE`, ...).
-pub async fn state_from_env() -> Result<AppState, Error> {
-    let config = Config::from_env()?;
-    let admin = AdminCredentials::new(&config.admin_user, config.require_admin_password()?);
-    let ec2_config = Ec2Config::from_env(&config.deployment)?;
-    // One AWS configuration (region, credentials, endpoint) for the three clients.
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), config.require_table()?);
-    let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), config.require_queue_url()?);
-    let compute = Ec2Compute::new(aws_sdk_ec2::Client::new(&sdk), ec2_config);
-    Ok(AppState {
-        store: Arc::new(store),
-        compute: Arc::new(compute),
-        queue: Arc::new(queue),
-        notifier: Arc::new(PollingNotifier {
-            interval: config.poll_interval,
-        }),
-        clock: Arc::new(SystemClock),
-        admin: Arc::new(admin),
-        config: Arc::new(config),
+use crate::catalog::{self, Ec2Access, LambdaFunction, Trigger};
+use crate::http::{Request, Response};
+use crate::routes::{Handler, ROUTES};
+
+/// Everything one function reads from its environment, checked before any AWS client exists.
+pub struct FunctionConfig {
+    pub function: &'static LambdaFunction,
+    pub config: Config,
+    pub table: String,
+    pub admin: AdminCredentials,
+    pub queue_url: Option<String>,
+    pub ec2: Option<Ec2Config>,
+}
+
+/// Reads function `name`'s configuration through `lookup`; the error names the first missing
+/// or invalid variable. The template check runs this against each function's environment.
+pub fn function_config(
+    name: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<FunctionConfig, ConfigError> {
+    let function = catalog::function(name).ok_or_else(|| ConfigError::Invalid {
+        name: "function",
+        value: name.to_string(),
+        reason: "not in functions::catalog::FUNCTIONS".into(),
+    })?;
+    let config = Config::from_lookup(&lookup)?;
+    let table = config.require_table()?.to_string();
+    let admin = if function.needs_admin_password() {
+        AdminCredentials::new(&config.admin_user, config.require_admin_password()?)
+    } else {
+        AdminCredentials::disabled()
+    };
+    let queue_url = if function.uses_queue() {
+        Some(config.require_queue_url()?.to_string())
+    } else {
+        None
+    };
+    let ec2 = match function.ec2 {
+        Ec2Access::None => None,
+        // The IAM role tells the two apart; the adapter is the same.
+        Ec2Access::Describe | Ec2Access::Terminate => {
+            Some(Ec2Config::terminate_only(&config.deployment))
+        }
+        Ec2Access::Launch => {
+            if config.api_url.is_none() {
+                return Err(ConfigError::Missing("GPUFLEET_API_URL"));
+            }
+            Some(Ec2Config::from_lookup(&config.deployment, &lookup)?)
+        }
+    };
+    Ok(FunctionConfig {
+        function,
+        config,
+        table,
+        admin,
+        queue_url,
+        ec2,
     })
 }
 
-/// Runs one handler as a Lambda function behind API Gateway.
-pub async fn run<F, Fut>(handler: F) -> Result<(), Error>
-where
-    F: Fn(AppState, Request) -> Fut + Copy + Send + 'static,
-    Fut: Future<Output = Response> + Send + 'static,
-{
+/// Builds the state function `name` runs with: DynamoDB (`GPUFLEET_TABLE`, with region,
+/// credentials and `AWS_ENDPOINT_URL` from the standard AWS environment), SQS and EC2 only
+/// where the catalogue says so, and long-polls that re-read the store every
+/// `GPUFLEET_POLL_INTERVAL_MS`.
+pub async fn state_from_env(name: &str) -> Result<AppState, Error> {
+    let f = function_config(name, |k| std::env::var(k).ok())?;
+    // One AWS configuration (region, credentials, endpoint) for every client.
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &f.table);
+    let queue: Arc<dyn JobQueue> = match &f.queue_url {
+        Some(url) => Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), url)),
+        None => Arc::new(NotGranted("the launch queue")),
+    };
+    let compute: Arc<dyn ComputeProvider> = match f.ec2 {
+        Some(ec2) => Arc::new(Ec2Compute::new(aws_sdk_ec2::Client::new(&sdk), ec2)),
+        None => Arc::new(NotGranted("EC2")),
+    };
+    Ok(AppState {
+        store: Arc::new(store),
+        compute,
+        queue,
+        notifier: Arc::new(PollingNotifier {
+            interval: f.config.poll_interval,
+        }),
+        clock: Arc::new(SystemClock),
+        admin: Arc::new(f.admin),
+        config: Arc::new(f.config),
+    })
+}
+
+/// The whole `main` of every Lambda binary: builds the runtime, reads the configuration of
+/// function `name` and serves its trigger. Everything generic (the HTTP stack, the runtime
+/// loop) is instantiated here once, in the library, so each of the many binaries is only a
+/// call to this and compiles and links in seconds.
+pub fn main(name: &'static str) -> Result<(), Error> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve(name))
+}
+
+async fn serve(name: &'static str) -> Result<(), Error> {
     crate::telemetry::init_tracing(true);
-    let state = state_from_env().await?;
-    lambda_http::run(service_fn(move |req: Request| {
-        let state = state.clone();
-        async move { Ok::<_, Error>(handler(state, req).await) }
-    }))
-    .await
+    let function = catalog::function(name).ok_or_else(|| format!("unknown function {name}"))?;
+    let state = state_from_env(name).await?;
+    match function.trigger {
+        Trigger::Http => {
+            let handler = http_handler(name).ok_or_else(|| format!("no route for {name}"))?;
+            lambda_http::run(service_fn(move |req: Request| {
+                let state = state.clone();
+                async move { Ok::<Response, Error>(handler(state, req).await) }
+            }))
+            .await
+        }
+        Trigger::Queue => {
+            lambda_runtime::run(lambda_runtime::service_fn(
+                |event: LambdaEvent<SqsEvent>| {
+                    let state = state.clone();
+                    async move {
+                        Ok::<SqsBatchResponse, Error>(
+                            crate::provision::handle_batch(&state, event.payload).await,
+                        )
+                    }
+                },
+            ))
+            .await
+        }
+        Trigger::Schedule => {
+            lambda_runtime::run(lambda_runtime::service_fn(
+                |_event: LambdaEvent<serde_json::Value>| {
+                    let state = state.clone();
+                    async move {
+                        let report = shared::usecases::reconcile::reconcile(&state).await?;
+                        Ok::<_, Error>(serde_json::to_value(report)?)
+                    }
+                },
+            ))
+            .await
+        }
+        Trigger::LogsSubscription => {
+            lambda_runtime::run(lambda_runtime::service_fn(
+                |event: LambdaEvent<LogsEvent>| {
+                    let state = state.clone();
+                    async move {
+                        crate::logs_subscriber::handle(&state, event.payload).await?;
+                        Ok::<(), Error>(())
+                    }
+                },
+            ))
+            .await
+        }
+    }
+}
+
+/// The handler of HTTP function `name` (all its routes share one).
+fn http_handler(name: &str) -> Option<Handler> {
+    ROUTES
+        .iter()
+        .find(|r| r.function == name)
+        .map(|r| r.handler)
 }

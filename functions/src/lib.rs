@@ -2,6 +2,7 @@
 //! over `lambda_http` types: a Lambda binary runs one of them behind API Gateway, and the
 //! local server runs all of them behind one listener via [`routes::ROUTES`].
 
+pub mod catalog;
 pub mod handlers;
 pub mod http;
 #[cfg(feature = "aws")]

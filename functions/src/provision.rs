@@ -64,3 +64,41 @@ async fn handle_message(state: &AppState, record: &SqsMessage) -> bool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::test_support::TestState;
+
+    /// The sample batch in `events/provision/` (what `cargo lambda invoke --data-file` sends):
+    /// both launch jobs run, and only the message that is not a job is reported failed.
+    #[tokio::test]
+    async fn the_sample_batch_launches_its_vms_and_reports_only_the_poison_message() {
+        let t = TestState::new();
+        t.vm("vm-2").await;
+        t.vm("vm-3").await;
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../events/provision/launch-jobs.json"
+        );
+        let event: SqsEvent =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let response = handle_batch(&t.state, event).await;
+        let failed: Vec<_> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        assert_eq!(failed, ["33333333-3333-4333-8333-333333333333"]);
+        let mut launched = t.compute.launched();
+        launched.sort();
+        assert_eq!(launched, ["vm-2", "vm-3"]);
+        for host in ["vm-2", "vm-3"] {
+            let vm = t.state.store.get_vm(host).await.unwrap().unwrap();
+            assert_eq!(
+                vm.instance_id.as_deref(),
+                Some(format!("i-{host}").as_str())
+            );
+        }
+    }
+}

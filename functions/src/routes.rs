@@ -23,6 +23,8 @@ pub enum Access {
     Vm,
     /// An admin, with HTTP Basic credentials.
     Admin,
+    /// A user's API key (`Authorization: Bearer gpf_…`); admins may also call it.
+    ApiKey,
 }
 
 pub struct Route {
@@ -72,6 +74,14 @@ pub static ROUTES: &[Route] = &[
     route!(POST "/api/vm-logs" => "ingest-vm-logs", ingest_vm_logs, Vm),
     route!(POST "/api/vm-logs/{hostname}" => "push-vm-logs", push_vm_logs, Vm),
     route!(GET "/api/vm-logs/{hostname}" => "get-vm-logs", get_vm_logs, Admin),
+    route!(GET "/health" => "health", health, Public),
+    route!(POST "/api/v1/requests" => "create-request", create_request, ApiKey),
+    route!(GET "/api/v1/requests" => "list-requests", list_requests, ApiKey),
+    route!(GET "/api/v1/requests/{request_id}" => "get-request", get_request, ApiKey),
+    route!(POST "/api/v1/requests/{request_id}/release" => "release-request", release_request, ApiKey),
+    route!(POST "/api/v1/api-keys" => "create-api-key", create_api_key, Admin),
+    route!(GET "/api/v1/api-keys" => "list-api-keys", list_api_keys, Admin),
+    route!(DELETE "/api/v1/api-keys/{key_id}" => "revoke-api-key", revoke_api_key, Admin),
 ];
 
 /// What matching a request path against the table found.

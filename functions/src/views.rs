@@ -276,6 +276,36 @@ fn nice_step(raw: f64) -> f64 {
         .max(1.0)
 }
 
+/// A provisioning request as the API shows it (times RFC 3339 UTC).
+pub fn request_json(r: &shared::domain::GpuRequest) -> serde_json::Value {
+    serde_json::json!({
+        "request_id": r.request_id,
+        "status": r.status.as_str(),
+        "user_id": r.user_id,
+        "gpu_count": r.gpu_count,
+        "duration_hours": r.duration_hours,
+        "kubeconfig": r.kubeconfig,
+        "created_at": rfc3339(r.created_at),
+        "completed_at": r.completed_at.map(rfc3339),
+        "expires_at": r.expires_at.map(rfc3339),
+        "error_msg": r.error_msg,
+        "access": r.access,
+    })
+}
+
+/// An API key's public facts: never the key or its hash.
+pub fn api_key_json(k: &shared::domain::ApiKey) -> serde_json::Value {
+    serde_json::json!({
+        "key_id": k.key_id,
+        "user_id": k.user_id,
+        "label": k.label,
+        "gpu_quota": k.gpu_quota,
+        "created_at": rfc3339(k.created_at),
+        "revoked_at": k.revoked_at.map(rfc3339),
+        "active": k.is_active(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -321,17 +321,25 @@ async fn run_inner(
             .post("/vm_startup", &json!({"hostname": host}))
             .await?;
         match answer["status"].as_str() {
-            Some("success") => break answer,
+            Some("success") | Some("leased") => break answer,
             Some("waiting") => continue,
             other => bail!("unexpected /vm_startup answer {other:?}"),
         }
     };
-    let pin = assignment["pin"].as_str().unwrap_or_default().to_string();
-    let command = assignment["command"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    start_remote_desktop(args, log, &pin, &command).await?;
+    if assignment["status"] == "leased" {
+        // A machine of a GPU provisioning request: its user connects directly (SSH).
+        log.say(format!(
+            "leased to provisioning request {}; no remote desktop",
+            assignment["request_id"].as_str().unwrap_or("?")
+        ));
+    } else {
+        let pin = assignment["pin"].as_str().unwrap_or_default().to_string();
+        let command = assignment["command"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        start_remote_desktop(args, log, &pin, &command).await?;
+    }
 
     // From here on: watch for in-use changes and heartbeat until the VM is destroyed.
     let mut in_use = false;

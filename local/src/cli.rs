@@ -36,6 +36,23 @@ enum Command {
     /// Create the DynamoDB table (with its indexes and TTL) if missing; uses the standard
     /// AWS environment (AWS_ENDPOINT_URL for an emulator).
     CreateTable(CreateTableArgs),
+    /// Create an API key for a user of the requests API (local mode's store; on AWS use
+    /// `POST /api/v1/api-keys`). Prints the key once.
+    ApiKey(ApiKeyArgs),
+}
+
+#[derive(clap::Args)]
+struct ApiKeyArgs {
+    /// The user the key acts as.
+    #[arg(long)]
+    user: String,
+    /// The user's total GPUs across active requests [default: GPUFLEET_GPU_QUOTA, 8].
+    #[arg(long)]
+    gpu_quota: Option<u32>,
+    #[arg(long, default_value = "")]
+    label: String,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -98,6 +115,7 @@ pub fn main() -> ExitCode {
             Command::Agent(args) => agent::run(args).await,
             Command::SeedVms(args) => seed(args).await,
             Command::CreateTable(args) => create_table(&args.table).await,
+            Command::ApiKey(args) => create_api_key(args).await,
         }
     });
     match result {
@@ -152,6 +170,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ],
         kill_agents_on_drop: false,
         store,
+        sweep_every: std::time::Duration::from_secs(5),
+        clock: None,
     })
     .await?;
     say(&format!("gpufleet local mode: {}", running.url));
@@ -229,6 +249,27 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+async fn create_api_key(args: ApiKeyArgs) -> anyhow::Result<()> {
+    use shared::ports::ApiKeyStore as _;
+    let config = Config::from_env()?;
+    let chars = args.user.chars().count();
+    if chars == 0 || chars > shared::domain::requests::MAX_USER_ID_CHARS {
+        anyhow::bail!("--user must be 1-50 characters");
+    }
+    let data_dir = args.data_dir.unwrap_or(config.data_dir);
+    let store = shared::adapters::SqliteStore::open(&data_dir)?;
+    let now = shared::ports::Clock::now_millis(&shared::adapters::SystemClock);
+    let quota = args.gpu_quota.unwrap_or(config.default_gpu_quota);
+    let (key, plain) = shared::domain::ApiKey::generate(&args.user, &args.label, quota, now);
+    store.insert_api_key(&key).await?;
+    println!("{plain}");
+    eprintln!(
+        "API key {} for user {} (GPU quota {quota}); shown once, keep it secret",
+        key.key_id, key.user_id
+    );
+    Ok(())
 }
 
 async fn seed(args: SeedArgs) -> anyhow::Result<()> {

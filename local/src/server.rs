@@ -20,7 +20,7 @@ use shared::ports::Store;
 use shared::state::AdminCredentials;
 use shared::AppState;
 
-use functions::http::{json_response, MAX_BODY_BYTES};
+use functions::http::{add_cors_headers, cors_preflight, json_response, MAX_BODY_BYTES};
 use functions::routes::{self, Match};
 
 pub struct ServerOptions {
@@ -34,6 +34,11 @@ pub struct ServerOptions {
     pub kill_agents_on_drop: bool,
     /// Use this store instead of SQLite in the data directory (e.g. DynamoDB).
     pub store: Option<Arc<dyn Store>>,
+    /// How often the server sweeps provisioning requests (ends expired leases, completes
+    /// and fails requests), as the scheduled reconcile does on AWS.
+    pub sweep_every: std::time::Duration,
+    /// The clock (default: the system's).
+    pub clock: Option<Arc<dyn shared::ports::Clock>>,
 }
 
 pub struct RunningServer {
@@ -93,13 +98,29 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         compute: Arc::new(compute),
         queue: Arc::new(queue),
         notifier: Arc::new(InProcessNotifier::default()),
-        clock: Arc::new(SystemClock),
+        clock: options.clock.unwrap_or_else(|| Arc::new(SystemClock)),
         admin: Arc::new(AdminCredentials::new(&config.admin_user, &password)),
         config: Arc::new(config),
     };
     // Launch jobs run in this process through the provisioning use case, as SQS + the
     // provisioning Lambda run them on AWS.
     worker.start(state.clone());
+    let sweeper = state.clone();
+    let sweep_every = options.sweep_every;
+    let sweep_task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(sweep_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match shared::usecases::requests::sweep(&sweeper).await {
+                Ok(report) if report != Default::default() => {
+                    tracing::info!(?report, "provisioning requests swept")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = ?e, "sweeping provisioning requests failed"),
+            }
+        }
+    });
     let app = axum::Router::new()
         .fallback(dispatch)
         .with_state(state.clone());
@@ -113,6 +134,7 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         if let Err(e) = served {
             tracing::error!(error = %e, "server stopped");
         }
+        sweep_task.abort();
     });
     Ok(RunningServer {
         addr,
@@ -129,6 +151,10 @@ async fn dispatch(
     req: axum::extract::Request,
 ) -> axum::response::Response {
     let (parts, body) = req.into_parts();
+    if let Some(preflight) = cors_preflight(&state, &parts.method, &parts.headers) {
+        return preflight.map(|body| AxumBody::from(body.to_vec()));
+    }
+    let request_headers = parts.headers.clone();
     let (route, params) = match routes::find(&parts.method, parts.uri.path()) {
         Match::Found(route, params) => (route, params),
         Match::MethodNotAllowed => {
@@ -168,8 +194,11 @@ async fn dispatch(
         .with_query_string_parameters(query);
     // A spawned task finishes even if the client goes away mid-request (a launch must not
     // stop half way because a browser tab closed), and a panic becomes a 500, not a crash.
-    match tokio::spawn((route.handler)(state, request)).await {
-        Ok(resp) => resp.map(|body| AxumBody::from(body.to_vec())),
+    match tokio::spawn((route.handler)(state.clone(), request)).await {
+        Ok(mut resp) => {
+            add_cors_headers(&state, &request_headers, &mut resp);
+            resp.map(|body| AxumBody::from(body.to_vec()))
+        }
         Err(e) => {
             tracing::error!(error = %e, "handler panicked");
             error(

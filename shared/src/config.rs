@@ -63,6 +63,65 @@ pub struct Config {
     /// `GPUFLEET_OPERATION_STALE_SECONDS`: a launch/destroy still "running" after this long
     /// is taken as dead and no longer blocks the next one (default 900).
     pub operation_stale_after: Duration,
+    /// `GPUFLEET_GPU_QUOTA`: a user's total GPUs across active provisioning requests, unless
+    /// their API key sets another (default 8).
+    pub default_gpu_quota: u32,
+    /// `GPUFLEET_MAX_LEASE_HOURS`: the longest `duration_hours` a request may ask for (72).
+    pub max_lease_hours: u32,
+    /// `GPUFLEET_GPU_SHAPES`: `type:gpus` pairs, comma-separated, that requests are built
+    /// from (default `g5.xlarge:1,g5.12xlarge:4,g5.48xlarge:8`: NVIDIA A10G; one 1-GPU type
+    /// is required).
+    pub gpu_shapes: Vec<crate::domain::requests::GpuShape>,
+    /// `GPUFLEET_SSH_USER`: the login user of the image, reported in a request's access.
+    pub ssh_user: String,
+    /// `GPUFLEET_PROVISION_TIMEOUT_SECONDS`: a request not completed this long after it was
+    /// made fails and its machines are ended (default 1800).
+    pub provision_timeout: Duration,
+    /// `GPUFLEET_CORS_ORIGINS`: origins allowed to call the API from a browser,
+    /// comma-separated (default `http://localhost:5173,http://127.0.0.1:5173`).
+    pub cors_origins: Vec<String>,
+}
+
+/// The default `GPUFLEET_CORS_ORIGINS` (a Vite dev server).
+pub const DEFAULT_CORS_ORIGINS: &str = "http://localhost:5173,http://127.0.0.1:5173";
+
+fn parse_shapes(raw: &str) -> Result<Vec<crate::domain::requests::GpuShape>, ConfigError> {
+    let invalid = |reason: &str| ConfigError::Invalid {
+        name: "GPUFLEET_GPU_SHAPES",
+        value: raw.to_string(),
+        reason: reason.to_string(),
+    };
+    let mut shapes = Vec::new();
+    for pair in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (instance_type, gpus) = pair
+            .split_once(':')
+            .ok_or_else(|| invalid("use type:gpus pairs, e.g. g5.xlarge:1"))?;
+        let gpus: u32 = gpus
+            .trim()
+            .parse()
+            .map_err(|_| invalid("a GPU count is not a number"))?;
+        let instance_type = instance_type.trim();
+        if gpus == 0
+            || instance_type.is_empty()
+            || !instance_type
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        {
+            return Err(invalid(
+                "each pair needs an instance type and at least one GPU",
+            ));
+        }
+        shapes.push(crate::domain::requests::GpuShape {
+            instance_type: instance_type.to_string(),
+            gpus,
+        });
+    }
+    if !shapes.iter().any(|s| s.gpus == 1) {
+        return Err(invalid(
+            "one type must have exactly 1 GPU, so every count can be met",
+        ));
+    }
+    Ok(shapes)
 }
 
 impl Config {
@@ -160,6 +219,24 @@ impl Config {
                 "GPUFLEET_OPERATION_STALE_SECONDS",
                 900,
             )?),
+            default_gpu_quota: parse(&get, "GPUFLEET_GPU_QUOTA", 8)?,
+            max_lease_hours: parse::<u32>(&get, "GPUFLEET_MAX_LEASE_HOURS", 72)?.max(1),
+            gpu_shapes: parse_shapes(
+                &get("GPUFLEET_GPU_SHAPES")
+                    .unwrap_or_else(|| "g5.xlarge:1,g5.12xlarge:4,g5.48xlarge:8".into()),
+            )?,
+            ssh_user: get("GPUFLEET_SSH_USER").unwrap_or_else(|| "ubuntu".into()),
+            provision_timeout: Duration::from_secs(parse(
+                &get,
+                "GPUFLEET_PROVISION_TIMEOUT_SECONDS",
+                1800,
+            )?),
+            cors_origins: get("GPUFLEET_CORS_ORIGINS")
+                .unwrap_or_else(|| DEFAULT_CORS_ORIGINS.into())
+                .split(',')
+                .map(|o| o.trim().trim_end_matches('/').to_string())
+                .filter(|o| !o.is_empty())
+                .collect(),
         })
     }
 

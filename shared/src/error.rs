@@ -10,6 +10,9 @@ pub enum Error {
     /// Missing or wrong credentials (maps to 401).
     #[error("authentication required")]
     Unauthorized,
+    /// Authenticated, but this caller may not do this (maps to 403).
+    #[error("{0}")]
+    Forbidden(String),
     /// The named thing does not exist (maps to 404).
     #[error("{0} not found")]
     NotFound(String),

@@ -10,7 +10,9 @@ use std::pin::Pin;
 
 use async_trait::async_trait;
 
-use crate::domain::{Email, Millis, Operation, Pin as VmPin, Vm, VmChange};
+use crate::domain::{
+    ApiKey, Email, GpuRequest, Millis, Operation, Pin as VmPin, RequestChange, Vm, VmChange,
+};
 use crate::error::Result;
 
 /// What a claim asks the store to do atomically.
@@ -92,9 +94,76 @@ pub trait LogStore: Send + Sync {
     async fn delete_logs(&self, hostname: &str) -> Result<()>;
 }
 
+/// An `Idempotency-Key` a caller sent with a create: the same key from the same user gets
+/// the first result back; the fingerprint (a digest of the request body) tells a true repeat
+/// from a different request reusing the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    pub key: String,
+    pub fingerprint: String,
+}
+
+/// How recording a provisioning request ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CreateRequestOutcome {
+    Created,
+    /// The idempotency key was used before with the same body: the original request.
+    Replayed(Box<GpuRequest>),
+    /// The idempotency key was used before with a different body.
+    IdempotencyMismatch,
+    /// Recording it would take the user over their quota; nothing was recorded.
+    OverQuota {
+        in_use: u32,
+        quota: u32,
+    },
+}
+
+/// GPU provisioning requests, with the per-user quota enforced by the store.
+#[async_trait]
+pub trait RequestStore: Send + Sync {
+    /// Atomically: replays an idempotent repeat; refuses a request that would take the
+    /// user's active GPUs (pending + provisioning + completed) over `quota`; otherwise
+    /// records it. Concurrent creates never exceed the quota between them.
+    async fn create_request(
+        &self,
+        request: &GpuRequest,
+        quota: u32,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<CreateRequestOutcome>;
+    async fn get_request(&self, request_id: &str) -> Result<Option<GpuRequest>>;
+    /// Newest first, at most `limit`; `user` `None` lists everyone's (admins).
+    async fn list_requests(&self, user: Option<&str>, limit: usize) -> Result<Vec<GpuRequest>>;
+    /// Applies one change atomically (see `RequestChange::apply`); a request that stops
+    /// being active frees its quota in the same step, so exactly once. `Conflict` when the
+    /// state machine refuses (nothing changes), `NotFound` for an unknown id.
+    async fn update_request(
+        &self,
+        request_id: &str,
+        change: &RequestChange,
+        now: Millis,
+    ) -> Result<GpuRequest>;
+    /// Every active request (pending, provisioning, completed), for the lease sweep.
+    async fn active_requests(&self) -> Result<Vec<GpuRequest>>;
+    /// GPUs held by `user_id`'s active requests.
+    async fn gpus_in_use(&self, user_id: &str) -> Result<u32>;
+}
+
+/// API keys, looked up by the hash of the presented key.
+#[async_trait]
+pub trait ApiKeyStore: Send + Sync {
+    async fn insert_api_key(&self, key: &ApiKey) -> Result<()>;
+    async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>>;
+    /// Every key (revoked ones too), oldest first.
+    async fn list_api_keys(&self) -> Result<Vec<ApiKey>>;
+    /// Marks a key revoked and returns it; `NotFound` for an unknown id.
+    async fn revoke_api_key(&self, key_id: &str, now: Millis) -> Result<ApiKey>;
+    /// A cheap read proving the store answers (for `/health`).
+    async fn ping(&self) -> Result<()>;
+}
+
 /// Everything the core keeps.
-pub trait Store: VmStore + OperationStore + LogStore {}
-impl<T: VmStore + OperationStore + LogStore> Store for T {}
+pub trait Store: VmStore + OperationStore + LogStore + RequestStore + ApiKeyStore {}
+impl<T: VmStore + OperationStore + LogStore + RequestStore + ApiKeyStore> Store for T {}
 
 /// Where to run a VM: on-demand, or spot (cheaper, can be refused for capacity).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +194,18 @@ pub struct LaunchSpec {
     /// Idempotency key: a retried launch with the same key starts no second machine.
     pub client_token: String,
     pub market: Market,
+    /// Overrides the configured instance type (machines of provisioning requests).
+    pub instance_type: Option<String>,
+    /// The provisioning request this machine belongs to, tagged on it with its lease end.
+    pub lease: Option<LeaseTags>,
+}
+
+/// Tags on a machine of a provisioning request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseTags {
+    pub request_id: String,
+    /// RFC 3339: the latest the lease can end (requested duration after the request).
+    pub expires_at: String,
 }
 
 /// Why a launch failed, as far as retrying is concerned.
@@ -151,6 +232,8 @@ pub struct Instance {
     pub hostname: Option<String>,
     pub state: InstanceState,
     pub launched_at: Millis,
+    /// Where to reach it: the public IP, else the private one (local mode: 127.0.0.1).
+    pub address: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,6 +278,10 @@ pub trait JobQueue: Send + Sync {
     /// Delays the next delivery of a message that will be retried (exponential backoff
     /// instead of the queue's fixed visibility timeout). `receipt` identifies the delivery.
     async fn retry_later(&self, receipt: &str, delay: std::time::Duration) -> Result<()>;
+    /// A cheap call proving the queue answers (for `/health`).
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Backoff before delivery `attempt + 1`: 30 s doubling, at most 15 minutes.

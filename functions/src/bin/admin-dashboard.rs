@@ -1,6 +1,5 @@
-//! Lambda function `admin-dashboard`: see `functions::handlers::admin_dashboard`.
+//! Lambda function `admin-dashboard` (see `functions::catalog` and `functions::routes`).
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    functions::lambda::run(functions::handlers::admin_dashboard::handle).await
+fn main() -> Result<(), lambda_runtime::Error> {
+    functions::lambda::main("admin-dashboard")
 }

@@ -1,6 +1,5 @@
-//! Lambda function `admin-instances`: see `functions::handlers::admin_instances`.
+//! Lambda function `admin-instances` (see `functions::catalog` and `functions::routes`).
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    functions::lambda::run(functions::handlers::admin_instances::handle).await
+fn main() -> Result<(), lambda_runtime::Error> {
+    functions::lambda::main("admin-instances")
 }

@@ -1,6 +1,5 @@
-//! Lambda function `admin-metrics`: see `functions::handlers::admin_metrics`.
+//! Lambda function `admin-metrics` (see `functions::catalog` and `functions::routes`).
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    functions::lambda::run(functions::handlers::admin_metrics::handle).await
+fn main() -> Result<(), lambda_runtime::Error> {
+    functions::lambda::main("admin-metrics")
 }

@@ -1,6 +1,5 @@
-//! Lambda function `destroy`: see `functions::handlers::destroy`.
+//! Lambda function `destroy` (see `functions::catalog` and `functions::routes`).
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    functions::lambda::run(functions::handlers::destroy::handle).await
+fn main() -> Result<(), lambda_runtime::Error> {
+    functions::lambda::main("destroy")
 }

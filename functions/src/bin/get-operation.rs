@@ -1,6 +1,5 @@
-//! Lambda function `get-operation`: see `functions::handlers::get_operation`.
+//! Lambda function `get-operation` (see `functions::catalog` and `functions::routes`).
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    functions::lambda::run(functions::handlers::get_operation::handle).await
+fn main() -> Result<(), lambda_runtime::Error> {
+    functions::lambda::main("get-operation")
 }

@@ -1,6 +1,5 @@
-//! Lambda function `get-vm-logs`: see `functions::handlers::get_vm_logs`.
+//! Lambda function `get-vm-logs` (see `functions::catalog` and `functions::routes`).
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    functions::lambda::run(functions::handlers::get_vm_logs::handle).await
+fn main() -> Result<(), lambda_runtime::Error> {
+    functions::lambda::main("get-vm-logs")
 }

@@ -1,6 +1,5 @@
-//! Lambda function `get-vm-status`: see `functions::handlers::get_vm_status`.
+//! Lambda function `get-vm-status` (see `functions::catalog` and `functions::routes`).
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    functions::lambda::run(functions::handlers::get_vm_status::handle).await
+fn main() -> Result<(), lambda_runtime::Error> {
+    functions::lambda::main("get-vm-status")
 }

@@ -1,6 +1,5 @@
-//! Lambda function `gpu-health`: see `functions::handlers::gpu_health`.
+//! Lambda function `gpu-health` (see `functions::catalog` and `functions::routes`).
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    functions::lambda::run(functions::handlers::gpu_health::handle).await
+fn main() -> Result<(), lambda_runtime::Error> {
+    functions::lambda::main("gpu-health")
 }

@@ -1,6 +1,5 @@
-//! Lambda function `home`: see `functions::handlers::home`.
+//! Lambda function `home` (see `functions::catalog` and `functions::routes`).
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    functions::lambda::run(functions::handlers::home::handle).await
+fn main() -> Result<(), lambda_runtime::Error> {
+    functions::lambda::main("home")
 }

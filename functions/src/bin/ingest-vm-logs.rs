@@ -1,6 +1,5 @@
-//! Lambda function `ingest-vm-logs`: see `functions::handlers::ingest_vm_logs`.
+//! Lambda function `ingest-vm-logs` (see `functions::catalog` and `functions::routes`).
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    functions::lambda::run(functions::handlers::ingest_vm_logs::handle).await
+fn main() -> Result<(), lambda_runtime::Error> {
+    functions::lambda::main("ingest-vm-logs")
 }

@@ -1,6 +1,5 @@
-//! Lambda function `launch`: see `functions::handlers::launch`.
+//! Lambda function `launch` (see `functions::catalog` and `functions::routes`).
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    functions::lambda::run(functions::handlers::launch::handle).await
+fn main() -> Result<(), lambda_runtime::Error> {
+    functions::lambda::main("launch")
 }

@@ -1,6 +1,5 @@
-//! Lambda function `reconcile-now`: see `functions::handlers::reconcile`.
+//! Lambda function `reconcile-now` (see `functions::catalog` and `functions::routes`).
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    functions::lambda::run(functions::handlers::reconcile::handle).await
+fn main() -> Result<(), lambda_runtime::Error> {
+    functions::lambda::main("reconcile-now")
 }

@@ -1,6 +1,5 @@
-//! Lambda function `report-vm-status`: see `functions::handlers::report_vm_status`.
+//! Lambda function `report-vm-status` (see `functions::catalog` and `functions::routes`).
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    functions::lambda::run(functions::handlers::report_vm_status::handle).await
+fn main() -> Result<(), lambda_runtime::Error> {
+    functions::lambda::main("report-vm-status")
 }

@@ -1,6 +1,5 @@
-//! Lambda function `request-vm`: see `functions::handlers::request_vm`.
+//! Lambda function `request-vm` (see `functions::catalog` and `functions::routes`).
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    functions::lambda::run(functions::handlers::request_vm::handle).await
+fn main() -> Result<(), lambda_runtime::Error> {
+    functions::lambda::main("request-vm")
 }

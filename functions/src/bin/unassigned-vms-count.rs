@@ -1,6 +1,5 @@
-//! Lambda function `unassigned-vms-count`: see `functions::handlers::unassigned_vms_count`.
+//! Lambda function `unassigned-vms-count` (see `functions::catalog` and `functions::routes`).
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    functions::lambda::run(functions::handlers::unassigned_vms_count::handle).await
+fn main() -> Result<(), lambda_runtime::Error> {
+    functions::lambda::main("unassigned-vms-count")
 }

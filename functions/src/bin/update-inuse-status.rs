@@ -1,6 +1,5 @@
-//! Lambda function `update-inuse-status`: see `functions::handlers::update_inuse_status`.
+//! Lambda function `update-inuse-status` (see `functions::catalog` and `functions::routes`).
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    functions::lambda::run(functions::handlers::update_inuse_status::handle).await
+fn main() -> Result<(), lambda_runtime::Error> {
+    functions::lambda::main("update-inuse-status")
 }

@@ -1,6 +1,5 @@
-//! Lambda function `vm-metrics`: see `functions::handlers::vm_metrics`.
+//! Lambda function `vm-metrics` (see `functions::catalog` and `functions::routes`).
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    functions::lambda::run(functions::handlers::vm_metrics::handle).await
+fn main() -> Result<(), lambda_runtime::Error> {
+    functions::lambda::main("vm-metrics")
 }

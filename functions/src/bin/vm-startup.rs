@@ -1,6 +1,5 @@
-//! Lambda function `vm-startup`: see `functions::handlers::vm_startup`.
+//! Lambda function `vm-startup` (see `functions::catalog` and `functions::routes`).
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    functions::lambda::run(functions::handlers::vm_startup::handle).await
+fn main() -> Result<(), lambda_runtime::Error> {
+    functions::lambda::main("vm-startup")
 }

@@ -59,6 +59,7 @@ impl ComputeProvider for RecordingCompute {
                 },
                 hostname: Some(h),
                 launched_at: 0,
+                address: Some("127.0.0.1".into()),
             })
             .collect())
     }

@@ -29,6 +29,9 @@ pub async fn handle(state: AppState, req: Request) -> Response {
             StartupAnswer::Assigned { pin, command } => {
                 ok_json(json!({"status": "success", "pin": pin, "command": command}))
             }
+            StartupAnswer::Leased { request_id } => {
+                ok_json(json!({"status": "leased", "request_id": request_id}))
+            }
             StartupAnswer::Waiting => ok_json(json!({"status": "waiting"})),
         }
     })

@@ -24,6 +24,9 @@ use crate::ports::{ComputeProvider, Instance, InstanceState, LaunchError, Launch
 pub const TAG_DEPLOYMENT: &str = "gpufleet:deployment";
 pub const TAG_HOSTNAME: &str = "gpufleet:hostname";
 pub const TAG_OPERATION: &str = "gpufleet:operation";
+/// On machines of a provisioning request: its id, and the latest its lease can end.
+pub const TAG_REQUEST: &str = "gpufleet:request";
+pub const TAG_LEASE_EXPIRES: &str = "gpufleet:lease-expires";
 
 /// EC2's limit on user_data (before base64).
 pub const USER_DATA_LIMIT: usize = 16 * 1024;
@@ -48,11 +51,29 @@ pub struct Ec2Config {
     pub key_name: Option<String>,
     /// `GPUFLEET_INSTANCE_PROFILE` (name)
     pub instance_profile: Option<String>,
+    /// `GPUFLEET_VM_LOG_GROUP`: the CloudWatch Logs group the VMs ship their logs to (one
+    /// stream per hostname); unset, VMs push logs through the API only.
+    pub vm_log_group: Option<String>,
     /// `GPUFLEET_AGENT_URL`: where user_data downloads the agent when the AMI lacks it.
     pub agent_url: String,
 }
 
 impl Ec2Config {
+    /// For functions that list and terminate this deployment's machines but never launch.
+    pub fn terminate_only(deployment: &str) -> Self {
+        Ec2Config {
+            deployment: deployment.to_string(),
+            ami: String::new(),
+            instance_type: String::new(),
+            subnet_id: None,
+            security_group_ids: Vec::new(),
+            key_name: None,
+            instance_profile: None,
+            vm_log_group: None,
+            agent_url: String::new(),
+        }
+    }
+
     pub fn from_env(deployment: &str) -> std::result::Result<Self, ConfigError> {
         Self::from_lookup(deployment, |k| std::env::var(k).ok())
     }
@@ -71,6 +92,16 @@ impl Ec2Config {
                 reason: "must be an http(s) URL of letters, digits and -._~:/?=&%+".into(),
             });
         }
+        let vm_log_group = get("GPUFLEET_VM_LOG_GROUP");
+        if let Some(group) = &vm_log_group {
+            if !safe_log_group(group) {
+                return Err(ConfigError::Invalid {
+                    name: "GPUFLEET_VM_LOG_GROUP",
+                    value: group.clone(),
+                    reason: "must be 1-512 of letters, digits and _-./#".into(),
+                });
+            }
+        }
         Ok(Ec2Config {
             deployment: deployment.to_string(),
             ami: get("GPUFLEET_AMI").ok_or(ConfigError::Missing("GPUFLEET_AMI"))?,
@@ -86,9 +117,19 @@ impl Ec2Config {
                 .unwrap_or_default(),
             key_name: get("GPUFLEET_KEY_NAME"),
             instance_profile: get("GPUFLEET_INSTANCE_PROFILE"),
+            vm_log_group,
             agent_url,
         })
     }
+}
+
+/// CloudWatch Logs group names (their documented character set), safe inside the script.
+fn safe_log_group(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 512
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./#".contains(c))
 }
 
 /// URLs we are willing to put into a shell script: no quotes, spaces, `$`, backticks, `;`.
@@ -102,7 +143,11 @@ fn safe_url(url: &str) -> bool {
 
 /// Renders the bootstrap script for one VM, refusing any value that could escape it, and
 /// gzips it (cloud-init unpacks gzip) so it stays far below EC2's 16 KB limit.
-pub fn render_user_data(spec: &LaunchSpec, agent_url: &str) -> Result<Vec<u8>> {
+pub fn render_user_data(
+    spec: &LaunchSpec,
+    agent_url: &str,
+    vm_log_group: Option<&str>,
+) -> Result<Vec<u8>> {
     let hostname_ok = !spec.hostname.is_empty()
         && spec.hostname.len() <= 63
         && spec
@@ -111,7 +156,13 @@ pub fn render_user_data(spec: &LaunchSpec, agent_url: &str) -> Result<Vec<u8>> {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     let token_ok = !spec.token.as_str().is_empty()
         && spec.token.as_str().chars().all(|c| c.is_ascii_hexdigit());
-    if !hostname_ok || !token_ok || !safe_url(&spec.allocator_url) || !safe_url(agent_url) {
+    let log_group_ok = vm_log_group.is_none_or(safe_log_group);
+    if !hostname_ok
+        || !token_ok
+        || !log_group_ok
+        || !safe_url(&spec.allocator_url)
+        || !safe_url(agent_url)
+    {
         return Err(Error::validation(
             "refusing to render user_data: a hostname, token or URL has characters outside its allowed set",
         ));
@@ -120,7 +171,8 @@ pub fn render_user_data(spec: &LaunchSpec, agent_url: &str) -> Result<Vec<u8>> {
         .replace("__API_URL__", spec.allocator_url.trim_end_matches('/'))
         .replace("__HOSTNAME__", &spec.hostname)
         .replace("__TOKEN__", spec.token.as_str())
-        .replace("__AGENT_URL__", agent_url);
+        .replace("__AGENT_URL__", agent_url)
+        .replace("__LOG_GROUP__", vm_log_group.unwrap_or(""));
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     gz.write_all(script.as_bytes())
         .and_then(|()| gz.finish())
@@ -252,6 +304,10 @@ impl Ec2Compute {
                             .map(str::to_string),
                         state: state_of(i.state().and_then(|s| s.name())),
                         launched_at: i.launch_time().map_or(0, |t| t.to_millis().unwrap_or(0)),
+                        address: i
+                            .public_ip_address()
+                            .or(i.private_ip_address())
+                            .map(str::to_string),
                     });
                 }
             }
@@ -266,21 +322,39 @@ impl Ec2Compute {
 #[async_trait]
 impl ComputeProvider for Ec2Compute {
     async fn launch(&self, spec: &LaunchSpec) -> std::result::Result<String, LaunchError> {
-        let user_data = render_user_data(spec, &self.config.agent_url)?;
+        if self.config.ami.is_empty() {
+            return Err(LaunchError::Rejected(
+                "this function has no launch configuration (GPUFLEET_AMI)".into(),
+            ));
+        }
+        let user_data = render_user_data(
+            spec,
+            &self.config.agent_url,
+            self.config.vm_log_group.as_deref(),
+        )?;
         let tags = |kind: ResourceType| {
-            TagSpecification::builder()
+            let mut builder = TagSpecification::builder()
                 .resource_type(kind)
                 .tags(tag(TAG_DEPLOYMENT, &self.config.deployment))
                 .tags(tag(TAG_HOSTNAME, &spec.hostname))
                 .tags(tag(TAG_OPERATION, &spec.operation_id))
-                .tags(tag("Name", &spec.hostname))
-                .build()
+                .tags(tag("Name", &spec.hostname));
+            if let Some(lease) = &spec.lease {
+                builder = builder
+                    .tags(tag(TAG_REQUEST, &lease.request_id))
+                    .tags(tag(TAG_LEASE_EXPIRES, &lease.expires_at));
+            }
+            builder.build()
         };
+        let instance_type = spec
+            .instance_type
+            .as_deref()
+            .unwrap_or(&self.config.instance_type);
         let mut request = self
             .client
             .run_instances()
             .image_id(&self.config.ami)
-            .instance_type(InstanceType::from(self.config.instance_type.as_str()))
+            .instance_type(InstanceType::from(instance_type))
             .min_count(1)
             .max_count(1)
             .client_token(&spec.client_token)
@@ -417,6 +491,8 @@ mod tests {
             operation_id: "op".into(),
             client_token: "ct".into(),
             market: Market::OnDemand,
+            instance_type: None,
+            lease: None,
         }
     }
 
@@ -435,12 +511,24 @@ mod tests {
             "gpufleet-vm-0a1b2c3d",
             "https://abc.execute-api.us-east-1.amazonaws.com",
         );
-        let bytes = render_user_data(&s, "https://example.org/gpufleet").unwrap();
+        let bytes = render_user_data(
+            &s,
+            "https://example.org/gpufleet",
+            Some("/gpufleet/prod/vms"),
+        )
+        .unwrap();
         assert!(bytes.len() < 4096, "{} bytes", bytes.len());
         let script = gunzip(&bytes);
         assert!(script.contains("GPUFLEET_HOSTNAME=gpufleet-vm-0a1b2c3d"));
         assert!(script.contains(&format!("GPUFLEET_AGENT_TOKEN={}", s.token.as_str())));
-        for placeholder in ["__API_URL__", "__HOSTNAME__", "__TOKEN__", "__AGENT_URL__"] {
+        assert!(script.contains("LOG_GROUP='/gpufleet/prod/vms'"));
+        for placeholder in [
+            "__API_URL__",
+            "__HOSTNAME__",
+            "__TOKEN__",
+            "__AGENT_URL__",
+            "__LOG_GROUP__",
+        ] {
             assert!(!script.contains(placeholder), "{placeholder} filled");
         }
     }
@@ -456,9 +544,17 @@ mod tests {
             ("ok", "file:///etc/passwd"),
         ] {
             assert!(
-                render_user_data(&spec(host, url), "https://example.org/a").is_err(),
+                render_user_data(&spec(host, url), "https://example.org/a", None).is_err(),
                 "{host} {url}"
             );
+        }
+    }
+
+    #[test]
+    fn log_groups_that_could_escape_the_script_are_refused() {
+        let s = spec("ok", "https://ok.example");
+        for group in ["a'b", "a b", "$(id)", "a;b", ""] {
+            assert!(render_user_data(&s, "https://example.org/a", Some(group)).is_err());
         }
     }
 

@@ -72,6 +72,13 @@ impl LocalCompute {
 #[async_trait]
 impl ComputeProvider for LocalCompute {
     async fn launch(&self, spec: &LaunchSpec) -> Result<String, LaunchError> {
+        // Like a bad AMI on EC2: no retry can fix a missing agent program.
+        if !self.config.program.is_file() {
+            return Err(LaunchError::Rejected(format!(
+                "the agent program {} does not exist",
+                self.config.program.display()
+            )));
+        }
         self.start_agent(spec).map_err(LaunchError::Other)
     }
 
@@ -100,6 +107,7 @@ impl ComputeProvider for LocalCompute {
                         hostname: Some(hostname),
                         state: InstanceState::Running,
                         launched_at,
+                        address: Some("127.0.0.1".into()),
                     }
                 })
                 .collect(),

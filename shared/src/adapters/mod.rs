@@ -8,18 +8,20 @@ pub mod dynamodb;
 pub mod ec2;
 pub mod in_process_queue;
 pub mod local_compute;
+pub mod not_granted;
 pub mod notifier;
 pub mod sqlite;
 #[cfg(feature = "aws")]
 pub mod sqs;
 
-pub use clock::SystemClock;
+pub use clock::{OffsetClock, SystemClock};
 #[cfg(feature = "aws")]
 pub use dynamodb::DynamoStore;
 #[cfg(feature = "aws")]
 pub use ec2::{Ec2Compute, Ec2Config};
 pub use in_process_queue::{InProcessQueue, JobWorker};
 pub use local_compute::{LocalCompute, LocalComputeConfig};
+pub use not_granted::NotGranted;
 pub use notifier::{InProcessNotifier, PollingNotifier};
 pub use sqlite::SqliteStore;
 #[cfg(feature = "aws")]

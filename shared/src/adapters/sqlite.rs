@@ -20,12 +20,16 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 
 use crate::domain::logs::{chunk_lines, line_bytes};
+use crate::domain::{ApiKey, GpuRequest, RequestChange};
 use crate::domain::{
     AssignableRule, Assignment, GpuHealth, Millis, Operation, OperationStatus, StartupMetrics,
     TokenHash, Vm, VmChange, VmStatus,
 };
 use crate::error::{Error, Result};
-use crate::ports::{ClaimOutcome, ClaimRequest, LogPage, LogStore, OperationStore, VmStore};
+use crate::ports::{
+    ApiKeyStore, ClaimOutcome, ClaimRequest, CreateRequestOutcome, Idempotency, LogPage, LogStore,
+    OperationStore, RequestStore, VmStore,
+};
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "gpufleet.db";
@@ -339,6 +343,34 @@ fn migrate(conn: &Connection) -> Result<()> {
             next_seq INTEGER NOT NULL
          ) WITHOUT ROWID;"
             .to_string(),
+        // Version 4: GPU provisioning requests (the record as JSON, plus the columns the
+        // quota sum, listings and the sweep query), idempotency keys, API keys.
+        "CREATE TABLE gpu_requests (
+            request_id TEXT PRIMARY KEY,
+            user_id    TEXT NOT NULL,
+            status     TEXT NOT NULL,
+            gpu_count  INTEGER NOT NULL,
+            created_at INTEGER NOT NULL,
+            body       TEXT NOT NULL
+         );
+         CREATE INDEX gpu_requests_by_user ON gpu_requests(user_id, created_at);
+         CREATE INDEX gpu_requests_by_time ON gpu_requests(created_at);
+         CREATE INDEX gpu_requests_active ON gpu_requests(user_id)
+             WHERE status IN ('pending', 'provisioning', 'completed');
+         CREATE TABLE idempotency_keys (
+            user_id     TEXT NOT NULL,
+            key         TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            request_id  TEXT NOT NULL,
+            PRIMARY KEY (user_id, key)
+         ) WITHOUT ROWID;
+         CREATE TABLE api_keys (
+            key_id     TEXT PRIMARY KEY,
+            key_hash   TEXT NOT NULL UNIQUE,
+            created_at INTEGER NOT NULL,
+            body       TEXT NOT NULL
+         );"
+        .to_string(),
     ];
     let version: usize = conn
         .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
@@ -761,6 +793,306 @@ impl LogStore for SqliteStore {
             Ok(())
         })
         .await
+    }
+}
+
+/// The SQL list of active request statuses (the quota counts these).
+const ACTIVE_STATUSES: &str = "('pending', 'provisioning', 'completed')";
+
+fn json_err(e: serde_json::Error) -> Error {
+    Error::Internal(anyhow::Error::new(e).context("a stored record does not parse"))
+}
+
+fn request_of(body: String) -> Result<GpuRequest> {
+    serde_json::from_str(&body).map_err(json_err)
+}
+
+fn gpus_in_use_tx(conn: &Connection, user_id: &str) -> Result<u32> {
+    conn.prepare_cached(&format!(
+        "SELECT COALESCE(SUM(gpu_count), 0) FROM gpu_requests
+         WHERE user_id = ?1 AND status IN {ACTIVE_STATUSES}"
+    ))
+    .and_then(|mut stmt| stmt.query_row([user_id], |r| r.get::<_, i64>(0)))
+    .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+    .map_err(sql_err("summing a user's GPUs"))
+}
+
+fn get_request_tx(conn: &Connection, request_id: &str) -> Result<Option<GpuRequest>> {
+    conn.prepare_cached("SELECT body FROM gpu_requests WHERE request_id = ?1")
+        .and_then(|mut stmt| {
+            stmt.query_row([request_id], |r| r.get::<_, String>(0))
+                .optional()
+        })
+        .map_err(sql_err("reading a request"))?
+        .map(request_of)
+        .transpose()
+}
+
+#[async_trait]
+impl RequestStore for SqliteStore {
+    async fn create_request(
+        &self,
+        request: &GpuRequest,
+        quota: u32,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<CreateRequestOutcome> {
+        let request = request.clone();
+        let idempotency = idempotency.cloned();
+        // One writer transaction: the key check, the quota sum and the insert cannot
+        // interleave with another create.
+        self.write(move |conn| {
+            if let Some(idem) = &idempotency {
+                let seen: Option<(String, String)> = conn
+                    .query_row(
+                        "SELECT fingerprint, request_id FROM idempotency_keys
+                         WHERE user_id = ?1 AND key = ?2",
+                        params![request.user_id, idem.key],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()
+                    .map_err(sql_err("reading an idempotency key"))?;
+                if let Some((fingerprint, request_id)) = seen {
+                    if fingerprint != idem.fingerprint {
+                        return Ok(CreateRequestOutcome::IdempotencyMismatch);
+                    }
+                    let original = get_request_tx(conn, &request_id)?.ok_or_else(|| {
+                        Error::Internal(anyhow::anyhow!("idempotency key without its request"))
+                    })?;
+                    return Ok(CreateRequestOutcome::Replayed(Box::new(original)));
+                }
+            }
+            let in_use = gpus_in_use_tx(conn, &request.user_id)?;
+            if in_use.saturating_add(request.gpu_count) > quota {
+                return Ok(CreateRequestOutcome::OverQuota { in_use, quota });
+            }
+            let body = serde_json::to_string(&request).map_err(json_err)?;
+            conn.execute(
+                "INSERT INTO gpu_requests (request_id, user_id, status, gpu_count, created_at, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    request.request_id,
+                    request.user_id,
+                    request.status.as_str(),
+                    request.gpu_count,
+                    request.created_at,
+                    body
+                ],
+            )
+            .map_err(sql_err("recording a request"))?;
+            if let Some(idem) = &idempotency {
+                conn.execute(
+                    "INSERT INTO idempotency_keys (user_id, key, fingerprint, request_id)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![
+                        request.user_id,
+                        idem.key,
+                        idem.fingerprint,
+                        request.request_id
+                    ],
+                )
+                .map_err(sql_err("recording an idempotency key"))?;
+            }
+            Ok(CreateRequestOutcome::Created)
+        })
+        .await
+    }
+
+    async fn get_request(&self, request_id: &str) -> Result<Option<GpuRequest>> {
+        let request_id = request_id.to_string();
+        self.read(move |conn| get_request_tx(conn, &request_id))
+            .await
+    }
+
+    async fn list_requests(&self, user: Option<&str>, limit: usize) -> Result<Vec<GpuRequest>> {
+        let user = user.map(str::to_string);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let bodies: Vec<String> = match &user {
+                Some(user) => conn
+                    .prepare_cached(
+                        "SELECT body FROM gpu_requests WHERE user_id = ?1
+                         ORDER BY created_at DESC, request_id DESC LIMIT ?2",
+                    )
+                    .and_then(|mut stmt| {
+                        stmt.query_map(params![user, limit], |r| r.get(0))?
+                            .collect::<rusqlite::Result<_>>()
+                    }),
+                None => conn
+                    .prepare_cached(
+                        "SELECT body FROM gpu_requests
+                         ORDER BY created_at DESC, request_id DESC LIMIT ?1",
+                    )
+                    .and_then(|mut stmt| {
+                        stmt.query_map(params![limit], |r| r.get(0))?
+                            .collect::<rusqlite::Result<_>>()
+                    }),
+            }
+            .map_err(sql_err("listing requests"))?;
+            bodies.into_iter().map(request_of).collect()
+        })
+        .await
+    }
+
+    async fn update_request(
+        &self,
+        request_id: &str,
+        change: &RequestChange,
+        now: Millis,
+    ) -> Result<GpuRequest> {
+        let request_id = request_id.to_string();
+        let change = change.clone();
+        self.write(move |conn| {
+            let mut request = get_request_tx(conn, &request_id)?
+                .ok_or_else(|| Error::NotFound(format!("request {request_id}")))?;
+            change.apply(&mut request, now)?;
+            let body = serde_json::to_string(&request).map_err(json_err)?;
+            // The quota is the sum over active rows, so the status change frees it.
+            conn.execute(
+                "UPDATE gpu_requests SET status = ?2, body = ?3 WHERE request_id = ?1",
+                params![request_id, request.status.as_str(), body],
+            )
+            .map_err(sql_err("updating a request"))?;
+            Ok(request)
+        })
+        .await
+    }
+
+    async fn active_requests(&self) -> Result<Vec<GpuRequest>> {
+        self.read(move |conn| {
+            let bodies: Vec<String> = conn
+                .prepare_cached(&format!(
+                    "SELECT body FROM gpu_requests WHERE status IN {ACTIVE_STATUSES}
+                     ORDER BY created_at"
+                ))
+                .and_then(|mut stmt| {
+                    stmt.query_map([], |r| r.get(0))?
+                        .collect::<rusqlite::Result<_>>()
+                })
+                .map_err(sql_err("listing active requests"))?;
+            bodies.into_iter().map(request_of).collect()
+        })
+        .await
+    }
+
+    async fn gpus_in_use(&self, user_id: &str) -> Result<u32> {
+        let user_id = user_id.to_string();
+        self.read(move |conn| gpus_in_use_tx(conn, &user_id)).await
+    }
+}
+
+#[async_trait]
+impl ApiKeyStore for SqliteStore {
+    async fn insert_api_key(&self, key: &ApiKey) -> Result<()> {
+        let key = key.clone();
+        self.write(move |conn| {
+            let body = serde_json::to_string(&key).map_err(json_err)?;
+            conn.execute(
+                "INSERT INTO api_keys (key_id, key_hash, created_at, body) VALUES (?1, ?2, ?3, ?4)",
+                params![key.key_id, key.key_hash, key.created_at, body],
+            )
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    Error::Conflict(format!("API key {} exists", key.key_id))
+                }
+                e => sql_err("recording an API key")(e),
+            })?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>> {
+        let key_hash = key_hash.to_string();
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT body FROM api_keys WHERE key_hash = ?1")
+                .and_then(|mut stmt| {
+                    stmt.query_row([key_hash], |r| r.get::<_, String>(0))
+                        .optional()
+                })
+                .map_err(sql_err("looking up an API key"))?
+                .map(|b| serde_json::from_str(&b).map_err(json_err))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKey>> {
+        self.read(move |conn| {
+            let bodies: Vec<String> = conn
+                .prepare_cached("SELECT body FROM api_keys ORDER BY created_at, key_id")
+                .and_then(|mut stmt| {
+                    stmt.query_map([], |r| r.get(0))?
+                        .collect::<rusqlite::Result<_>>()
+                })
+                .map_err(sql_err("listing API keys"))?;
+            bodies
+                .into_iter()
+                .map(|b| serde_json::from_str(&b).map_err(json_err))
+                .collect()
+        })
+        .await
+    }
+
+    async fn revoke_api_key(&self, key_id: &str, now: Millis) -> Result<ApiKey> {
+        let key_id = key_id.to_string();
+        self.write(move |conn| {
+            let body: Option<String> = conn
+                .query_row(
+                    "SELECT body FROM api_keys WHERE key_id = ?1",
+                    [&key_id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(sql_err("reading an API key"))?;
+            let mut key: ApiKey = body
+                .map(|b| serde_json::from_str(&b).map_err(json_err))
+                .transpose()?
+                .ok_or_else(|| Error::NotFound(format!("API key {key_id}")))?;
+            key.revoked_at.get_or_insert(now);
+            let body = serde_json::to_string(&key).map_err(json_err)?;
+            conn.execute(
+                "UPDATE api_keys SET body = ?2 WHERE key_id = ?1",
+                params![key_id, body],
+            )
+            .map_err(sql_err("revoking an API key"))?;
+            Ok(key)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.read(|conn| {
+            conn.query_row(
+                "SELECT value FROM counters WHERE name = 'assignable'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|_| ())
+            .map_err(sql_err("reading the free counter"))
+        })
+        .await
+    }
+}
+
+/// Keeps `RequestStatus` and the SQL list of active statuses in step.
+#[cfg(test)]
+#[test]
+fn active_statuses_match_the_domain() {
+    use crate::domain::RequestStatus;
+    for status in [
+        RequestStatus::Pending,
+        RequestStatus::Provisioning,
+        RequestStatus::Completed,
+        RequestStatus::Failed,
+        RequestStatus::Expired,
+        RequestStatus::Released,
+    ] {
+        assert_eq!(
+            ACTIVE_STATUSES.contains(&format!("'{}'", status.as_str())),
+            status.is_active()
+        );
     }
 }
 

@@ -81,4 +81,20 @@ impl JobQueue for SqsQueue {
             })?;
         Ok(())
     }
+
+    async fn ping(&self) -> Result<()> {
+        self.client
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .map_err(|e| {
+                Error::Internal(anyhow::anyhow!(
+                    "SQS GetQueueAttributes: {}",
+                    DisplayErrorContext(e)
+                ))
+            })?;
+        Ok(())
+    }
 }

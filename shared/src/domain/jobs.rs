@@ -15,7 +15,21 @@ pub enum Job {
         /// The VM's bearer token, for its user_data. It travels only in this message (an
         /// encrypted queue that only the provisioner reads); the store keeps its hash.
         token: String,
+        /// A machine of a provisioning request: its instance type and lease.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lease: Option<LeaseLaunch>,
     },
+    /// Plan and launch the machines of a GPU provisioning request.
+    ProvisionRequest { request_id: String },
+}
+
+/// What a launch of a provisioning request's machine adds to a VM launch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LeaseLaunch {
+    pub request_id: String,
+    pub instance_type: String,
+    /// RFC 3339, tagged on the machine: the latest its lease can end.
+    pub expires_at: String,
 }
 
 impl std::fmt::Debug for Job {
@@ -26,6 +40,7 @@ impl std::fmt::Debug for Job {
                 hostname,
                 ..
             } => write!(f, "LaunchVm({operation_id}, {hostname})"),
+            Job::ProvisionRequest { request_id } => write!(f, "ProvisionRequest({request_id})"),
         }
     }
 }
@@ -68,6 +83,7 @@ mod tests {
             operation_id: "op".into(),
             hostname: "vm-1".into(),
             token: "secret".into(),
+            lease: None,
         };
         let message = job.to_message();
         assert!(message.contains("\"kind\":\"launch_vm\"") && message.contains("\"v\":1"));

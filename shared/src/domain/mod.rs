@@ -1,19 +1,23 @@
 //! Domain types. Values are parsed at the boundary into these types ("parse, don't
 //! validate"), so the use cases only ever see well-formed data.
 
+pub mod api_keys;
 pub mod crd;
 pub mod email;
 pub mod jobs;
 pub mod logs;
 pub mod metrics;
 pub mod operation;
+pub mod requests;
 pub mod secrets;
 pub mod vm;
 
+pub use api_keys::ApiKey;
 pub use crd::CrdCommand;
 pub use email::Email;
-pub use jobs::Job;
+pub use jobs::{Job, LeaseLaunch};
 pub use metrics::{StageTiming, StartupMetrics};
 pub use operation::{Operation, OperationKind, OperationStatus};
+pub use requests::{GpuRequest, LeaseAccess, LeaseHost, NewRequest, RequestChange, RequestStatus};
 pub use secrets::{Pin, TokenHash, VmToken};
 pub use vm::{AssignableRule, Assignment, GpuHealth, Millis, Vm, VmChange, VmStatus};

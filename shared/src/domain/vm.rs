@@ -118,6 +118,30 @@ pub struct Assignment {
     pub assigned_at: Millis,
 }
 
+/// Marks the pseudo-assignee of a VM leased to a provisioning request.
+const LEASE_MARK: &str = "lease:";
+
+impl Assignment {
+    /// Holds machine `index` of provisioning request `request_id`. A leased VM is "assigned"
+    /// to `lease:<request>:<index>`, which has no '@' and so is never a participant's email:
+    /// the one assignment rule keeps it out of every claim and free count, in every store,
+    /// with no second rule to keep in step.
+    pub fn lease(request_id: &str, index: usize, now: Millis) -> Self {
+        Assignment {
+            email: format!("{LEASE_MARK}{request_id}:{index}"),
+            crd_command: String::new(),
+            pin: String::new(),
+            assigned_at: now,
+        }
+    }
+
+    /// The provisioning request this VM is leased to, if it is.
+    pub fn lease_request(&self) -> Option<&str> {
+        let rest = self.email.strip_prefix(LEASE_MARK)?;
+        rest.rsplit_once(':').map(|(request, _)| request)
+    }
+}
+
 /// One VM, as every store keeps it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Vm {
@@ -159,6 +183,11 @@ impl Vm {
 
     /// THE assignment rule: running, unassigned and not known to be unhealthy. The free
     /// count and the claim both use it (stores express it via [`AssignableRule`]).
+    /// The provisioning request this VM is leased to, if it is.
+    pub fn lease_request(&self) -> Option<&str> {
+        self.assignment.as_ref().and_then(Assignment::lease_request)
+    }
+
     pub fn is_assignable(&self) -> bool {
         AssignableRule::holds(self.status, self.assignment.is_some(), self.gpu_health)
     }

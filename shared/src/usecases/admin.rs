@@ -56,6 +56,7 @@ async fn record_and_enqueue(state: &AppState, op: &mut Operation, count: u32) ->
             operation_id: op.id.clone(),
             hostname,
             token: token.as_str().to_string(),
+            lease: None,
         });
     }
     state.store.save_operation(op).await?;
@@ -63,7 +64,9 @@ async fn record_and_enqueue(state: &AppState, op: &mut Operation, count: u32) ->
         // Nothing will start these machines: say so on each record instead of leaving them
         // initializing forever.
         for job in &jobs {
-            let Job::LaunchVm { hostname, .. } = job;
+            let Job::LaunchVm { hostname, .. } = job else {
+                continue;
+            };
             state
                 .store
                 .update_vm(

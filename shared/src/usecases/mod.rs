@@ -5,4 +5,5 @@ pub mod admin;
 pub mod participant;
 pub mod provisioning;
 pub mod reconcile;
+pub mod requests;
 pub mod vm_agent;

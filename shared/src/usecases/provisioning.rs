@@ -6,9 +6,9 @@
 //! an earlier attempt may have started (tagged with the hostname), and every launch
 //! carries a client token derived from the operation and hostname.
 
-use crate::domain::{Job, VmChange, VmStatus, VmToken};
+use crate::domain::{Job, LeaseLaunch, VmChange, VmStatus, VmToken};
 use crate::error::Result;
-use crate::ports::{LaunchError, LaunchSpec, Market};
+use crate::ports::{LaunchError, LaunchSpec, LeaseTags, Market};
 use crate::AppState;
 
 /// How a job ended.
@@ -35,11 +35,30 @@ fn client_token(operation_id: &str, hostname: &str, market: Market) -> String {
 /// retryable failure into a recorded `error` so nothing stays `initializing` forever.
 pub async fn run_job(state: &AppState, job: &Job, attempt: u32) -> JobOutcome {
     match job {
+        Job::ProvisionRequest { request_id } => {
+            match super::requests::provision(state, request_id).await {
+                Ok(()) => JobOutcome::Done,
+                Err(e) => {
+                    tracing::error!(%request_id, error = ?e, "provisioning job failed");
+                    JobOutcome::Retry(e.to_string())
+                }
+            }
+        }
         Job::LaunchVm {
             operation_id,
             hostname,
             token,
-        } => match launch_vm(state, operation_id, hostname, token, attempt).await {
+            lease,
+        } => match launch_vm(
+            state,
+            operation_id,
+            hostname,
+            token,
+            lease.as_ref(),
+            attempt,
+        )
+        .await
+        {
             Ok(outcome) => outcome,
             Err(e) => {
                 tracing::error!(%hostname, error = ?e, "launch job failed");
@@ -74,6 +93,7 @@ async fn launch_vm(
     operation_id: &str,
     hostname: &str,
     token: &str,
+    lease: Option<&LeaseLaunch>,
     attempt: u32,
 ) -> Result<JobOutcome> {
     let Some(vm) = state.store.get_vm(hostname).await? else {
@@ -105,6 +125,11 @@ async fn launch_vm(
         operation_id: operation_id.to_string(),
         client_token: client_token(operation_id, hostname, state.config.market),
         market: state.config.market,
+        instance_type: lease.map(|l| l.instance_type.clone()),
+        lease: lease.map(|l| LeaseTags {
+            request_id: l.request_id.clone(),
+            expires_at: l.expires_at.clone(),
+        }),
     };
     let mut result = state.compute.launch(&spec).await;
     if let Err(LaunchError::Capacity(why)) = &result {

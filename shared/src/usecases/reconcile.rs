@@ -2,6 +2,7 @@
 //! from the `reconcile` function, meant for a schedule (every 5 minutes). A tagged machine
 //! without a record is an orphan and is terminated; a record whose machine is gone is
 //! marked; a record still waiting for its machine adopts one that carries its hostname.
+//! It also sweeps provisioning requests (`requests::sweep`): expired leases end here.
 
 use std::collections::HashMap;
 
@@ -19,6 +20,8 @@ pub struct ReconcileReport {
     pub orphans_not_confirmed: Vec<String>,
     pub adopted: Vec<String>,
     pub vanished_marked: Vec<String>,
+    /// Provisioning requests moved along (leases ended, requests failed or completed).
+    pub requests: super::requests::SweepReport,
 }
 
 pub async fn reconcile(state: &AppState) -> Result<ReconcileReport> {
@@ -92,5 +95,6 @@ pub async fn reconcile(state: &AppState) -> Result<ReconcileReport> {
         }
     }
     tracing::info!(?report, "reconciled");
+    report.requests = super::requests::sweep(state).await?;
     Ok(report)
 }

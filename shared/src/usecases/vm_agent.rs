@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::domain::logs::clean_lines;
-use crate::domain::{StartupMetrics, Vm, VmChange};
+use crate::domain::{StartupMetrics, Vm, VmChange, VmStatus};
 use crate::error::{Error, Result};
 use crate::AppState;
 
@@ -30,16 +30,31 @@ pub async fn report(
     change: VmChange,
 ) -> Result<Vm> {
     authenticate(state, hostname, token).await?;
-    state
+    let vm = state
         .store
         .update_vm(hostname, &change, state.clock.now_millis())
-        .await
+        .await?;
+    // A machine of a provisioning request coming up may complete its request.
+    let came_up = change == VmChange::Status(VmStatus::Running);
+    if let (Some(request_id), true) = (vm.lease_request(), came_up) {
+        if let Err(e) = super::requests::on_machine_report(state, request_id).await {
+            tracing::warn!(%hostname, error = ?e, "could not settle the machine's request; the sweep will");
+        }
+    }
+    Ok(vm)
 }
 
 /// The answer to a `/vm_startup` long-poll.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StartupAnswer {
-    Assigned { pin: String, command: String },
+    Assigned {
+        pin: String,
+        command: String,
+    },
+    /// The VM belongs to a provisioning request: nobody will be assigned to it.
+    Leased {
+        request_id: String,
+    },
     Waiting,
 }
 
@@ -61,6 +76,11 @@ pub async fn wait_for_assignment(
             .get_vm(hostname)
             .await?
             .ok_or_else(|| Error::NotFound(format!("VM {hostname}")))?;
+        if let Some(request_id) = vm.lease_request() {
+            return Ok(StartupAnswer::Leased {
+                request_id: request_id.to_string(),
+            });
+        }
         if let Some(a) = vm.assignment {
             return Ok(StartupAnswer::Assigned {
                 pin: a.pin,

@@ -1,7 +1,10 @@
 //! `spawn_app()`: a local server on 127.0.0.1:0 with its own data directory.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+use shared::adapters::OffsetClock;
 
 use gpufleet::server::{self, RunningServer, ServerOptions};
 use serde_json::Value;
@@ -33,6 +36,12 @@ pub struct Options {
     pub log_cap_bytes: usize,
     /// Another store than SQLite in the temp dir (the DynamoDB runs).
     pub store: Option<std::sync::Arc<dyn shared::ports::Store>>,
+    /// The server's clock: tests advance it to expire leases.
+    pub clock: Arc<OffsetClock>,
+    /// Adjusts the configuration before the server starts.
+    pub config: Option<fn(&mut Config)>,
+    /// Another agent program for the local VMs (a missing one forces launch failures).
+    pub agent_program: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -42,6 +51,9 @@ impl Default for Options {
             max_launch: 100,
             log_cap_bytes: 1 << 20,
             store: None,
+            clock: Arc::new(OffsetClock::default()),
+            config: None,
+            agent_program: None,
         }
     }
 }
@@ -75,10 +87,13 @@ pub async fn spawn_app_in(data_dir: &Path, options: Options) -> TestApp {
     config.long_poll = Duration::from_secs(options.long_poll_secs);
     config.max_launch = options.max_launch;
     config.log_cap_bytes = options.log_cap_bytes;
+    if let Some(adjust) = options.config {
+        adjust(&mut config);
+    }
     let server = server::start(ServerOptions {
         addr: "127.0.0.1:0".parse().expect("addr"),
         config,
-        agent_program: agent_program(),
+        agent_program: options.agent_program.clone().unwrap_or_else(agent_program),
         agent_args: vec![
             "--gpu".into(),
             "healthy".into(),
@@ -89,6 +104,8 @@ pub async fn spawn_app_in(data_dir: &Path, options: Options) -> TestApp {
         ],
         kill_agents_on_drop: true,
         store: options.store.clone(),
+        sweep_every: Duration::from_millis(200),
+        clock: Some(options.clock.clone()),
     })
     .await
     .expect("server starts");

@@ -14,4 +14,6 @@ mod helpers;
 mod logs;
 mod long_poll;
 mod metrics;
+mod requests;
+mod template;
 mod validation;

@@ -1,0 +1,205 @@
+//! Every Lambda function of a deployment: what invokes it and which AWS services its handler
+//! uses. The Lambda wiring builds only those adapters (and reads only their configuration),
+//! and the template check (tests) proves `template.yaml` gives each function exactly these
+//! permissions and the environment its configuration needs.
+
+use crate::routes::{Access, ROUTES};
+
+/// What invokes a function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// API Gateway HTTP API routes (see [`ROUTES`]).
+    Http,
+    /// The launch-job queue (SQS event source, partial batch responses).
+    Queue,
+    /// An EventBridge schedule.
+    Schedule,
+    /// The CloudWatch Logs subscription on the VMs' log group.
+    LogsSubscription,
+}
+
+/// Access to the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreAccess {
+    Read,
+    ReadWrite,
+}
+
+/// Access to EC2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ec2Access {
+    None,
+    /// Describe this deployment's instances (their addresses, when a request completes).
+    Describe,
+    /// Describe and terminate this deployment's instances (destroy, reconcile).
+    Terminate,
+    /// Also launch them (the provisioner).
+    Launch,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct LambdaFunction {
+    /// The binary in `functions/src/bin/` and the function's name in the template.
+    pub name: &'static str,
+    pub trigger: Trigger,
+    pub store: StoreAccess,
+    /// Sends jobs to the queue.
+    pub sends_jobs: bool,
+    /// Checks the queue answers (`/health`).
+    pub checks_queue: bool,
+    pub ec2: Ec2Access,
+}
+
+impl LambdaFunction {
+    /// Serves at least one route an admin may call, so it needs the admin password.
+    pub fn needs_admin_password(&self) -> bool {
+        ROUTES
+            .iter()
+            .any(|r| r.function == self.name && matches!(r.access, Access::Admin | Access::ApiKey))
+    }
+
+    /// Talks to the queue: sends jobs, checks it, or (the provisioner) delays redeliveries.
+    pub fn uses_queue(&self) -> bool {
+        self.sends_jobs || self.checks_queue || self.trigger == Trigger::Queue
+    }
+}
+
+const fn http(name: &'static str, store: StoreAccess) -> LambdaFunction {
+    LambdaFunction {
+        name,
+        trigger: Trigger::Http,
+        store,
+        sends_jobs: false,
+        checks_queue: false,
+        ec2: Ec2Access::None,
+    }
+}
+
+use StoreAccess::{Read, ReadWrite};
+
+pub static FUNCTIONS: &[LambdaFunction] = &[
+    http("home", Read),
+    http("request-vm", ReadWrite),
+    http("vm-startup", Read),
+    http("unassigned-vms-count", Read),
+    http("update-inuse-status", ReadWrite),
+    http("gpu-health", ReadWrite),
+    LambdaFunction {
+        ec2: Ec2Access::Describe,
+        ..http("report-vm-status", ReadWrite)
+    },
+    http("list-vm-status", Read),
+    http("get-vm-status", Read),
+    LambdaFunction {
+        sends_jobs: true,
+        ..http("launch", ReadWrite)
+    },
+    LambdaFunction {
+        ec2: Ec2Access::Terminate,
+        ..http("destroy", ReadWrite)
+    },
+    http("get-operation", Read),
+    LambdaFunction {
+        ec2: Ec2Access::Terminate,
+        ..http("reconcile-now", ReadWrite)
+    },
+    http("admin-dashboard", Read),
+    http("admin-instances", Read),
+    http("admin-logs", Read),
+    http("admin-metrics", Read),
+    http("vm-metrics", ReadWrite),
+    http("ingest-vm-logs", ReadWrite),
+    http("push-vm-logs", ReadWrite),
+    http("get-vm-logs", Read),
+    LambdaFunction {
+        checks_queue: true,
+        ..http("health", Read)
+    },
+    LambdaFunction {
+        sends_jobs: true,
+        ..http("create-request", ReadWrite)
+    },
+    http("list-requests", Read),
+    http("get-request", Read),
+    LambdaFunction {
+        ec2: Ec2Access::Terminate,
+        ..http("release-request", ReadWrite)
+    },
+    http("create-api-key", ReadWrite),
+    http("list-api-keys", Read),
+    http("revoke-api-key", ReadWrite),
+    LambdaFunction {
+        name: "provision",
+        trigger: Trigger::Queue,
+        store: ReadWrite,
+        sends_jobs: false,
+        checks_queue: false,
+        ec2: Ec2Access::Launch,
+    },
+    LambdaFunction {
+        name: "reconcile",
+        trigger: Trigger::Schedule,
+        store: ReadWrite,
+        sends_jobs: false,
+        checks_queue: false,
+        ec2: Ec2Access::Terminate,
+    },
+    LambdaFunction {
+        name: "logs-subscriber",
+        trigger: Trigger::LogsSubscription,
+        store: ReadWrite,
+        sends_jobs: false,
+        checks_queue: false,
+        ec2: Ec2Access::None,
+    },
+];
+
+/// The function named `name`.
+pub fn function(name: &str) -> Option<&'static LambdaFunction> {
+    FUNCTIONS.iter().find(|f| f.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_served_by_a_listed_http_function_and_back() {
+        for route in ROUTES {
+            let f = function(route.function).unwrap_or_else(|| panic!("{}", route.function));
+            assert_eq!(f.trigger, Trigger::Http, "{}", f.name);
+        }
+        for f in FUNCTIONS.iter().filter(|f| f.trigger == Trigger::Http) {
+            assert!(
+                ROUTES.iter().any(|r| r.function == f.name),
+                "{} has no route",
+                f.name
+            );
+        }
+    }
+
+    #[test]
+    fn names_are_unique_and_match_a_binary() {
+        let bins = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/src/bin")).unwrap();
+        let mut bins: Vec<String> = bins
+            .map(|e| {
+                e.unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .trim_end_matches(".rs")
+                    .to_string()
+            })
+            .collect();
+        bins.sort();
+        let mut names: Vec<String> = FUNCTIONS.iter().map(|f| f.name.to_string()).collect();
+        names.sort();
+        assert_eq!(names, bins);
+    }
+
+    #[test]
+    fn only_admin_functions_hold_the_admin_password() {
+        assert!(function("launch").unwrap().needs_admin_password());
+        assert!(!function("request-vm").unwrap().needs_admin_password());
+        assert!(!function("provision").unwrap().needs_admin_password());
+    }
+}

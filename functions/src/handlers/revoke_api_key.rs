@@ -1,0 +1,23 @@
+//! `DELETE /api/v1/api-keys/{key_id}` (admin): the key stops working at once.
+
+use shared::AppState;
+
+use crate::http::{
+    ok_json, path_param, require_admin, require_same_origin, respond, Request, Response,
+};
+use crate::views::api_key_json;
+
+pub async fn handle(state: AppState, req: Request) -> Response {
+    respond(async {
+        require_admin(&state, &req)?;
+        require_same_origin(&req)?;
+        let id = path_param(&req, "key_id")?;
+        let key = state
+            .store
+            .revoke_api_key(&id, state.clock.now_millis())
+            .await?;
+        tracing::info!(key_id = %key.key_id, user = %key.user_id, "API key revoked");
+        ok_json(api_key_json(&key))
+    })
+    .await
+}

@@ -1,0 +1,67 @@
+//! Stand-ins for the ports a Lambda function is not granted. Each function gets only the
+//! adapters (and IAM permissions) its handler uses; the others are these, so a call that
+//! should never happen fails loudly as an internal error instead of reaching AWS.
+
+use async_trait::async_trait;
+
+use crate::domain::Job;
+use crate::error::{Error, Result};
+use crate::ports::{ComputeProvider, Instance, JobQueue, LaunchError, LaunchSpec};
+
+/// A port this function was not given; the string names it in the error.
+pub struct NotGranted(pub &'static str);
+
+impl NotGranted {
+    fn error(&self) -> Error {
+        Error::Internal(anyhow::anyhow!(
+            "{} is not available to this function (see functions::lambda::FUNCTIONS)",
+            self.0
+        ))
+    }
+}
+
+#[async_trait]
+impl ComputeProvider for NotGranted {
+    async fn launch(&self, _spec: &LaunchSpec) -> std::result::Result<String, LaunchError> {
+        Err(LaunchError::Other(self.error()))
+    }
+    async fn find_by_hostname(&self, _hostname: &str) -> Result<Option<Instance>> {
+        Err(self.error())
+    }
+    async fn list_instances(&self) -> Result<Vec<Instance>> {
+        Err(self.error())
+    }
+    async fn terminate(&self, _instance_ids: &[String]) -> Result<Vec<String>> {
+        Err(self.error())
+    }
+}
+
+#[async_trait]
+impl JobQueue for NotGranted {
+    async fn enqueue(&self, _jobs: &[Job]) -> Result<()> {
+        Err(self.error())
+    }
+    async fn retry_later(&self, _receipt: &str, _delay: std::time::Duration) -> Result<()> {
+        Err(self.error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_call_fails_as_internal() {
+        let compute = NotGranted("EC2");
+        assert!(matches!(
+            compute.list_instances().await,
+            Err(Error::Internal(_))
+        ));
+        assert!(matches!(
+            compute.terminate(&[]).await,
+            Err(Error::Internal(_))
+        ));
+        let queue = NotGranted("SQS");
+        assert!(matches!(queue.enqueue(&[]).await, Err(Error::Internal(_))));
+    }
+}
