@@ -8,7 +8,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ADMIN = "Basic " + base64.b64encode(b"admin:admin-password").decode()
 
 
-def http_event(method, path, route, body=None, headers=None, path_params=None, form=False):
+def http_event(method, path, route, body=None, headers=None, path_params=None, form=False, query=None):
     hdrs = {"host": "abc123.execute-api.us-east-1.amazonaws.com", "user-agent": "curl/8.5.0"}
     if body is not None:
         hdrs["content-type"] = "application/x-www-form-urlencoded" if form else "application/json"
@@ -17,7 +17,7 @@ def http_event(method, path, route, body=None, headers=None, path_params=None, f
         "version": "2.0",
         "routeKey": f"{method} {route}",
         "rawPath": path,
-        "rawQueryString": "",
+        "rawQueryString": "&".join(f"{k}={v}" for k, v in (query or {}).items()),
         "headers": hdrs,
         "requestContext": {
             "accountId": "123456789012",
@@ -36,6 +36,8 @@ def http_event(method, path, route, body=None, headers=None, path_params=None, f
     }
     if path_params:
         event["pathParameters"] = path_params
+    if query:
+        event["queryStringParameters"] = query
     if body is not None:
         event["body"] = body if isinstance(body, str) else json.dumps(body)
     return event
@@ -152,6 +154,35 @@ CASES["provision/launch-jobs.json"] = {"Records": [
                {"v": 1, "kind": "launch_vm", "operation_id": "op-1", "hostname": "vm-3", "token": "11" * 32}, 2),
     sqs_record("33333333-3333-4333-8333-333333333333", {"v": 99, "kind": "unknown"}),
 ]}
+
+# The requests API: a sample API key (the handler tests register it for user alice).
+KEY = {"authorization": "Bearer gpf_" + "ab" * 32}
+REQ = "6f1c2b9e-8d4a-4c3b-9e2f-1a2b3c4d5e6f"
+CASES["reconcile-now/run.json"] = http_event(
+    "POST", "/api/reconcile", "/api/reconcile", headers={"authorization": ADMIN})
+CASES["health/ok.json"] = http_event("GET", "/health", "/health")
+CASES["create-request/four-gpus.json"] = http_event(
+    "POST", "/api/v1/requests", "/api/v1/requests",
+    {"user_id": "alice", "gpu_count": 4, "duration_hours": 2}, {**KEY, "idempotency-key": "sample-1"})
+CASES["list-requests/mine.json"] = http_event(
+    "GET", "/api/v1/requests", "/api/v1/requests", headers=KEY, query={"limit": "10"})
+CASES["get-request/no-key.json"] = http_event(
+    "GET", f"/api/v1/requests/{REQ}", "/api/v1/requests/{request_id}", path_params={"request_id": REQ})
+CASES["release-request/release.json"] = http_event(
+    "POST", f"/api/v1/requests/{REQ}/release", "/api/v1/requests/{request_id}/release", headers=KEY,
+    path_params={"request_id": REQ})
+CASES["create-api-key/alice.json"] = http_event(
+    "POST", "/api/v1/api-keys", "/api/v1/api-keys", {"user_id": "alice", "gpu_quota": 8, "label": "laptop"},
+    {"authorization": ADMIN})
+CASES["create-api-key/no-auth.json"] = http_event(
+    "POST", "/api/v1/api-keys", "/api/v1/api-keys", {"user_id": "alice"})
+CASES["list-api-keys/all.json"] = http_event(
+    "GET", "/api/v1/api-keys", "/api/v1/api-keys", headers={"authorization": ADMIN})
+CASES["revoke-api-key/revoke.json"] = http_event(
+    "DELETE", "/api/v1/api-keys/0123456789ab", "/api/v1/api-keys/{key_id}", headers={"authorization": ADMIN},
+    path_params={"key_id": "0123456789ab"})
+CASES["provision/poison.json"] = {"Records": [
+    sqs_record("33333333-3333-4333-8333-333333333333", {"v": 99, "kind": "unknown"})]}
 
 # EventBridge scheduled event (the reconcile function ignores its content).
 CASES["reconcile/schedule.json"] = {

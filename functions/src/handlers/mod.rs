@@ -32,4 +32,6 @@ pub mod vm_metrics;
 pub mod vm_startup;
 
 #[cfg(test)]
+mod samples;
+#[cfg(test)]
 pub(crate) mod test_support;

@@ -735,3 +735,128 @@ async fn a_retried_job_comes_back_later_not_at_once() {
     assert_eq!(shared::ports::retry_delay(3), Duration::from_secs(120));
     assert_eq!(shared::ports::retry_delay(20), Duration::from_secs(900));
 }
+
+fn shapes(spec: &[(&str, u32)]) -> Vec<shared::domain::requests::GpuShape> {
+    spec.iter()
+        .map(|(t, g)| shared::domain::requests::GpuShape {
+            instance_type: (*t).into(),
+            gpus: *g,
+        })
+        .collect()
+}
+
+fn caller(user: &str) -> shared::usecases::requests::Caller {
+    shared::usecases::requests::Caller {
+        user_id: user.into(),
+        gpu_quota: 8,
+    }
+}
+
+/// A GPU request on AWS: the create records it and queues it; the provisioner plans 5 GPUs
+/// as 4 + 1 and launches tagged instances of those types through the same two-phase path;
+/// the agents' reports complete it; the lease expires and the instances are terminated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_gpu_request_launches_tagged_instances_and_its_lease_ends_on_aws() {
+    use shared::usecases::{requests, vm_agent};
+    let aws = aws_with(
+        |config, _| config.gpu_shapes = shapes(&[("g4dn.xlarge", 1), ("g4dn.12xlarge", 4)]),
+        |c| Arc::new(c),
+    )
+    .await;
+    let body = json!({"user_id": "gina", "gpu_count": 5, "duration_hours": 1});
+    let created = requests::create(&aws.state, &caller("gina"), &body, None)
+        .await
+        .unwrap();
+    let id = created.request.request_id.clone();
+    // The provisioning job, then the two launch jobs it queued.
+    let jobs = aws.receive(1).await;
+    aws.provision_all(&jobs).await;
+    let launches = aws.receive(2).await;
+    aws.provision_all(&launches).await;
+
+    let instances = aws.live_instances().await;
+    assert_eq!(instances.len(), 2);
+    let mut types: Vec<String> = instances
+        .iter()
+        .map(|i| i.instance_type().unwrap().as_str().to_string())
+        .collect();
+    types.sort();
+    assert_eq!(types, ["g4dn.12xlarge", "g4dn.xlarge"]);
+    for i in &instances {
+        assert_eq!(tag(i, "gpufleet:request"), Some(id.as_str()));
+        assert!(tag(i, "gpufleet:lease-expires").unwrap().ends_with('Z'));
+    }
+    let r = aws.state.store.get_request(&id).await.unwrap().unwrap();
+    assert_eq!(r.status.as_str(), "provisioning");
+
+    // Each machine's agent reports running with the token its user_data carried.
+    for launch in &launches {
+        let job: Value = serde_json::from_str(launch["body"].as_str().unwrap()).unwrap();
+        vm_agent::report(
+            &aws.state,
+            job["hostname"].as_str().unwrap(),
+            job["token"].as_str(),
+            shared::domain::VmChange::Status(VmStatus::Running),
+        )
+        .await
+        .unwrap();
+    }
+    let r = aws.state.store.get_request(&id).await.unwrap().unwrap();
+    assert_eq!(r.status.as_str(), "completed", "{r:?}");
+    let access = r.access.unwrap();
+    let mut ids: Vec<&str> = access.hosts.iter().map(|h| h.instance_id.as_str()).collect();
+    ids.sort();
+    let mut live: Vec<&str> = instances.iter().map(|i| i.instance_id().unwrap()).collect();
+    live.sort();
+    assert_eq!(ids, live);
+    assert_eq!(access.hosts.iter().map(|h| h.gpus).sum::<u32>(), 5);
+    assert!(access.hosts.iter().all(|h| h.address.is_some()));
+    assert_eq!(aws.state.store.gpus_in_use("gina").await.unwrap(), 5);
+
+    // An hour later the scheduled reconcile ends the lease: terminated (verified), expired,
+    // quota back.
+    let clock = Arc::new(shared::adapters::OffsetClock::default());
+    clock.advance(Duration::from_secs(3600 + 60));
+    let mut later = aws.state.clone();
+    later.clock = clock;
+    let report = shared::usecases::reconcile::reconcile(&later).await.unwrap();
+    assert_eq!(report.requests.expired, [id.clone()]);
+    assert!(aws.live_instances().await.is_empty());
+    for i in &instances {
+        let state = aws.state_of(i.instance_id().unwrap()).await;
+        assert!(matches!(state, InstanceStateName::ShuttingDown | InstanceStateName::Terminated));
+    }
+    let r = aws.state.store.get_request(&id).await.unwrap().unwrap();
+    assert_eq!(r.status.as_str(), "expired");
+    assert_eq!(aws.state.store.gpus_in_use("gina").await.unwrap(), 0);
+    assert!(aws.state.store.list_vms().await.unwrap().is_empty());
+}
+
+/// An instance type EC2 refuses: the machine is marked `error` and the sweep fails the
+/// request with the reason, ending what was started.
+#[tokio::test]
+async fn a_gpu_request_ec2_refuses_fails_with_the_reason() {
+    use shared::usecases::requests;
+    let aws = aws_with(
+        |config, _| config.gpu_shapes = shapes(&[("p9.bogus", 1)]),
+        |c| Arc::new(c),
+    )
+    .await;
+    let body = json!({"user_id": "hal", "gpu_count": 2, "duration_hours": 1});
+    let id = requests::create(&aws.state, &caller("hal"), &body, None)
+        .await
+        .unwrap()
+        .request
+        .request_id;
+    let jobs = aws.receive(1).await;
+    aws.provision_all(&jobs).await;
+    let launches = aws.receive(2).await;
+    aws.provision_all(&launches).await;
+    let report = requests::sweep(&aws.state).await.unwrap();
+    assert_eq!(report.failed, [id.clone()]);
+    let r = aws.state.store.get_request(&id).await.unwrap().unwrap();
+    assert_eq!(r.status.as_str(), "failed");
+    assert!(r.error_msg.unwrap().contains("InvalidInstanceType"));
+    assert_eq!(aws.state.store.gpus_in_use("hal").await.unwrap(), 0);
+    assert!(aws.live_instances().await.is_empty());
+}
