@@ -35,7 +35,11 @@ async fn every_http_sample_event_gets_a_deliberate_answer() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../events");
     let mut ran = 0;
     for function in FUNCTIONS.iter().filter(|f| f.trigger == Trigger::Http) {
-        let handler = ROUTES.iter().find(|r| r.function == function.name).unwrap().handler;
+        let handler = ROUTES
+            .iter()
+            .find(|r| r.function == function.name)
+            .unwrap()
+            .handler;
         let folder = format!("{dir}/{}", function.name);
         let mut files: Vec<String> = std::fs::read_dir(&folder)
             .unwrap_or_else(|e| panic!("{folder}: every function has sample events ({e})"))

@@ -9,6 +9,8 @@ use crate::helpers::*;
 fn concrete(path: &str) -> String {
     path.replace("{hostname}", "victim")
         .replace("{id}", "00000000-0000-0000-0000-000000000000")
+        .replace("{request_id}", "00000000-0000-4000-8000-000000000000")
+        .replace("{key_id}", "0123456789ab")
 }
 
 #[tokio::test]
@@ -122,4 +124,58 @@ async fn a_vm_can_update_itself() {
             .unwrap()
             .in_use
     );
+}
+
+/// Every API-key route refuses no key, a malformed key, an unknown key, a VM's token and
+/// wrong admin credentials, and changes nothing.
+#[tokio::test]
+async fn api_key_routes_need_a_valid_key() {
+    let app = spawn_app().await;
+    let (_, vm_token) = app.register_vm("victim").await;
+    let key_routes: Vec<_> = ROUTES
+        .iter()
+        .filter(|r| r.access == Access::ApiKey)
+        .collect();
+    assert!(key_routes.len() >= 4);
+    let unknown = format!("gpf_{}", "0".repeat(64));
+    for route in key_routes {
+        let url = app.url(&concrete(route.path));
+        for bearer in [
+            None,
+            Some("gpf_short"),
+            Some(unknown.as_str()),
+            Some(vm_token.as_str()),
+        ] {
+            let mut req = app
+                .client
+                .request(route.method.clone(), &url)
+                .json(&json!({"user_id": "victim", "gpu_count": 1, "duration_hours": 1}));
+            if let Some(b) = bearer {
+                req = req.bearer_auth(b);
+            }
+            let resp = req.send().await.unwrap();
+            assert_eq!(
+                resp.status(),
+                401,
+                "{} {} with {bearer:?}",
+                route.method,
+                route.path
+            );
+        }
+        let resp = app
+            .client
+            .request(route.method.clone(), &url)
+            .basic_auth(ADMIN_USER, Some("wrong"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401, "{} {}", route.method, route.path);
+    }
+    assert!(app
+        .state
+        .store
+        .list_requests(None, 10)
+        .await
+        .unwrap()
+        .is_empty());
 }

@@ -804,7 +804,11 @@ async fn a_gpu_request_launches_tagged_instances_and_its_lease_ends_on_aws() {
     let r = aws.state.store.get_request(&id).await.unwrap().unwrap();
     assert_eq!(r.status.as_str(), "completed", "{r:?}");
     let access = r.access.unwrap();
-    let mut ids: Vec<&str> = access.hosts.iter().map(|h| h.instance_id.as_str()).collect();
+    let mut ids: Vec<&str> = access
+        .hosts
+        .iter()
+        .map(|h| h.instance_id.as_str())
+        .collect();
     ids.sort();
     let mut live: Vec<&str> = instances.iter().map(|i| i.instance_id().unwrap()).collect();
     live.sort();
@@ -819,12 +823,17 @@ async fn a_gpu_request_launches_tagged_instances_and_its_lease_ends_on_aws() {
     clock.advance(Duration::from_secs(3600 + 60));
     let mut later = aws.state.clone();
     later.clock = clock;
-    let report = shared::usecases::reconcile::reconcile(&later).await.unwrap();
+    let report = shared::usecases::reconcile::reconcile(&later)
+        .await
+        .unwrap();
     assert_eq!(report.requests.expired, [id.clone()]);
     assert!(aws.live_instances().await.is_empty());
     for i in &instances {
         let state = aws.state_of(i.instance_id().unwrap()).await;
-        assert!(matches!(state, InstanceStateName::ShuttingDown | InstanceStateName::Terminated));
+        assert!(matches!(
+            state,
+            InstanceStateName::ShuttingDown | InstanceStateName::Terminated
+        ));
     }
     let r = aws.state.store.get_request(&id).await.unwrap().unwrap();
     assert_eq!(r.status.as_str(), "expired");
