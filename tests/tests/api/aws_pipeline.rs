@@ -826,7 +826,7 @@ async fn a_gpu_request_launches_tagged_instances_and_its_lease_ends_on_aws() {
     let report = shared::usecases::reconcile::reconcile(&later)
         .await
         .unwrap();
-    assert_eq!(report.requests.expired, [id.clone()]);
+    assert_eq!(report.requests.expired, std::slice::from_ref(&id));
     assert!(aws.live_instances().await.is_empty());
     for i in &instances {
         let state = aws.state_of(i.instance_id().unwrap()).await;
@@ -862,7 +862,7 @@ async fn a_gpu_request_ec2_refuses_fails_with_the_reason() {
     let launches = aws.receive(2).await;
     aws.provision_all(&launches).await;
     let report = requests::sweep(&aws.state).await.unwrap();
-    assert_eq!(report.failed, [id.clone()]);
+    assert_eq!(report.failed, std::slice::from_ref(&id));
     let r = aws.state.store.get_request(&id).await.unwrap().unwrap();
     assert_eq!(r.status.as_str(), "failed");
     assert!(r.error_msg.unwrap().contains("InvalidInstanceType"));
