@@ -869,3 +869,36 @@ async fn a_gpu_request_ec2_refuses_fails_with_the_reason() {
     assert_eq!(aws.state.store.gpus_in_use("hal").await.unwrap(), 0);
     assert!(aws.live_instances().await.is_empty());
 }
+
+/// The queue is gone: the create answers 500 without internals, and the request it recorded
+/// is failed at once (quota freed), never left pending with nothing queued.
+#[tokio::test]
+async fn a_request_that_cannot_be_queued_is_a_500_and_leaves_nothing_pending() {
+    let aws = aws().await;
+    let mut state = aws.state.clone();
+    let missing = format!("{}-missing", aws.queue_url);
+    state.queue = Arc::new(SqsQueue::new(aws.sqs.clone(), missing));
+    let (key, plain) = shared::domain::ApiKey::generate("ivy", "", 8, 1);
+    state.store.insert_api_key(&key).await.unwrap();
+    let req = http::Request::builder()
+        .method("POST")
+        .uri("/api/v1/requests")
+        .header("authorization", format!("Bearer {plain}"))
+        .header("content-type", "application/json")
+        .body(Body::Text(
+            json!({"user_id": "ivy", "gpu_count": 2, "duration_hours": 1}).to_string(),
+        ))
+        .unwrap();
+    let resp = handlers::create_request::handle(state.clone(), req).await;
+    assert_eq!(resp.status(), 500);
+    let body = body_json(&resp);
+    assert!(body["error_id"].is_string(), "{body}");
+    assert!(
+        !body.to_string().contains("missing"),
+        "no internals: {body}"
+    );
+    let listed = state.store.list_requests(Some("ivy"), 10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].status.as_str(), "failed");
+    assert_eq!(state.store.gpus_in_use("ivy").await.unwrap(), 0);
+}
