@@ -229,7 +229,8 @@ pub async fn provision(state: &AppState, request_id: &str) -> Result<()> {
     let mut jobs = Vec::new();
     let mut hosts = Vec::new();
     for (index, shape) in plan.iter().enumerate() {
-        let hostname = format!("{}-r{}-{index}", state.config.vm_prefix, &short[..8]);
+        // 48 bits of the request id keep the hostname under 63 characters with any prefix.
+        let hostname = format!("{}-r{}-{index}", state.config.vm_prefix, &short[..12]);
         let token = VmToken::generate();
         let mut vm = Vm::new(hostname.clone(), token.hash(), now);
         vm.assignment = Some(Assignment::lease(&request.request_id, index, now));
@@ -245,7 +246,16 @@ pub async fn provision(state: &AppState, request_id: &str) -> Result<()> {
                 }),
             }),
             // Recorded by an earlier delivery of this job, which queued its launch too.
-            Err(Error::Conflict(_)) => {}
+            Err(Error::Conflict(_)) => {
+                let existing = state.store.get_vm(&hostname).await?;
+                if existing.as_ref().and_then(Vm::lease_request)
+                    != Some(request.request_id.as_str())
+                {
+                    return Err(Error::Internal(anyhow::anyhow!(
+                        "hostname {hostname} is taken by another VM"
+                    )));
+                }
+            }
             Err(e) => return Err(e),
         }
         hosts.push(hostname);
