@@ -2,19 +2,37 @@
 # Cold start of Lambda bootstraps: each function's release binary (built for this machine)
 # is started against a minimal Lambda Runtime API on 127.0.0.1 (tests/src/bin/coldstart.rs),
 # handed one sample event, and timed from exec to ready (first `next`), to its answer, with
-# its peak RSS. The events need no store call, so no emulator is involved; the AWS SDK
-# clients are still built at start exactly as on Lambda. Prints numbers, asserts nothing.
+# its peak RSS. The store is DynamoDB on the emulator (moto on 127.0.0.1, plain HTTP: no TLS
+# handshake, unlike AWS), so answers that read the table include one real SDK round trip.
+# Prints numbers, asserts nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${RUNS:-15}"
-functions=(request-vm get-request create-api-key provision)
+functions=(home request-vm get-request create-api-key provision)
 bins=()
 for f in "${functions[@]}"; do bins+=(--bin "$f"); done
 cargo build --release -p gpufleet-functions "${bins[@]}" -p gpufleet-tests --bin gpufleet-coldstart
 
+# The emulator, with a table to read.
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
+port=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir -p target
+.venv/bin/python scripts/moto_server.py "$port" > target/coldstart-moto.log 2>&1 &
+moto_pid=$!
+trap 'kill $moto_pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do grep -q ready target/coldstart-moto.log 2>/dev/null && break; sleep 0.2; done
+
 # What a deployed function has in its environment (template.yaml), with dummy values.
-export AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
-export AWS_ENDPOINT_URL=http://127.0.0.1:9
+export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
+export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
+.venv/bin/python - <<'PY'
+import os, boto3
+boto3.client("dynamodb", endpoint_url=os.environ["AWS_ENDPOINT_URL"]).create_table(
+    TableName="gpufleet-coldstart", BillingMode="PAY_PER_REQUEST",
+    AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
+    KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}])
+PY
 export GPUFLEET_TABLE=gpufleet-coldstart GPUFLEET_DEPLOYMENT=gpufleet
 export GPUFLEET_QUEUE_URL=http://127.0.0.1:9/123456789012/launch
 export GPUFLEET_API_URL=https://abc123.execute-api.us-east-1.amazonaws.com
@@ -25,6 +43,7 @@ echo "machine: $(nproc) cores, $(uname -m), $(date -u +%Y-%m-%d); $runs starts e
 measure() {
   target/release/gpufleet-coldstart --bootstrap "target/release/$1" --event "events/$2" --runs "$runs"
 }
+measure home home/get.json
 measure request-vm request-vm/injection.json
 measure get-request get-request/no-key.json
 measure create-api-key create-api-key/no-auth.json

@@ -285,15 +285,7 @@ pub fn query_param(req: &Request, name: &str) -> Option<String> {
 }
 
 /// Formats epoch milliseconds as RFC 3339 UTC.
-pub fn rfc3339(millis: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
+pub use shared::domain::rfc3339;
 
 /// The caller of an API-key route: `Authorization: Bearer gpf_…` of an active key.
 pub async fn require_api_key(state: &AppState, req: &Request) -> Result<Caller, ApiError> {

@@ -21,3 +21,14 @@ pub use operation::{Operation, OperationKind, OperationStatus};
 pub use requests::{GpuRequest, LeaseAccess, LeaseHost, NewRequest, RequestChange, RequestStatus};
 pub use secrets::{Pin, TokenHash, VmToken};
 pub use vm::{AssignableRule, Assignment, GpuHealth, Millis, Vm, VmChange, VmStatus};
+
+/// Formats epoch milliseconds as RFC 3339 UTC (empty for times out of range).
+pub fn rfc3339(millis: Millis) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}

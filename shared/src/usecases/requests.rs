@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use sha2::{Digest, Sha256};
 
 use crate::domain::requests::plan_machines;
+use crate::domain::rfc3339;
 use crate::domain::{
     ApiKey, Assignment, GpuRequest, Job, LeaseAccess, LeaseHost, LeaseLaunch, NewRequest,
     RequestChange, RequestStatus, Vm, VmStatus, VmToken,
@@ -485,15 +486,4 @@ async fn access_of(state: &AppState, machines: &[Vm], request: &GpuRequest) -> R
         ssh_user: state.config.ssh_user.clone(),
         hosts,
     })
-}
-
-/// Milliseconds since the epoch as RFC 3339 UTC.
-pub fn rfc3339(millis: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
 }
