@@ -53,9 +53,13 @@ pub struct LambdaFunction {
 impl LambdaFunction {
     /// Serves at least one route an admin may call, so it needs the admin password.
     pub fn needs_admin_password(&self) -> bool {
-        ROUTES
-            .iter()
-            .any(|r| r.function == self.name && matches!(r.access, Access::Admin | Access::ApiKey))
+        ROUTES.iter().any(|r| {
+            r.function == self.name
+                && matches!(
+                    r.access,
+                    Access::Admin | Access::ApiKeyOrAdmin | Access::VmOrAdmin
+                )
+        })
     }
 
     /// Talks to the queue: sends jobs, checks it, or (the provisioner) delays redeliveries.

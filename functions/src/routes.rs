@@ -21,10 +21,14 @@ pub enum Access {
     Public,
     /// A VM, with its own bearer token.
     Vm,
+    /// A VM with its own token, or an admin (Basic) forwarding for it.
+    VmOrAdmin,
     /// An admin, with HTTP Basic credentials.
     Admin,
-    /// A user's API key (`Authorization: Bearer gpf_…`); admins may also call it.
+    /// A user's API key (`Authorization: Bearer gpf_…`).
     ApiKey,
+    /// A user's API key, or an admin (Basic) acting on everyone's.
+    ApiKeyOrAdmin,
 }
 
 pub struct Route {
@@ -71,14 +75,14 @@ pub static ROUTES: &[Route] = &[
     route!(GET "/admin/logs/{hostname}" => "admin-logs", admin_logs, Admin),
     route!(GET "/admin/metrics" => "admin-metrics", admin_metrics, Admin),
     route!(POST "/api/vm-metrics/{hostname}" => "vm-metrics", vm_metrics, Vm),
-    route!(POST "/api/vm-logs" => "ingest-vm-logs", ingest_vm_logs, Vm),
+    route!(POST "/api/vm-logs" => "ingest-vm-logs", ingest_vm_logs, VmOrAdmin),
     route!(POST "/api/vm-logs/{hostname}" => "push-vm-logs", push_vm_logs, Vm),
     route!(GET "/api/vm-logs/{hostname}" => "get-vm-logs", get_vm_logs, Admin),
     route!(GET "/health" => "health", health, Public),
     route!(POST "/api/v1/requests" => "create-request", create_request, ApiKey),
-    route!(GET "/api/v1/requests" => "list-requests", list_requests, ApiKey),
-    route!(GET "/api/v1/requests/{request_id}" => "get-request", get_request, ApiKey),
-    route!(POST "/api/v1/requests/{request_id}/release" => "release-request", release_request, ApiKey),
+    route!(GET "/api/v1/requests" => "list-requests", list_requests, ApiKeyOrAdmin),
+    route!(GET "/api/v1/requests/{request_id}" => "get-request", get_request, ApiKeyOrAdmin),
+    route!(POST "/api/v1/requests/{request_id}/release" => "release-request", release_request, ApiKeyOrAdmin),
     route!(POST "/api/v1/api-keys" => "create-api-key", create_api_key, Admin),
     route!(GET "/api/v1/api-keys" => "list-api-keys", list_api_keys, Admin),
     route!(DELETE "/api/v1/api-keys/{key_id}" => "revoke-api-key", revoke_api_key, Admin),
