@@ -103,8 +103,10 @@ pub static FUNCTIONS: &[LambdaFunction] = &[
         ..http("destroy", ReadWrite)
     },
     http("get-operation", Read),
+    // Reconciling sweeps provisioning requests, which re-queues lost ones.
     LambdaFunction {
         ec2: Ec2Access::Terminate,
+        sends_jobs: true,
         ..http("reconcile-now", ReadWrite)
     },
     http("admin-dashboard", Read),
@@ -136,7 +138,8 @@ pub static FUNCTIONS: &[LambdaFunction] = &[
         name: "provision",
         trigger: Trigger::Queue,
         store: ReadWrite,
-        sends_jobs: false,
+        // A provisioning request's job queues its machines' launches.
+        sends_jobs: true,
         checks_queue: false,
         ec2: Ec2Access::Launch,
     },
@@ -144,7 +147,7 @@ pub static FUNCTIONS: &[LambdaFunction] = &[
         name: "reconcile",
         trigger: Trigger::Schedule,
         store: ReadWrite,
-        sends_jobs: false,
+        sends_jobs: true,
         checks_queue: false,
         ec2: Ec2Access::Terminate,
     },

@@ -101,4 +101,55 @@ mod tests {
             );
         }
     }
+
+    /// A provisioning request's job, with only what the `provision` function is granted:
+    /// it records the machines and queues their launches.
+    #[tokio::test]
+    async fn a_request_job_runs_with_the_provisioners_grants() {
+        use shared::domain::{GpuRequest, NewRequest};
+        let t = TestState::new();
+        let input = NewRequest {
+            user_id: "ann".into(),
+            gpu_count: 2,
+            duration_hours: 1,
+        };
+        let now = t.state.clock.now_millis();
+        let r = GpuRequest::new("00000000-0000-4000-8000-00000000000a".into(), &input, now);
+        t.state.store.create_request(&r, 8, None).await.unwrap();
+        let state = crate::handlers::test_support::as_granted_to(&t.state, "provision");
+        shared::usecases::requests::provision(&state, &r.request_id)
+            .await
+            .unwrap();
+        let planned = t
+            .state
+            .store
+            .get_request(&r.request_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(planned.hosts.len(), 2);
+        t.launched(2).await;
+    }
+
+    /// The scheduled reconcile re-queues a request whose job was lost, with only what the
+    /// `reconcile` function is granted.
+    #[tokio::test]
+    async fn the_sweep_runs_with_the_reconcilers_grants() {
+        use shared::domain::{GpuRequest, NewRequest};
+        let t = TestState::new();
+        let input = NewRequest {
+            user_id: "bo".into(),
+            gpu_count: 1,
+            duration_hours: 1,
+        };
+        // Recorded an hour ago and never queued.
+        let old = t.state.clock.now_millis() - 3_600_000;
+        let r = GpuRequest::new("00000000-0000-4000-8000-00000000000b".into(), &input, old);
+        t.state.store.create_request(&r, 8, None).await.unwrap();
+        let state = crate::handlers::test_support::as_granted_to(&t.state, "reconcile");
+        let report = shared::usecases::reconcile::reconcile(&state)
+            .await
+            .unwrap();
+        assert_eq!(report.requests.requeued, [r.request_id]);
+    }
 }

@@ -159,3 +159,17 @@ pub fn body_text(resp: &Response) -> String {
 pub fn body_json(resp: &Response) -> serde_json::Value {
     serde_json::from_str(&body_text(resp)).unwrap()
 }
+
+/// `state` with only the ports function `name` is granted on AWS (`catalog::FUNCTIONS`); the
+/// others are `NotGranted`, so a handler that uses one fails here as it would on Lambda.
+pub fn as_granted_to(state: &AppState, name: &str) -> AppState {
+    let function = crate::catalog::function(name).unwrap_or_else(|| panic!("no function {name}"));
+    let mut state = state.clone();
+    if function.ec2 == crate::catalog::Ec2Access::None {
+        state.compute = Arc::new(shared::adapters::NotGranted("EC2"));
+    }
+    if !function.uses_queue() {
+        state.queue = Arc::new(shared::adapters::NotGranted("the launch queue"));
+    }
+    state
+}
