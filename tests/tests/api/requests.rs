@@ -50,6 +50,13 @@ impl TestApp {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// An admin GET answering JSON (through the existing `admin_get`).
+    async fn admin_json(&self, path: &str) -> Value {
+        let (status, body) = self.admin_get(path, true).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
     async fn request_status(&self, key: &str, id: &str) -> Value {
         self.get_json(key, &format!("/api/v1/requests/{id}"))
             .await
@@ -174,14 +181,7 @@ async fn validation_answers_400_with_the_reason_and_records_nothing() {
     let (status, _) = app.post_request("gpf_nope", &request("alice", 1, 1)).await;
     assert_eq!(status, 401);
     let bob = app.api_key("bob", 8).await;
-    let keys: Value = app
-        .admin(app.client.get(app.url("/api/v1/api-keys")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let keys = app.admin_json("/api/v1/api-keys").await;
     assert!(
         !keys.to_string().contains(&bob[4..]),
         "listing never shows a key"
@@ -353,14 +353,7 @@ async fn listings_are_newest_first_limited_and_private() {
     let (status, _) = app.get_json(&alice, "/api/v1/requests/not-a-uuid").await;
     assert_eq!(status, 400);
     // An admin lists everyone's.
-    let all: Value = app
-        .admin(app.client.get(app.url("/api/v1/requests")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let all = app.admin_json("/api/v1/requests").await;
     assert_eq!(all.as_array().unwrap().len(), 3);
 }
 
