@@ -37,6 +37,19 @@ pub enum Ec2Access {
     Launch,
 }
 
+/// Access to the GPU clouds of the offers API (aws_ec2 through EC2, vast_ai through its API
+/// key when one is configured).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloudAccess {
+    None,
+    /// Search offers (EC2 instance types, offerings, spot prices) and show instances.
+    Read,
+    /// Also start, stop and terminate the deployment's instances.
+    Manage,
+    /// Read, and create instances (RunInstances with the deployment's tags).
+    Create,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct LambdaFunction {
     /// The binary in `functions/src/bin/` and the function's name in the template.
@@ -48,6 +61,7 @@ pub struct LambdaFunction {
     /// Checks the queue answers (`/health`).
     pub checks_queue: bool,
     pub ec2: Ec2Access,
+    pub clouds: CloudAccess,
 }
 
 impl LambdaFunction {
@@ -76,6 +90,7 @@ const fn http(name: &'static str, store: StoreAccess) -> LambdaFunction {
         sends_jobs: false,
         checks_queue: false,
         ec2: Ec2Access::None,
+        clouds: CloudAccess::None,
     }
 }
 
@@ -107,6 +122,7 @@ pub static FUNCTIONS: &[LambdaFunction] = &[
     LambdaFunction {
         ec2: Ec2Access::Terminate,
         sends_jobs: true,
+        clouds: CloudAccess::Manage,
         ..http("reconcile-now", ReadWrite)
     },
     http("admin-dashboard", Read),
@@ -134,6 +150,37 @@ pub static FUNCTIONS: &[LambdaFunction] = &[
     http("create-api-key", ReadWrite),
     http("list-api-keys", Read),
     http("revoke-api-key", ReadWrite),
+    // The offers and instances API. Every route counts requests for its rate limit, so
+    // even the listings write to the table.
+    LambdaFunction {
+        clouds: CloudAccess::Read,
+        ..http("list-providers", ReadWrite)
+    },
+    LambdaFunction {
+        clouds: CloudAccess::Read,
+        ..http("search-offers", ReadWrite)
+    },
+    http("list-instances", ReadWrite),
+    LambdaFunction {
+        clouds: CloudAccess::Read,
+        ..http("get-instance", ReadWrite)
+    },
+    LambdaFunction {
+        clouds: CloudAccess::Create,
+        ..http("create-instance", ReadWrite)
+    },
+    LambdaFunction {
+        clouds: CloudAccess::Manage,
+        ..http("start-instance", ReadWrite)
+    },
+    LambdaFunction {
+        clouds: CloudAccess::Manage,
+        ..http("stop-instance", ReadWrite)
+    },
+    LambdaFunction {
+        clouds: CloudAccess::Manage,
+        ..http("destroy-instance", ReadWrite)
+    },
     LambdaFunction {
         name: "provision",
         trigger: Trigger::Queue,
@@ -142,6 +189,7 @@ pub static FUNCTIONS: &[LambdaFunction] = &[
         sends_jobs: true,
         checks_queue: false,
         ec2: Ec2Access::Launch,
+        clouds: CloudAccess::None,
     },
     LambdaFunction {
         name: "reconcile",
@@ -150,6 +198,7 @@ pub static FUNCTIONS: &[LambdaFunction] = &[
         sends_jobs: true,
         checks_queue: false,
         ec2: Ec2Access::Terminate,
+        clouds: CloudAccess::Manage,
     },
     LambdaFunction {
         name: "logs-subscriber",
@@ -158,6 +207,7 @@ pub static FUNCTIONS: &[LambdaFunction] = &[
         sends_jobs: false,
         checks_queue: false,
         ec2: Ec2Access::None,
+        clouds: CloudAccess::None,
     },
 ];
 

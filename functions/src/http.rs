@@ -42,6 +42,26 @@ impl ApiError {
         ApiError::Core(Error::Validation(msg.into()))
     }
 
+    /// The same error in the offers/instances API's envelope:
+    /// `{"success": false, "error": message, "code": code}` (same status and headers).
+    pub fn into_envelope_response(self) -> Response {
+        let mut resp = self.into_response();
+        let body: serde_json::Value = match resp.body() {
+            Body::Text(t) => serde_json::from_str(t).unwrap_or_default(),
+            _ => serde_json::Value::Null,
+        };
+        let mut envelope = json!({
+            "success": false,
+            "error": body.get("error").cloned().unwrap_or_else(|| json!("error")),
+            "code": body.get("code").cloned().unwrap_or_else(|| json!("error")),
+        });
+        if let Some(id) = body.get("error_id") {
+            envelope["error_id"] = id.clone();
+        }
+        *resp.body_mut() = Body::Text(envelope.to_string());
+        resp
+    }
+
     /// The status code and the stable, safe body `{"error": message, "code": code}`.
     /// Internal errors are logged with an id; only the id reaches the client.
     pub fn into_response(self) -> Response {
@@ -314,7 +334,7 @@ pub async fn require_api_key_or_admin(
 /// `template.yaml`).
 const CORS_METHODS: &str = "GET, POST, PUT, PATCH, DELETE, OPTIONS";
 /// Response headers a cross-origin page may read.
-const CORS_EXPOSE: &str = "Idempotent-Replayed, WWW-Authenticate";
+const CORS_EXPOSE: &str = "Idempotent-Replayed, WWW-Authenticate, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After";
 
 /// The request's `Origin` when it is one of `GPUFLEET_CORS_ORIGINS`.
 fn allowed_origin<'a>(state: &AppState, headers: &'a http::HeaderMap) -> Option<&'a str> {
@@ -383,4 +403,133 @@ pub fn add_cors_headers(state: &AppState, request_headers: &http::HeaderMap, res
             h.append(header::VARY, HeaderValue::from_static("Origin"));
         }
     }
+}
+
+/// The client's IP: API Gateway's `sourceIp` (the TCP peer it saw; the local server fills
+/// it from the connection). `X-Forwarded-For` is never trusted: a client can write it.
+pub fn client_ip(req: &Request) -> String {
+    match req.request_context_ref() {
+        Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) => ctx
+            .http
+            .source_ip
+            .clone()
+            .filter(|ip| !ip.is_empty())
+            .unwrap_or_else(|| "unknown".into()),
+        _ => "unknown".into(),
+    }
+}
+
+/// Who may call an offers/instances route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum V1Auth {
+    ApiKey,
+    ApiKeyOrAdmin,
+}
+
+/// A successful answer of the offers/instances API, before the envelope.
+pub struct V1Ok {
+    pub status: StatusCode,
+    pub message: &'static str,
+    pub data: Option<serde_json::Value>,
+    pub replayed: bool,
+}
+
+impl V1Ok {
+    pub fn ok(message: &'static str, data: serde_json::Value) -> Result<Self, ApiError> {
+        Ok(V1Ok {
+            status: StatusCode::OK,
+            message,
+            data: Some(data),
+            replayed: false,
+        })
+    }
+}
+
+fn rate_headers(resp: &mut Response, d: &shared::usecases::rate_limit::RateDecision) {
+    let h = resp.headers_mut();
+    for (name, value) in [
+        ("x-ratelimit-limit", d.limit.to_string()),
+        ("x-ratelimit-remaining", d.remaining.to_string()),
+        ("x-ratelimit-reset", d.reset_at.to_string()),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    }
+    if !d.allowed {
+        if let Ok(v) = HeaderValue::from_str(&d.retry_after.to_string()) {
+            h.insert(header::RETRY_AFTER, v);
+        }
+    }
+}
+
+fn too_many(d: &shared::usecases::rate_limit::RateDecision) -> Response {
+    json_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        &json!({
+            "success": false,
+            "error": format!("rate limit of {} requests per minute exceeded; retry in {} s", d.limit, d.retry_after),
+            "code": "rate_limited",
+        }),
+    )
+}
+
+/// Runs an offers/instances route: the per-IP limit (counted before authentication, so
+/// floods of bad keys are limited too), authentication, the per-key limit, then `body`;
+/// answers in the `{success, message, data}` envelope with `X-RateLimit-*` on every
+/// response.
+pub async fn v1<F, Fut>(state: &AppState, req: &Request, auth: V1Auth, body: F) -> Response
+where
+    F: FnOnce(Option<Caller>) -> Fut,
+    Fut: std::future::Future<Output = Result<V1Ok, ApiError>>,
+{
+    use shared::usecases::rate_limit;
+    let ip_bucket = format!("ip:{}", client_ip(req));
+    let mut decision =
+        match rate_limit::hit(state, &ip_bucket, state.config.rate_limit_per_ip).await {
+            Ok(d) => d,
+            Err(e) => return ApiError::from(e).into_envelope_response(),
+        };
+    let outcome = async {
+        if !decision.allowed {
+            return Err(None);
+        }
+        let caller = match auth {
+            V1Auth::ApiKey => Some(require_api_key(state, req).await.map_err(Some)?),
+            V1Auth::ApiKeyOrAdmin => require_api_key_or_admin(state, req).await.map_err(Some)?,
+        };
+        if let Some(c) = &caller {
+            let by_key = rate_limit::hit(
+                state,
+                &format!("key:{}", c.key_id),
+                state.config.rate_limit_per_key,
+            )
+            .await
+            .map_err(|e| Some(ApiError::from(e)))?;
+            decision = decision.combine(by_key);
+            if !decision.allowed {
+                return Err(None);
+            }
+        }
+        body(caller).await.map_err(Some)
+    }
+    .await;
+    let mut resp = match outcome {
+        Ok(ok) => {
+            let mut envelope = json!({"success": true, "message": ok.message});
+            if let Some(data) = ok.data {
+                envelope["data"] = data;
+            }
+            let mut resp = json_response(ok.status, &envelope);
+            if ok.replayed {
+                resp.headers_mut()
+                    .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            }
+            resp
+        }
+        Err(Some(e)) => e.into_envelope_response(),
+        Err(None) => too_many(&decision),
+    };
+    rate_headers(&mut resp, &decision);
+    resp
 }

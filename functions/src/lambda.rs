@@ -9,18 +9,19 @@ use std::sync::Arc;
 
 use lambda_http::{service_fn, Error};
 use shared::adapters::{
-    DynamoStore, Ec2Compute, Ec2Config, NotGranted, PollingNotifier, SqsQueue, SystemClock,
+    DynamoStore, Ec2Cloud, Ec2Compute, Ec2Config, NotGranted, PollingNotifier, SqsQueue,
+    SystemClock, VastCloud,
 };
 use shared::config::{Config, ConfigError};
-use shared::ports::{ComputeProvider, JobQueue};
-use shared::state::AdminCredentials;
+use shared::ports::{ComputeProvider, GpuCloud, JobQueue};
+use shared::state::{AdminCredentials, Clouds};
 use shared::AppState;
 
 use aws_lambda_events::cloudwatch_logs::LogsEvent;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
 
-use crate::catalog::{self, Ec2Access, LambdaFunction, Trigger};
+use crate::catalog::{self, CloudAccess, Ec2Access, LambdaFunction, Trigger};
 use crate::http::{Request, Response};
 use crate::routes::{Handler, ROUTES};
 
@@ -32,6 +33,8 @@ pub struct FunctionConfig {
     pub admin: AdminCredentials,
     pub queue_url: Option<String>,
     pub ec2: Option<Ec2Config>,
+    /// The EC2 settings of the offers API's aws_ec2 provider, where the function uses it.
+    pub cloud_ec2: Option<Ec2Config>,
 }
 
 /// Reads function `name`'s configuration through `lookup`; the error names the first missing
@@ -70,6 +73,13 @@ pub fn function_config(
             Some(Ec2Config::from_lookup(&config.deployment, &lookup)?)
         }
     };
+    let cloud_ec2 = match function.clouds {
+        CloudAccess::None => None,
+        CloudAccess::Read | CloudAccess::Manage => {
+            Some(Ec2Config::terminate_only(&config.deployment))
+        }
+        CloudAccess::Create => Some(Ec2Config::from_lookup(&config.deployment, &lookup)?),
+    };
     Ok(FunctionConfig {
         function,
         config,
@@ -77,6 +87,7 @@ pub fn function_config(
         admin,
         queue_url,
         ec2,
+        cloud_ec2,
     })
 }
 
@@ -97,7 +108,27 @@ pub async fn state_from_env(name: &str) -> Result<AppState, Error> {
         Some(ec2) => Arc::new(Ec2Compute::new(aws_sdk_ec2::Client::new(&sdk), ec2)),
         None => Arc::new(NotGranted("EC2")),
     };
+    let mut clouds: Vec<Arc<dyn GpuCloud>> = Vec::new();
+    if let Some(ec2) = f.cloud_ec2 {
+        let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
+        clouds.push(Arc::new(Ec2Cloud::new(
+            aws_sdk_ec2::Client::new(&sdk),
+            ec2,
+            &region,
+            &f.config.ssh_user,
+            f.config.offer_cache,
+        )?));
+        if let Some(key) = &f.config.vast_api_key {
+            clouds.push(Arc::new(VastCloud::new(
+                &f.config.vast_api_url,
+                key,
+                &f.config.deployment,
+                f.config.offer_cache,
+            )?));
+        }
+    }
     Ok(AppState {
+        clouds: Arc::new(Clouds::new(clouds)),
         store: Arc::new(store),
         compute,
         queue,

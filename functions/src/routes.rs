@@ -86,6 +86,14 @@ pub static ROUTES: &[Route] = &[
     route!(POST "/api/v1/api-keys" => "create-api-key", create_api_key, Admin),
     route!(GET "/api/v1/api-keys" => "list-api-keys", list_api_keys, Admin),
     route!(DELETE "/api/v1/api-keys/{key_id}" => "revoke-api-key", revoke_api_key, Admin),
+    route!(GET "/api/v1/providers" => "list-providers", list_providers, ApiKeyOrAdmin),
+    route!(GET "/api/v1/offers/search" => "search-offers", search_offers, ApiKeyOrAdmin),
+    route!(GET "/api/v1/instances" => "list-instances", list_instances, ApiKeyOrAdmin),
+    route!(POST "/api/v1/instances" => "create-instance", create_instance, ApiKey),
+    route!(GET "/api/v1/instances/{id}" => "get-instance", get_instance, ApiKeyOrAdmin),
+    route!(DELETE "/api/v1/instances/{id}" => "destroy-instance", destroy_instance, ApiKeyOrAdmin),
+    route!(POST "/api/v1/instances/{id}/start" => "start-instance", start_instance, ApiKeyOrAdmin),
+    route!(POST "/api/v1/instances/{id}/stop" => "stop-instance", stop_instance, ApiKeyOrAdmin),
 ];
 
 /// What matching a request path against the table found.

@@ -340,3 +340,40 @@ mod tests {
         assert!((widest.width - f64::from(PLOT_WIDTH)).abs() < 1e-6);
     }
 }
+
+/// An instance of the offers API, in the shape of the seed document (`provider_data`
+/// carries how to reach it and what it runs).
+pub fn instance_json(r: &shared::domain::instances::CloudInstance) -> serde_json::Value {
+    let mut provider_data = serde_json::json!({
+        "offer_id": r.offer_id,
+        "ssh_host": r.ssh_host,
+        "ssh_port": r.ssh_port,
+        "public_ipaddr": r.public_ip,
+        "image": r.image,
+        "onstart_script": r.onstart_script,
+    });
+    if let (Some(d), Some(offer)) = (provider_data.as_object_mut(), r.offer_data.as_object()) {
+        for (k, v) in offer {
+            d.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    serde_json::json!({
+        "id": r.id,
+        "provider": r.provider,
+        "provider_id": r.provider_id,
+        "user_id": r.owner,
+        "name": r.name,
+        "status": r.status.as_str(),
+        "status_reason": r.status_reason,
+        "gpu_model": r.gpu_model,
+        "gpu_count": r.gpu_count,
+        "cpu_count": r.cpu_count,
+        "ram_gb": r.ram_gb,
+        "storage_gb": r.storage_gb,
+        "price_per_hour": r.price_per_hour,
+        "region": r.region,
+        "created_at": rfc3339(r.created_at),
+        "updated_at": rfc3339(r.updated_at),
+        "provider_data": provider_data,
+    })
+}

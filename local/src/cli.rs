@@ -172,6 +172,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         store,
         sweep_every: std::time::Duration::from_secs(5),
         clock: None,
+        clouds: None,
     })
     .await?;
     say(&format!("gpufleet local mode: {}", running.url));

@@ -13,11 +13,12 @@ use axum::extract::State;
 use http::StatusCode;
 use lambda_http::RequestExt;
 use shared::adapters::{
-    InProcessNotifier, InProcessQueue, LocalCompute, LocalComputeConfig, SqliteStore, SystemClock,
+    InProcessNotifier, InProcessQueue, LocalCloud, LocalCompute, LocalComputeConfig, SqliteStore,
+    SystemClock, VastCloud,
 };
 use shared::config::Config;
-use shared::ports::Store;
-use shared::state::AdminCredentials;
+use shared::ports::{GpuCloud, Store};
+use shared::state::{AdminCredentials, Clouds};
 use shared::AppState;
 
 use functions::http::{add_cors_headers, cors_preflight, json_response, MAX_BODY_BYTES};
@@ -39,6 +40,9 @@ pub struct ServerOptions {
     pub sweep_every: std::time::Duration,
     /// The clock (default: the system's).
     pub clock: Option<Arc<dyn shared::ports::Clock>>,
+    /// The GPU clouds of the offers API (default: `local`, plus vast_ai when
+    /// `GPUFLEET_VAST_API_KEY` is set).
+    pub clouds: Option<Vec<Arc<dyn GpuCloud>>>,
 }
 
 pub struct RunningServer {
@@ -93,7 +97,23 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         allocator_url: url.clone(),
     });
     let (queue, worker) = InProcessQueue::new();
+    let clouds = match options.clouds {
+        Some(clouds) => clouds,
+        None => {
+            let mut clouds: Vec<Arc<dyn GpuCloud>> = vec![Arc::new(LocalCloud::default())];
+            if let Some(key) = &config.vast_api_key {
+                clouds.push(Arc::new(VastCloud::new(
+                    &config.vast_api_url,
+                    key,
+                    &config.deployment,
+                    config.offer_cache,
+                )?));
+            }
+            clouds
+        }
+    };
     let state = AppState {
+        clouds: Arc::new(Clouds::new(clouds)),
         store,
         compute: Arc::new(compute),
         queue: Arc::new(queue),
@@ -126,11 +146,14 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         .with_state(state.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await;
+        let served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = rx.await;
+        })
+        .await;
         if let Err(e) = served {
             tracing::error!(error = %e, "server stopped");
         }
@@ -148,6 +171,7 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
 /// Routes one request through the table and runs its handler.
 async fn dispatch(
     State(state): State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
     req: axum::extract::Request,
 ) -> axum::response::Response {
     let (parts, body) = req.into_parts();
@@ -189,9 +213,14 @@ async fn dispatch(
     } else {
         lambda_http::Body::Binary(bytes.to_vec())
     };
+    // As API Gateway does: the TCP peer is the source IP (rate limits count per IP).
+    let mut context =
+        lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext::default();
+    context.http.source_ip = Some(peer.ip().to_string());
     let request = http::Request::from_parts(parts, body)
         .with_path_parameters(path_params)
-        .with_query_string_parameters(query);
+        .with_query_string_parameters(query)
+        .with_request_context(lambda_http::request::RequestContext::ApiGatewayV2(context));
     // A spawned task finishes even if the client goes away mid-request (a launch must not
     // stop half way because a browser tab closed), and a panic becomes a 500, not a crash.
     match tokio::spawn((route.handler)(state.clone(), request)).await {

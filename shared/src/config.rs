@@ -80,6 +80,17 @@ pub struct Config {
     /// `GPUFLEET_CORS_ORIGINS`: origins allowed to call the API from a browser,
     /// comma-separated (default `http://localhost:5173,http://127.0.0.1:5173`).
     pub cors_origins: Vec<String>,
+    /// `GPUFLEET_RATE_LIMIT_PER_MINUTE`: requests per minute one client IP may send to the
+    /// offers and instances API (default 100).
+    pub rate_limit_per_ip: u32,
+    /// `GPUFLEET_KEY_RATE_LIMIT_PER_MINUTE`: the same per API key (default 100).
+    pub rate_limit_per_key: u32,
+    /// `GPUFLEET_VAST_API_KEY`: lists the vast_ai provider when set.
+    pub vast_api_key: Option<String>,
+    /// `GPUFLEET_VAST_API_URL` (default `https://console.vast.ai/api/v0`).
+    pub vast_api_url: String,
+    /// `GPUFLEET_OFFER_CACHE_SECONDS`: how long a provider's offers are reused (default 60).
+    pub offer_cache: Duration,
 }
 
 /// The default `GPUFLEET_CORS_ORIGINS` (a Vite dev server).
@@ -237,6 +248,15 @@ impl Config {
                 .map(|o| o.trim().trim_end_matches('/').to_string())
                 .filter(|o| !o.is_empty())
                 .collect(),
+            rate_limit_per_ip: parse::<u32>(&get, "GPUFLEET_RATE_LIMIT_PER_MINUTE", 100)?.max(1),
+            rate_limit_per_key: parse::<u32>(&get, "GPUFLEET_KEY_RATE_LIMIT_PER_MINUTE", 100)?
+                .max(1),
+            vast_api_key: get("GPUFLEET_VAST_API_KEY"),
+            vast_api_url: get("GPUFLEET_VAST_API_URL")
+                .unwrap_or_else(|| "https://console.vast.ai/api/v0".into())
+                .trim_end_matches('/')
+                .to_string(),
+            offer_cache: Duration::from_secs(parse(&get, "GPUFLEET_OFFER_CACHE_SECONDS", 60)?),
         })
     }
 

@@ -10,6 +10,8 @@ use std::pin::Pin;
 
 use async_trait::async_trait;
 
+use crate::domain::instances::{CloudInstance, NewInstance, ProviderInstance};
+use crate::domain::offers::{Offer, OfferQuery};
 use crate::domain::{
     ApiKey, Email, GpuRequest, Millis, Operation, Pin as VmPin, RequestChange, Vm, VmChange,
 };
@@ -161,9 +163,63 @@ pub trait ApiKeyStore: Send + Sync {
     async fn ping(&self) -> Result<()>;
 }
 
+/// How recording an instance ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CreateInstanceOutcome {
+    Created,
+    /// The idempotency key was used before with the same body: the original record.
+    Replayed(Box<CloudInstance>),
+    /// The idempotency key was used before with a different body.
+    IdempotencyMismatch,
+}
+
+/// Records of instances created through `/api/v1/instances`.
+#[async_trait]
+pub trait InstanceStore: Send + Sync {
+    /// Records a new instance, or replays the record an idempotency key already names.
+    async fn create_instance(
+        &self,
+        record: &CloudInstance,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<CreateInstanceOutcome>;
+    async fn get_instance(&self, id: &str) -> Result<Option<CloudInstance>>;
+    /// Newest first; `owner` `None` lists everyone's (admins, reconcile).
+    async fn list_instances(&self, owner: Option<&str>) -> Result<Vec<CloudInstance>>;
+    /// Writes `record` if the stored version is still `record.version` and returns it with
+    /// the next version; `Conflict` if someone saved in between, `NotFound` if it is gone.
+    async fn save_instance(&self, record: &CloudInstance) -> Result<CloudInstance>;
+}
+
+/// Fixed-window request counters shared by every process (Lambda functions, local server).
+#[async_trait]
+pub trait RateLimitStore: Send + Sync {
+    /// Adds one hit to `bucket`'s window starting at `window_start` and returns the hits in
+    /// that window including this one. Atomic: concurrent hits are all counted. The counter
+    /// may be forgotten after `expires_at`.
+    async fn count_hit(
+        &self,
+        bucket: &str,
+        window_start: Millis,
+        expires_at: Millis,
+    ) -> Result<u64>;
+}
+
 /// Everything the core keeps.
-pub trait Store: VmStore + OperationStore + LogStore + RequestStore + ApiKeyStore {}
-impl<T: VmStore + OperationStore + LogStore + RequestStore + ApiKeyStore> Store for T {}
+pub trait Store:
+    VmStore + OperationStore + LogStore + RequestStore + ApiKeyStore + InstanceStore + RateLimitStore
+{
+}
+impl<
+        T: VmStore
+            + OperationStore
+            + LogStore
+            + RequestStore
+            + ApiKeyStore
+            + InstanceStore
+            + RateLimitStore,
+    > Store for T
+{
+}
 
 /// Where to run a VM: on-demand, or spot (cheaper, can be refused for capacity).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,6 +325,43 @@ pub trait ComputeProvider: Send + Sync {
     /// Asks for each machine to end and returns the ids confirmed ending or gone. Machines
     /// of other deployments are never touched.
     async fn terminate(&self, instance_ids: &[String]) -> Result<Vec<String>>;
+}
+
+/// What a provider needs to create one instance from an offer.
+#[derive(Debug, Clone)]
+pub struct CreateInstanceSpec {
+    /// Our record's id: the machine carries it (tag, label) and it is the idempotency
+    /// token, so a retried create never starts a second machine.
+    pub record_id: String,
+    pub owner: String,
+    /// The offer's provider id.
+    pub offer_id: String,
+    pub request: NewInstance,
+    /// What the offer said (EC2: instance type and market).
+    pub offer: Offer,
+}
+
+/// A GPU cloud: offers, and the lifecycle of instances created from them. Every call
+/// only ever touches machines this deployment created.
+#[async_trait]
+pub trait GpuCloud: Send + Sync {
+    /// `aws_ec2`, `vast_ai`, `local`.
+    fn name(&self) -> &'static str;
+    /// Offers matching `query` (providers may pre-filter; the caller applies the query).
+    async fn search_offers(&self, query: &OfferQuery) -> Result<Vec<Offer>>;
+    /// One offer by its provider id.
+    async fn offer(&self, provider_id: &str) -> Result<Option<Offer>>;
+    /// Creates the machine, or finds the one an earlier attempt with the same record id
+    /// created.
+    async fn create(&self, spec: &CreateInstanceSpec) -> Result<ProviderInstance, LaunchError>;
+    /// `None` when the provider no longer knows it (gone).
+    async fn show(&self, provider_id: &str) -> Result<Option<ProviderInstance>>;
+    async fn start(&self, provider_id: &str) -> Result<()>;
+    async fn stop(&self, provider_id: &str) -> Result<()>;
+    /// Ends the machine; true once the provider confirms it is ending or gone.
+    async fn destroy(&self, provider_id: &str) -> Result<bool>;
+    /// Every live machine this deployment created through the instances API.
+    async fn list_owned(&self) -> Result<Vec<ProviderInstance>>;
 }
 
 /// Work for the provisioner.

@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::Config;
-use crate::ports::{AssignmentNotifier, Clock, ComputeProvider, JobQueue, Store};
+use crate::ports::{AssignmentNotifier, Clock, ComputeProvider, GpuCloud, JobQueue, Store};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -18,6 +18,30 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub config: Arc<Config>,
     pub admin: Arc<AdminCredentials>,
+    /// The GPU clouds of `/api/v1/offers` and `/api/v1/instances` this process may use.
+    pub clouds: Arc<Clouds>,
+}
+
+/// The configured GPU clouds, by name.
+#[derive(Default, Clone)]
+pub struct Clouds(Vec<Arc<dyn GpuCloud>>);
+
+impl Clouds {
+    pub fn new(clouds: Vec<Arc<dyn GpuCloud>>) -> Self {
+        Clouds(clouds)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn GpuCloud>> {
+        self.0.iter().find(|c| c.name() == name)
+    }
+
+    pub fn all(&self) -> &[Arc<dyn GpuCloud>] {
+        &self.0
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        self.0.iter().map(|c| c.name()).collect()
+    }
 }
 
 /// HTTP Basic credentials for the admin routes, kept as digests so the comparison is

@@ -97,6 +97,7 @@ impl TestState {
             notifier: Arc::new(InProcessNotifier::default()),
             clock: Arc::new(SystemClock),
             config: Arc::new(config),
+            clouds: Default::default(),
             admin: Arc::new(AdminCredentials::new(ADMIN_USER, ADMIN_PASSWORD)),
         };
         worker.start(state.clone());

@@ -28,6 +28,7 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use rand::seq::SliceRandom;
 
+use crate::domain::instances::CloudInstance;
 use crate::domain::logs::{chunk_lines, line_bytes};
 use crate::domain::{ApiKey, GpuRequest, RequestChange};
 use crate::domain::{
@@ -36,8 +37,9 @@ use crate::domain::{
 };
 use crate::error::{Error, Result};
 use crate::ports::{
-    ApiKeyStore, ClaimOutcome, ClaimRequest, CreateRequestOutcome, Idempotency, LogPage, LogStore,
-    OperationStore, RequestStore, VmStore,
+    ApiKeyStore, ClaimOutcome, ClaimRequest, CreateInstanceOutcome, CreateRequestOutcome,
+    Idempotency, InstanceStore, LogPage, LogStore, OperationStore, RateLimitStore, RequestStore,
+    VmStore,
 };
 
 /// The table's definition: the one source the bootstrap command, the tests and the SAM
@@ -1529,5 +1531,183 @@ impl ApiKeyStore for DynamoStore {
 
     async fn ping(&self) -> Result<()> {
         DynamoStore::ping(self).await
+    }
+}
+
+// Instances of the offers API.
+//
+// Items: `INST#<id>`/`INST` (the record as JSON, `version`, and for the `requests` index
+// `req_pk = IUSER#<owner>`, `req_sk = <created>#<id>`); `IDEM#<user>#instances#<key>`/`IDEM`
+// per idempotency key, written in one transaction with the record. Saves are conditional
+// on the version read.
+
+fn instance_item(r: &CloudInstance) -> Result<Item> {
+    let mut item = key(format!("INST#{}", r.id), "INST");
+    let body = serde_json::to_string(r).map_err(|e| internal("encoding an instance", e))?;
+    item.insert("body".into(), s(body));
+    item.insert("version".into(), n(r.version));
+    item.insert(table::REQUESTS_PK.into(), s(format!("IUSER#{}", r.owner)));
+    item.insert(
+        table::REQUESTS_SK.into(),
+        s(format!("{:020}#{}", r.created_at.max(0), r.id)),
+    );
+    Ok(item)
+}
+
+fn item_to_instance(item: &Item) -> Result<CloudInstance> {
+    let body = get_s(item, "body").ok_or_else(|| internal("reading an instance", "no body"))?;
+    serde_json::from_str(&body).map_err(|e| internal("decoding an instance", e))
+}
+
+fn instance_idempotency_key(user: &str, idem_key: &str) -> Item {
+    key(format!("IDEM#{user}#instances#{idem_key}"), "IDEM")
+}
+
+#[async_trait]
+impl InstanceStore for DynamoStore {
+    async fn create_instance(
+        &self,
+        record: &CloudInstance,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<CreateInstanceOutcome> {
+        for _ in 0..MAX_ATTEMPTS {
+            if let Some(idem) = idempotency {
+                if let Some(item) = self
+                    .get_item(instance_idempotency_key(&record.owner, &idem.key), true)
+                    .await?
+                {
+                    if get_s(&item, "fingerprint").as_deref() != Some(idem.fingerprint.as_str()) {
+                        return Ok(CreateInstanceOutcome::IdempotencyMismatch);
+                    }
+                    let id = get_s(&item, "instance_id").unwrap_or_default();
+                    let original = self.get_instance(&id).await?.ok_or_else(|| {
+                        internal(
+                            "replaying an instance",
+                            "idempotency key without its instance",
+                        )
+                    })?;
+                    return Ok(CreateInstanceOutcome::Replayed(Box::new(original)));
+                }
+            }
+            let mut items =
+                vec![self.put_item(instance_item(record)?, "attribute_not_exists(pk)", vec![])?];
+            if let Some(idem) = idempotency {
+                let mut item = instance_idempotency_key(&record.owner, &idem.key);
+                item.insert("fingerprint".into(), s(idem.fingerprint.clone()));
+                item.insert("instance_id".into(), s(record.id.clone()));
+                items.push(self.put_item(item, "attribute_not_exists(pk)", vec![])?);
+            }
+            match self.transact(items).await? {
+                None => return Ok(CreateInstanceOutcome::Created),
+                Some(codes) => {
+                    if codes.first().map(String::as_str) == Some("ConditionalCheckFailed") {
+                        return Err(Error::Conflict(format!("instance {} exists", record.id)));
+                    }
+                    // A concurrent create with the same key, or a transaction conflict:
+                    // look again.
+                }
+            }
+        }
+        Err(internal("recording an instance", "too much contention"))
+    }
+
+    async fn get_instance(&self, id: &str) -> Result<Option<CloudInstance>> {
+        self.get(&format!("INST#{id}"), "INST", true)
+            .await?
+            .map(|i| item_to_instance(&i))
+            .transpose()
+    }
+
+    async fn list_instances(&self, owner: Option<&str>) -> Result<Vec<CloudInstance>> {
+        let Some(owner) = owner else {
+            // Everyone's (admins, reconcile): a filtered scan, sorted here.
+            let mut all: Vec<CloudInstance> = self
+                .scan_prefix("INST#")
+                .await?
+                .iter()
+                .map(item_to_instance)
+                .collect::<Result<_>>()?;
+            all.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+            return Ok(all);
+        };
+        let items = self
+            .query_all("Query instances", |start| {
+                self.client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(table::REQUESTS_INDEX)
+                    .key_condition_expression("#p = :owner")
+                    .expression_attribute_names("#p", table::REQUESTS_PK)
+                    .expression_attribute_values(":owner", s(format!("IUSER#{owner}")))
+                    .set_exclusive_start_key(start)
+            })
+            .await?;
+        let mut out: Vec<CloudInstance> =
+            items.iter().map(item_to_instance).collect::<Result<_>>()?;
+        out.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        Ok(out)
+    }
+
+    async fn save_instance(&self, record: &CloudInstance) -> Result<CloudInstance> {
+        let mut next = record.clone();
+        next.version = record.version + 1;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(instance_item(&next)?))
+            .condition_expression("attribute_exists(pk) AND version = :v")
+            .expression_attribute_values(":v", n(record.version))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                self.stats
+                    .record("PutItem", capacity_of(out.consumed_capacity()));
+                Ok(next)
+            }
+            Err(e) if code(&e).as_deref() == Some("ConditionalCheckFailedException") => {
+                match self.get_instance(&record.id).await? {
+                    None => Err(Error::NotFound(format!("instance {}", record.id))),
+                    Some(_) => Err(Error::Conflict(format!(
+                        "instance {} was changed meanwhile",
+                        record.id
+                    ))),
+                }
+            }
+            Err(e) => Err(internal("PutItem instance", DisplayErrorContext(e))),
+        }
+    }
+}
+
+#[async_trait]
+impl RateLimitStore for DynamoStore {
+    async fn count_hit(
+        &self,
+        bucket: &str,
+        window_start: Millis,
+        expires_at: Millis,
+    ) -> Result<u64> {
+        // One atomic ADD per request; TTL (seconds) removes old windows.
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("RATE#{bucket}#{window_start}"), "RATE")))
+            .update_expression("ADD hits :one SET #ttl = :ttl")
+            .expression_attribute_names("#ttl", table::TTL_ATTRIBUTE)
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":ttl", n(expires_at / 1000))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| internal("UpdateItem rate", DisplayErrorContext(e)))?;
+        self.stats
+            .record("UpdateItem", capacity_of(out.consumed_capacity()));
+        out.attributes()
+            .and_then(|a| get_n::<u64>(a, "hits"))
+            .ok_or_else(|| internal("UpdateItem rate", "no count returned"))
     }
 }

@@ -221,7 +221,7 @@ fn state_of(name: Option<&InstanceStateName>) -> InstanceState {
 }
 
 /// How a RunInstances error code should be treated (codes, never messages).
-fn classify(code: &str, message: String) -> LaunchError {
+pub(crate) fn classify(code: &str, message: String) -> LaunchError {
     match code {
         "InsufficientInstanceCapacity"
         | "InsufficientCapacity"
@@ -294,6 +294,13 @@ impl Ec2Compute {
             for reservation in page.reservations() {
                 for i in reservation.instances() {
                     let Some(id) = i.instance_id() else { continue };
+                    // Instances of the offers API have records of their own (see ec2_cloud).
+                    if i.tags()
+                        .iter()
+                        .any(|t| t.key() == Some(super::ec2_cloud::TAG_INSTANCE))
+                    {
+                        continue;
+                    }
                     out.push(Instance {
                         id: id.to_string(),
                         hostname: i

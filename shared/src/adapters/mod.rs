@@ -6,23 +6,32 @@ pub mod clock;
 pub mod dynamodb;
 #[cfg(feature = "aws")]
 pub mod ec2;
+#[cfg(feature = "aws")]
+pub mod ec2_cloud;
 pub mod in_process_queue;
+pub mod local_cloud;
 pub mod local_compute;
 pub mod not_granted;
 pub mod notifier;
+pub mod offer_cache;
 pub mod sqlite;
 #[cfg(feature = "aws")]
 pub mod sqs;
+pub mod vast;
 
 pub use clock::{OffsetClock, SystemClock};
 #[cfg(feature = "aws")]
 pub use dynamodb::DynamoStore;
 #[cfg(feature = "aws")]
 pub use ec2::{Ec2Compute, Ec2Config};
+#[cfg(feature = "aws")]
+pub use ec2_cloud::Ec2Cloud;
 pub use in_process_queue::{InProcessQueue, JobWorker};
+pub use local_cloud::LocalCloud;
 pub use local_compute::{LocalCompute, LocalComputeConfig};
 pub use not_granted::NotGranted;
 pub use notifier::{InProcessNotifier, PollingNotifier};
 pub use sqlite::SqliteStore;
 #[cfg(feature = "aws")]
 pub use sqs::SqsQueue;
+pub use vast::VastCloud;

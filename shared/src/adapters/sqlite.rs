@@ -19,6 +19,7 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 
+use crate::domain::instances::CloudInstance;
 use crate::domain::logs::{chunk_lines, line_bytes};
 use crate::domain::{ApiKey, GpuRequest, RequestChange};
 use crate::domain::{
@@ -27,8 +28,9 @@ use crate::domain::{
 };
 use crate::error::{Error, Result};
 use crate::ports::{
-    ApiKeyStore, ClaimOutcome, ClaimRequest, CreateRequestOutcome, Idempotency, LogPage, LogStore,
-    OperationStore, RequestStore, VmStore,
+    ApiKeyStore, ClaimOutcome, ClaimRequest, CreateInstanceOutcome, CreateRequestOutcome,
+    Idempotency, InstanceStore, LogPage, LogStore, OperationStore, RateLimitStore, RequestStore,
+    VmStore,
 };
 
 /// File name of the database inside the data directory.
@@ -371,6 +373,32 @@ fn migrate(conn: &Connection) -> Result<()> {
             body       TEXT NOT NULL
          );"
         .to_string(),
+        // Version 5: instances of the offers API (record as JSON), their idempotency keys,
+        // and rate-limit counters (one row per bucket and window).
+        "CREATE TABLE cloud_instances (
+            id         TEXT PRIMARY KEY,
+            owner      TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            version    INTEGER NOT NULL,
+            body       TEXT NOT NULL
+         );
+         CREATE INDEX cloud_instances_by_owner ON cloud_instances(owner, created_at);
+         CREATE TABLE instance_idempotency_keys (
+            user_id     TEXT NOT NULL,
+            key         TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            instance_id TEXT NOT NULL,
+            PRIMARY KEY (user_id, key)
+         ) WITHOUT ROWID;
+         CREATE TABLE rate_limits (
+            bucket       TEXT NOT NULL,
+            window_start INTEGER NOT NULL,
+            hits         INTEGER NOT NULL,
+            expires_at   INTEGER NOT NULL,
+            PRIMARY KEY (bucket, window_start)
+         ) WITHOUT ROWID;
+         CREATE INDEX rate_limits_expiry ON rate_limits(expires_at);"
+            .to_string(),
     ];
     let version: usize = conn
         .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
@@ -1119,5 +1147,172 @@ mod tests {
         let vm = store.get_vm("vm-keep").await.unwrap().unwrap();
         assert_eq!(vm.created_at, 5);
         assert!(TokenHash::of("t") == vm.token_hash);
+    }
+}
+
+fn get_instance_tx(conn: &Connection, id: &str) -> Result<Option<CloudInstance>> {
+    conn.query_row(
+        "SELECT body FROM cloud_instances WHERE id = ?1",
+        params![id],
+        |r| r.get::<_, String>(0),
+    )
+    .optional()
+    .map_err(sql_err("reading an instance"))?
+    .map(|body| serde_json::from_str(&body).map_err(json_err))
+    .transpose()
+}
+
+#[async_trait]
+impl InstanceStore for SqliteStore {
+    async fn create_instance(
+        &self,
+        record: &CloudInstance,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<CreateInstanceOutcome> {
+        let record = record.clone();
+        let idempotency = idempotency.cloned();
+        self.write(move |conn| {
+            if let Some(idem) = &idempotency {
+                let seen: Option<(String, String)> = conn
+                    .query_row(
+                        "SELECT fingerprint, instance_id FROM instance_idempotency_keys
+                         WHERE user_id = ?1 AND key = ?2",
+                        params![record.owner, idem.key],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()
+                    .map_err(sql_err("reading an idempotency key"))?;
+                if let Some((fingerprint, id)) = seen {
+                    if fingerprint != idem.fingerprint {
+                        return Ok(CreateInstanceOutcome::IdempotencyMismatch);
+                    }
+                    let original = get_instance_tx(conn, &id)?.ok_or_else(|| {
+                        Error::Internal(anyhow::anyhow!("idempotency key without its instance"))
+                    })?;
+                    return Ok(CreateInstanceOutcome::Replayed(Box::new(original)));
+                }
+                conn.execute(
+                    "INSERT INTO instance_idempotency_keys (user_id, key, fingerprint, instance_id)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![record.owner, idem.key, idem.fingerprint, record.id],
+                )
+                .map_err(sql_err("recording an idempotency key"))?;
+            }
+            let body = serde_json::to_string(&record).map_err(json_err)?;
+            let inserted = conn
+                .execute(
+                    "INSERT OR IGNORE INTO cloud_instances (id, owner, created_at, version, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        record.id,
+                        record.owner,
+                        record.created_at,
+                        record.version,
+                        body
+                    ],
+                )
+                .map_err(sql_err("recording an instance"))?;
+            if inserted == 0 {
+                return Err(Error::Conflict(format!("instance {} exists", record.id)));
+            }
+            Ok(CreateInstanceOutcome::Created)
+        })
+        .await
+    }
+
+    async fn get_instance(&self, id: &str) -> Result<Option<CloudInstance>> {
+        let id = id.to_string();
+        self.read(move |conn| get_instance_tx(conn, &id)).await
+    }
+
+    async fn list_instances(&self, owner: Option<&str>) -> Result<Vec<CloudInstance>> {
+        let owner = owner.map(str::to_string);
+        self.read(move |conn| {
+            let bodies: Vec<String> = match &owner {
+                Some(owner) => conn
+                    .prepare_cached(
+                        "SELECT body FROM cloud_instances WHERE owner = ?1
+                         ORDER BY created_at DESC, id DESC",
+                    )
+                    .and_then(|mut stmt| {
+                        stmt.query_map(params![owner], |r| r.get(0))?
+                            .collect::<rusqlite::Result<_>>()
+                    }),
+                None => conn
+                    .prepare_cached(
+                        "SELECT body FROM cloud_instances ORDER BY created_at DESC, id DESC",
+                    )
+                    .and_then(|mut stmt| {
+                        stmt.query_map([], |r| r.get(0))?
+                            .collect::<rusqlite::Result<_>>()
+                    }),
+            }
+            .map_err(sql_err("listing instances"))?;
+            bodies
+                .iter()
+                .map(|b| serde_json::from_str(b).map_err(json_err))
+                .collect()
+        })
+        .await
+    }
+
+    async fn save_instance(&self, record: &CloudInstance) -> Result<CloudInstance> {
+        let mut next = record.clone();
+        next.version = record.version + 1;
+        self.write(move |conn| {
+            let body = serde_json::to_string(&next).map_err(json_err)?;
+            let updated = conn
+                .execute(
+                    "UPDATE cloud_instances SET version = ?1, body = ?2
+                     WHERE id = ?3 AND version = ?4",
+                    params![next.version, body, next.id, next.version - 1],
+                )
+                .map_err(sql_err("saving an instance"))?;
+            if updated == 1 {
+                return Ok(next);
+            }
+            match get_instance_tx(conn, &next.id)? {
+                None => Err(Error::NotFound(format!("instance {}", next.id))),
+                Some(_) => Err(Error::Conflict(format!(
+                    "instance {} was changed meanwhile",
+                    next.id
+                ))),
+            }
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl RateLimitStore for SqliteStore {
+    async fn count_hit(
+        &self,
+        bucket: &str,
+        window_start: Millis,
+        expires_at: Millis,
+    ) -> Result<u64> {
+        let bucket = bucket.to_string();
+        self.write(move |conn| {
+            let hits: i64 = conn
+                .query_row(
+                    "INSERT INTO rate_limits (bucket, window_start, hits, expires_at)
+                     VALUES (?1, ?2, 1, ?3)
+                     ON CONFLICT (bucket, window_start) DO UPDATE SET hits = hits + 1
+                     RETURNING hits",
+                    params![bucket, window_start, expires_at],
+                    |r| r.get(0),
+                )
+                .map_err(sql_err("counting a request"))?;
+            // The first hit of a window clears windows that ended (as DynamoDB's TTL would).
+            if hits == 1 {
+                conn.execute(
+                    "DELETE FROM rate_limits WHERE expires_at < ?1",
+                    params![window_start],
+                )
+                .map_err(sql_err("clearing old rate windows"))?;
+            }
+            Ok(u64::try_from(hits).unwrap_or(0))
+        })
+        .await
     }
 }

@@ -4,9 +4,11 @@
 pub mod api_keys;
 pub mod crd;
 pub mod email;
+pub mod instances;
 pub mod jobs;
 pub mod logs;
 pub mod metrics;
+pub mod offers;
 pub mod operation;
 pub mod requests;
 pub mod secrets;

@@ -2,8 +2,10 @@
 //! these calls and render what they return; the rules live here.
 
 pub mod admin;
+pub mod instances;
 pub mod participant;
 pub mod provisioning;
+pub mod rate_limit;
 pub mod reconcile;
 pub mod requests;
 pub mod vm_agent;

@@ -2,7 +2,8 @@
 //! from the `reconcile` function, meant for a schedule (every 5 minutes). A tagged machine
 //! without a record is an orphan and is terminated; a record whose machine is gone is
 //! marked; a record still waiting for its machine adopts one that carries its hostname.
-//! It also sweeps provisioning requests (`requests::sweep`): expired leases end here.
+//! It also sweeps provisioning requests (`requests::sweep`): expired leases end here; and
+//! reconciles the offers API's instances (`instances::reconcile`).
 
 use std::collections::HashMap;
 
@@ -22,6 +23,8 @@ pub struct ReconcileReport {
     pub vanished_marked: Vec<String>,
     /// Provisioning requests moved along (leases ended, requests failed or completed).
     pub requests: super::requests::SweepReport,
+    /// Instances of the offers API (orphans ended, records brought up to date).
+    pub instances: super::instances::InstancesReport,
 }
 
 pub async fn reconcile(state: &AppState) -> Result<ReconcileReport> {
@@ -96,5 +99,6 @@ pub async fn reconcile(state: &AppState) -> Result<ReconcileReport> {
     }
     tracing::info!(?report, "reconciled");
     report.requests = super::requests::sweep(state).await?;
+    report.instances = super::instances::reconcile(state).await?;
     Ok(report)
 }

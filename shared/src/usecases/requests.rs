@@ -30,6 +30,8 @@ use crate::AppState;
 pub struct Caller {
     pub user_id: String,
     pub gpu_quota: u32,
+    /// The API key used (its public id), for per-key rate limits.
+    pub key_id: String,
 }
 
 impl Caller {
@@ -37,6 +39,7 @@ impl Caller {
         Caller {
             user_id: key.user_id.clone(),
             gpu_quota: key.gpu_quota,
+            key_id: key.key_id.clone(),
         }
     }
 }

@@ -97,6 +97,7 @@ async fn aws_with(
             interval: Duration::from_millis(50),
         }),
         clock: Arc::new(SystemClock),
+        clouds: Default::default(),
         admin: Arc::new(AdminCredentials::new(ADMIN_USER, ADMIN_PASSWORD)),
         config: Arc::new(config),
     };
@@ -749,6 +750,7 @@ fn caller(user: &str) -> shared::usecases::requests::Caller {
     shared::usecases::requests::Caller {
         user_id: user.into(),
         gpu_quota: 8,
+        key_id: format!("key-of-{user}"),
     }
 }
 

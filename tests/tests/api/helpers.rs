@@ -42,6 +42,8 @@ pub struct Options {
     pub config: Option<fn(&mut Config)>,
     /// Another agent program for the local VMs (a missing one forces launch failures).
     pub agent_program: Option<PathBuf>,
+    /// The GPU clouds of the offers API (default: the local one).
+    pub clouds: Option<Vec<Arc<dyn shared::ports::GpuCloud>>>,
 }
 
 impl Default for Options {
@@ -54,6 +56,7 @@ impl Default for Options {
             clock: Arc::new(OffsetClock::default()),
             config: None,
             agent_program: None,
+            clouds: None,
         }
     }
 }
@@ -106,6 +109,7 @@ pub async fn spawn_app_in(data_dir: &Path, options: Options) -> TestApp {
         store: options.store.clone(),
         sweep_every: Duration::from_millis(200),
         clock: Some(options.clock.clone()),
+        clouds: options.clouds.clone(),
     })
     .await
     .expect("server starts");

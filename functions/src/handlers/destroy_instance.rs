@@ -1,0 +1,34 @@
+//! `DELETE /api/v1/instances/{id}` (API key: own only; admin: any). 200 `destroyed` once the
+//! provider confirms; 202 `destroying` while it has not yet (reconcile finishes it).
+
+use http::StatusCode;
+use shared::domain::instances::InstanceStatus;
+use shared::usecases::instances;
+use shared::AppState;
+
+use crate::http::{path_param, v1, Request, Response, V1Auth, V1Ok};
+use crate::views::instance_json;
+
+pub async fn handle(state: AppState, req: Request) -> Response {
+    let (state, req) = (&state, &req);
+    v1(state, req, V1Auth::ApiKeyOrAdmin, |caller| async move {
+        let id = path_param(&req, "id")?;
+        let instance = instances::destroy(&state, caller.as_ref(), &id).await?;
+        let confirmed = instance.status != InstanceStatus::Destroying;
+        Ok(V1Ok {
+            status: if confirmed {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            },
+            message: if confirmed {
+                "Instance destroyed successfully"
+            } else {
+                "Instance is being destroyed; the provider has not confirmed yet"
+            },
+            data: Some(instance_json(&instance)),
+            replayed: false,
+        })
+    })
+    .await
+}

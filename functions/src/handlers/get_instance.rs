@@ -1,0 +1,18 @@
+//! `GET /api/v1/instances/{id}` (API key: own only, others' are 404; admin: any), refreshed
+//! from the provider.
+
+use shared::usecases::instances;
+use shared::AppState;
+
+use crate::http::{path_param, v1, Request, Response, V1Auth, V1Ok};
+use crate::views::instance_json;
+
+pub async fn handle(state: AppState, req: Request) -> Response {
+    let (state, req) = (&state, &req);
+    v1(state, req, V1Auth::ApiKeyOrAdmin, |caller| async move {
+        let id = path_param(&req, "id")?;
+        let instance = instances::get(&state, caller.as_ref(), &id).await?;
+        V1Ok::ok("Instance retrieved successfully", instance_json(&instance))
+    })
+    .await
+}

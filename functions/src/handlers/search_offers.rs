@@ -1,0 +1,30 @@
+//! `GET /api/v1/offers/search` (API key): offers across providers, filtered and sorted
+//! (see `OfferQuery`); bad parameters are a 400 naming the parameter.
+
+use lambda_http::RequestExt;
+use shared::domain::offers::OfferQuery;
+use shared::usecases::instances;
+use shared::AppState;
+
+use crate::http::{v1, Request, Response, V1Auth, V1Ok};
+
+pub async fn handle(state: AppState, req: Request) -> Response {
+    let (state, req) = (&state, &req);
+    v1(state, req, V1Auth::ApiKeyOrAdmin, |_caller| async {
+        let params = req.query_string_parameters();
+        let pairs: Vec<(String, String)> = params
+            .iter()
+            .flat_map(|(k, _)| {
+                params
+                    .all(k)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(move |v| (k.to_string(), v.to_string()))
+            })
+            .collect();
+        let query = OfferQuery::parse(&pairs)?;
+        let offers = instances::search(&state, &query).await?;
+        V1Ok::ok("Offers retrieved successfully", serde_json::json!(offers))
+    })
+    .await
+}

@@ -1,0 +1,605 @@
+//! The aws_ec2 provider of the offers API: GPU instance types as offers (from
+//! `DescribeInstanceTypes`, `DescribeInstanceTypeOfferings`, `DescribeSpotPriceHistory` and
+//! the on-demand price table in `shared/data/`), and the lifecycle of instances created
+//! from them. Every such instance carries the deployment tag and `gpufleet:instance`
+//! (its record id); the VM reconcile leaves these to `usecases::instances::reconcile`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_ec2::types::{
+    Filter, HttpTokensState, InstanceInterruptionBehavior, InstanceMarketOptionsRequest,
+    InstanceMetadataOptionsRequest, InstanceStateName, InstanceType, LocationType, MarketType,
+    ResourceType, SpotInstanceType, SpotMarketOptions, Tag, TagSpecification,
+};
+use aws_sdk_ec2::Client;
+use base64::Engine as _;
+use serde_json::json;
+
+use super::dynamodb::RequestStats;
+use super::ec2::{Ec2Config, TAG_DEPLOYMENT, USER_DATA_LIMIT};
+use super::offer_cache::OfferCache;
+use crate::domain::instances::{InstanceStatus, ProviderInstance};
+use crate::domain::offers::{Offer, OfferQuery};
+use crate::error::{Error, Result};
+use crate::ports::{CreateInstanceSpec, GpuCloud, LaunchError};
+
+pub const PROVIDER: &str = "aws_ec2";
+/// On instances of the offers API: the record's id, and its owner.
+pub const TAG_INSTANCE: &str = "gpufleet:instance";
+pub const TAG_OWNER: &str = "gpufleet:owner";
+
+const TEMPLATE: &str = include_str!("../../../infra/instance_user_data.sh");
+const PRICES: &str = include_str!("../../data/ec2_on_demand_prices.json");
+
+/// The shipped on-demand price table: region → instance type → USD/hour.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct PriceTable {
+    pub source: String,
+    pub as_of: String,
+    pub regions: HashMap<String, HashMap<String, f64>>,
+}
+
+impl PriceTable {
+    pub fn shipped() -> Result<Self> {
+        serde_json::from_str(PRICES)
+            .map_err(|e| Error::Internal(anyhow::anyhow!("price table: {e}")))
+    }
+
+    pub fn price(&self, region: &str, instance_type: &str) -> Option<f64> {
+        self.regions.get(region)?.get(instance_type).copied()
+    }
+}
+
+/// Renders an instance's bootstrap: the caller's values only as base64 in single quotes.
+pub fn render_instance_user_data(spec: &CreateInstanceSpec, ssh_user: &str) -> Result<Vec<u8>> {
+    let user_ok = !ssh_user.is_empty()
+        && ssh_user.len() <= 32
+        && ssh_user.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && ssh_user
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if !user_ok {
+        return Err(Error::validation(
+            "the SSH login user must match [a-z_][a-z0-9_-]*",
+        ));
+    }
+    let b64 = |v: Option<&String>| {
+        base64::engine::general_purpose::STANDARD.encode(v.map(String::as_bytes).unwrap_or(b""))
+    };
+    let script = TEMPLATE
+        .replace("__SSH_USER__", ssh_user)
+        .replace("__SSH_KEY_B64__", &b64(spec.request.ssh_key.as_ref()))
+        .replace("__IMAGE_B64__", &b64(spec.request.image.as_ref()))
+        .replace(
+            "__ONSTART_B64__",
+            &b64(spec.request.onstart_script.as_ref()),
+        );
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let bytes = gz
+        .write_all(script.as_bytes())
+        .and_then(|()| gz.finish())
+        .map_err(|e| Error::Internal(anyhow::anyhow!("gzip: {e}")))?;
+    if bytes.len() > USER_DATA_LIMIT {
+        return Err(Error::validation(format!(
+            "the instance's user_data would be {} bytes, over EC2's {USER_DATA_LIMIT}; shorten onstart_script",
+            bytes.len()
+        )));
+    }
+    Ok(bytes)
+}
+
+pub struct Ec2Cloud {
+    client: Client,
+    config: Ec2Config,
+    region: String,
+    ssh_user: String,
+    prices: PriceTable,
+    cache: OfferCache,
+    stats: Arc<RequestStats>,
+}
+
+fn filter(name: &str, values: &[&str]) -> Filter {
+    Filter::builder()
+        .name(name)
+        .set_values(Some(values.iter().map(|v| v.to_string()).collect()))
+        .build()
+}
+
+fn tag(key: &str, value: &str) -> Tag {
+    Tag::builder().key(key).value(value).build()
+}
+
+fn internal(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Internal(anyhow::anyhow!("EC2 {what}: {e}"))
+}
+
+fn status_of(name: Option<&InstanceStateName>) -> Option<InstanceStatus> {
+    Some(match name? {
+        InstanceStateName::Pending => InstanceStatus::Loading,
+        InstanceStateName::Running => InstanceStatus::Running,
+        InstanceStateName::Stopping => InstanceStatus::Stopping,
+        InstanceStateName::Stopped => InstanceStatus::Stopped,
+        InstanceStateName::ShuttingDown | InstanceStateName::Terminated => {
+            InstanceStatus::Destroyed
+        }
+        _ => return None,
+    })
+}
+
+/// A GPU instance type as DescribeInstanceTypes tells it.
+struct GpuType {
+    name: String,
+    gpu_model: String,
+    gpu_count: u32,
+    gpu_memory_gb: f64,
+    cpu_count: u32,
+    ram_gb: f64,
+    storage_gb: f64,
+}
+
+impl Ec2Cloud {
+    pub fn new(
+        client: Client,
+        config: Ec2Config,
+        region: &str,
+        ssh_user: &str,
+        cache_ttl: Duration,
+    ) -> Result<Self> {
+        Ok(Ec2Cloud {
+            client,
+            config,
+            region: region.to_string(),
+            ssh_user: ssh_user.to_string(),
+            prices: PriceTable::shipped()?,
+            cache: OfferCache::new(cache_ttl),
+            stats: Arc::new(RequestStats::default()),
+        })
+    }
+
+    /// EC2 calls made so far, per operation (the cache test reads this).
+    pub fn stats(&self) -> Arc<RequestStats> {
+        self.stats.clone()
+    }
+
+    async fn gpu_types(&self) -> Result<Vec<GpuType>> {
+        let mut out = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            self.stats.record("DescribeInstanceTypes", 0.0);
+            let page = self
+                .client
+                .describe_instance_types()
+                .set_next_token(next.take())
+                .max_results(100)
+                .send()
+                .await
+                .map_err(|e| internal("DescribeInstanceTypes", DisplayErrorContext(e)))?;
+            for t in page.instance_types() {
+                // EC2 has no GPU filter: keep the types that report GPUs.
+                let Some(gpu) = t.gpu_info() else { continue };
+                let Some(first) = gpu.gpus().first() else {
+                    continue;
+                };
+                let count: i32 = gpu.gpus().iter().filter_map(|g| g.count()).sum();
+                out.push(GpuType {
+                    name: t
+                        .instance_type()
+                        .map(|i| i.as_str().to_string())
+                        .unwrap_or_default(),
+                    gpu_model: first.name().unwrap_or_default().to_string(),
+                    gpu_count: u32::try_from(count).unwrap_or(0),
+                    gpu_memory_gb: f64::from(gpu.total_gpu_memory_in_mib().unwrap_or(0)) / 1024.0,
+                    cpu_count: t
+                        .v_cpu_info()
+                        .and_then(|v| v.default_v_cpus())
+                        .and_then(|v| u32::try_from(v).ok())
+                        .unwrap_or(0),
+                    ram_gb: t
+                        .memory_info()
+                        .and_then(|m| m.size_in_mib())
+                        .map_or(0.0, |m| m as f64 / 1024.0),
+                    storage_gb: t
+                        .instance_storage_info()
+                        .and_then(|s| s.total_size_in_gb())
+                        .map_or(0.0, |g| g as f64),
+                });
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => next = Some(t.to_string()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Instance type → the availability zones offering it in this region.
+    async fn offered_zones(&self, types: &[&str]) -> Result<HashMap<String, Vec<String>>> {
+        let mut zones: HashMap<String, Vec<String>> = HashMap::new();
+        for chunk in types.chunks(100) {
+            let mut next: Option<String> = None;
+            loop {
+                self.stats.record("DescribeInstanceTypeOfferings", 0.0);
+                let page = self
+                    .client
+                    .describe_instance_type_offerings()
+                    .location_type(LocationType::AvailabilityZone)
+                    .filters(filter("instance-type", chunk))
+                    .set_next_token(next.take())
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        internal("DescribeInstanceTypeOfferings", DisplayErrorContext(e))
+                    })?;
+                for o in page.instance_type_offerings() {
+                    if let (Some(t), Some(az)) = (o.instance_type(), o.location()) {
+                        zones
+                            .entry(t.as_str().to_string())
+                            .or_default()
+                            .push(az.to_string());
+                    }
+                }
+                match page.next_token() {
+                    Some(t) if !t.is_empty() => next = Some(t.to_string()),
+                    _ => break,
+                }
+            }
+        }
+        for z in zones.values_mut() {
+            z.sort();
+            z.dedup();
+        }
+        Ok(zones)
+    }
+
+    /// Instance type → availability zone → the latest Linux spot price.
+    async fn spot_prices(&self, types: &[&str]) -> Result<HashMap<String, BTreeMap<String, f64>>> {
+        let mut prices: HashMap<String, BTreeMap<String, f64>> = HashMap::new();
+        let now = aws_sdk_ec2::primitives::DateTime::from(std::time::SystemTime::now());
+        for chunk in types.chunks(100) {
+            let mut next: Option<String> = None;
+            loop {
+                self.stats.record("DescribeSpotPriceHistory", 0.0);
+                let page = self
+                    .client
+                    .describe_spot_price_history()
+                    .set_instance_types(Some(
+                        chunk.iter().map(|t| InstanceType::from(*t)).collect(),
+                    ))
+                    .product_descriptions("Linux/UNIX")
+                    .start_time(now)
+                    .set_next_token(next.take())
+                    .send()
+                    .await
+                    .map_err(|e| internal("DescribeSpotPriceHistory", DisplayErrorContext(e)))?;
+                for p in page.spot_price_history() {
+                    let (Some(t), Some(az), Some(price)) = (
+                        p.instance_type(),
+                        p.availability_zone(),
+                        p.spot_price().and_then(|s| s.parse::<f64>().ok()),
+                    ) else {
+                        continue;
+                    };
+                    // Newest first per zone: keep the first seen.
+                    prices
+                        .entry(t.as_str().to_string())
+                        .or_default()
+                        .entry(az.to_string())
+                        .or_insert(price);
+                }
+                match page.next_token() {
+                    Some(t) if !t.is_empty() => next = Some(t.to_string()),
+                    _ => break,
+                }
+            }
+        }
+        Ok(prices)
+    }
+
+    async fn fetch_offers(&self) -> Result<Vec<Offer>> {
+        let types = self.gpu_types().await?;
+        let names: Vec<&str> = types.iter().map(|t| t.name.as_str()).collect();
+        let zones = self.offered_zones(&names).await?;
+        let offered: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| zones.contains_key(*n))
+            .collect();
+        let spot = self.spot_prices(&offered).await?;
+        let mut offers = Vec::new();
+        for t in &types {
+            let azs = zones.get(&t.name).cloned().unwrap_or_default();
+            let status = if azs.is_empty() {
+                "unavailable"
+            } else {
+                "available"
+            };
+            let mut push = |market: &str, price: f64, extra: serde_json::Value| {
+                let provider_id = format!("{}:{}:{market}", self.region, t.name);
+                let mut data = json!({
+                    "instance_type": t.name,
+                    "market": market,
+                    "availability_zones": azs,
+                    "gpu_memory_gb": t.gpu_memory_gb,
+                });
+                if let (Some(d), Some(e)) = (data.as_object_mut(), extra.as_object()) {
+                    d.extend(e.clone());
+                }
+                offers.push(Offer {
+                    id: format!("{PROVIDER}:{provider_id}"),
+                    provider: PROVIDER.into(),
+                    provider_id,
+                    name: format!("{} ({market})", t.name),
+                    status: status.into(),
+                    gpu_model: t.gpu_model.clone(),
+                    gpu_count: t.gpu_count,
+                    gpu_memory_gb: t.gpu_memory_gb,
+                    cpu_count: t.cpu_count,
+                    ram_gb: t.ram_gb,
+                    storage_gb: t.storage_gb,
+                    price_per_hour: price,
+                    region: self.region.clone(),
+                    provider_data: data,
+                });
+            };
+            if let Some(price) = self.prices.price(&self.region, &t.name) {
+                push(
+                    "on-demand",
+                    price,
+                    json!({"price_source": format!("on-demand price table as of {}", self.prices.as_of)}),
+                );
+            }
+            if let Some(by_az) = spot.get(&t.name) {
+                if let Some(min) = by_az.values().copied().min_by(f64::total_cmp) {
+                    push(
+                        "spot",
+                        min,
+                        json!({"price_source": "DescribeSpotPriceHistory (lowest zone)", "spot_prices": by_az}),
+                    );
+                }
+            }
+        }
+        Ok(offers)
+    }
+
+    async fn all_offers(&self) -> Result<Vec<Offer>> {
+        self.cache.get_or_fetch("all", || self.fetch_offers()).await
+    }
+
+    /// Our instances of the offers API matching `extra` filters.
+    async fn describe(&self, extra: Vec<Filter>) -> Result<Vec<ProviderInstance>> {
+        let mut out = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            self.stats.record("DescribeInstances", 0.0);
+            let mut filters = vec![
+                filter(&format!("tag:{TAG_DEPLOYMENT}"), &[&self.config.deployment]),
+                filter("tag-key", &[TAG_INSTANCE]),
+            ];
+            filters.extend(extra.iter().cloned());
+            let page = self
+                .client
+                .describe_instances()
+                .set_filters(Some(filters))
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| internal("DescribeInstances", DisplayErrorContext(e)))?;
+            for r in page.reservations() {
+                for i in r.instances() {
+                    let Some(id) = i.instance_id() else { continue };
+                    out.push(ProviderInstance {
+                        provider_id: id.to_string(),
+                        record_id: i
+                            .tags()
+                            .iter()
+                            .find(|t| t.key() == Some(TAG_INSTANCE))
+                            .and_then(|t| t.value())
+                            .map(str::to_string),
+                        status: status_of(i.state().and_then(|s| s.name())),
+                        launched_at: i.launch_time().map_or(0, |t| t.to_millis().unwrap_or(0)),
+                        public_ip: i.public_ip_address().map(str::to_string),
+                        ssh_host: i
+                            .public_ip_address()
+                            .or(i.private_ip_address())
+                            .map(str::to_string),
+                        ssh_port: Some(22),
+                    });
+                }
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => next = Some(t.to_string()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn ours(&self, provider_id: &str) -> Result<Option<ProviderInstance>> {
+        if !provider_id.starts_with("i-") || provider_id.len() > 32 {
+            return Ok(None);
+        }
+        Ok(self
+            .describe(vec![filter("instance-id", &[provider_id])])
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    async fn require_ours(&self, provider_id: &str) -> Result<ProviderInstance> {
+        self.ours(provider_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("EC2 instance {provider_id}")))
+    }
+}
+
+#[async_trait]
+impl GpuCloud for Ec2Cloud {
+    fn name(&self) -> &'static str {
+        PROVIDER
+    }
+
+    async fn search_offers(&self, _query: &OfferQuery) -> Result<Vec<Offer>> {
+        self.all_offers().await
+    }
+
+    async fn offer(&self, provider_id: &str) -> Result<Option<Offer>> {
+        Ok(self
+            .all_offers()
+            .await?
+            .into_iter()
+            .find(|o| o.provider_id == provider_id))
+    }
+
+    async fn create(&self, spec: &CreateInstanceSpec) -> Result<ProviderInstance, LaunchError> {
+        if self.config.ami.is_empty() {
+            return Err(LaunchError::Rejected(
+                "this function has no launch configuration (GPUFLEET_AMI)".into(),
+            ));
+        }
+        let instance_type = spec
+            .offer
+            .provider_data
+            .get("instance_type")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string();
+        let spot = spec
+            .offer
+            .provider_data
+            .get("market")
+            .and_then(|v| v.as_str())
+            == Some("spot");
+        let user_data = render_instance_user_data(spec, &self.ssh_user)?;
+        let name: String = spec.request.label.chars().take(128).collect();
+        let tags = |kind: ResourceType| {
+            TagSpecification::builder()
+                .resource_type(kind)
+                .tags(tag(TAG_DEPLOYMENT, &self.config.deployment))
+                .tags(tag(TAG_INSTANCE, &spec.record_id))
+                .tags(tag(TAG_OWNER, &spec.owner))
+                .tags(tag("Name", &name))
+                .build()
+        };
+        let mut request = self
+            .client
+            .run_instances()
+            .image_id(&self.config.ami)
+            .instance_type(InstanceType::from(instance_type.as_str()))
+            .min_count(1)
+            .max_count(1)
+            // The record id: a retried create returns the instance the first one started.
+            .client_token(&spec.record_id)
+            .user_data(base64::engine::general_purpose::STANDARD.encode(user_data))
+            .tag_specifications(tags(ResourceType::Instance))
+            .tag_specifications(tags(ResourceType::Volume))
+            .metadata_options(
+                InstanceMetadataOptionsRequest::builder()
+                    .http_tokens(HttpTokensState::Required)
+                    .build(),
+            )
+            .set_subnet_id(self.config.subnet_id.clone())
+            .set_key_name(self.config.key_name.clone());
+        for sg in &self.config.security_group_ids {
+            request = request.security_group_ids(sg);
+        }
+        if spot {
+            request = request.instance_market_options(
+                InstanceMarketOptionsRequest::builder()
+                    .market_type(MarketType::Spot)
+                    .spot_options(
+                        SpotMarketOptions::builder()
+                            .spot_instance_type(SpotInstanceType::OneTime)
+                            .instance_interruption_behavior(InstanceInterruptionBehavior::Terminate)
+                            .build(),
+                    )
+                    .build(),
+            );
+        }
+        self.stats.record("RunInstances", 0.0);
+        match request.send().await {
+            Ok(out) => {
+                let i = out.instances().first().ok_or_else(|| {
+                    LaunchError::Other(internal("RunInstances", "no instance returned"))
+                })?;
+                Ok(ProviderInstance {
+                    provider_id: i.instance_id().unwrap_or_default().to_string(),
+                    record_id: Some(spec.record_id.clone()),
+                    status: status_of(i.state().and_then(|s| s.name())),
+                    launched_at: i.launch_time().map_or(0, |t| t.to_millis().unwrap_or(0)),
+                    public_ip: i.public_ip_address().map(str::to_string),
+                    ssh_host: i
+                        .public_ip_address()
+                        .or(i.private_ip_address())
+                        .map(str::to_string),
+                    ssh_port: Some(22),
+                })
+            }
+            Err(e) => Err(match e.code() {
+                Some(code) => {
+                    super::ec2::classify(code, e.message().unwrap_or_default().to_string())
+                }
+                None => LaunchError::Other(internal("RunInstances", DisplayErrorContext(e))),
+            }),
+        }
+    }
+
+    async fn show(&self, provider_id: &str) -> Result<Option<ProviderInstance>> {
+        self.ours(provider_id).await
+    }
+
+    async fn start(&self, provider_id: &str) -> Result<()> {
+        self.require_ours(provider_id).await?;
+        self.stats.record("StartInstances", 0.0);
+        self.client
+            .start_instances()
+            .instance_ids(provider_id)
+            .send()
+            .await
+            .map_err(|e| internal("StartInstances", DisplayErrorContext(e)))?;
+        Ok(())
+    }
+
+    async fn stop(&self, provider_id: &str) -> Result<()> {
+        self.require_ours(provider_id).await?;
+        self.stats.record("StopInstances", 0.0);
+        self.client
+            .stop_instances()
+            .instance_ids(provider_id)
+            .send()
+            .await
+            .map_err(|e| internal("StopInstances", DisplayErrorContext(e)))?;
+        Ok(())
+    }
+
+    async fn destroy(&self, provider_id: &str) -> Result<bool> {
+        let Some(found) = self.ours(provider_id).await? else {
+            // Not ours, or no longer listed: nothing of ours runs under this id.
+            return Ok(true);
+        };
+        if found.status != Some(InstanceStatus::Destroyed) {
+            self.stats.record("TerminateInstances", 0.0);
+            self.client
+                .terminate_instances()
+                .instance_ids(provider_id)
+                .send()
+                .await
+                .map_err(|e| internal("TerminateInstances", DisplayErrorContext(e)))?;
+        }
+        // Verified: shutting-down or terminated (billing has stopped), or gone.
+        Ok(self
+            .ours(provider_id)
+            .await?
+            .is_none_or(|i| i.status == Some(InstanceStatus::Destroyed)))
+    }
+
+    async fn list_owned(&self) -> Result<Vec<ProviderInstance>> {
+        self.describe(vec![filter(
+            "instance-state-name",
+            &["pending", "running", "stopping", "stopped"],
+        )])
+        .await
+    }
+}
