@@ -27,6 +27,240 @@ pub async fn run_all(store: Arc<dyn Store>) {
     quota_race(store.clone()).await;
     leased_vms_are_never_claimed(&*store).await;
     api_keys(&*store).await;
+    instances_records(&*store).await;
+    instance_idempotency(&*store).await;
+    instance_saves_race(store.clone()).await;
+    rate_counters(store.clone()).await;
+}
+
+fn cloud_instance(
+    id: &str,
+    owner: &str,
+    created_at: i64,
+) -> crate::domain::instances::CloudInstance {
+    use crate::domain::instances::{CloudInstance, InstanceStatus};
+    CloudInstance {
+        id: id.into(),
+        owner: owner.into(),
+        provider: "vast_ai".into(),
+        provider_id: None,
+        offer_id: "42".into(),
+        name: "train".into(),
+        status: InstanceStatus::Pending,
+        status_reason: None,
+        gpu_model: "RTX 4090".into(),
+        gpu_count: 1,
+        cpu_count: 8,
+        ram_gb: 32.0,
+        storage_gb: 100.0,
+        price_per_hour: 0.4,
+        region: "US".into(),
+        image: Some("pytorch/pytorch:latest".into()),
+        onstart_script: None,
+        ssh_key: None,
+        public_ip: None,
+        ssh_host: None,
+        ssh_port: None,
+        offer_data: serde_json::json!({"machine_id": 7}),
+        created_at,
+        updated_at: created_at,
+        version: 0,
+    }
+}
+
+async fn instances_records(store: &dyn Store) {
+    use crate::domain::instances::InstanceStatus;
+    use crate::ports::CreateInstanceOutcome;
+    for (id, owner, at) in [
+        ("vast_a1", "ann", 10),
+        ("vast_b1", "bob", 20),
+        ("vast_a2", "ann", 30),
+    ] {
+        assert_eq!(
+            store
+                .create_instance(&cloud_instance(id, owner, at), None)
+                .await
+                .expect("create"),
+            CreateInstanceOutcome::Created
+        );
+    }
+    assert!(matches!(
+        store
+            .create_instance(&cloud_instance("vast_a1", "ann", 10), None)
+            .await,
+        Err(Error::Conflict(_))
+    ));
+    let ann: Vec<String> = store
+        .list_instances(Some("ann"))
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(ann, ["vast_a2", "vast_a1"], "the owner's, newest first");
+    let all: Vec<String> = store
+        .list_instances(None)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(all, ["vast_a2", "vast_b1", "vast_a1"]);
+    assert!(store
+        .list_instances(Some("nobody"))
+        .await
+        .expect("list")
+        .is_empty());
+
+    let mut rec = store
+        .get_instance("vast_a1")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        rec,
+        cloud_instance("vast_a1", "ann", 10),
+        "stored as written"
+    );
+    rec.status = InstanceStatus::Running;
+    rec.provider_id = Some("777".into());
+    let saved = store.save_instance(&rec).await.expect("save");
+    assert_eq!(saved.version, 1);
+    assert_eq!(
+        store.get_instance("vast_a1").await.expect("get"),
+        Some(saved.clone())
+    );
+    // A save from the old version loses, and changes nothing.
+    rec.status = InstanceStatus::Stopped;
+    assert!(matches!(
+        store.save_instance(&rec).await,
+        Err(Error::Conflict(_))
+    ));
+    assert_eq!(
+        store.get_instance("vast_a1").await.expect("get"),
+        Some(saved)
+    );
+    assert!(matches!(
+        store
+            .save_instance(&cloud_instance("vast_zz", "ann", 1))
+            .await,
+        Err(Error::NotFound(_))
+    ));
+    assert_eq!(store.get_instance("vast_zz").await.expect("get"), None);
+}
+
+async fn instance_idempotency(store: &dyn Store) {
+    use crate::ports::{CreateInstanceOutcome, Idempotency};
+    let idem = |fp: &str| Idempotency {
+        key: "k-1".into(),
+        fingerprint: fp.into(),
+    };
+    let first = cloud_instance("vast_i1", "cat", 5);
+    assert_eq!(
+        store
+            .create_instance(&first, Some(&idem("f1")))
+            .await
+            .expect("create"),
+        CreateInstanceOutcome::Created
+    );
+    assert_eq!(
+        store
+            .create_instance(&cloud_instance("vast_i2", "cat", 6), Some(&idem("f1")))
+            .await
+            .expect("replay"),
+        CreateInstanceOutcome::Replayed(Box::new(first))
+    );
+    assert_eq!(
+        store
+            .create_instance(&cloud_instance("vast_i3", "cat", 7), Some(&idem("f2")))
+            .await
+            .expect("mismatch"),
+        CreateInstanceOutcome::IdempotencyMismatch
+    );
+    // Keys are per user.
+    assert_eq!(
+        store
+            .create_instance(&cloud_instance("vast_i4", "dan", 8), Some(&idem("f1")))
+            .await
+            .expect("other user"),
+        CreateInstanceOutcome::Created
+    );
+    assert_eq!(store.get_instance("vast_i2").await.expect("get"), None);
+    assert_eq!(store.get_instance("vast_i3").await.expect("get"), None);
+}
+
+/// Concurrent saves of one version: exactly one wins.
+async fn instance_saves_race(store: Arc<dyn Store>) {
+    store
+        .create_instance(&cloud_instance("vast_r1", "eve", 1), None)
+        .await
+        .expect("create");
+    let base = store
+        .get_instance("vast_r1")
+        .await
+        .expect("get")
+        .expect("exists");
+    let mut tasks = Vec::new();
+    for n in 0..20 {
+        let store = store.clone();
+        let mut rec = base.clone();
+        rec.name = format!("writer {n}");
+        tasks.push(tokio::spawn(async move {
+            store.save_instance(&rec).await.is_ok()
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        if t.await.expect("join") {
+            wins += 1;
+        }
+    }
+    assert_eq!(wins, 1, "one save per version");
+}
+
+/// Every concurrent hit is counted once; windows and buckets are separate.
+async fn rate_counters(store: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for _ in 0..150 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .count_hit("ip:198.51.100.1", 60_000, 180_000)
+                .await
+                .expect("hit")
+        }));
+    }
+    let mut counts: Vec<u64> = Vec::new();
+    for t in tasks {
+        counts.push(t.await.expect("join"));
+    }
+    counts.sort_unstable();
+    assert_eq!(
+        counts,
+        (1..=150).collect::<Vec<u64>>(),
+        "each hit sees a distinct count"
+    );
+    assert_eq!(
+        store
+            .count_hit("ip:198.51.100.2", 60_000, 180_000)
+            .await
+            .expect("hit"),
+        1
+    );
+    assert_eq!(
+        store
+            .count_hit("ip:198.51.100.1", 120_000, 240_000)
+            .await
+            .expect("hit"),
+        1
+    );
+    assert_eq!(
+        store
+            .count_hit("ip:198.51.100.1", 60_000, 180_000)
+            .await
+            .expect("hit"),
+        151
+    );
 }
 
 fn gpu_request(id: &str, user: &str, gpus: u32, created_at: i64) -> crate::domain::GpuRequest {
