@@ -347,6 +347,10 @@ pub struct CreateInstanceSpec {
 pub trait GpuCloud: Send + Sync {
     /// `aws_ec2`, `vast_ai`, `local`.
     fn name(&self) -> &'static str;
+    /// Whether `image` is required on create (Vast runs containers only).
+    fn requires_image(&self) -> bool {
+        false
+    }
     /// Offers matching `query` (providers may pre-filter; the caller applies the query).
     async fn search_offers(&self, query: &OfferQuery) -> Result<Vec<Offer>>;
     /// One offer by its provider id.

@@ -186,6 +186,10 @@ impl Ec2Cloud {
                     continue;
                 };
                 let count: i32 = gpu.gpus().iter().filter_map(|g| g.count()).sum();
+                // Fractional GPUs (g6f: a share of one L4) report no whole GPU: left out.
+                if count <= 0 {
+                    continue;
+                }
                 out.push(GpuType {
                     name: t
                         .instance_type()

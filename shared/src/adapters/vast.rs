@@ -303,6 +303,10 @@ impl GpuCloud for VastCloud {
         PROVIDER
     }
 
+    fn requires_image(&self) -> bool {
+        true
+    }
+
     async fn search_offers(&self, query: &OfferQuery) -> Result<Vec<Offer>> {
         let q = Self::vast_query(query);
         let key = q.to_string();

@@ -77,6 +77,12 @@ pub async fn create(
 ) -> Result<Created> {
     let input = NewInstance::parse(body)?;
     let cloud = cloud(state, &input.provider)?.clone();
+    if cloud.requires_image() && input.image.is_none() {
+        return Err(Error::validation(format!(
+            "image is required for {} instances",
+            input.provider
+        )));
+    }
     let idempotency = match idempotency_key {
         None => None,
         Some(key) if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY => {
@@ -95,7 +101,9 @@ pub async fn create(
             input.offer_id, input.provider
         ))
     })?;
-    if !offer.is_available() {
+    // With an Idempotency-Key, a retry must reach the replay even though the first call
+    // rented the offer; the provider refuses a truly unavailable one (recorded as failed).
+    if !offer.is_available() && idempotency.is_none() {
         return Err(Error::Conflict(format!(
             "offer {} is not available right now",
             offer.id

@@ -34,7 +34,7 @@ struct Aws {
     deployment: String,
 }
 
-async fn sdk_config() -> aws_config::SdkConfig {
+pub(crate) async fn sdk_config() -> aws_config::SdkConfig {
     use aws_sdk_dynamodb::config::{Credentials, Region};
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(aws_endpoint())

@@ -14,6 +14,7 @@ mod helpers;
 mod logs;
 mod long_poll;
 mod metrics;
+mod offers;
 mod requests;
 mod template;
 mod validation;
