@@ -306,41 +306,6 @@ pub fn api_key_json(k: &shared::domain::ApiKey) -> serde_json::Value {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use shared::domain::{StartupMetrics, TokenHash};
-
-    fn vm_with(name: &str, report: serde_json::Value) -> Vm {
-        let mut vm = Vm::new(name.into(), TokenHash::of("t"), 0);
-        vm.metrics
-            .merge(&StartupMetrics::from_report(report.as_object().unwrap()).unwrap())
-            .unwrap();
-        vm
-    }
-
-    #[test]
-    fn chart_quantiles_and_geometry() {
-        let vms: Vec<Vm> = (1..=10)
-            .map(|i| {
-                vm_with(
-                    &format!("vm-{i}"),
-                    serde_json::json!({"cloud_init_start": 1000, "cloud_init_end": 1000 + 10 * i}),
-                )
-            })
-            .chain([Vm::new("no-metrics".into(), TokenHash::of("t"), 0)])
-            .collect();
-        let chart = MetricsChart::new(&vms);
-        assert_eq!(chart.reported, 10);
-        assert_eq!(chart.total_vms, 11);
-        assert_eq!(chart.median, Some(60.0)); // of 10..100, index round(4.5) = 5
-        assert_eq!(chart.p90, Some(90.0));
-        let widest = &chart.rows[9].bars[0];
-        assert!((widest.x - f64::from(PLOT_X)).abs() < 1e-9);
-        assert!((widest.width - f64::from(PLOT_WIDTH)).abs() < 1e-6);
-    }
-}
-
 /// An instance of the offers API, in the shape of the seed document (`provider_data`
 /// carries how to reach it and what it runs).
 pub fn instance_json(r: &shared::domain::instances::CloudInstance) -> serde_json::Value {
@@ -376,4 +341,39 @@ pub fn instance_json(r: &shared::domain::instances::CloudInstance) -> serde_json
         "updated_at": rfc3339(r.updated_at),
         "provider_data": provider_data,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::domain::{StartupMetrics, TokenHash};
+
+    fn vm_with(name: &str, report: serde_json::Value) -> Vm {
+        let mut vm = Vm::new(name.into(), TokenHash::of("t"), 0);
+        vm.metrics
+            .merge(&StartupMetrics::from_report(report.as_object().unwrap()).unwrap())
+            .unwrap();
+        vm
+    }
+
+    #[test]
+    fn chart_quantiles_and_geometry() {
+        let vms: Vec<Vm> = (1..=10)
+            .map(|i| {
+                vm_with(
+                    &format!("vm-{i}"),
+                    serde_json::json!({"cloud_init_start": 1000, "cloud_init_end": 1000 + 10 * i}),
+                )
+            })
+            .chain([Vm::new("no-metrics".into(), TokenHash::of("t"), 0)])
+            .collect();
+        let chart = MetricsChart::new(&vms);
+        assert_eq!(chart.reported, 10);
+        assert_eq!(chart.total_vms, 11);
+        assert_eq!(chart.median, Some(60.0)); // of 10..100, index round(4.5) = 5
+        assert_eq!(chart.p90, Some(90.0));
+        let widest = &chart.rows[9].bars[0];
+        assert!((widest.x - f64::from(PLOT_X)).abs() < 1e-9);
+        assert!((widest.width - f64::from(PLOT_WIDTH)).abs() < 1e-6);
+    }
 }

@@ -12,7 +12,7 @@ pub async fn handle(state: AppState, req: Request) -> Response {
     let (state, req) = (&state, &req);
     v1(state, req, V1Auth::ApiKey, |caller| async move {
         let caller = caller.ok_or(ApiError::Core(shared::Error::Unauthorized))?;
-        let body: serde_json::Value = json_body(&req)?;
+        let body: serde_json::Value = json_body(req)?;
         let idempotency_key = match req.headers().get("idempotency-key") {
             None => None,
             Some(v) => Some(
@@ -20,7 +20,7 @@ pub async fn handle(state: AppState, req: Request) -> Response {
                     .map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?,
             ),
         };
-        let created = instances::create(&state, &caller, &body, idempotency_key).await?;
+        let created = instances::create(state, &caller, &body, idempotency_key).await?;
         Ok(V1Ok {
             status: StatusCode::CREATED,
             message: "Instance created successfully",

@@ -12,8 +12,8 @@ use crate::views::instance_json;
 pub async fn handle(state: AppState, req: Request) -> Response {
     let (state, req) = (&state, &req);
     v1(state, req, V1Auth::ApiKeyOrAdmin, |caller| async move {
-        let id = path_param(&req, "id")?;
-        let instance = instances::destroy(&state, caller.as_ref(), &id).await?;
+        let id = path_param(req, "id")?;
+        let instance = instances::destroy(state, caller.as_ref(), &id).await?;
         let confirmed = instance.status != InstanceStatus::Destroying;
         Ok(V1Ok {
             status: if confirmed {

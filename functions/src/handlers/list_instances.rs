@@ -9,7 +9,7 @@ use crate::views::instance_json;
 pub async fn handle(state: AppState, req: Request) -> Response {
     let (state, req) = (&state, &req);
     v1(state, req, V1Auth::ApiKeyOrAdmin, |caller| async move {
-        let list = instances::list(&state, caller.as_ref()).await?;
+        let list = instances::list(state, caller.as_ref()).await?;
         V1Ok::ok(
             "Instances retrieved successfully",
             list.iter().map(instance_json).collect(),

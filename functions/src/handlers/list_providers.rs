@@ -10,7 +10,7 @@ pub async fn handle(state: AppState, req: Request) -> Response {
     v1(state, req, V1Auth::ApiKeyOrAdmin, |_caller| async {
         V1Ok::ok(
             "Providers retrieved successfully",
-            serde_json::json!(instances::providers(&state)),
+            serde_json::json!(instances::providers(state)),
         )
     })
     .await

@@ -9,8 +9,8 @@ use crate::views::instance_json;
 pub async fn handle(state: AppState, req: Request) -> Response {
     let (state, req) = (&state, &req);
     v1(state, req, V1Auth::ApiKeyOrAdmin, |caller| async move {
-        let id = path_param(&req, "id")?;
-        let instance = instances::power(&state, caller.as_ref(), &id, false).await?;
+        let id = path_param(req, "id")?;
+        let instance = instances::power(state, caller.as_ref(), &id, false).await?;
         V1Ok::ok("Instance stopped successfully", instance_json(&instance))
     })
     .await

@@ -607,3 +607,123 @@ impl GpuCloud for Ec2Cloud {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::instances::NewInstance;
+
+    const HOSTILE: &str = "#!/bin/bash\necho 'a'\"b\" $(touch MARKER) `touch MARKER` ${HOME}\nGPUFLEET_ENV\n'; touch MARKER; echo '\nEOF\n\\\n";
+
+    fn spec(script: &str) -> CreateInstanceSpec {
+        CreateInstanceSpec {
+            record_id: "aws_0011223344556677".into(),
+            owner: "ann".into(),
+            offer_id: "us-east-1:g5.xlarge:spot".into(),
+            request: NewInstance {
+                provider: PROVIDER.into(),
+                offer_id: "us-east-1:g5.xlarge:spot".into(),
+                image: Some("pytorch/pytorch:latest".into()),
+                label: "x".into(),
+                onstart_script: Some(script.into()),
+                ssh_key: Some("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH1qR0p0mB8vK1y3yBv7Q0pJ1w3lq8m6kYv9r0sXhG2b a@b".into()),
+            },
+            offer: Offer {
+                id: String::new(),
+                provider: PROVIDER.into(),
+                provider_id: String::new(),
+                name: String::new(),
+                status: "available".into(),
+                gpu_model: String::new(),
+                gpu_count: 1,
+                gpu_memory_gb: 0.0,
+                cpu_count: 1,
+                ram_gb: 1.0,
+                storage_gb: 0.0,
+                price_per_hour: 1.0,
+                region: "us-east-1".into(),
+                provider_data: serde_json::Value::Null,
+            },
+        }
+    }
+
+    fn gunzip(bytes: &[u8]) -> String {
+        use std::io::Read as _;
+        let mut out = String::new();
+        flate2::read::GzDecoder::new(bytes)
+            .read_to_string(&mut out)
+            .expect("gzip");
+        out
+    }
+
+    /// The caller's values only ever appear as base64 on the three `echo … | base64 -d`
+    /// lines; every other line is the template's. Running exactly those lines with bash
+    /// (into a temp dir) reproduces the script byte for byte and runs none of it.
+    #[test]
+    fn an_onstart_script_with_shell_metacharacters_cannot_break_out() {
+        let rendered =
+            gunzip(&render_instance_user_data(&spec(HOSTILE), "ubuntu").expect("renders"));
+        let template_lines: Vec<&str> = TEMPLATE.lines().collect();
+        let lines: Vec<&str> = rendered.lines().collect();
+        assert_eq!(lines.len(), template_lines.len(), "no line was added");
+        for (got, want) in lines.iter().zip(&template_lines) {
+            if want.contains("_B64__") {
+                let (prefix, rest) = want.split_once("'__").expect("placeholder");
+                let suffix = rest.split_once("__'").expect("placeholder end").1;
+                let value = got
+                    .strip_prefix(&format!("{prefix}'"))
+                    .and_then(|v| v.strip_suffix(&format!("'{suffix}")))
+                    .expect("same shape as the template");
+                assert!(
+                    value
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c)),
+                    "{value}"
+                );
+            } else {
+                assert_eq!(got, &want.replace("__SSH_USER__", "ubuntu"));
+            }
+        }
+        let dir = tempfile::tempdir().expect("tmp");
+        let decoding: String = lines
+            .iter()
+            .filter(|l| l.contains("| base64 -d >"))
+            .map(|l| l.replace("/etc/gpufleet", &dir.path().display().to_string()) + "\n")
+            .collect();
+        let status = std::process::Command::new("bash")
+            .args(["-euc", &decoding])
+            .current_dir(dir.path())
+            .status()
+            .expect("bash");
+        assert!(status.success());
+        let onstart = std::fs::read_to_string(dir.path().join("onstart.sh")).expect("written");
+        assert_eq!(onstart, HOSTILE);
+        assert!(
+            !dir.path().join("MARKER").exists(),
+            "nothing of the script ran"
+        );
+        let syntax = std::process::Command::new("bash")
+            .args(["-n", "-c", &rendered])
+            .status()
+            .expect("bash");
+        assert!(syntax.success(), "the rendered script parses");
+    }
+
+    #[test]
+    fn a_script_too_big_for_user_data_is_refused() {
+        // Random bytes do not compress: 8 KB of them base64-encoded is ~11 KB.
+        let noise: String = (0..20_000)
+            .map(|_| char::from(b'!' + rand::random::<u8>() % 90))
+            .collect();
+        assert!(render_instance_user_data(&spec(&noise), "ubuntu").is_err());
+        assert!(render_instance_user_data(&spec("echo hi"), "root; rm").is_err());
+    }
+
+    #[test]
+    fn the_shipped_price_table_parses() {
+        let table = PriceTable::shipped().expect("parses");
+        assert_eq!(table.price("us-east-1", "g5.xlarge"), Some(1.006));
+        assert_eq!(table.price("eu-west-1", "g5.xlarge"), None);
+        assert!(!table.as_of.is_empty() && !table.source.is_empty());
+    }
+}

@@ -1124,32 +1124,6 @@ fn active_statuses_match_the_domain() {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn contract() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path()).unwrap();
-        crate::contract::run_all(std::sync::Arc::new(store)).await;
-    }
-
-    #[tokio::test]
-    async fn reopening_keeps_records_and_schema() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let store = SqliteStore::open(dir.path()).unwrap();
-            let vm = Vm::new("vm-keep".into(), TokenHash::of("t"), 5);
-            store.insert_vm(&vm).await.unwrap();
-        }
-        let store = SqliteStore::open(dir.path()).unwrap();
-        let vm = store.get_vm("vm-keep").await.unwrap().unwrap();
-        assert_eq!(vm.created_at, 5);
-        assert!(TokenHash::of("t") == vm.token_hash);
-    }
-}
-
 fn get_instance_tx(conn: &Connection, id: &str) -> Result<Option<CloudInstance>> {
     conn.query_row(
         "SELECT body FROM cloud_instances WHERE id = ?1",
@@ -1314,5 +1288,31 @@ impl RateLimitStore for SqliteStore {
             Ok(u64::try_from(hits).unwrap_or(0))
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        crate::contract::run_all(std::sync::Arc::new(store)).await;
+    }
+
+    #[tokio::test]
+    async fn reopening_keeps_records_and_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SqliteStore::open(dir.path()).unwrap();
+            let vm = Vm::new("vm-keep".into(), TokenHash::of("t"), 5);
+            store.insert_vm(&vm).await.unwrap();
+        }
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let vm = store.get_vm("vm-keep").await.unwrap().unwrap();
+        assert_eq!(vm.created_at, 5);
+        assert!(TokenHash::of("t") == vm.token_hash);
     }
 }

@@ -37,7 +37,8 @@ pub async fn search(state: &AppState, query: &OfferQuery) -> Result<Vec<Offer>> 
         None => state.clouds.all().to_vec(),
     };
     let mut tasks = tokio::task::JoinSet::new();
-    for c in clouds.iter().cloned() {
+    for c in &clouds {
+        let c = c.clone();
         let q = query.clone();
         tasks.spawn(async move { (c.name(), c.search_offers(&q).await) });
     }
@@ -385,33 +386,32 @@ pub async fn reconcile(state: &AppState) -> Result<InstancesReport> {
         for machine in &machines {
             seen.insert(machine.provider_id.clone());
             let record = machine.record_id.as_deref().and_then(|id| by_id.get(id));
-            match record {
-                Some(r) if r.provider_id.is_none() && !r.status.is_final() => {
-                    let mut r = (*r).clone();
-                    r.observe(machine, now);
-                    save(state, r).await?;
-                    report.adopted.push(machine.provider_id.clone());
-                }
-                Some(r)
-                    if !r.status.is_final()
-                        && r.provider_id.as_deref() == Some(&machine.provider_id) =>
+            let live = record.filter(|r| !r.status.is_final());
+            if let Some(r) = live.filter(|r| r.provider_id.is_none()) {
+                // Created, but the record never heard back: adopt it.
+                let mut r = (*r).clone();
+                r.observe(machine, now);
+                save(state, r).await?;
+                report.adopted.push(machine.provider_id.clone());
+            } else if let Some(r) =
+                live.filter(|r| r.provider_id.as_deref() == Some(&machine.provider_id))
+            {
+                // A destroy that was not confirmed before: finish it.
+                if r.status == InstanceStatus::Destroying
+                    && cloud.destroy(&machine.provider_id).await?
                 {
-                    if r.status == InstanceStatus::Destroying
-                        && cloud.destroy(&machine.provider_id).await?
-                    {
-                        let mut r = (*r).clone();
-                        r.status = InstanceStatus::Destroyed;
-                        r.updated_at = now;
-                        save(state, r).await?;
-                        report.marked_destroyed.push(machine.provider_id.clone());
-                    }
+                    let mut r = (*r).clone();
+                    r.status = InstanceStatus::Destroyed;
+                    r.updated_at = now;
+                    save(state, r).await?;
+                    report.marked_destroyed.push(machine.provider_id.clone());
                 }
-                _ if now - machine.launched_at >= grace || record.is_some() => {
-                    if cloud.destroy(&machine.provider_id).await? {
-                        report.orphans_destroyed.push(machine.provider_id.clone());
-                    }
-                }
-                _ => {} // young and unrecorded: a create in flight
+            } else if (now - machine.launched_at >= grace || record.is_some())
+                && cloud.destroy(&machine.provider_id).await?
+            {
+                // No live record names it (or the record names another machine): nobody
+                // will ever use it. Young unrecorded machines are creates in flight.
+                report.orphans_destroyed.push(machine.provider_id.clone());
             }
         }
         // Pending records the provider never created (the create failed or died).

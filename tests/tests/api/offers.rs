@@ -428,7 +428,8 @@ async fn vast_offers_are_searched_paged_and_filtered() {
             .map(|o| o["id"].as_str().unwrap().to_string())
             .collect()
     };
-    let cases: Vec<(&str, Box<dyn Fn(&Value) -> bool>)> = vec![
+    type Predicate = Box<dyn Fn(&Value) -> bool>;
+    let cases: Vec<(&str, Predicate)> = vec![
         (
             "gpu_model=rtx_4090",
             Box::new(|o| o["gpu_model"] == "RTX 4090"),
