@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use functions::catalog::{self, Ec2Access, StoreAccess, Trigger, FUNCTIONS};
+use functions::catalog::{self, CloudAccess, Ec2Access, StoreAccess, Trigger, FUNCTIONS};
 use functions::routes::{self, Match, ROUTES};
 use serde_yaml::Value;
 
@@ -87,7 +87,31 @@ fn resolve(t: &Value, v: &Value) -> String {
             s
         }
         (_, Some((tag, _))) if tag == "!GetAtt" => "getatt".into(),
+        (_, Some((tag, inner))) if tag == "!If" => {
+            let args = inner.as_sequence().unwrap();
+            let condition = &t["Conditions"][args[0].as_str().unwrap()];
+            assert!(!condition.is_null(), "no condition {:?}", args[0]);
+            if condition_holds(t, condition) {
+                resolve(t, &args[1])
+            } else {
+                resolve(t, &args[2])
+            }
+        }
         _ => panic!("cannot resolve {v:?}"),
+    }
+}
+
+/// `!Not`, `!Equals` over resolved values: enough for the template's conditions.
+fn condition_holds(t: &Value, c: &Value) -> bool {
+    match tag_of(c) {
+        Some((tag, inner)) if tag == "!Not" => {
+            !condition_holds(t, &inner.as_sequence().unwrap()[0])
+        }
+        Some((tag, inner)) if tag == "!Equals" => {
+            let args = inner.as_sequence().unwrap();
+            resolve(t, &args[0]) == resolve(t, &args[1])
+        }
+        _ => panic!("cannot evaluate condition {c:?}"),
     }
 }
 
@@ -281,6 +305,12 @@ fn every_function_has_the_environment_its_configuration_needs() {
             function.needs_admin_password(),
             "{id}: admin password"
         );
+        // The Vast.ai key only where a GPU cloud is used.
+        assert_eq!(
+            env.contains_key("GPUFLEET_VAST_API_KEY"),
+            function.clouds != CloudAccess::None,
+            "{id}: Vast.ai key"
+        );
     }
     // The check has teeth: without a variable it needs, the provisioner does not start.
     let (_, _, provision) = functions(&t)
@@ -356,6 +386,25 @@ fn no_policy_grants_everything_and_each_function_gets_only_what_it_uses() {
         if f.ec2 == Ec2Access::Launch {
             expected_actions.extend(["ec2:RunInstances", "ec2:CreateTags", "iam:PassRole"]);
         }
+        if f.clouds != CloudAccess::None {
+            expected_actions.extend([
+                "ec2:DescribeInstances",
+                "ec2:DescribeInstanceTypes",
+                "ec2:DescribeInstanceTypeOfferings",
+                "ec2:DescribeSpotPriceHistory",
+            ]);
+        }
+        if f.clouds == CloudAccess::Manage {
+            expected_actions.extend([
+                "ec2:StartInstances",
+                "ec2:StopInstances",
+                "ec2:TerminateInstances",
+            ]);
+        }
+        if f.clouds == CloudAccess::Create {
+            // Instances of the offers API get no instance profile: no iam:PassRole.
+            expected_actions.extend(["ec2:RunInstances", "ec2:CreateTags"]);
+        }
         let expected_actions: BTreeSet<String> =
             expected_actions.into_iter().map(String::from).collect();
         assert_eq!(actions, expected_actions, "{id}");
@@ -364,8 +413,12 @@ fn no_policy_grants_everything_and_each_function_gets_only_what_it_uses() {
             let actions = scalars(&s["Action"]);
             let resources = scalars(&s["Resource"]).join(" ");
             let condition = serde_yaml::to_string(&s["Condition"]).unwrap();
-            // Terminate only this deployment's instances.
-            if actions.iter().any(|a| a == "ec2:TerminateInstances") {
+            // Start, stop and terminate only this deployment's instances.
+            if actions.iter().any(|a| {
+                a == "ec2:TerminateInstances"
+                    || a == "ec2:StartInstances"
+                    || a == "ec2:StopInstances"
+            }) {
                 assert!(
                     condition.contains("aws:ResourceTag/gpufleet:deployment"),
                     "{id}"
