@@ -181,6 +181,28 @@ CASES["list-api-keys/all.json"] = http_event(
 CASES["revoke-api-key/revoke.json"] = http_event(
     "DELETE", "/api/v1/api-keys/0123456789ab", "/api/v1/api-keys/{key_id}", headers={"authorization": ADMIN},
     path_params={"key_id": "0123456789ab"})
+# The offers and instances API (same sample key; the handler tests configure no cloud, so a
+# create names the unconfigured provider).
+INST = "vast_0123456789abcdef"
+CASES["list-providers/mine.json"] = http_event("GET", "/api/v1/providers", "/api/v1/providers", headers=KEY)
+CASES["search-offers/a10g-under-2.json"] = http_event(
+    "GET", "/api/v1/offers/search", "/api/v1/offers/search", headers=KEY,
+    query={"gpu_model": "A10G", "max_price": "2.0", "available": "true"})
+CASES["search-offers/bad-price.json"] = http_event(
+    "GET", "/api/v1/offers/search", "/api/v1/offers/search", headers=KEY, query={"max_price": "cheap"})
+CASES["list-instances/mine.json"] = http_event("GET", "/api/v1/instances", "/api/v1/instances", headers=KEY)
+CASES["create-instance/vast.json"] = http_event(
+    "POST", "/api/v1/instances", "/api/v1/instances",
+    {"provider": "vast_ai", "offer_id": "12345", "image": "pytorch/pytorch:latest", "label": "My Training Instance",
+     "onstart_script": "#!/bin/bash\necho started"}, {**KEY, "idempotency-key": "sample-2"})
+CASES["get-instance/unknown.json"] = http_event(
+    "GET", f"/api/v1/instances/{INST}", "/api/v1/instances/{id}", headers=KEY, path_params={"id": INST})
+CASES["start-instance/no-key.json"] = http_event(
+    "POST", f"/api/v1/instances/{INST}/start", "/api/v1/instances/{id}/start", path_params={"id": INST})
+CASES["stop-instance/unknown.json"] = http_event(
+    "POST", f"/api/v1/instances/{INST}/stop", "/api/v1/instances/{id}/stop", headers=KEY, path_params={"id": INST})
+CASES["destroy-instance/unknown.json"] = http_event(
+    "DELETE", f"/api/v1/instances/{INST}", "/api/v1/instances/{id}", headers=KEY, path_params={"id": INST})
 CASES["provision/poison.json"] = {"Records": [
     sqs_record("33333333-3333-4333-8333-333333333333", {"v": 99, "kind": "unknown"})]}
 

@@ -27,6 +27,16 @@ fn expected() -> BTreeMap<&'static str, u16> {
         ("create-api-key/no-auth.json", 401),
         ("list-api-keys/all.json", 200),
         ("revoke-api-key/revoke.json", 404),
+        ("list-providers/mine.json", 200),
+        ("search-offers/a10g-under-2.json", 200),
+        ("search-offers/bad-price.json", 400),
+        ("list-instances/mine.json", 200),
+        // No cloud is configured in this state: a 400 naming the provider.
+        ("create-instance/vast.json", 400),
+        ("get-instance/unknown.json", 404),
+        ("start-instance/no-key.json", 401),
+        ("stop-instance/unknown.json", 404),
+        ("destroy-instance/unknown.json", 404),
     ])
 }
 

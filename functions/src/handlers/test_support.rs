@@ -97,7 +97,9 @@ impl TestState {
             notifier: Arc::new(InProcessNotifier::default()),
             clock: Arc::new(SystemClock),
             config: Arc::new(config),
-            clouds: Default::default(),
+            clouds: Arc::new(shared::state::Clouds::new(vec![Arc::new(
+                shared::adapters::LocalCloud::default(),
+            )])),
             admin: Arc::new(AdminCredentials::new(ADMIN_USER, ADMIN_PASSWORD)),
         };
         worker.start(state.clone());
@@ -171,6 +173,9 @@ pub fn as_granted_to(state: &AppState, name: &str) -> AppState {
     }
     if !function.uses_queue() {
         state.queue = Arc::new(shared::adapters::NotGranted("the launch queue"));
+    }
+    if function.clouds == crate::catalog::CloudAccess::None {
+        state.clouds = Arc::new(shared::state::Clouds::default());
     }
     state
 }
