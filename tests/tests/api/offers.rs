@@ -1226,3 +1226,22 @@ async fn reconcile_ends_an_aws_instance_that_outlived_its_record() {
         "a recorded instance is kept"
     );
 }
+
+/// The price-table generator keeps Linux, shared-tenancy GPU prices from a Price List offer
+/// file, and its output is what the aws_ec2 provider loads.
+#[test]
+fn the_price_table_generator_reads_the_price_list_format() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let out = std::process::Command::new("python3")
+        .arg(format!("{root}/scripts/ec2_prices.py"))
+        .arg(format!("{root}/tests/fakes/ec2_offer_file_sample.json"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table: shared::adapters::ec2_cloud::PriceTable =
+        serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(table.as_of, "2026-11-01");
+    assert_eq!(table.price("us-east-1", "g5.xlarge"), Some(1.006), "Linux, shared only");
+    assert_eq!(table.price("us-west-2", "p4d.24xlarge"), Some(21.96));
+    assert_eq!(table.price("us-east-1", "m5.large"), None, "GPU families only");
+}
