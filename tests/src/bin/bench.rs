@@ -4,7 +4,10 @@
 //! 2. fires claims with distinct emails at concurrency C: claims/s, p50/p99, double
 //!    assignments (a hostname handed to two emails), "no VM" answers;
 //! 3. measures wake latency: a VM long-polls `/vm_startup`, a claim assigns it, and we time
-//!    claim-response → long-poll-response (and claim-sent → long-poll-response).
+//!    claim-response → long-poll-response (and claim-sent → long-poll-response);
+//! 4. the offers/instances API with an API key: `GET /api/v1/instances` (key lookup, two
+//!    rate-limit counter writes, a listing) and, for comparison, `GET /health` (limits raised
+//!    so nothing is refused: this measures their cost; refusals are tested in tests/api/offers.rs).
 //!
 //! Traffic goes to 127.0.0.1 only; every loop is bounded.
 
@@ -87,11 +90,21 @@ async fn main() -> anyhow::Result<()> {
     }
     let tokens: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("tokens.json"))?)?;
+    let key_out = Command::new(&args.server)
+        .args(["api-key", "--user", "bench", "--data-dir"])
+        .arg(dir.path())
+        .stderr(Stdio::null())
+        .output()
+        .context("running api-key")?;
+    let api_key = String::from_utf8(key_out.stdout)?.trim().to_string();
 
     let mut server = Command::new(&args.server)
         .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .env("GPUFLEET_ADMIN_PASSWORD", "bench")
+        // Phase 4 measures the limiter's cost, so its limits must not refuse the load.
+        .env("GPUFLEET_RATE_LIMIT_PER_MINUTE", "1000000000")
+        .env("GPUFLEET_KEY_RATE_LIMIT_PER_MINUTE", "1000000000")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -110,7 +123,10 @@ async fn main() -> anyhow::Result<()> {
         .to_string();
     println!("server: {url} (release build, SQLite WAL, {total_vms} seeded VMs)");
 
-    let result = run(&args, &url, &tokens).await;
+    let mut result = run(&args, &url, &tokens).await;
+    if result.is_ok() {
+        result = api_phase(&args, &url, &api_key).await;
+    }
     server.kill().ok();
     server.wait().ok();
     result
@@ -280,6 +296,80 @@ async fn run(args: &Args, url: &str, tokens: &[serde_json::Value]) -> anyhow::Re
         percentile(&after_response, 0.99),
         percentile(&after_send, 0.5),
         percentile(&after_send, 0.99),
+    );
+    Ok(())
+}
+
+/// Requests per second and latency of one GET at the configured concurrency.
+async fn hammer(
+    client: &reqwest::Client,
+    url: String,
+    key: Option<String>,
+    concurrency: usize,
+    seconds: u64,
+) -> anyhow::Result<(f64, Duration, Duration, usize)> {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (client, url, key) = (client.clone(), url.clone(), key.clone());
+        tasks.spawn(async move {
+            let (mut ok, mut refused) = (Vec::new(), 0usize);
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let mut req = client.get(&url);
+                if let Some(k) = &key {
+                    req = req.bearer_auth(k);
+                }
+                match req.send().await.map(|r| r.status().as_u16()) {
+                    Ok(200) => ok.push(t.elapsed()),
+                    Ok(_) | Err(_) => refused += 1,
+                }
+            }
+            (ok, refused)
+        });
+    }
+    let (mut all, mut refused) = (Vec::new(), 0);
+    while let Some(batch) = tasks.join_next().await {
+        let (ok, r) = batch?;
+        all.extend(ok);
+        refused += r;
+    }
+    all.sort();
+    Ok((
+        all.len() as f64 / seconds as f64,
+        percentile(&all, 0.50),
+        percentile(&all, 0.99),
+        refused,
+    ))
+}
+
+async fn api_phase(args: &Args, url: &str, key: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency * 2)
+        .build()?;
+    let seconds = args.count_seconds;
+    let (rps, p50, p99, failed) = hammer(
+        &client,
+        format!("{url}/api/v1/instances"),
+        Some(key.to_string()),
+        args.concurrency,
+        seconds,
+    )
+    .await?;
+    println!(
+        "GET /api/v1/instances (API key, per-IP and per-key counters written per request): {rps:.0} req/s at concurrency {}, p50 {p50:.2?}, p99 {p99:.2?}, {failed} not 200",
+        args.concurrency
+    );
+    let (rps, p50, p99, failed) = hammer(
+        &client,
+        format!("{url}/health"),
+        None,
+        args.concurrency,
+        seconds,
+    )
+    .await?;
+    println!(
+        "GET /health (no key, no counter; one store read): {rps:.0} req/s, p50 {p50:.2?}, p99 {p99:.2?}, {failed} not 200"
     );
     Ok(())
 }

@@ -1237,11 +1237,23 @@ fn the_price_table_generator_reads_the_price_list_format() {
         .arg(format!("{root}/tests/fakes/ec2_offer_file_sample.json"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let table: shared::adapters::ec2_cloud::PriceTable =
         serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(table.as_of, "2026-11-01");
-    assert_eq!(table.price("us-east-1", "g5.xlarge"), Some(1.006), "Linux, shared only");
+    assert_eq!(
+        table.price("us-east-1", "g5.xlarge"),
+        Some(1.006),
+        "Linux, shared only"
+    );
     assert_eq!(table.price("us-west-2", "p4d.24xlarge"), Some(21.96));
-    assert_eq!(table.price("us-east-1", "m5.large"), None, "GPU families only");
+    assert_eq!(
+        table.price("us-east-1", "m5.large"),
+        None,
+        "GPU families only"
+    );
 }
