@@ -203,6 +203,12 @@ CASES["stop-instance/unknown.json"] = http_event(
     "POST", f"/api/v1/instances/{INST}/stop", "/api/v1/instances/{id}/stop", headers=KEY, path_params={"id": INST})
 CASES["destroy-instance/unknown.json"] = http_event(
     "DELETE", f"/api/v1/instances/{INST}", "/api/v1/instances/{id}", headers=KEY, path_params={"id": INST})
+CASES["command-log/first-page.json"] = http_event(
+    "GET", "/api/command-log", "/api/command-log", headers={"authorization": ADMIN}, query={"limit": "50"})
+CASES["command-log/bad-cursor.json"] = http_event(
+    "GET", "/api/command-log", "/api/command-log", headers={"authorization": ADMIN}, query={"cursor": "x"})
+CASES["clear-log/clear.json"] = http_event(
+    "POST", "/api/clear-log", "/api/clear-log", headers={"authorization": ADMIN})
 CASES["provision/poison.json"] = {"Records": [
     sqs_record("33333333-3333-4333-8333-333333333333", {"v": 99, "kind": "unknown"})]}
 

@@ -181,6 +181,8 @@ pub static FUNCTIONS: &[LambdaFunction] = &[
         clouds: CloudAccess::Manage,
         ..http("destroy-instance", ReadWrite)
     },
+    http("command-log", Read),
+    http("clear-log", ReadWrite),
     LambdaFunction {
         name: "provision",
         trigger: Trigger::Queue,

@@ -62,6 +62,28 @@ impl ApiError {
         resp
     }
 
+    /// The same error in the capacity API's envelope (the pools/command-log seed):
+    /// `{"status": "error", "error": message, "details": {"code": code}}`.
+    pub fn into_status_envelope_response(self) -> Response {
+        let mut resp = self.into_response();
+        let body: serde_json::Value = match resp.body() {
+            Body::Text(t) => serde_json::from_str(t).unwrap_or_default(),
+            _ => serde_json::Value::Null,
+        };
+        let mut details =
+            json!({"code": body.get("code").cloned().unwrap_or_else(|| json!("error"))});
+        if let Some(id) = body.get("error_id") {
+            details["error_id"] = id.clone();
+        }
+        let envelope = json!({
+            "status": "error",
+            "error": body.get("error").cloned().unwrap_or_else(|| json!("error")),
+            "details": details,
+        });
+        *resp.body_mut() = Body::Text(envelope.to_string());
+        resp
+    }
+
     /// The status code and the stable, safe body `{"error": message, "code": code}`.
     /// Internal errors are logged with an id; only the id reaches the client.
     pub fn into_response(self) -> Response {
@@ -118,6 +140,20 @@ impl ApiError {
             _ => {}
         }
         resp
+    }
+}
+
+/// Like `respond`, in the capacity API's envelope: `{"status": "success", "data", "message"}`
+/// and errors as `{"status": "error", "error", "details"}`.
+pub async fn respond_status(
+    result: impl std::future::Future<Output = Result<(serde_json::Value, &'static str), ApiError>>,
+) -> Response {
+    match result.await {
+        Ok((data, message)) => json_response(
+            StatusCode::OK,
+            &json!({"status": "success", "data": data, "message": message}),
+        ),
+        Err(e) => e.into_status_envelope_response(),
     }
 }
 
@@ -330,6 +366,30 @@ pub async fn require_api_key_or_admin(
     require_api_key(state, req).await.map(Some)
 }
 
+/// How the command log names a caller: `user:<id>` for an API key, `admin:<name>` for
+/// an admin.
+pub fn caller_label(state: &AppState, caller: Option<&Caller>) -> String {
+    match caller {
+        Some(c) => format!("user:{}", c.user_id),
+        None => format!("admin:{}", state.config.admin_user),
+    }
+}
+
+/// Runs a route's handler with its caller known to the command log: an admin (valid Basic
+/// credentials) here; API-key callers are named by the handlers that authenticate them.
+pub async fn serve_route(
+    handler: crate::routes::Handler,
+    state: AppState,
+    req: Request,
+) -> Response {
+    if require_admin(&state, &req).is_ok() {
+        let label = caller_label(&state, None);
+        shared::domain::command_log::as_caller(label, handler(state, req)).await
+    } else {
+        handler(state, req).await
+    }
+}
+
 /// Methods a browser may use cross-origin (the API Gateway side is configured the same in
 /// `template.yaml`).
 const CORS_METHODS: &str = "GET, POST, PUT, PATCH, DELETE, OPTIONS";
@@ -511,7 +571,10 @@ where
                 return Err(None);
             }
         }
-        body(caller).await.map_err(Some)
+        let label = caller_label(state, caller.as_ref());
+        shared::domain::command_log::as_caller(label, body(caller))
+            .await
+            .map_err(Some)
     }
     .await;
     let mut resp = match outcome {

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use lambda_http::{service_fn, Error};
 use shared::adapters::{
-    DynamoStore, Ec2Cloud, Ec2Compute, Ec2Config, NotGranted, PollingNotifier, SqsQueue,
-    SystemClock, VastCloud,
+    AuditedCloud, AuditedCompute, CommandLogger, Dialect, DynamoStore, Ec2Cloud, Ec2Compute,
+    Ec2Config, NotGranted, PollingNotifier, SqsQueue, SystemClock, VastCloud,
 };
 use shared::config::{Config, ConfigError};
 use shared::ports::{ComputeProvider, GpuCloud, JobQueue};
@@ -104,32 +104,45 @@ pub async fn state_from_env(name: &str) -> Result<AppState, Error> {
         Some(url) => Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), url)),
         None => Arc::new(NotGranted("the launch queue")),
     };
+    let store: Arc<DynamoStore> = Arc::new(store);
+    // Every mutating cloud command goes into the command log (docs/offers.md).
+    let logger = CommandLogger::new(store.clone(), Arc::new(SystemClock));
     let compute: Arc<dyn ComputeProvider> = match f.ec2 {
-        Some(ec2) => Arc::new(Ec2Compute::new(aws_sdk_ec2::Client::new(&sdk), ec2)),
+        Some(ec2) => Arc::new(AuditedCompute::new(
+            Arc::new(Ec2Compute::new(aws_sdk_ec2::Client::new(&sdk), ec2)),
+            logger.clone(),
+            Dialect::Aws,
+        )),
         None => Arc::new(NotGranted("EC2")),
     };
     let mut clouds: Vec<Arc<dyn GpuCloud>> = Vec::new();
     if let Some(ec2) = f.cloud_ec2 {
         let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
-        clouds.push(Arc::new(Ec2Cloud::new(
-            aws_sdk_ec2::Client::new(&sdk),
-            ec2,
-            &region,
-            &f.config.ssh_user,
-            f.config.offer_cache,
-        )?));
-        if let Some(key) = &f.config.vast_api_key {
-            clouds.push(Arc::new(VastCloud::new(
-                &f.config.vast_api_url,
-                key,
-                &f.config.deployment,
+        clouds.push(Arc::new(AuditedCloud::new(
+            Arc::new(Ec2Cloud::new(
+                aws_sdk_ec2::Client::new(&sdk),
+                ec2,
+                &region,
+                &f.config.ssh_user,
                 f.config.offer_cache,
-            )?));
+            )?),
+            logger.clone(),
+        )));
+        if let Some(key) = &f.config.vast_api_key {
+            clouds.push(Arc::new(AuditedCloud::new(
+                Arc::new(VastCloud::new(
+                    &f.config.vast_api_url,
+                    key,
+                    &f.config.deployment,
+                    f.config.offer_cache,
+                )?),
+                logger.clone(),
+            )));
         }
     }
     Ok(AppState {
         clouds: Arc::new(Clouds::new(clouds)),
-        store: Arc::new(store),
+        store,
         compute,
         queue,
         notifier: Arc::new(PollingNotifier {
@@ -161,7 +174,9 @@ async fn serve(name: &'static str) -> Result<(), Error> {
             let handler = http_handler(name).ok_or_else(|| format!("no route for {name}"))?;
             lambda_http::run(service_fn(move |req: Request| {
                 let state = state.clone();
-                async move { Ok::<Response, Error>(handler(state, req).await) }
+                async move {
+                    Ok::<Response, Error>(crate::http::serve_route(handler, state, req).await)
+                }
             }))
             .await
         }

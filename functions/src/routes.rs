@@ -94,6 +94,8 @@ pub static ROUTES: &[Route] = &[
     route!(DELETE "/api/v1/instances/{id}" => "destroy-instance", destroy_instance, ApiKeyOrAdmin),
     route!(POST "/api/v1/instances/{id}/start" => "start-instance", start_instance, ApiKeyOrAdmin),
     route!(POST "/api/v1/instances/{id}/stop" => "stop-instance", stop_instance, ApiKeyOrAdmin),
+    route!(GET "/api/command-log" => "command-log", command_log, Admin),
+    route!(POST "/api/clear-log" => "clear-log", clear_log, Admin),
 ];
 
 /// What matching a request path against the table found.

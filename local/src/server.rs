@@ -13,8 +13,8 @@ use axum::extract::State;
 use http::StatusCode;
 use lambda_http::RequestExt;
 use shared::adapters::{
-    InProcessNotifier, InProcessQueue, LocalCloud, LocalCompute, LocalComputeConfig, SqliteStore,
-    SystemClock, VastCloud,
+    AuditedCloud, AuditedCompute, CommandLogger, Dialect, InProcessNotifier, InProcessQueue,
+    LocalCloud, LocalCompute, LocalComputeConfig, SqliteStore, SystemClock, VastCloud,
 };
 use shared::config::Config;
 use shared::ports::{GpuCloud, Store};
@@ -89,6 +89,10 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         Some(store) => store,
         None => Arc::new(SqliteStore::open(&config.data_dir)?),
     };
+    let clock: Arc<dyn shared::ports::Clock> =
+        options.clock.unwrap_or_else(|| Arc::new(SystemClock));
+    // Every mutating command (agent processes, cloud instances) goes into the command log.
+    let logger = CommandLogger::new(store.clone(), clock.clone());
     let compute = LocalCompute::new(LocalComputeConfig {
         program: options.agent_program,
         extra_args: options.agent_args,
@@ -112,13 +116,21 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
             clouds
         }
     };
+    let clouds: Vec<Arc<dyn GpuCloud>> = clouds
+        .into_iter()
+        .map(|c| Arc::new(AuditedCloud::new(c, logger.clone())) as Arc<dyn GpuCloud>)
+        .collect();
     let state = AppState {
         clouds: Arc::new(Clouds::new(clouds)),
         store,
-        compute: Arc::new(compute),
+        compute: Arc::new(AuditedCompute::new(
+            Arc::new(compute),
+            logger,
+            Dialect::Local,
+        )),
         queue: Arc::new(queue),
         notifier: Arc::new(InProcessNotifier::default()),
-        clock: options.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+        clock,
         admin: Arc::new(AdminCredentials::new(&config.admin_user, &password)),
         config: Arc::new(config),
     };
@@ -223,7 +235,13 @@ async fn dispatch(
         .with_request_context(lambda_http::request::RequestContext::ApiGatewayV2(context));
     // A spawned task finishes even if the client goes away mid-request (a launch must not
     // stop half way because a browser tab closed), and a panic becomes a 500, not a crash.
-    match tokio::spawn((route.handler)(state.clone(), request)).await {
+    match tokio::spawn(functions::http::serve_route(
+        route.handler,
+        state.clone(),
+        request,
+    ))
+    .await
+    {
         Ok(mut resp) => {
             add_cors_headers(&state, &request_headers, &mut resp);
             resp.map(|body| AxumBody::from(body.to_vec()))

@@ -204,9 +204,34 @@ pub trait RateLimitStore: Send + Sync {
     ) -> Result<u64>;
 }
 
+/// The append-only log of cloud commands.
+#[async_trait]
+pub trait CommandLogStore: Send + Sync {
+    async fn append_command(&self, entry: &crate::domain::command_log::CommandEntry) -> Result<()>;
+    /// Newest first, at most `limit`, older than the entry id `before` (a page cursor), and
+    /// only entries at or after `since` (the last clear) when given.
+    async fn list_commands(
+        &self,
+        limit: usize,
+        before: Option<&str>,
+        since: Option<Millis>,
+    ) -> Result<Vec<crate::domain::command_log::CommandEntry>>;
+    /// Records that the log was cleared at `at`: entries before it leave the default view.
+    async fn record_clear(&self, at: Millis) -> Result<()>;
+    /// When the log was last cleared.
+    async fn last_clear(&self) -> Result<Option<Millis>>;
+}
+
 /// Everything the core keeps.
 pub trait Store:
-    VmStore + OperationStore + LogStore + RequestStore + ApiKeyStore + InstanceStore + RateLimitStore
+    VmStore
+    + OperationStore
+    + LogStore
+    + RequestStore
+    + ApiKeyStore
+    + InstanceStore
+    + RateLimitStore
+    + CommandLogStore
 {
 }
 impl<
@@ -216,7 +241,8 @@ impl<
             + RequestStore
             + ApiKeyStore
             + InstanceStore
-            + RateLimitStore,
+            + RateLimitStore
+            + CommandLogStore,
     > Store for T
 {
 }

@@ -5,6 +5,8 @@ pub mod admin_dashboard;
 pub mod admin_instances;
 pub mod admin_logs;
 pub mod admin_metrics;
+pub mod clear_log;
+pub mod command_log;
 pub mod create_api_key;
 pub mod create_instance;
 pub mod create_request;

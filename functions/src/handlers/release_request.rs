@@ -14,7 +14,11 @@ pub async fn handle(state: AppState, req: Request) -> Response {
             crate::http::require_same_origin(&req)?;
         }
         let id = path_param(&req, "request_id")?;
-        let request = requests::release(&state, caller.as_ref(), &id).await?;
+        let request = shared::domain::command_log::as_caller(
+            crate::http::caller_label(&state, caller.as_ref()),
+            requests::release(&state, caller.as_ref(), &id),
+        )
+        .await?;
         ok_json(request_json(&request))
     })
     .await

@@ -37,6 +37,9 @@ fn expected() -> BTreeMap<&'static str, u16> {
         ("start-instance/no-key.json", 401),
         ("stop-instance/unknown.json", 404),
         ("destroy-instance/unknown.json", 404),
+        ("command-log/first-page.json", 200),
+        ("command-log/bad-cursor.json", 400),
+        ("clear-log/clear.json", 200),
     ])
 }
 

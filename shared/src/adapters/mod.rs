@@ -1,6 +1,7 @@
 //! Adapters: implementations of the ports. Local mode uses SQLite, agent processes and an
 //! in-process notifier; AWS adapters (DynamoDB, SQS, EC2) sit beside these.
 
+pub mod audited;
 pub mod clock;
 #[cfg(feature = "aws")]
 pub mod dynamodb;
@@ -19,6 +20,7 @@ pub mod sqlite;
 pub mod sqs;
 pub mod vast;
 
+pub use audited::{AuditedCloud, AuditedCompute, CommandLogger, Dialect};
 pub use clock::{OffsetClock, SystemClock};
 #[cfg(feature = "aws")]
 pub use dynamodb::DynamoStore;

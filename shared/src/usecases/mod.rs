@@ -2,6 +2,7 @@
 //! these calls and render what they return; the rules live here.
 
 pub mod admin;
+pub mod command_log;
 pub mod instances;
 pub mod participant;
 pub mod provisioning;

@@ -6,6 +6,7 @@
 mod auth;
 mod aws_pipeline;
 mod claims;
+mod command_log;
 mod durability;
 mod dynamodb;
 mod end_to_end;

@@ -1116,6 +1116,50 @@ async fn an_aws_instance_is_launched_tagged_stopped_started_and_terminated() {
         "terminated"
     );
 
+    // Every EC2 command is in the command log, with who caused it.
+    let log = app
+        .admin(app.client.get(app.url("/api/command-log")))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let commands: Vec<(String, String)> = log["data"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|e| {
+            (
+                e["command"].as_str().unwrap().to_string(),
+                e["user"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(commands.len(), 4, "{commands:?}");
+    assert!(commands[0].0.starts_with(&format!(
+        "aws ec2 run-instances --count 1 --client-token {id} --instance-type g5.xlarge"
+    )));
+    assert_eq!(commands[0].1, "user:ann");
+    assert_eq!(
+        commands[1..].to_vec(),
+        [
+            (
+                format!("aws ec2 stop-instances --instance-ids {instance_id}"),
+                "user:ann".to_string()
+            ),
+            (
+                format!("aws ec2 start-instances --instance-ids {instance_id}"),
+                "user:ann".to_string()
+            ),
+            (
+                format!("aws ec2 terminate-instances --instance-ids {instance_id}"),
+                "user:ann".to_string()
+            ),
+        ]
+    );
+
     // A spot offer launches on the spot market.
     let (s, spot, _) = app
         .create_instance(

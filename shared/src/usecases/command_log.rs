@@ -1,0 +1,102 @@
+//! Reading and clearing the command log. Clearing is itself logged and only hides older
+//! entries from the default view: nothing is ever deleted.
+
+use crate::domain::command_log::{current_caller, CommandEntry};
+use crate::domain::Millis;
+use crate::error::{Error, Result};
+use crate::AppState;
+
+pub const DEFAULT_LIMIT: usize = 100;
+pub const MAX_LIMIT: usize = 500;
+
+/// One page, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub entries: Vec<CommandEntry>,
+    /// Pass back as `cursor` for the next (older) page.
+    pub next_cursor: Option<String>,
+    pub cleared_at: Option<Millis>,
+}
+
+fn valid_cursor(c: &str) -> bool {
+    let (at, tail) = c.split_at(c.len().min(20));
+    c.len() == 37
+        && at.chars().all(|ch| ch.is_ascii_digit())
+        && tail.starts_with('-')
+        && tail[1..].chars().all(|ch| ch.is_ascii_hexdigit())
+}
+
+pub async fn list(
+    state: &AppState,
+    limit: Option<&str>,
+    cursor: Option<&str>,
+    include_cleared: Option<&str>,
+) -> Result<Page> {
+    let limit = match limit {
+        None => DEFAULT_LIMIT,
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(Error::validation(format!(
+                    "limit must be a whole number from 1 to {MAX_LIMIT}"
+                )))
+            }
+        },
+    };
+    if let Some(c) = cursor {
+        if !valid_cursor(c) {
+            return Err(Error::validation("cursor is not one this API returned"));
+        }
+    }
+    let include_cleared = match include_cleared {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(Error::validation("include_cleared must be true or false")),
+    };
+    let cleared_at = state.store.last_clear().await?;
+    let since = if include_cleared { None } else { cleared_at };
+    let entries = state.store.list_commands(limit + 1, cursor, since).await?;
+    let more = entries.len() > limit;
+    let entries: Vec<CommandEntry> = entries.into_iter().take(limit).collect();
+    Ok(Page {
+        next_cursor: if more {
+            entries.last().map(|e| e.id.clone())
+        } else {
+            None
+        },
+        entries,
+        cleared_at,
+    })
+}
+
+/// Hides every entry logged so far from the default view (they stay, and
+/// `include_cleared=true` shows them); the clear is logged under the caller.
+pub async fn clear(state: &AppState) -> Result<Millis> {
+    let at = state.clock.now_millis();
+    state.store.record_clear(at).await?;
+    state
+        .store
+        .append_command(&CommandEntry::new(
+            at,
+            "clear-log".into(),
+            true,
+            Some("older entries hidden from the default view, kept".into()),
+            0,
+            current_caller(),
+        ))
+        .await?;
+    Ok(at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_are_checked() {
+        assert!(valid_cursor("00000001795327200000-0123456789abcdef"));
+        assert!(!valid_cursor("00000001795327200000-0123456789abcdeg"));
+        assert!(!valid_cursor("x"));
+        assert!(!valid_cursor("' OR 1=1 --"));
+    }
+}
