@@ -209,6 +209,26 @@ CASES["command-log/bad-cursor.json"] = http_event(
     "GET", "/api/command-log", "/api/command-log", headers={"authorization": ADMIN}, query={"cursor": "x"})
 CASES["clear-log/clear.json"] = http_event(
     "POST", "/api/clear-log", "/api/clear-log", headers={"authorization": ADMIN})
+# Capacity pools (the handler tests' state has vm-1, a g4dn.xlarge: one T4).
+CASES["gpu-types/all.json"] = http_event("GET", "/api/gpu-types", "/api/gpu-types", headers=KEY)
+CASES["get-aggregates/t4.json"] = http_event(
+    "GET", "/api/aggregates/T4", "/api/aggregates/{gpu_type}", headers=KEY, path_params={"gpu_type": "T4"})
+CASES["get-aggregates/unknown-kind.json"] = http_event(
+    "GET", "/api/aggregates/T4/cheap", "/api/aggregates/{gpu_type}/{aggregate_type}", headers=KEY,
+    path_params={"gpu_type": "T4", "aggregate_type": "cheap"})
+CASES["contract-aggregates/t4.json"] = http_event(
+    "GET", "/api/contract-aggregates/T4", "/api/contract-aggregates/{gpu_type}", headers=KEY,
+    path_params={"gpu_type": "T4"})
+CASES["host-vms/vm-1.json"] = http_event(
+    "GET", "/api/host-vms/vm-1", "/api/host-vms/{hostname}", headers=KEY, path_params={"hostname": "vm-1"})
+CASES["preview-migration/vm-1-to-spot.json"] = http_event(
+    "POST", "/api/preview-migration", "/api/preview-migration",
+    {"host": "vm-1", "source_aggregate": "T4-ondemand", "target_aggregate": "T4-spot"}, KEY)
+CASES["execute-migration/no-key.json"] = http_event(
+    "POST", "/api/execute-migration", "/api/execute-migration",
+    {"host": "vm-1", "source_aggregate": "T4-ondemand", "target_aggregate": "T4-spot"})
+CASES["get-target-aggregate/vm-1.json"] = http_event(
+    "POST", "/api/get-target-aggregate", "/api/get-target-aggregate", {"hostname": "vm-1", "gpu_type": "T4"}, KEY)
 CASES["provision/poison.json"] = {"Records": [
     sqs_record("33333333-3333-4333-8333-333333333333", {"v": 99, "kind": "unknown"})]}
 

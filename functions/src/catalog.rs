@@ -35,6 +35,8 @@ pub enum Ec2Access {
     Terminate,
     /// Also launch them (the provisioner).
     Launch,
+    /// Describe them and set their `gpufleet:pool` tag (host migrations).
+    Tag,
 }
 
 /// Access to the GPU clouds of the offers API (aws_ec2 through EC2, vast_ai through its API
@@ -183,6 +185,20 @@ pub static FUNCTIONS: &[LambdaFunction] = &[
     },
     http("command-log", Read),
     http("clear-log", ReadWrite),
+    // Capacity pools (docs/pools.md).
+    http("gpu-types", Read),
+    http("get-aggregates", Read),
+    http("contract-aggregates", Read),
+    http("host-vms", Read),
+    LambdaFunction {
+        ec2: Ec2Access::Describe,
+        ..http("preview-migration", Read)
+    },
+    LambdaFunction {
+        ec2: Ec2Access::Tag,
+        ..http("execute-migration", ReadWrite)
+    },
+    http("get-target-aggregate", Read),
     LambdaFunction {
         name: "provision",
         trigger: Trigger::Queue,

@@ -63,7 +63,7 @@ pub fn function_config(
     let ec2 = match function.ec2 {
         Ec2Access::None => None,
         // The IAM role tells the two apart; the adapter is the same.
-        Ec2Access::Describe | Ec2Access::Terminate => {
+        Ec2Access::Describe | Ec2Access::Terminate | Ec2Access::Tag => {
             Some(Ec2Config::terminate_only(&config.deployment))
         }
         Ec2Access::Launch => {

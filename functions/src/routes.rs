@@ -96,6 +96,14 @@ pub static ROUTES: &[Route] = &[
     route!(POST "/api/v1/instances/{id}/stop" => "stop-instance", stop_instance, ApiKeyOrAdmin),
     route!(GET "/api/command-log" => "command-log", command_log, Admin),
     route!(POST "/api/clear-log" => "clear-log", clear_log, Admin),
+    route!(GET "/api/gpu-types" => "gpu-types", gpu_types, ApiKeyOrAdmin),
+    route!(GET "/api/aggregates/{gpu_type}" => "get-aggregates", get_aggregates, ApiKeyOrAdmin),
+    route!(GET "/api/aggregates/{gpu_type}/{aggregate_type}" => "get-aggregates", get_aggregates, ApiKeyOrAdmin),
+    route!(GET "/api/contract-aggregates/{gpu_type}" => "contract-aggregates", contract_aggregates, ApiKeyOrAdmin),
+    route!(GET "/api/host-vms/{hostname}" => "host-vms", host_vms, ApiKeyOrAdmin),
+    route!(POST "/api/preview-migration" => "preview-migration", preview_migration, ApiKeyOrAdmin),
+    route!(POST "/api/execute-migration" => "execute-migration", execute_migration, ApiKeyOrAdmin),
+    route!(POST "/api/get-target-aggregate" => "get-target-aggregate", get_target_aggregate, ApiKeyOrAdmin),
 ];
 
 /// What matching a request path against the table found.

@@ -91,6 +91,12 @@ pub struct Config {
     pub vast_api_url: String,
     /// `GPUFLEET_OFFER_CACHE_SECONDS`: how long a provider's offers are reused (default 60).
     pub offer_cache: Duration,
+    /// `GPUFLEET_POOLS`: capacity pools beyond each GPU type's defaults
+    /// (`name=GPU/kind[/tenant[/owner group]]`, comma-separated).
+    pub pools: Vec<crate::domain::pools::Pool>,
+    /// `GPUFLEET_INSTANCE_TYPE`: the workshop VMs' instance type (default g4dn.xlarge); the
+    /// capacity views derive each host's GPUs from it.
+    pub instance_type: String,
 }
 
 /// The default `GPUFLEET_CORS_ORIGINS` (a Vite dev server).
@@ -257,6 +263,13 @@ impl Config {
                 .trim_end_matches('/')
                 .to_string(),
             offer_cache: Duration::from_secs(parse(&get, "GPUFLEET_OFFER_CACHE_SECONDS", 60)?),
+            instance_type: get("GPUFLEET_INSTANCE_TYPE").unwrap_or_else(|| "g4dn.xlarge".into()),
+            pools: crate::domain::pools::parse_pools(&get("GPUFLEET_POOLS").unwrap_or_default())
+                .map_err(|e| ConfigError::Invalid {
+                    name: "GPUFLEET_POOLS",
+                    value: get("GPUFLEET_POOLS").unwrap_or_default(),
+                    reason: e.to_string(),
+                })?,
         })
     }
 

@@ -222,6 +222,23 @@ pub trait CommandLogStore: Send + Sync {
     async fn last_clear(&self) -> Result<Option<Millis>>;
 }
 
+/// Which capacity pool each host is in (hosts without a record are in their GPU type's
+/// default pool).
+#[async_trait]
+pub trait HostPoolStore: Send + Sync {
+    /// hostname → pool, for every host with a recorded pool.
+    async fn host_pools(&self) -> Result<std::collections::HashMap<String, String>>;
+    /// Moves `hostname` from pool `from` (`None`: no recorded pool yet) to `to` in one
+    /// conditional write; `Conflict` if its recorded pool is not `from` (someone moved it).
+    async fn move_host(
+        &self,
+        hostname: &str,
+        from: Option<&str>,
+        to: &str,
+        now: Millis,
+    ) -> Result<()>;
+}
+
 /// Everything the core keeps.
 pub trait Store:
     VmStore
@@ -232,6 +249,7 @@ pub trait Store:
     + InstanceStore
     + RateLimitStore
     + CommandLogStore
+    + HostPoolStore
 {
 }
 impl<
@@ -242,7 +260,8 @@ impl<
             + ApiKeyStore
             + InstanceStore
             + RateLimitStore
-            + CommandLogStore,
+            + CommandLogStore
+            + HostPoolStore,
     > Store for T
 {
 }
@@ -351,6 +370,18 @@ pub trait ComputeProvider: Send + Sync {
     /// Asks for each machine to end and returns the ids confirmed ending or gone. Machines
     /// of other deployments are never touched.
     async fn terminate(&self, instance_ids: &[String]) -> Result<Vec<String>>;
+    /// Whether machines carry tags (EC2), so a host's pool is mirrored on its machine.
+    fn has_tags(&self) -> bool {
+        false
+    }
+    /// Sets tag `key` on this deployment's machine `instance_id` (`NotFound` if it is not ours).
+    async fn set_tag(&self, _instance_id: &str, _key: &str, _value: &str) -> Result<()> {
+        Ok(())
+    }
+    /// Reads tag `key` of this deployment's machine (`None`: no such tag).
+    async fn get_tag(&self, _instance_id: &str, _key: &str) -> Result<Option<String>> {
+        Ok(None)
+    }
 }
 
 /// What a provider needs to create one instance from an offer.

@@ -40,6 +40,14 @@ fn expected() -> BTreeMap<&'static str, u16> {
         ("command-log/first-page.json", 200),
         ("command-log/bad-cursor.json", 400),
         ("clear-log/clear.json", 200),
+        ("gpu-types/all.json", 200),
+        ("get-aggregates/t4.json", 200),
+        ("get-aggregates/unknown-kind.json", 404),
+        ("contract-aggregates/t4.json", 200),
+        ("host-vms/vm-1.json", 200),
+        ("preview-migration/vm-1-to-spot.json", 200),
+        ("execute-migration/no-key.json", 401),
+        ("get-target-aggregate/vm-1.json", 200),
     ])
 }
 

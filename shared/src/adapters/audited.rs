@@ -153,6 +153,34 @@ impl ComputeProvider for AuditedCompute {
         }
         result
     }
+
+    fn has_tags(&self) -> bool {
+        self.inner.has_tags()
+    }
+
+    async fn set_tag(&self, instance_id: &str, key: &str, value: &str) -> Result<()> {
+        let command = match self.dialect {
+            Dialect::Aws => format!(
+                "aws ec2 create-tags --resources {instance_id} --tags Key={key},Value={value}"
+            ),
+            _ => format!("tag {instance_id} {key}={value}"),
+        };
+        let started = Instant::now();
+        let result = self.inner.set_tag(instance_id, key, value).await;
+        match &result {
+            Ok(()) => self.logger.record(command, true, None, started).await,
+            Err(e) => {
+                self.logger
+                    .record(command, false, failure(e), started)
+                    .await
+            }
+        }
+        result
+    }
+
+    async fn get_tag(&self, instance_id: &str, key: &str) -> Result<Option<String>> {
+        self.inner.get_tag(instance_id, key).await
+    }
 }
 
 pub struct AuditedCloud {

@@ -39,8 +39,8 @@ use crate::domain::{
 use crate::error::{Error, Result};
 use crate::ports::{
     ApiKeyStore, ClaimOutcome, ClaimRequest, CommandLogStore, CreateInstanceOutcome,
-    CreateRequestOutcome, Idempotency, InstanceStore, LogPage, LogStore, OperationStore,
-    RateLimitStore, RequestStore, VmStore,
+    CreateRequestOutcome, HostPoolStore, Idempotency, InstanceStore, LogPage, LogStore,
+    OperationStore, RateLimitStore, RequestStore, VmStore,
 };
 
 /// The table's definition: the one source the bootstrap command, the tests and the SAM
@@ -1815,5 +1815,57 @@ impl CommandLogStore for DynamoStore {
             .get(CMDLOG_PK, "CLEAR", true)
             .await?
             .and_then(|item| get_n::<i64>(&item, "cleared_at")))
+    }
+}
+
+// Host pools: `HOSTPOOL#<hostname>`/`POOL` with `pool`; moves are conditional on the pool
+// read (or on the item's absence).
+
+#[async_trait]
+impl HostPoolStore for DynamoStore {
+    async fn host_pools(&self) -> Result<HashMap<String, String>> {
+        Ok(self
+            .scan_prefix("HOSTPOOL#")
+            .await?
+            .iter()
+            .filter_map(|item| {
+                let host = get_s(item, table::PARTITION_KEY)?
+                    .strip_prefix("HOSTPOOL#")?
+                    .to_string();
+                Some((host, get_s(item, "pool")?))
+            })
+            .collect())
+    }
+
+    async fn move_host(
+        &self,
+        hostname: &str,
+        from: Option<&str>,
+        to: &str,
+        now: Millis,
+    ) -> Result<()> {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("HOSTPOOL#{hostname}"), "POOL")))
+            .update_expression("SET pool = :to, updated_at = :now")
+            .expression_attribute_values(":to", s(to))
+            .expression_attribute_values(":now", n(now));
+        request = match from {
+            Some(from) => request
+                .condition_expression("pool = :from")
+                .expression_attribute_values(":from", s(from)),
+            None => request.condition_expression("attribute_not_exists(pk)"),
+        };
+        match request.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if code(&e).as_deref() == Some("ConditionalCheckFailedException") => {
+                Err(Error::Conflict(format!(
+                    "host {hostname} was moved by someone else meanwhile"
+                )))
+            }
+            Err(e) => Err(internal("UpdateItem host pool", DisplayErrorContext(e))),
+        }
     }
 }

@@ -27,6 +27,8 @@ pub const TAG_OPERATION: &str = "gpufleet:operation";
 /// On machines of a provisioning request: its id, and the latest its lease can end.
 pub const TAG_REQUEST: &str = "gpufleet:request";
 pub const TAG_LEASE_EXPIRES: &str = "gpufleet:lease-expires";
+/// The capacity pool a host is in (mirrors the store).
+pub use crate::domain::pools::TAG_POOL;
 
 /// EC2's limit on user_data (before base64).
 pub const USER_DATA_LIMIT: usize = 16 * 1024;
@@ -482,6 +484,58 @@ impl ComputeProvider for Ec2Compute {
             }
         }
         Ok(confirmed)
+    }
+
+    fn has_tags(&self) -> bool {
+        true
+    }
+
+    async fn set_tag(&self, instance_id: &str, key: &str, value: &str) -> Result<()> {
+        if self
+            .describe(vec![filter("instance-id", &[instance_id])])
+            .await?
+            .is_empty()
+        {
+            return Err(Error::NotFound(format!(
+                "instance {instance_id} of this deployment"
+            )));
+        }
+        self.stats.record("CreateTags", 0.0);
+        self.client
+            .create_tags()
+            .resources(instance_id)
+            .tags(tag(key, value))
+            .send()
+            .await
+            .map_err(|e| {
+                Error::Internal(anyhow::anyhow!(
+                    "EC2 CreateTags: {}",
+                    DisplayErrorContext(e)
+                ))
+            })?;
+        Ok(())
+    }
+
+    async fn get_tag(&self, instance_id: &str, key: &str) -> Result<Option<String>> {
+        self.stats.record("DescribeTags", 0.0);
+        let out = self
+            .client
+            .describe_tags()
+            .filters(filter("resource-id", &[instance_id]))
+            .filters(filter("key", &[key]))
+            .send()
+            .await
+            .map_err(|e| {
+                Error::Internal(anyhow::anyhow!(
+                    "EC2 DescribeTags: {}",
+                    DisplayErrorContext(e)
+                ))
+            })?;
+        Ok(out
+            .tags()
+            .first()
+            .and_then(|t| t.value())
+            .map(str::to_string))
     }
 }
 

@@ -34,6 +34,12 @@ impl ComputeProvider for NotGranted {
     async fn terminate(&self, _instance_ids: &[String]) -> Result<Vec<String>> {
         Err(self.error())
     }
+    async fn set_tag(&self, _: &str, _: &str, _: &str) -> Result<()> {
+        Err(self.error())
+    }
+    async fn get_tag(&self, _: &str, _: &str) -> Result<Option<String>> {
+        Err(self.error())
+    }
 }
 
 #[async_trait]

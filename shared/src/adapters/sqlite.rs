@@ -30,8 +30,8 @@ use crate::domain::{
 use crate::error::{Error, Result};
 use crate::ports::{
     ApiKeyStore, ClaimOutcome, ClaimRequest, CommandLogStore, CreateInstanceOutcome,
-    CreateRequestOutcome, Idempotency, InstanceStore, LogPage, LogStore, OperationStore,
-    RateLimitStore, RequestStore, VmStore,
+    CreateRequestOutcome, HostPoolStore, Idempotency, InstanceStore, LogPage, LogStore,
+    OperationStore, RateLimitStore, RequestStore, VmStore,
 };
 
 /// File name of the database inside the data directory.
@@ -407,6 +407,13 @@ fn migrate(conn: &Connection) -> Result<()> {
             body TEXT NOT NULL
          ) WITHOUT ROWID;
          CREATE TABLE command_log_clears (at INTEGER NOT NULL);"
+            .to_string(),
+        // Version 7: the capacity pool of each host (absent: its GPU type's default pool).
+        "CREATE TABLE host_pools (
+            hostname   TEXT PRIMARY KEY,
+            pool       TEXT NOT NULL,
+            updated_at INTEGER NOT NULL
+         ) WITHOUT ROWID;"
             .to_string(),
     ];
     let version: usize = conn
@@ -1362,6 +1369,60 @@ impl CommandLogStore for SqliteStore {
                 r.get::<_, Option<i64>>(0)
             })
             .map_err(sql_err("reading the last clear"))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl HostPoolStore for SqliteStore {
+    async fn host_pools(&self) -> Result<std::collections::HashMap<String, String>> {
+        self.read(|conn| {
+            conn.prepare_cached("SELECT hostname, pool FROM host_pools")
+                .and_then(|mut stmt| {
+                    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                        .collect::<rusqlite::Result<_>>()
+                })
+                .map_err(sql_err("listing host pools"))
+        })
+        .await
+    }
+
+    async fn move_host(
+        &self,
+        hostname: &str,
+        from: Option<&str>,
+        to: &str,
+        now: Millis,
+    ) -> Result<()> {
+        let (hostname, from, to) = (
+            hostname.to_string(),
+            from.map(str::to_string),
+            to.to_string(),
+        );
+        self.write(move |conn| {
+            let current: Option<String> = conn
+                .query_row(
+                    "SELECT pool FROM host_pools WHERE hostname = ?1",
+                    params![hostname],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(sql_err("reading a host's pool"))?;
+            if current != from {
+                return Err(Error::Conflict(format!(
+                    "host {hostname} is in {} now, not {}",
+                    current.as_deref().unwrap_or("its default pool"),
+                    from.as_deref().unwrap_or("its default pool")
+                )));
+            }
+            conn.execute(
+                "INSERT INTO host_pools (hostname, pool, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (hostname) DO UPDATE SET pool = ?2, updated_at = ?3",
+                params![hostname, to, now],
+            )
+            .map_err(sql_err("moving a host"))?;
+            Ok(())
         })
         .await
     }

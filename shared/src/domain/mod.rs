@@ -11,6 +11,7 @@ pub mod logs;
 pub mod metrics;
 pub mod offers;
 pub mod operation;
+pub mod pools;
 pub mod requests;
 pub mod secrets;
 pub mod vm;

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod command_log;
 pub mod instances;
 pub mod participant;
+pub mod pools;
 pub mod provisioning;
 pub mod rate_limit;
 pub mod reconcile;

@@ -1,0 +1,23 @@
+//! `GET /api/aggregates/{gpu_type}` and `GET /api/aggregates/{gpu_type}/{aggregate_type}`
+//! (API key or admin): a GPU type's pools by kind (hosts, GPU use) and the overview; 404 for
+//! an unknown type or kind.
+
+use lambda_http::RequestExt;
+use shared::usecases::pools;
+use shared::AppState;
+
+use crate::http::{path_param, require_api_key_or_admin, respond_status, Request, Response};
+
+pub async fn handle(state: AppState, req: Request) -> Response {
+    respond_status(async {
+        require_api_key_or_admin(&state, &req).await?;
+        let gpu_type = path_param(&req, "gpu_type")?;
+        let kind = req
+            .path_parameters()
+            .first("aggregate_type")
+            .map(str::to_string);
+        let data = pools::aggregates(&state, &gpu_type, kind.as_deref()).await?;
+        Ok((data, "Aggregates retrieved successfully"))
+    })
+    .await
+}
