@@ -1849,12 +1849,14 @@ impl HostPoolStore for DynamoStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(format!("HOSTPOOL#{hostname}"), "POOL")))
-            .update_expression("SET pool = :to, updated_at = :now")
+            // `pool` is a DynamoDB reserved word.
+            .update_expression("SET #pool = :to, updated_at = :now")
+            .expression_attribute_names("#pool", "pool")
             .expression_attribute_values(":to", s(to))
             .expression_attribute_values(":now", n(now));
         request = match from {
             Some(from) => request
-                .condition_expression("pool = :from")
+                .condition_expression("#pool = :from")
                 .expression_attribute_values(":from", s(from)),
             None => request.condition_expression("attribute_not_exists(pk)"),
         };

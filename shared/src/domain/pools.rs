@@ -114,7 +114,7 @@ pub struct GpuUsage {
 }
 
 impl GpuUsage {
-    pub fn add(self, other: GpuUsage) -> GpuUsage {
+    pub fn plus(self, other: GpuUsage) -> GpuUsage {
         GpuUsage {
             used: self.used + other.used,
             capacity: self.capacity + other.capacity,
@@ -212,7 +212,7 @@ mod tests {
             used: 24,
             capacity: 80,
         }
-        .add(GpuUsage {
+        .plus(GpuUsage {
             used: 132,
             capacity: 240,
         });

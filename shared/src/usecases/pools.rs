@@ -186,8 +186,8 @@ fn kind_json(kind_pools: &[&Pool], hosts: &[Host]) -> Value {
         let mine: Vec<&Host> = hosts.iter().filter(|h| h.pool == p.name).collect();
         let usage = mine
             .iter()
-            .fold(GpuUsage::default(), |u, h| u.add(h.usage()));
-        total = total.add(usage);
+            .fold(GpuUsage::default(), |u, h| u.plus(h.usage()));
+        total = total.plus(usage);
         all_hosts.extend(mine.iter().map(|h| host_json(h, Some(p))));
         variants.push(
             json!({"name": p.name, "host_count": mine.len(), "gpu_summary": usage.to_json()}),
@@ -254,7 +254,7 @@ pub async fn aggregates(state: &AppState, gpu_type: &str, kind: Option<&str>) ->
             .iter()
             .filter(|h| pools_k.iter().any(|p| p.name == h.pool))
         {
-            overview = overview.add(h.usage());
+            overview = overview.plus(h.usage());
         }
         out.insert(k.to_string(), kind_json(&pools_k, &hosts));
     }
@@ -282,7 +282,7 @@ pub async fn contract_aggregates(state: &AppState, gpu_type: &str) -> Result<Val
             let mine: Vec<&Host> = hosts.iter().filter(|h| h.pool == p.name).collect();
             let usage = mine
                 .iter()
-                .fold(GpuUsage::default(), |u, h| u.add(h.usage()));
+                .fold(GpuUsage::default(), |u, h| u.plus(h.usage()));
             json!({
                 "aggregate": p.name,
                 "hosts": mine.iter().map(|h| host_json(h, Some(p))).collect::<Vec<_>>(),

@@ -16,6 +16,7 @@ mod logs;
 mod long_poll;
 mod metrics;
 mod offers;
+mod pools;
 mod requests;
 mod template;
 mod validation;
