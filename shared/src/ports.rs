@@ -105,6 +105,30 @@ pub struct Idempotency {
     pub fingerprint: String,
 }
 
+/// Longest accepted `Idempotency-Key`.
+pub const MAX_IDEMPOTENCY_KEY: usize = 200;
+
+impl Idempotency {
+    /// The `Idempotency-Key` a caller sent (if any), with the fingerprint of its body.
+    pub fn from_header(
+        key: Option<&str>,
+        fingerprint: impl FnOnce() -> String,
+    ) -> Result<Option<Self>> {
+        match key {
+            None => Ok(None),
+            Some(key) if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY => {
+                Err(crate::error::Error::validation(format!(
+                    "Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} characters"
+                )))
+            }
+            Some(key) => Ok(Some(Idempotency {
+                key: key.to_string(),
+                fingerprint: fingerprint(),
+            })),
+        }
+    }
+}
+
 /// How recording a provisioning request ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CreateRequestOutcome {

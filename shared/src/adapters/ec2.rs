@@ -190,6 +190,19 @@ pub fn render_user_data(
         })
 }
 
+/// One-time spot, terminated on interruption (both kinds of launch use it).
+pub(crate) fn spot_market_options() -> InstanceMarketOptionsRequest {
+    InstanceMarketOptionsRequest::builder()
+        .market_type(MarketType::Spot)
+        .spot_options(
+            SpotMarketOptions::builder()
+                .spot_instance_type(SpotInstanceType::OneTime)
+                .instance_interruption_behavior(InstanceInterruptionBehavior::Terminate)
+                .build(),
+        )
+        .build()
+}
+
 #[derive(Clone)]
 pub struct Ec2Compute {
     client: Client,
@@ -389,17 +402,7 @@ impl ComputeProvider for Ec2Compute {
             );
         }
         if spec.market == Market::Spot {
-            request = request.instance_market_options(
-                InstanceMarketOptionsRequest::builder()
-                    .market_type(MarketType::Spot)
-                    .spot_options(
-                        SpotMarketOptions::builder()
-                            .spot_instance_type(SpotInstanceType::OneTime)
-                            .instance_interruption_behavior(InstanceInterruptionBehavior::Terminate)
-                            .build(),
-                    )
-                    .build(),
-            );
+            request = request.instance_market_options(spot_market_options());
         }
         self.stats.record("RunInstances", 0.0);
         match request.send().await {

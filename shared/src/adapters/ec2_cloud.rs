@@ -12,9 +12,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_ec2::types::{
-    Filter, HttpTokensState, InstanceInterruptionBehavior, InstanceMarketOptionsRequest,
-    InstanceMetadataOptionsRequest, InstanceStateName, InstanceType, LocationType, MarketType,
-    ResourceType, SpotInstanceType, SpotMarketOptions, Tag, TagSpecification,
+    Filter, HttpTokensState, InstanceMetadataOptionsRequest, InstanceStateName, InstanceType,
+    LocationType, ResourceType, Tag, TagSpecification,
 };
 use aws_sdk_ec2::Client;
 use base64::Engine as _;
@@ -510,17 +509,7 @@ impl GpuCloud for Ec2Cloud {
             request = request.security_group_ids(sg);
         }
         if spot {
-            request = request.instance_market_options(
-                InstanceMarketOptionsRequest::builder()
-                    .market_type(MarketType::Spot)
-                    .spot_options(
-                        SpotMarketOptions::builder()
-                            .spot_instance_type(SpotInstanceType::OneTime)
-                            .instance_interruption_behavior(InstanceInterruptionBehavior::Terminate)
-                            .build(),
-                    )
-                    .build(),
-            );
+            request = request.instance_market_options(super::ec2::spot_market_options());
         }
         self.stats.record("RunInstances", 0.0);
         match request.send().await {
@@ -557,25 +546,27 @@ impl GpuCloud for Ec2Cloud {
     async fn start(&self, provider_id: &str) -> Result<()> {
         self.require_ours(provider_id).await?;
         self.stats.record("StartInstances", 0.0);
-        self.client
+        let sent = self
+            .client
             .start_instances()
             .instance_ids(provider_id)
             .send()
-            .await
-            .map_err(|e| internal("StartInstances", DisplayErrorContext(e)))?;
-        Ok(())
+            .await;
+        sent.map(|_| ())
+            .map_err(|e| internal("StartInstances", DisplayErrorContext(e)))
     }
 
     async fn stop(&self, provider_id: &str) -> Result<()> {
         self.require_ours(provider_id).await?;
         self.stats.record("StopInstances", 0.0);
-        self.client
+        let sent = self
+            .client
             .stop_instances()
             .instance_ids(provider_id)
             .send()
-            .await
-            .map_err(|e| internal("StopInstances", DisplayErrorContext(e)))?;
-        Ok(())
+            .await;
+        sent.map(|_| ())
+            .map_err(|e| internal("StopInstances", DisplayErrorContext(e)))
     }
 
     async fn destroy(&self, provider_id: &str) -> Result<bool> {

@@ -13,9 +13,6 @@ use crate::ports::{CreateInstanceOutcome, CreateInstanceSpec, GpuCloud, Idempote
 use crate::usecases::requests::Caller;
 use crate::AppState;
 
-/// Longest accepted `Idempotency-Key`.
-const MAX_IDEMPOTENCY_KEY: usize = 200;
-
 /// The providers this deployment has credentials for.
 pub fn providers(state: &AppState) -> Vec<&'static str> {
     state.clouds.names()
@@ -84,18 +81,8 @@ pub async fn create(
             input.provider
         )));
     }
-    let idempotency = match idempotency_key {
-        None => None,
-        Some(key) if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY => {
-            return Err(Error::validation(format!(
-                "Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} characters"
-            )))
-        }
-        Some(key) => Some(Idempotency {
-            key: key.to_string(),
-            fingerprint: fingerprint(&caller.user_id, &input),
-        }),
-    };
+    let idempotency =
+        Idempotency::from_header(idempotency_key, || fingerprint(&caller.user_id, &input))?;
     let offer = cloud.offer(&input.offer_id).await?.ok_or_else(|| {
         Error::validation(format!(
             "offer_id {:?} is not an offer of {}; search /api/v1/offers/search",

@@ -55,9 +55,6 @@ pub struct Created {
 /// A re-queued `pending` request older than this is taken as one whose job was lost.
 const REQUEUE_AFTER_MS: i64 = 5 * 60 * 1000;
 
-/// Longest accepted `Idempotency-Key`.
-const MAX_IDEMPOTENCY_KEY: usize = 200;
-
 /// Records a request and queues its provisioning, together or not at all.
 pub async fn create(
     state: &AppState,
@@ -72,18 +69,7 @@ pub async fn create(
             input.user_id
         )));
     }
-    let idempotency = match idempotency_key {
-        None => None,
-        Some(key) if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY => {
-            return Err(Error::validation(format!(
-                "Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} characters"
-            )))
-        }
-        Some(key) => Some(Idempotency {
-            key: key.to_string(),
-            fingerprint: fingerprint(&input),
-        }),
-    };
+    let idempotency = Idempotency::from_header(idempotency_key, || fingerprint(&input))?;
     let now = state.clock.now_millis();
     let request = GpuRequest::new(uuid::Uuid::new_v4().to_string(), &input, now);
     match state

@@ -63,16 +63,7 @@ async fn aws_with(
         .queue_url()
         .unwrap()
         .to_string();
-    let ami = ec2
-        .describe_images()
-        .owners("amazon")
-        .send()
-        .await
-        .unwrap()
-        .images()[0]
-        .image_id()
-        .unwrap()
-        .to_string();
+    let ami = emulator_ami(&ec2).await;
     let mut config = Config::from_lookup(|_| None).unwrap();
     config.api_url = Some(API_URL.into());
     config.deployment = deployment.clone();

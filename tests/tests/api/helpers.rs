@@ -291,3 +291,16 @@ fn uuid_like() -> String {
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// An image the EC2 emulator accepts (it validates AMIs).
+pub async fn emulator_ami(ec2: &aws_sdk_ec2::Client) -> String {
+    ec2.describe_images()
+        .owners("amazon")
+        .send()
+        .await
+        .expect("DescribeImages")
+        .images()[0]
+        .image_id()
+        .expect("an image id")
+        .to_string()
+}

@@ -774,16 +774,7 @@ struct Ec2App {
 async fn ec2_app() -> Ec2App {
     let sdk = crate::aws_pipeline::sdk_config().await;
     let ec2 = aws_sdk_ec2::Client::new(&sdk);
-    let ami = ec2
-        .describe_images()
-        .owners("amazon")
-        .send()
-        .await
-        .unwrap()
-        .images()[0]
-        .image_id()
-        .unwrap()
-        .to_string();
+    let ami = emulator_ami(&ec2).await;
     let deployment = format!("offers-{}", uuid::Uuid::new_v4().simple());
     let env = HashMap::from([
         ("GPUFLEET_AMI", ami),
@@ -1202,16 +1193,7 @@ async fn reconcile_ends_an_aws_instance_that_outlived_its_record() {
         .await;
     assert_eq!(s, 201, "{kept}");
     let kept_id = kept["data"]["provider_id"].as_str().unwrap().to_string();
-    let ami = ec2
-        .describe_images()
-        .owners("amazon")
-        .send()
-        .await
-        .unwrap()
-        .images()[0]
-        .image_id()
-        .unwrap()
-        .to_string();
+    let ami = emulator_ami(&ec2).await;
     let tags = aws_sdk_ec2::types::TagSpecification::builder()
         .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
         .tags(

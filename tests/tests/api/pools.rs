@@ -406,16 +406,7 @@ async fn a_migration_on_ec2_moves_the_tag_and_the_record() {
     let sdk = crate::aws_pipeline::sdk_config().await;
     let ec2 = aws_sdk_ec2::Client::new(&sdk);
     let store: Arc<DynamoStore> = Arc::new(dynamo_store().await);
-    let ami = ec2
-        .describe_images()
-        .owners("amazon")
-        .send()
-        .await
-        .unwrap()
-        .images()[0]
-        .image_id()
-        .unwrap()
-        .to_string();
+    let ami = emulator_ami(&ec2).await;
     let deployment = format!("pools-{}", uuid::Uuid::new_v4().simple());
     let env = std::collections::HashMap::from([
         ("GPUFLEET_AMI", ami),
