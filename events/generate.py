@@ -229,6 +229,27 @@ CASES["execute-migration/no-key.json"] = http_event(
     {"host": "vm-1", "source_aggregate": "T4-ondemand", "target_aggregate": "T4-spot"})
 CASES["get-target-aggregate/vm-1.json"] = http_event(
     "POST", "/api/get-target-aggregate", "/api/get-target-aggregate", {"hostname": "vm-1", "gpu_type": "T4"}, KEY)
+# Network and firewall (the handler tests' state has no EC2 network: reads answer 503 saying so).
+CASES["network-show/storage.json"] = http_event(
+    "POST", "/api/openstack/network/show", "/api/openstack/network/show", {"network_name": "storage-network"}, KEY)
+CASES["port-create/no-auth.json"] = http_event(
+    "POST", "/api/openstack/port/create", "/api/openstack/port/create",
+    {"network_id": "subnet-0123abcd", "port_name": "storage-port-001"})
+CASES["server-add-network/attach.json"] = http_event(
+    "POST", "/api/openstack/server/add-network", "/api/openstack/server/add-network",
+    {"server_uuid": "i-0123456789abcdef0", "port_id": "eni-0123456789abcdef0"}, {"authorization": ADMIN})
+CASES["server-get-uuid/no-auth.json"] = http_event(
+    "POST", "/api/openstack/server/get-uuid", "/api/openstack/server/get-uuid", {"server_name": "gpu-host-001"})
+CASES["server-status/status.json"] = http_event(
+    "POST", "/api/openstack/server/status", "/api/openstack/server/status", {"server_uuid": "i-0123456789abcdef0"}, KEY)
+CASES["firewall-get-attachments/sg.json"] = http_event(
+    "POST", "/api/hyperstack/firewall/get-attachments", "/api/hyperstack/firewall/get-attachments",
+    {"firewall_id": "sg-0123456789abcdef0"}, KEY)
+CASES["firewall-update-attachments/no-vm-ids.json"] = http_event(
+    "POST", "/api/hyperstack/firewall/update-attachments", "/api/hyperstack/firewall/update-attachments",
+    {"firewall_id": "sg-0123456789abcdef0"}, {"authorization": ADMIN})
+CASES["list-images/bad-region.json"] = http_event(
+    "GET", "/api/hyperstack/images", "/api/hyperstack/images", headers=KEY, query={"region": "US-EAST"})
 CASES["provision/poison.json"] = {"Records": [
     sqs_record("33333333-3333-4333-8333-333333333333", {"v": 99, "kind": "unknown"})]}
 

@@ -52,6 +52,16 @@ pub enum CloudAccess {
     Create,
 }
 
+/// Access to VPC networking: describe networks, instances, security groups and images;
+/// `Write` also creates and attaches network interfaces and changes security groups of the
+/// deployment's instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkAccess {
+    None,
+    Read,
+    Write,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct LambdaFunction {
     /// The binary in `functions/src/bin/` and the function's name in the template.
@@ -64,6 +74,7 @@ pub struct LambdaFunction {
     pub checks_queue: bool,
     pub ec2: Ec2Access,
     pub clouds: CloudAccess,
+    pub network: NetworkAccess,
 }
 
 impl LambdaFunction {
@@ -93,6 +104,7 @@ const fn http(name: &'static str, store: StoreAccess) -> LambdaFunction {
         checks_queue: false,
         ec2: Ec2Access::None,
         clouds: CloudAccess::None,
+        network: NetworkAccess::None,
     }
 }
 
@@ -199,6 +211,39 @@ pub static FUNCTIONS: &[LambdaFunction] = &[
         ..http("execute-migration", ReadWrite)
     },
     http("get-target-aggregate", Read),
+    // Network and firewall (the AWS analogues of the capacity tooling's OpenStack calls).
+    LambdaFunction {
+        network: NetworkAccess::Read,
+        ..http("network-show", Read)
+    },
+    LambdaFunction {
+        network: NetworkAccess::Write,
+        ..http("port-create", ReadWrite)
+    },
+    LambdaFunction {
+        network: NetworkAccess::Write,
+        ..http("server-add-network", ReadWrite)
+    },
+    LambdaFunction {
+        network: NetworkAccess::Read,
+        ..http("server-get-uuid", Read)
+    },
+    LambdaFunction {
+        network: NetworkAccess::Read,
+        ..http("server-status", Read)
+    },
+    LambdaFunction {
+        network: NetworkAccess::Read,
+        ..http("firewall-get-attachments", Read)
+    },
+    LambdaFunction {
+        network: NetworkAccess::Write,
+        ..http("firewall-update-attachments", ReadWrite)
+    },
+    LambdaFunction {
+        network: NetworkAccess::Read,
+        ..http("list-images", Read)
+    },
     LambdaFunction {
         name: "provision",
         trigger: Trigger::Queue,
@@ -208,6 +253,7 @@ pub static FUNCTIONS: &[LambdaFunction] = &[
         checks_queue: false,
         ec2: Ec2Access::Launch,
         clouds: CloudAccess::None,
+        network: NetworkAccess::None,
     },
     LambdaFunction {
         name: "reconcile",
@@ -217,6 +263,7 @@ pub static FUNCTIONS: &[LambdaFunction] = &[
         checks_queue: false,
         ec2: Ec2Access::Terminate,
         clouds: CloudAccess::Manage,
+        network: NetworkAccess::None,
     },
     LambdaFunction {
         name: "logs-subscriber",
@@ -226,6 +273,7 @@ pub static FUNCTIONS: &[LambdaFunction] = &[
         checks_queue: false,
         ec2: Ec2Access::None,
         clouds: CloudAccess::None,
+        network: NetworkAccess::None,
     },
 ];
 

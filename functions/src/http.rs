@@ -234,6 +234,16 @@ pub fn form_body(req: &Request) -> Result<HashMap<String, String>, ApiError> {
         .map_err(|_| ApiError::bad_request("the form body could not be parsed"))
 }
 
+/// A required, non-empty string field of a JSON body (400 naming it otherwise).
+pub fn body_field(body: &serde_json::Value, name: &str) -> Result<String, ApiError> {
+    body.get(name)
+        .and_then(serde_json::Value::as_str)
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.len() <= 256)
+        .map(str::to_string)
+        .ok_or_else(|| ApiError::bad_request(format!("{name} is required (a string)")))
+}
+
 /// A required, non-empty field of a JSON body.
 pub fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, ApiError> {
     match value.as_deref().map(str::trim) {

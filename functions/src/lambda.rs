@@ -10,10 +10,11 @@ use std::sync::Arc;
 use lambda_http::{service_fn, Error};
 use shared::adapters::{
     AuditedCloud, AuditedCompute, CommandLogger, Dialect, DynamoStore, Ec2Cloud, Ec2Compute,
-    Ec2Config, NotGranted, PollingNotifier, SqsQueue, SystemClock, VastCloud,
+    Ec2Config, Ec2Network, NoNetwork, NotGranted, PollingNotifier, SqsQueue, SystemClock,
+    VastCloud,
 };
 use shared::config::{Config, ConfigError};
-use shared::ports::{ComputeProvider, GpuCloud, JobQueue};
+use shared::ports::{ComputeProvider, GpuCloud, JobQueue, NetworkProvider};
 use shared::state::{AdminCredentials, Clouds};
 use shared::AppState;
 
@@ -21,7 +22,7 @@ use aws_lambda_events::cloudwatch_logs::LogsEvent;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
 
-use crate::catalog::{self, CloudAccess, Ec2Access, LambdaFunction, Trigger};
+use crate::catalog::{self, CloudAccess, Ec2Access, LambdaFunction, NetworkAccess, Trigger};
 use crate::http::{Request, Response};
 use crate::routes::{Handler, ROUTES};
 
@@ -140,7 +141,19 @@ pub async fn state_from_env(name: &str) -> Result<AppState, Error> {
             )));
         }
     }
+    let network: Arc<dyn NetworkProvider> = match f.function.network {
+        NetworkAccess::None => Arc::new(NoNetwork(
+            "network operations are not granted to this function",
+        )),
+        NetworkAccess::Read | NetworkAccess::Write => Arc::new(Ec2Network::new(
+            aws_sdk_ec2::Client::new(&sdk),
+            &f.config.deployment,
+            &sdk.region().map(|r| r.to_string()).unwrap_or_default(),
+            logger.clone(),
+        )),
+    };
     Ok(AppState {
+        network,
         clouds: Arc::new(Clouds::new(clouds)),
         store,
         compute,

@@ -104,6 +104,14 @@ pub static ROUTES: &[Route] = &[
     route!(POST "/api/preview-migration" => "preview-migration", preview_migration, ApiKeyOrAdmin),
     route!(POST "/api/execute-migration" => "execute-migration", execute_migration, ApiKeyOrAdmin),
     route!(POST "/api/get-target-aggregate" => "get-target-aggregate", get_target_aggregate, ApiKeyOrAdmin),
+    route!(POST "/api/openstack/network/show" => "network-show", network_show, ApiKeyOrAdmin),
+    route!(POST "/api/openstack/port/create" => "port-create", port_create, Admin),
+    route!(POST "/api/openstack/server/add-network" => "server-add-network", server_add_network, Admin),
+    route!(POST "/api/openstack/server/get-uuid" => "server-get-uuid", server_get_uuid, ApiKeyOrAdmin),
+    route!(POST "/api/openstack/server/status" => "server-status", server_status, ApiKeyOrAdmin),
+    route!(POST "/api/hyperstack/firewall/get-attachments" => "firewall-get-attachments", firewall_get_attachments, ApiKeyOrAdmin),
+    route!(POST "/api/hyperstack/firewall/update-attachments" => "firewall-update-attachments", firewall_update_attachments, Admin),
+    route!(GET "/api/hyperstack/images" => "list-images", list_images, ApiKeyOrAdmin),
 ];
 
 /// What matching a request path against the table found.

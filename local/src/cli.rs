@@ -173,6 +173,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         sweep_every: std::time::Duration::from_secs(5),
         clock: None,
         clouds: None,
+        network: None,
     })
     .await?;
     say(&format!("gpufleet local mode: {}", running.url));

@@ -43,6 +43,8 @@ pub struct ServerOptions {
     /// The GPU clouds of the offers API (default: `local`, plus vast_ai when
     /// `GPUFLEET_VAST_API_KEY` is set).
     pub clouds: Option<Vec<Arc<dyn GpuCloud>>>,
+    /// Network and firewall operations (default: none in local mode, a 503 saying so).
+    pub network: Option<Arc<dyn shared::ports::NetworkProvider>>,
 }
 
 pub struct RunningServer {
@@ -121,6 +123,11 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         .map(|c| Arc::new(AuditedCloud::new(c, logger.clone())) as Arc<dyn GpuCloud>)
         .collect();
     let state = AppState {
+        network: options.network.unwrap_or_else(|| {
+            Arc::new(shared::adapters::NoNetwork(
+                "network and firewall operations need AWS (EC2); local mode has no VPC",
+            ))
+        }),
         clouds: Arc::new(Clouds::new(clouds)),
         store,
         compute: Arc::new(AuditedCompute::new(

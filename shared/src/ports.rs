@@ -483,3 +483,32 @@ pub trait AssignmentNotifier: Send + Sync {
 pub trait Clock: Send + Sync {
     fn now_millis(&self) -> Millis;
 }
+
+/// Network and firewall operations on this deployment's machines (the AWS analogues of the
+/// OpenStack/Hyperstack calls of the capacity tooling): VPCs and subnets, network interfaces,
+/// security-group attachments, images. Only this deployment's instances are ever changed.
+#[async_trait]
+pub trait NetworkProvider: Send + Sync {
+    /// A VPC by id or Name tag, with its subnets.
+    async fn show_network(&self, name_or_id: &str) -> Result<serde_json::Value>;
+    /// Creates a network interface in `subnet_id`, tagged with the deployment and `name`.
+    async fn create_port(&self, subnet_id: &str, name: &str) -> Result<serde_json::Value>;
+    /// Attaches interface `port_id` to this deployment's instance `instance_id`.
+    async fn attach_port(&self, instance_id: &str, port_id: &str) -> Result<serde_json::Value>;
+    /// This deployment's instance whose Name tag is `name`.
+    async fn instance_by_name(&self, name: &str) -> Result<Option<String>>;
+    /// The state of this deployment's instance.
+    async fn instance_state(&self, instance_id: &str) -> Result<Option<String>>;
+    /// This deployment's instances the security group is attached to.
+    async fn firewall_attachments(&self, group_id: &str) -> Result<Vec<String>>;
+    /// Makes the group attached to exactly `instance_ids` among this deployment's instances
+    /// (other groups of each instance are kept); returns the attachments afterwards.
+    async fn set_firewall_attachments(
+        &self,
+        group_id: &str,
+        instance_ids: &[String],
+    ) -> Result<Vec<String>>;
+    /// Images this deployment may launch: owned by this account or tagged `gpufleet:image`
+    /// (none for another `region` than the deployment's).
+    async fn images(&self, region: Option<&str>) -> Result<Vec<serde_json::Value>>;
+}

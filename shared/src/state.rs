@@ -7,7 +7,9 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::Config;
-use crate::ports::{AssignmentNotifier, Clock, ComputeProvider, GpuCloud, JobQueue, Store};
+use crate::ports::{
+    AssignmentNotifier, Clock, ComputeProvider, GpuCloud, JobQueue, NetworkProvider, Store,
+};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -20,6 +22,8 @@ pub struct AppState {
     pub admin: Arc<AdminCredentials>,
     /// The GPU clouds of `/api/v1/offers` and `/api/v1/instances` this process may use.
     pub clouds: Arc<Clouds>,
+    /// Network and firewall operations (EC2; unavailable in local mode).
+    pub network: Arc<dyn NetworkProvider>,
 }
 
 /// The configured GPU clouds, by name.

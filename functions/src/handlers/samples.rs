@@ -48,6 +48,15 @@ fn expected() -> BTreeMap<&'static str, u16> {
         ("preview-migration/vm-1-to-spot.json", 200),
         ("execute-migration/no-key.json", 401),
         ("get-target-aggregate/vm-1.json", 200),
+        // No EC2 network in this state: a 503 saying so.
+        ("network-show/storage.json", 503),
+        ("port-create/no-auth.json", 401),
+        ("server-add-network/attach.json", 503),
+        ("server-get-uuid/no-auth.json", 401),
+        ("server-status/status.json", 503),
+        ("firewall-get-attachments/sg.json", 503),
+        ("firewall-update-attachments/no-vm-ids.json", 400),
+        ("list-images/bad-region.json", 400),
     ])
 }
 

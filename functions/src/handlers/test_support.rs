@@ -97,6 +97,7 @@ impl TestState {
             notifier: Arc::new(InProcessNotifier::default()),
             clock: Arc::new(SystemClock),
             config: Arc::new(config),
+            network: Arc::new(shared::adapters::NoNetwork("no network in this test")),
             clouds: Arc::new(shared::state::Clouds::new(vec![Arc::new(
                 shared::adapters::LocalCloud::default(),
             )])),

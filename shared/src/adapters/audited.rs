@@ -55,6 +55,15 @@ impl CommandLogger {
     }
 }
 
+impl CommandLogger {
+    /// Logs a command that ran: `error` is its failure, if it failed.
+    pub async fn record_outcome(&self, command: String, error: Option<String>, started: Instant) {
+        let ok = error.is_none();
+        let detail = error.map(|e| e.chars().take(300).collect());
+        self.record(command, ok, detail, started).await;
+    }
+}
+
 /// One line of detail for a failed command (the error's text, cut short).
 fn failure(e: &impl std::fmt::Display) -> Option<String> {
     Some(e.to_string().chars().take(300).collect())

@@ -9,6 +9,8 @@ pub mod dynamodb;
 pub mod ec2;
 #[cfg(feature = "aws")]
 pub mod ec2_cloud;
+#[cfg(feature = "aws")]
+pub mod ec2_network;
 pub mod in_process_queue;
 pub mod local_cloud;
 pub mod local_compute;
@@ -28,10 +30,12 @@ pub use dynamodb::DynamoStore;
 pub use ec2::{Ec2Compute, Ec2Config};
 #[cfg(feature = "aws")]
 pub use ec2_cloud::Ec2Cloud;
+#[cfg(feature = "aws")]
+pub use ec2_network::Ec2Network;
 pub use in_process_queue::{InProcessQueue, JobWorker};
 pub use local_cloud::LocalCloud;
 pub use local_compute::{LocalCompute, LocalComputeConfig};
-pub use not_granted::NotGranted;
+pub use not_granted::{NoNetwork, NotGranted};
 pub use notifier::{InProcessNotifier, PollingNotifier};
 pub use sqlite::SqliteStore;
 #[cfg(feature = "aws")]

@@ -52,6 +52,38 @@ impl JobQueue for NotGranted {
     }
 }
 
+/// Network operations where there is no cloud network (local mode), or for a function not
+/// granted them: a 503 saying so.
+pub struct NoNetwork(pub &'static str);
+
+#[async_trait]
+impl crate::ports::NetworkProvider for NoNetwork {
+    async fn show_network(&self, _: &str) -> Result<serde_json::Value> {
+        Err(Error::Unavailable(self.0.into()))
+    }
+    async fn create_port(&self, _: &str, _: &str) -> Result<serde_json::Value> {
+        Err(Error::Unavailable(self.0.into()))
+    }
+    async fn attach_port(&self, _: &str, _: &str) -> Result<serde_json::Value> {
+        Err(Error::Unavailable(self.0.into()))
+    }
+    async fn instance_by_name(&self, _: &str) -> Result<Option<String>> {
+        Err(Error::Unavailable(self.0.into()))
+    }
+    async fn instance_state(&self, _: &str) -> Result<Option<String>> {
+        Err(Error::Unavailable(self.0.into()))
+    }
+    async fn firewall_attachments(&self, _: &str) -> Result<Vec<String>> {
+        Err(Error::Unavailable(self.0.into()))
+    }
+    async fn set_firewall_attachments(&self, _: &str, _: &[String]) -> Result<Vec<String>> {
+        Err(Error::Unavailable(self.0.into()))
+    }
+    async fn images(&self, _: Option<&str>) -> Result<Vec<serde_json::Value>> {
+        Err(Error::Unavailable(self.0.into()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -164,6 +164,7 @@ fn dynamo_app_state(store: Arc<dyn shared::ports::Store>) -> shared::AppState {
             interval: config.poll_interval,
         }),
         clock: Arc::new(SystemClock),
+        network: Arc::new(shared::adapters::NoNetwork("no network in this test")),
         clouds: Default::default(),
         admin: Arc::new(shared::state::AdminCredentials::new("a", "b")),
         config: Arc::new(config),

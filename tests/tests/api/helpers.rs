@@ -44,6 +44,8 @@ pub struct Options {
     pub agent_program: Option<PathBuf>,
     /// The GPU clouds of the offers API (default: the local one).
     pub clouds: Option<Vec<Arc<dyn shared::ports::GpuCloud>>>,
+    /// Network and firewall operations (default: none, as in local mode).
+    pub network: Option<Arc<dyn shared::ports::NetworkProvider>>,
 }
 
 impl Default for Options {
@@ -57,6 +59,7 @@ impl Default for Options {
             config: None,
             agent_program: None,
             clouds: None,
+            network: None,
         }
     }
 }
@@ -110,6 +113,7 @@ pub async fn spawn_app_in(data_dir: &Path, options: Options) -> TestApp {
         sweep_every: Duration::from_millis(200),
         clock: Some(options.clock.clone()),
         clouds: options.clouds.clone(),
+        network: options.network.clone(),
     })
     .await
     .expect("server starts");

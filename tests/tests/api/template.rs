@@ -5,7 +5,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use functions::catalog::{self, CloudAccess, Ec2Access, StoreAccess, Trigger, FUNCTIONS};
+use functions::catalog::{
+    self, CloudAccess, Ec2Access, NetworkAccess, StoreAccess, Trigger, FUNCTIONS,
+};
 use functions::routes::{self, Match, ROUTES};
 use serde_yaml::Value;
 
@@ -386,6 +388,23 @@ fn no_policy_grants_everything_and_each_function_gets_only_what_it_uses() {
         if f.ec2 == Ec2Access::Launch {
             expected_actions.extend(["ec2:RunInstances", "ec2:CreateTags", "iam:PassRole"]);
         }
+        if f.network != NetworkAccess::None {
+            expected_actions.extend([
+                "ec2:DescribeVpcs",
+                "ec2:DescribeSubnets",
+                "ec2:DescribeInstances",
+                "ec2:DescribeNetworkInterfaces",
+                "ec2:DescribeImages",
+            ]);
+        }
+        if f.network == NetworkAccess::Write {
+            expected_actions.extend([
+                "ec2:CreateNetworkInterface",
+                "ec2:CreateTags",
+                "ec2:AttachNetworkInterface",
+                "ec2:ModifyInstanceAttribute",
+            ]);
+        }
         if f.ec2 == Ec2Access::Tag {
             expected_actions.extend(["ec2:DescribeTags", "ec2:CreateTags"]);
         }
@@ -427,6 +446,15 @@ fn no_policy_grants_everything_and_each_function_gets_only_what_it_uses() {
                     "{id}"
                 );
             }
+            // Create an interface only with the deployment tag.
+            if actions.iter().any(|a| a == "ec2:CreateNetworkInterface")
+                && resources.contains(":network-interface/")
+            {
+                assert!(
+                    condition.contains("aws:RequestTag/gpufleet:deployment"),
+                    "{id}"
+                );
+            }
             // Launch an instance only with the deployment tag; tag only at launch.
             if actions.iter().any(|a| a == "ec2:RunInstances") && resources.contains(":instance/") {
                 assert!(
@@ -438,6 +466,7 @@ fn no_policy_grants_everything_and_each_function_gets_only_what_it_uses() {
             if actions.iter().any(|a| a == "ec2:CreateTags") {
                 assert!(
                     condition.contains("ec2:CreateAction: RunInstances")
+                        || condition.contains("ec2:CreateAction: CreateNetworkInterface")
                         || (condition.contains("aws:ResourceTag/gpufleet:deployment")
                             && condition.contains("aws:TagKeys")
                             && condition.contains("gpufleet:pool")),

@@ -1,0 +1,32 @@
+//! `GET /api/hyperstack/images[?region=]` (API key or admin): images this deployment may
+//! launch (the account's own and those tagged `gpufleet:image`).
+
+use shared::AppState;
+
+use crate::http::{
+    query_param, require_api_key_or_admin, respond_status, ApiError, Request, Response,
+};
+
+pub async fn handle(state: AppState, req: Request) -> Response {
+    respond_status(async {
+        require_api_key_or_admin(&state, &req).await?;
+        if let Some(region) = query_param(&req, "region") {
+            let ok = !region.is_empty()
+                && region.len() <= 32
+                && region
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !ok {
+                return Err(ApiError::bad_request(
+                    "region must be an AWS region such as us-east-1",
+                ));
+            }
+        }
+        let images = state
+            .network
+            .images(query_param(&req, "region").as_deref())
+            .await?;
+        Ok((serde_json::json!(images), "Images retrieved successfully"))
+    })
+    .await
+}
