@@ -15,6 +15,7 @@ mod helpers;
 mod logs;
 mod long_poll;
 mod metrics;
+mod network;
 mod offers;
 mod pools;
 mod requests;
