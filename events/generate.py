@@ -250,6 +250,12 @@ CASES["firewall-update-attachments/no-vm-ids.json"] = http_event(
     {"firewall_id": "sg-0123456789abcdef0"}, {"authorization": ADMIN})
 CASES["list-images/bad-region.json"] = http_event(
     "GET", "/api/hyperstack/images", "/api/hyperstack/images", headers=KEY, query={"region": "US-EAST"})
+CASES["preview-runpod-launch/vm-1.json"] = http_event(
+    "POST", "/api/preview-runpod-launch", "/api/preview-runpod-launch",
+    {"hostname": "vm-1", "image_name": "RunPod Ubuntu 22.04", "image_id": "ami-0123456789abcdef0"}, KEY)
+CASES["execute-runpod-launch/bad-image.json"] = http_event(
+    "POST", "/api/execute-runpod-launch", "/api/execute-runpod-launch",
+    {"hostname": "vm-1", "image_name": "RunPod Ubuntu 22.04", "image_id": "img-123456"}, {"authorization": ADMIN})
 CASES["provision/poison.json"] = {"Records": [
     sqs_record("33333333-3333-4333-8333-333333333333", {"v": 99, "kind": "unknown"})]}
 

@@ -211,6 +211,12 @@ pub static FUNCTIONS: &[LambdaFunction] = &[
         ..http("execute-migration", ReadWrite)
     },
     http("get-target-aggregate", Read),
+    http("preview-runpod-launch", Read),
+    // Launches a machine (the provisioner's grant) and tags its pool.
+    LambdaFunction {
+        ec2: Ec2Access::Launch,
+        ..http("execute-runpod-launch", ReadWrite)
+    },
     // Network and firewall (the AWS analogues of the capacity tooling's OpenStack calls).
     LambdaFunction {
         network: NetworkAccess::Read,

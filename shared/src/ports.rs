@@ -323,6 +323,10 @@ pub struct LaunchSpec {
     pub instance_type: Option<String>,
     /// The provisioning request this machine belongs to, tagged on it with its lease end.
     pub lease: Option<LeaseTags>,
+    /// Overrides the configured image (launches onto a host's runpod pool).
+    pub image: Option<String>,
+    /// The capacity pool the machine starts in, tagged at launch (`gpufleet:pool`).
+    pub pool: Option<String>,
 }
 
 /// Tags on a machine of a provisioning request.

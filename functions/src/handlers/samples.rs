@@ -48,6 +48,8 @@ fn expected() -> BTreeMap<&'static str, u16> {
         ("preview-migration/vm-1-to-spot.json", 200),
         ("execute-migration/no-key.json", 401),
         ("get-target-aggregate/vm-1.json", 200),
+        ("preview-runpod-launch/vm-1.json", 200),
+        ("execute-runpod-launch/bad-image.json", 400),
         // No EC2 network in this state: a 503 saying so.
         ("network-show/storage.json", 503),
         ("port-create/no-auth.json", 401),

@@ -90,8 +90,12 @@ impl ComputeProvider for AuditedCompute {
     async fn launch(&self, spec: &LaunchSpec) -> std::result::Result<String, LaunchError> {
         let command = match self.dialect {
             Dialect::Aws => format!(
-                "aws ec2 run-instances --count 1 --client-token {}{}{} --tag-specifications 'ResourceType=instance,Tags=[{{Key=gpufleet:hostname,Value={}}}]'",
+                "aws ec2 run-instances --count 1 --client-token {}{}{}{} --tag-specifications 'ResourceType=instance,Tags=[{{Key=gpufleet:hostname,Value={}}}]'",
                 spec.client_token,
+                spec.image
+                    .as_deref()
+                    .map(|i| format!(" --image-id {i}"))
+                    .unwrap_or_default(),
                 spec.instance_type
                     .as_deref()
                     .map(|t| format!(" --instance-type {t}"))

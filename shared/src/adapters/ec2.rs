@@ -366,6 +366,9 @@ impl ComputeProvider for Ec2Compute {
                     .tags(tag(TAG_REQUEST, &lease.request_id))
                     .tags(tag(TAG_LEASE_EXPIRES, &lease.expires_at));
             }
+            if let Some(pool) = &spec.pool {
+                builder = builder.tags(tag(TAG_POOL, pool));
+            }
             builder.build()
         };
         let instance_type = spec
@@ -375,7 +378,7 @@ impl ComputeProvider for Ec2Compute {
         let mut request = self
             .client
             .run_instances()
-            .image_id(&self.config.ami)
+            .image_id(spec.image.as_deref().unwrap_or(&self.config.ami))
             .instance_type(InstanceType::from(instance_type))
             .min_count(1)
             .max_count(1)
@@ -557,6 +560,8 @@ mod tests {
             market: Market::OnDemand,
             instance_type: None,
             lease: None,
+            image: None,
+            pool: None,
         }
     }
 

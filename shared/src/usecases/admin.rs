@@ -20,7 +20,7 @@ pub fn parse_vm_count(raw: &str, max: u32) -> Result<u32> {
     Ok(n as u32)
 }
 
-fn new_hostname(prefix: &str) -> String {
+pub(crate) fn new_hostname(prefix: &str) -> String {
     format!("{prefix}-{:08x}", rand::rng().random::<u32>())
 }
 

@@ -130,6 +130,8 @@ async fn launch_vm(
             request_id: l.request_id.clone(),
             expires_at: l.expires_at.clone(),
         }),
+        image: None,
+        pool: None,
     };
     let mut result = state.compute.launch(&spec).await;
     if let Err(LaunchError::Capacity(why)) = &result {

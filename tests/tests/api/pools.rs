@@ -426,6 +426,7 @@ async fn a_migration_on_ec2_moves_the_tag_and_the_record() {
     let mut config = Config::from_lookup(|_| None).unwrap();
     config.deployment = deployment;
     config.admin_user = ADMIN_USER.into();
+    config.api_url = Some("https://api.example.test".into());
     let state = shared::AppState {
         store: store.clone(),
         compute: Arc::new(compute),
@@ -462,6 +463,8 @@ async fn a_migration_on_ec2_moves_the_tag_and_the_record() {
         market: shared::ports::Market::OnDemand,
         instance_type: None,
         lease: None,
+        image: None,
+        pool: None,
     };
     let instance_id = state.compute.launch(&spec).await.unwrap();
     state
@@ -543,5 +546,119 @@ async fn a_migration_on_ec2_moves_the_tag_and_the_record() {
     assert_eq!(log[0].user, "admin:admin");
     assert!(log[1].command.starts_with("aws ec2 run-instances"));
     assert_eq!(log[1].user, "system");
-    state.compute.terminate(&[instance_id]).await.unwrap();
+
+    // A launch onto the host's runpod pool: the given image, the host's type, the pool tag.
+    let launch =
+        json!({"hostname": hostname, "image_name": "RunPod", "image_id": emulator_ami(&ec2).await});
+    let resp = functions::http::serve_route(
+        |s, r| Box::pin(functions::handlers::execute_runpod_launch::handle(s, r)),
+        state.clone(),
+        http::Request::builder()
+            .method("POST")
+            .uri("/api/execute-runpod-launch")
+            .header("authorization", format!("Basic {basic}"))
+            .header("content-type", "application/json")
+            .body(lambda_http::Body::Text(launch.to_string()))
+            .unwrap(),
+    )
+    .await;
+    let status = resp.status();
+    let launched: Value = serde_json::from_slice(resp.body().as_ref()).unwrap();
+    assert_eq!(status, 200, "{launched}");
+    let new_id = launched["data"]["instance_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let d = ec2
+        .describe_instances()
+        .instance_ids(&new_id)
+        .send()
+        .await
+        .unwrap();
+    let i = d.reservations()[0].instances()[0].clone();
+    assert_eq!(i.image_id(), launch["image_id"].as_str());
+    assert_eq!(i.instance_type().unwrap().as_str(), "g4dn.xlarge");
+    assert!(i
+        .tags()
+        .iter()
+        .any(|t| t.key() == Some("gpufleet:pool") && t.value() == Some("T4-runpod")));
+    assert_eq!(
+        state.store.host_pools().await.unwrap()[launched["data"]["vm_id"].as_str().unwrap()],
+        "T4-runpod"
+    );
+    state
+        .compute
+        .terminate(&[instance_id, new_id])
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_launch_onto_a_hosts_runpod_pool_is_previewed_masked_and_executed() {
+    let app = spawn_app_with(Options {
+        config: Some(fleet_config),
+        ..Options::default()
+    })
+    .await;
+    build_fleet(&app).await;
+    let key = app.api_key("ops", 8).await;
+    let body = json!({"hostname": "w6", "image_name": "RunPod Ubuntu 22.04", "image_id": "ami-0123456789abcdef0"});
+    let (s, p) = app
+        .pools_post(Some(&key), "/api/preview-runpod-launch", body.clone())
+        .await;
+    assert_eq!(s, 200, "{p}");
+    let masked = p["data"]["masked_command"].as_str().unwrap();
+    assert!(masked.contains("--image-id ami-0123456789abcdef0 --instance-type g5.xlarge"));
+    assert!(masked.contains("GPUFLEET_AGENT_TOKEN=****"));
+    assert_eq!(p["data"]["estimated_resources"]["gpu_count"], 1);
+    assert_eq!(p["data"]["estimated_resources"]["aggregate"], "A10G-runpod");
+    let vms_before = app.state.store.list_vms().await.unwrap().len();
+
+    // Launching needs an admin; bad input changes nothing.
+    let (s, _) = app
+        .pools_post(Some(&key), "/api/execute-runpod-launch", body.clone())
+        .await;
+    assert_eq!(s, 401);
+    for bad in [
+        json!({"hostname": "w6", "image_name": "x", "image_id": "img-123456"}),
+        json!({"hostname": "w6", "image_id": "ami-0123"}),
+    ] {
+        let (s, _) = app
+            .pools_post(Some("admin"), "/api/execute-runpod-launch", bad)
+            .await;
+        assert_eq!(s, 400);
+    }
+    let (s, _) = app
+        .pools_post(
+            Some("admin"),
+            "/api/execute-runpod-launch",
+            json!({"hostname": "nope", "image_name": "x", "image_id": "ami-0123"}),
+        )
+        .await;
+    assert_eq!(s, 404);
+    assert_eq!(app.state.store.list_vms().await.unwrap().len(), vms_before);
+
+    let (s, e) = app
+        .pools_post(Some("admin"), "/api/execute-runpod-launch", body)
+        .await;
+    assert_eq!(s, 200, "{e}");
+    let vm = e["data"]["vm_id"].as_str().unwrap().to_string();
+    assert_eq!(e["data"]["aggregate"], "A10G-runpod");
+    assert_eq!(e["data"]["status"], "BUILDING");
+    // A real agent process boots and reports; the host sits in the runpod pool.
+    eventually(Duration::from_secs(60), "the launched VM runs", || async {
+        app.state
+            .store
+            .get_vm(&vm)
+            .await
+            .unwrap()
+            .is_some_and(|v| v.status == VmStatus::Running)
+    })
+    .await;
+    let (_, runpod) = app.pools_get(&key, "/api/aggregates/A10G/runpod").await;
+    assert_eq!(hosts_of(&runpod["data"]), [vm.clone()]);
+    let log = app.state.store.list_commands(5, None, None).await.unwrap();
+    assert!(log
+        .iter()
+        .any(|c| c.command == format!("start agent process for {vm}") && c.user == "admin:admin"));
 }
