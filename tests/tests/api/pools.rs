@@ -656,7 +656,7 @@ async fn a_launch_onto_a_hosts_runpod_pool_is_previewed_masked_and_executed() {
     })
     .await;
     let (_, runpod) = app.pools_get(&key, "/api/aggregates/A10G/runpod").await;
-    assert_eq!(hosts_of(&runpod["data"]), [vm.clone()]);
+    assert_eq!(hosts_of(&runpod["data"]), std::slice::from_ref(&vm));
     let log = app.state.store.list_commands(5, None, None).await.unwrap();
     assert!(log
         .iter()
