@@ -348,7 +348,7 @@ async fn migrations_are_previewed_refused_forced_and_recommended() {
 }
 
 #[tokio::test]
-async fn every_pool_route_needs_credentials() {
+async fn every_capacity_route_needs_credentials() {
     let app = spawn_app_with(Options {
         config: Some(fleet_config),
         ..Options::default()
@@ -366,12 +366,18 @@ async fn every_pool_route_needs_credentials() {
                 "/api/preview-migration",
                 "/api/execute-migration",
                 "/api/get-target-aggregate",
+                "/api/preview-runpod-launch",
+                "/api/execute-runpod-launch",
+                "/api/openstack/",
+                "/api/hyperstack/",
+                "/api/command-log",
+                "/api/clear-log",
             ]
             .iter()
             .any(|p| r.path.starts_with(p))
         })
         .collect();
-    assert_eq!(capacity.len(), 8);
+    assert_eq!(capacity.len(), 20);
     for route in capacity {
         let path = route
             .path
