@@ -190,6 +190,38 @@ pub fn render_user_data(
         })
 }
 
+/// A RunInstances call with what every launch shares: one machine of `instance_type` from
+/// `image`, the idempotency token, gzipped user_data, IMDSv2 only (a token in user_data is
+/// not readable through IMDSv1 by SSRF), and the deployment's subnet, key and groups.
+pub(crate) fn run_instances_request(
+    client: &Client,
+    config: &Ec2Config,
+    image: &str,
+    instance_type: &str,
+    client_token: &str,
+    user_data: &[u8],
+) -> aws_sdk_ec2::operation::run_instances::builders::RunInstancesFluentBuilder {
+    let mut request = client
+        .run_instances()
+        .image_id(image)
+        .instance_type(InstanceType::from(instance_type))
+        .min_count(1)
+        .max_count(1)
+        .client_token(client_token)
+        .user_data(base64::engine::general_purpose::STANDARD.encode(user_data))
+        .metadata_options(
+            InstanceMetadataOptionsRequest::builder()
+                .http_tokens(HttpTokensState::Required)
+                .build(),
+        )
+        .set_subnet_id(config.subnet_id.clone())
+        .set_key_name(config.key_name.clone());
+    for sg in &config.security_group_ids {
+        request = request.security_group_ids(sg);
+    }
+    request
+}
+
 /// One-time spot, terminated on interruption (both kinds of launch use it).
 pub(crate) fn spot_market_options() -> InstanceMarketOptionsRequest {
     InstanceMarketOptionsRequest::builder()
@@ -375,28 +407,16 @@ impl ComputeProvider for Ec2Compute {
             .instance_type
             .as_deref()
             .unwrap_or(&self.config.instance_type);
-        let mut request = self
-            .client
-            .run_instances()
-            .image_id(spec.image.as_deref().unwrap_or(&self.config.ami))
-            .instance_type(InstanceType::from(instance_type))
-            .min_count(1)
-            .max_count(1)
-            .client_token(&spec.client_token)
-            .user_data(base64::engine::general_purpose::STANDARD.encode(user_data))
-            .tag_specifications(tags(ResourceType::Instance))
-            .tag_specifications(tags(ResourceType::Volume))
-            // IMDSv2 only: the token in user_data is not readable by SSRF through IMDSv1.
-            .metadata_options(
-                InstanceMetadataOptionsRequest::builder()
-                    .http_tokens(HttpTokensState::Required)
-                    .build(),
-            )
-            .set_subnet_id(self.config.subnet_id.clone())
-            .set_key_name(self.config.key_name.clone());
-        for sg in &self.config.security_group_ids {
-            request = request.security_group_ids(sg);
-        }
+        let mut request = run_instances_request(
+            &self.client,
+            &self.config,
+            spec.image.as_deref().unwrap_or(&self.config.ami),
+            instance_type,
+            &spec.client_token,
+            &user_data,
+        )
+        .tag_specifications(tags(ResourceType::Instance))
+        .tag_specifications(tags(ResourceType::Volume));
         if let Some(profile) = &self.config.instance_profile {
             request = request.iam_instance_profile(
                 IamInstanceProfileSpecification::builder()

@@ -12,8 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_ec2::types::{
-    Filter, HttpTokensState, InstanceMetadataOptionsRequest, InstanceStateName, InstanceType,
-    LocationType, ResourceType, Tag, TagSpecification,
+    Filter, InstanceStateName, InstanceType, LocationType, ResourceType, Tag, TagSpecification,
 };
 use aws_sdk_ec2::Client;
 use base64::Engine as _;
@@ -486,28 +485,18 @@ impl GpuCloud for Ec2Cloud {
                 .tags(tag("Name", &name))
                 .build()
         };
-        let mut request = self
-            .client
-            .run_instances()
-            .image_id(&self.config.ami)
-            .instance_type(InstanceType::from(instance_type.as_str()))
-            .min_count(1)
-            .max_count(1)
-            // The record id: a retried create returns the instance the first one started.
-            .client_token(&spec.record_id)
-            .user_data(base64::engine::general_purpose::STANDARD.encode(user_data))
-            .tag_specifications(tags(ResourceType::Instance))
-            .tag_specifications(tags(ResourceType::Volume))
-            .metadata_options(
-                InstanceMetadataOptionsRequest::builder()
-                    .http_tokens(HttpTokensState::Required)
-                    .build(),
-            )
-            .set_subnet_id(self.config.subnet_id.clone())
-            .set_key_name(self.config.key_name.clone());
-        for sg in &self.config.security_group_ids {
-            request = request.security_group_ids(sg);
-        }
+        // The record id is the idempotency token: a retried create returns the instance the
+        // first one started.
+        let mut request = super::ec2::run_instances_request(
+            &self.client,
+            &self.config,
+            &self.config.ami,
+            &instance_type,
+            &spec.record_id,
+            &user_data,
+        )
+        .tag_specifications(tags(ResourceType::Instance))
+        .tag_specifications(tags(ResourceType::Volume));
         if spot {
             request = request.instance_market_options(super::ec2::spot_market_options());
         }
