@@ -56,11 +56,20 @@ impl CommandLogger {
 }
 
 impl CommandLogger {
-    /// Logs a command that ran: `error` is its failure, if it failed.
-    pub async fn record_outcome(&self, command: String, error: Option<String>, started: Instant) {
-        let ok = error.is_none();
-        let detail = error.map(|e| e.chars().take(300).collect());
-        self.record(command, ok, detail, started).await;
+    /// Runs `f` and logs `command` with how it went: `detail` of the result, or the error.
+    pub async fn run<T, E: std::fmt::Display>(
+        &self,
+        command: String,
+        f: impl std::future::Future<Output = std::result::Result<T, E>>,
+        detail: impl FnOnce(&T) -> Option<String>,
+    ) -> std::result::Result<T, E> {
+        let started = Instant::now();
+        let result = f.await;
+        match &result {
+            Ok(v) => self.record(command, true, detail(v), started).await,
+            Err(e) => self.record(command, false, failure(e), started).await,
+        }
+        result
     }
 }
 
@@ -109,21 +118,9 @@ impl ComputeProvider for AuditedCompute {
             ),
             _ => format!("start agent process for {}", spec.hostname),
         };
-        let started = Instant::now();
-        let result = self.inner.launch(spec).await;
-        match &result {
-            Ok(id) => {
-                self.logger
-                    .record(command, true, Some(id.clone()), started)
-                    .await
-            }
-            Err(e) => {
-                self.logger
-                    .record(command, false, failure(e), started)
-                    .await
-            }
-        }
-        result
+        self.logger
+            .run(command, self.inner.launch(spec), |id| Some(id.clone()))
+            .await
     }
 
     async fn find_by_hostname(&self, hostname: &str) -> Result<Option<Instance>> {
@@ -145,26 +142,12 @@ impl ComputeProvider for AuditedCompute {
             ),
             _ => format!("kill agent processes {}", instance_ids.join(" ")),
         };
-        let started = Instant::now();
-        let result = self.inner.terminate(instance_ids).await;
-        match &result {
-            Ok(confirmed) => {
-                let detail = format!(
-                    "{} of {} confirmed ending",
-                    confirmed.len(),
-                    instance_ids.len()
-                );
-                self.logger
-                    .record(command, true, Some(detail), started)
-                    .await
-            }
-            Err(e) => {
-                self.logger
-                    .record(command, false, failure(e), started)
-                    .await
-            }
-        }
-        result
+        let asked = instance_ids.len();
+        self.logger
+            .run(command, self.inner.terminate(instance_ids), |confirmed| {
+                Some(format!("{} of {asked} confirmed ending", confirmed.len()))
+            })
+            .await
     }
 
     fn has_tags(&self) -> bool {
@@ -178,17 +161,11 @@ impl ComputeProvider for AuditedCompute {
             ),
             _ => format!("tag {instance_id} {key}={value}"),
         };
-        let started = Instant::now();
-        let result = self.inner.set_tag(instance_id, key, value).await;
-        match &result {
-            Ok(()) => self.logger.record(command, true, None, started).await,
-            Err(e) => {
-                self.logger
-                    .record(command, false, failure(e), started)
-                    .await
-            }
-        }
-        result
+        self.logger
+            .run(command, self.inner.set_tag(instance_id, key, value), |_| {
+                None
+            })
+            .await
     }
 
     async fn get_tag(&self, instance_id: &str, key: &str) -> Result<Option<String>> {
@@ -212,25 +189,6 @@ impl AuditedCloud {
             "vast_ai" => Dialect::Vast,
             _ => Dialect::Local,
         }
-    }
-
-    async fn logged<T>(
-        &self,
-        command: String,
-        f: impl std::future::Future<Output = Result<T>>,
-        detail: impl FnOnce(&T) -> Option<String>,
-    ) -> Result<T> {
-        let started = Instant::now();
-        let result = f.await;
-        match &result {
-            Ok(v) => self.logger.record(command, true, detail(v), started).await,
-            Err(e) => {
-                self.logger
-                    .record(command, false, failure(e), started)
-                    .await
-            }
-        }
-        result
     }
 }
 
@@ -273,21 +231,11 @@ impl GpuCloud for AuditedCloud {
             ),
             Dialect::Local => format!("start placeholder process for {}", spec.record_id),
         };
-        let started = Instant::now();
-        let result = self.inner.create(spec).await;
-        match &result {
-            Ok(i) => {
-                self.logger
-                    .record(command, true, Some(i.provider_id.clone()), started)
-                    .await
-            }
-            Err(e) => {
-                self.logger
-                    .record(command, false, failure(e), started)
-                    .await
-            }
-        }
-        result
+        self.logger
+            .run(command, self.inner.create(spec), |i| {
+                Some(i.provider_id.clone())
+            })
+            .await
     }
 
     async fn show(&self, provider_id: &str) -> Result<Option<ProviderInstance>> {
@@ -300,7 +248,8 @@ impl GpuCloud for AuditedCloud {
             Dialect::Vast => format!("vastai start instance {provider_id}"),
             Dialect::Local => format!("kill -CONT {provider_id}"),
         };
-        self.logged(command, self.inner.start(provider_id), |_| None)
+        self.logger
+            .run(command, self.inner.start(provider_id), |_| None)
             .await
     }
 
@@ -310,7 +259,8 @@ impl GpuCloud for AuditedCloud {
             Dialect::Vast => format!("vastai stop instance {provider_id}"),
             Dialect::Local => format!("kill -STOP {provider_id}"),
         };
-        self.logged(command, self.inner.stop(provider_id), |_| None)
+        self.logger
+            .run(command, self.inner.stop(provider_id), |_| None)
             .await
     }
 
@@ -320,17 +270,18 @@ impl GpuCloud for AuditedCloud {
             Dialect::Vast => format!("vastai destroy instance {provider_id}"),
             Dialect::Local => format!("kill -KILL {provider_id}"),
         };
-        self.logged(command, self.inner.destroy(provider_id), |confirmed| {
-            Some(
-                if *confirmed {
-                    "confirmed"
-                } else {
-                    "not yet confirmed"
-                }
-                .into(),
-            )
-        })
-        .await
+        self.logger
+            .run(command, self.inner.destroy(provider_id), |confirmed| {
+                Some(
+                    if *confirmed {
+                        "confirmed"
+                    } else {
+                        "not yet confirmed"
+                    }
+                    .into(),
+                )
+            })
+            .await
     }
 
     async fn list_owned(&self) -> Result<Vec<ProviderInstance>> {

@@ -4,8 +4,6 @@
 //! attachments, usable images. Every change is in the command log; only instances carrying
 //! this deployment's tag are ever changed.
 
-use std::time::Instant;
-
 use async_trait::async_trait;
 use aws_sdk_ec2::error::DisplayErrorContext;
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
@@ -105,18 +103,9 @@ impl Ec2Network {
     async fn logged<T>(
         &self,
         command: String,
-        result: impl std::future::Future<Output = Result<T>>,
+        call: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
-        let started = Instant::now();
-        let result = result.await;
-        self.logger
-            .record_outcome(
-                command,
-                result.as_ref().err().map(|e| e.to_string()),
-                started,
-            )
-            .await;
-        result
+        self.logger.run(command, call, |_| None).await
     }
 
     fn groups_of(i: &aws_sdk_ec2::types::Instance) -> Vec<String> {
