@@ -410,9 +410,10 @@ pub async fn execute(state: &AppState, body: &Value, is_admin: bool) -> Result<V
     if let (Some(id), true) = (&plan.host.instance_id, state.compute.has_tags()) {
         if let Err(e) = state.compute.set_tag(id, TAG_POOL, &plan.target.name).await {
             tracing::error!(host = %hostname, error = ?e, "pool tag not set after the store moved");
-            return Err(Error::Internal(anyhow::anyhow!(
-                "partial migration: {hostname} is recorded in {} but its EC2 tag was not updated ({e}); retry or reconcile",
-                plan.target.name
+            // Said to the caller (an internal error would show only an id): the state left.
+            return Err(Error::Unavailable(format!(
+                "partial migration: {hostname} is recorded in {} but its EC2 tag still names {}; move it back to {} to repair",
+                plan.target.name, plan.source.name, plan.source.name
             )));
         }
     }
@@ -426,8 +427,10 @@ pub async fn execute(state: &AppState, body: &Value, is_admin: bool) -> Result<V
     let verified = recorded.as_deref() == Some(plan.target.name.as_str())
         && tag.as_deref() == Some(plan.target.name.as_str());
     if !verified {
-        return Err(Error::Internal(anyhow::anyhow!(
-            "migration of {hostname} not verified: store says {recorded:?}, tag says {tag:?}"
+        return Err(Error::Unavailable(format!(
+            "migration of {hostname} not verified: the store says {}, the EC2 tag says {}",
+            recorded.as_deref().unwrap_or("nothing"),
+            tag.as_deref().unwrap_or("nothing")
         )));
     }
     Ok(json!({
