@@ -56,6 +56,19 @@ CASES = {
     "request-vm/injection.json": http_event(
         "POST", "/request_vm", "/request_vm",
         "email=participant%40example.org&crd_command=--code%3Dabc%3Bid", form=True),
+    "seat-page/cookie.json": http_event("GET", "/seat", "/seat", headers={"cookie": "gpufleet_seat=" + "a" * 64}),
+    "seat-page/link.json": http_event("GET", "/seat/" + "b" * 64, "/seat/{token}", path_params={"token": "b" * 64}),
+    "seat-command/send.json": http_event(
+        "POST", "/seat/command", "/seat/command",
+        "crd_command=--code%3D%224%2F0AbCdEf%22", form=True, headers={"cookie": "gpufleet_seat=" + "a" * 64}),
+    "seat-move/move.json": http_event(
+        "POST", "/seat/" + "b" * 64 + "/move", "/seat/{token}/move", path_params={"token": "b" * 64}),
+    "reissue-seat/reissue.json": http_event(
+        "POST", "/api/seats/vm-1/reissue", "/api/seats/{hostname}/reissue", headers={"authorization": ADMIN},
+        path_params={"hostname": "vm-1"}),
+    "move-seat/move.json": http_event(
+        "POST", "/api/seats/vm-1/move", "/api/seats/{hostname}/move", headers={"authorization": ADMIN},
+        path_params={"hostname": "vm-1"}),
     "vm-startup/poll.json": http_event("POST", "/vm_startup", "/vm_startup", {"hostname": "vm-1"}, vm()),
     "vm-startup/missing-hostname.json": http_event("POST", "/vm_startup", "/vm_startup", {}, vm()),
     "vm-startup/unknown-vm.json": http_event("POST", "/vm_startup", "/vm_startup", {"hostname": "vm-404"}, vm()),

@@ -113,6 +113,11 @@ use StoreAccess::{Read, ReadWrite};
 pub static FUNCTIONS: &[LambdaFunction] = &[
     http("home", Read),
     http("request-vm", ReadWrite),
+    http("seat-page", Read),
+    http("seat-command", ReadWrite),
+    http("seat-move", ReadWrite),
+    http("reissue-seat", ReadWrite),
+    http("move-seat", ReadWrite),
     http("vm-startup", Read),
     http("unassigned-vms-count", Read),
     http("update-inuse-status", ReadWrite),

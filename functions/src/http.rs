@@ -189,11 +189,75 @@ pub fn html_response(status: StatusCode, html: String) -> Response {
     // Pages are self-contained: no inline framing by other sites, no remote scripts.
     resp.headers_mut()
         .insert("x-frame-options", HeaderValue::from_static("DENY"));
+    // Seat links carry a secret in the path: never send it to another site as a referrer.
+    resp.headers_mut()
+        .insert("referrer-policy", HeaderValue::from_static("same-origin"));
     resp.headers_mut().insert(
         "content-security-policy",
         HeaderValue::from_static("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"),
     );
     resp
+}
+
+/// The cookie holding a participant's seat token.
+pub const SEAT_COOKIE: &str = "gpufleet_seat";
+
+/// The value of cookie `name`, if the request carries it.
+pub fn cookie<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+}
+
+/// Whether the request reached us over https (API Gateway always; the local server only
+/// behind a TLS proxy that says so).
+pub fn is_https(req: &Request) -> bool {
+    req.uri().scheme_str() == Some("https")
+        || req
+            .headers()
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("https"))
+}
+
+/// Sets the seat cookie: HttpOnly (no script reads it), SameSite=Strict (no other site's
+/// request carries it), Secure over https, kept for a week.
+pub fn set_seat_cookie(req: &Request, resp: &mut Response, token: &str) {
+    let secure = if is_https(req) { "; Secure" } else { "" };
+    let value =
+        format!("{SEAT_COOKIE}={token}; Path=/; Max-Age=604800; HttpOnly; SameSite=Strict{secure}");
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+/// The seat credential of a request: the token in the path (a seat link), else the seat
+/// cookie; with the base path the seat page's forms post to.
+pub fn seat_credential(req: &Request) -> Option<(String, String)> {
+    if let Some(token) = req.path_parameters().first("token") {
+        return Some((token.to_string(), format!("/seat/{token}")));
+    }
+    cookie(req, SEAT_COOKIE).map(|t| (t.to_string(), "/seat".to_string()))
+}
+
+/// The site's own base URL as the browser sees it (for links shown to be copied).
+pub fn site_url(req: &Request) -> String {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| {
+            h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        })
+        .unwrap_or("localhost");
+    let scheme = if is_https(req) { "https" } else { "http" };
+    format!("{scheme}://{host}")
 }
 
 /// Pages showing secrets (PINs) or admin data must not be cached.

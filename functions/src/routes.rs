@@ -19,6 +19,8 @@ pub type Handler = fn(AppState, Request) -> HandlerFuture;
 pub enum Access {
     /// Anyone (participants, the claim page).
     Public,
+    /// A participant, with their seat token (the seat cookie, or the seat link's path).
+    Seat,
     /// A VM, with its own bearer token.
     Vm,
     /// A VM with its own token, or an admin (Basic) forwarding for it.
@@ -57,6 +59,14 @@ pub static ROUTES: &[Route] = &[
     route!(GET "/" => "home", home, Public),
     route!(POST "/api/request_vm" => "request-vm", request_vm, Public),
     route!(POST "/request_vm" => "request-vm", request_vm, Public),
+    route!(GET "/seat" => "seat-page", seat_page, Seat),
+    route!(GET "/seat/{token}" => "seat-page", seat_page, Seat),
+    route!(POST "/seat/command" => "seat-command", seat_command, Seat),
+    route!(POST "/seat/{token}/command" => "seat-command", seat_command, Seat),
+    route!(POST "/seat/move" => "seat-move", seat_move, Seat),
+    route!(POST "/seat/{token}/move" => "seat-move", seat_move, Seat),
+    route!(POST "/api/seats/{hostname}/reissue" => "reissue-seat", reissue_seat, Admin),
+    route!(POST "/api/seats/{hostname}/move" => "move-seat", move_seat, Admin),
     route!(POST "/vm_startup" => "vm-startup", vm_startup, Vm),
     route!(GET "/api/unassigned_vms_count" => "unassigned-vms-count", unassigned_vms_count, Public),
     route!(POST "/api/update_inuse_status" => "update-inuse-status", update_inuse_status, Vm),

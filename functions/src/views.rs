@@ -30,12 +30,16 @@ pub struct VmView {
     pub age_seconds: i64,
     pub last_seen_at: Option<String>,
     pub last_seen_seconds_ago: Option<i64>,
+    /// Heard from within the heartbeat timeout.
+    pub alive: bool,
+    /// A workshop participant holds it (an admin may re-issue their seat link or move them).
+    pub has_participant: bool,
     pub startup_total_seconds: Option<f64>,
     pub startup_stages: BTreeMap<&'static str, StageView>,
 }
 
 impl VmView {
-    pub fn new(vm: &Vm, now_ms: i64) -> Self {
+    pub fn new(vm: &Vm, now_ms: i64, live_since: i64) -> Self {
         let startup_stages = STAGES
             .iter()
             .filter_map(|stage| {
@@ -62,6 +66,8 @@ impl VmView {
             age_seconds: (now_ms - vm.created_at).max(0) / 1000,
             last_seen_at: vm.last_seen_at.map(rfc3339),
             last_seen_seconds_ago: vm.last_seen_at.map(|t| (now_ms - t).max(0) / 1000),
+            alive: vm.is_live(live_since),
+            has_participant: vm.assignment.as_ref().is_some_and(|a| a.is_participant()),
             startup_total_seconds: vm.metrics.total_seconds(),
             startup_stages,
         }
@@ -98,7 +104,7 @@ pub struct FleetCounts {
 }
 
 impl FleetCounts {
-    pub fn of(vms: &[Vm]) -> Self {
+    pub fn of(vms: &[Vm], live_since: i64) -> Self {
         let mut counts = FleetCounts {
             total: vms.len(),
             ..FleetCounts::default()
@@ -108,7 +114,7 @@ impl FleetCounts {
         }
         for vm in vms {
             *counts.by_status.entry(vm.status.as_str()).or_default() += 1;
-            counts.free += usize::from(vm.is_assignable());
+            counts.free += usize::from(vm.is_assignable(live_since));
             counts.assigned += usize::from(vm.assignment.is_some());
             counts.in_use += usize::from(vm.in_use);
         }
@@ -123,10 +129,13 @@ pub struct FleetView {
 }
 
 impl FleetView {
-    pub fn new(vms: &[Vm], now_ms: i64) -> Self {
+    pub fn new(vms: &[Vm], now_ms: i64, live_since: i64) -> Self {
         FleetView {
-            vms: vms.iter().map(|v| VmView::new(v, now_ms)).collect(),
-            counts: FleetCounts::of(vms),
+            vms: vms
+                .iter()
+                .map(|v| VmView::new(v, now_ms, live_since))
+                .collect(),
+            counts: FleetCounts::of(vms, live_since),
         }
     }
 }
@@ -210,11 +219,18 @@ impl MetricsChart {
         let quantile = |q: f64| -> Option<f64> {
             (!totals.is_empty()).then(|| totals[((totals.len() - 1) as f64 * q).round() as usize])
         };
-        let max = placed
+        let longest = placed
             .iter()
             .flat_map(|p| p.segments.iter().map(|(_, o, d)| o + d).chain([p.total]))
             .fold(1.0_f64, f64::max);
+        // One VM far slower than the rest must not flatten everyone else's bars: with a few
+        // VMs reported, the axis ends at twice the p90 and longer rows are cut, labelled.
+        let max = match quantile(0.9) {
+            Some(p90) if placed.len() >= 5 => longest.min((2.0 * p90).max(1.0)),
+            _ => longest,
+        };
         let scale = f64::from(PLOT_WIDTH) / max;
+        let clip = |x: f64| x.clamp(0.0, max);
         let rows = placed
             .iter()
             .enumerate()
@@ -232,13 +248,17 @@ impl MetricsChart {
                         .iter()
                         .map(|(stage, offset, duration)| ChartBar {
                             stage,
-                            x: f64::from(PLOT_X) + offset * scale,
-                            width: (duration * scale).max(1.0),
+                            x: f64::from(PLOT_X) + clip(*offset) * scale,
+                            width: ((clip(offset + duration) - clip(*offset)) * scale).max(1.0),
                             title: format!("{stage}: {duration:.1} s"),
                         })
                         .collect(),
-                    total_label: format!("{:.1} s", p.total),
-                    label_x: f64::from(PLOT_X) + end * scale + 6.0,
+                    total_label: if end.max(p.total) > max {
+                        format!("{:.1} s (off the scale)", p.total)
+                    } else {
+                        format!("{:.1} s", p.total)
+                    },
+                    label_x: f64::from(PLOT_X) + clip(end) * scale + 6.0,
                 }
             })
             .collect::<Vec<_>>();
@@ -375,5 +395,36 @@ mod tests {
         let widest = &chart.rows[9].bars[0];
         assert!((widest.x - f64::from(PLOT_X)).abs() < 1e-9);
         assert!((widest.width - f64::from(PLOT_WIDTH)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn one_slow_vm_does_not_flatten_the_chart() {
+        let vms: Vec<Vm> = (1..=9)
+            .map(|i| {
+                vm_with(
+                    &format!("vm-{i}"),
+                    serde_json::json!({"cloud_init_start": 1000, "cloud_init_end": 1000 + 10 * i}),
+                )
+            })
+            .chain([vm_with(
+                "slow",
+                serde_json::json!({"cloud_init_start": 1000, "cloud_init_end": 1000 + 86_400}),
+            )])
+            .collect();
+        let chart = MetricsChart::new(&vms);
+        // The 90 s VM still spans most of the plot, and the slow one is cut at its edge.
+        let ninety = &chart.rows[8].bars[0];
+        assert!(
+            ninety.width > f64::from(PLOT_WIDTH) / 4.0,
+            "{}",
+            ninety.width
+        );
+        let slow = &chart.rows[9];
+        assert!(slow.bars[0].width <= f64::from(PLOT_WIDTH) + 1e-6);
+        assert!(
+            slow.total_label.contains("off the scale"),
+            "{}",
+            slow.total_label
+        );
     }
 }

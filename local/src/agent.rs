@@ -3,9 +3,10 @@
 //!
 //! It reports `initializing`, checks the GPU, reports `running`, then long-polls
 //! `/vm_startup` until the VM is assigned, and starts Chrome Remote Desktop with the PIN —
-//! but only when started with `--execute-crd`; otherwise it logs what it would run, so a
-//! laptop never executes what a stranger typed. It watches for a process by name and
-//! reports in-use changes, and heartbeats its status. Calls are retried with backoff while
+//! but only when started with `--execute-crd`; otherwise it logs what it would run (code
+//! and PIN masked), so a laptop never executes what a stranger typed. It keeps polling for
+//! new commands the participant sends, watches for a process by name and reports in-use
+//! changes, and heartbeats `running` at the interval the allocator asks for. Calls are retried with backoff while
 //! the allocator is unreachable. Its own log lines are shipped to the allocator in batches
 //! (every 2 s or 50 lines), and its startup timing as the `agent` stage.
 
@@ -50,7 +51,7 @@ pub struct AgentArgs {
     /// Report in-use while a process with this name runs.
     #[arg(long)]
     pub watch_process: Option<String>,
-    /// Seconds between in-use checks and status heartbeats.
+    /// Seconds between in-use checks (heartbeats follow the allocator's interval).
     #[arg(long, default_value_t = 5)]
     pub watch_interval_secs: u64,
     /// Local mode only: stay `initializing` this long, standing in for a cloud VM's boot.
@@ -253,7 +254,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     };
     let result = match run_inner(&client, &args, &log, started_at).await {
         Err(e) => match e.downcast_ref::<CallError>() {
-            Some(CallError::Rejected(404, _)) => {
+            // Unknown VM and wrong token answer alike: either way this VM is gone.
+            Some(CallError::Rejected(401 | 404, _)) => {
                 println!("agent[{host}]: the allocator no longer knows this VM; exiting");
                 drop(log);
                 shipper.abort(); // nowhere to ship to any more
@@ -299,7 +301,7 @@ async fn run_inner(
             &json!({"hostname": host, "gpu_status": gpu}),
         )
         .await?;
-    report_status(client, host, "running").await?;
+    let interval = report_status(client, host, "running").await?;
     let ready_at = unix_seconds();
     client
         .post(
@@ -316,75 +318,147 @@ async fn run_inner(
         ready_at - started_at
     ));
 
-    let assignment = loop {
-        let answer = client
-            .post("/vm_startup", &json!({"hostname": host}))
-            .await?;
-        match answer["status"].as_str() {
-            Some("success") | Some("leased") => break answer,
-            Some("waiting") => continue,
-            other => bail!("unexpected /vm_startup answer {other:?}"),
-        }
+    // Heartbeats run beside the long-poll (which may wait 25 s at a time) at the interval
+    // the allocator asks for, so a live VM always fits its liveness window.
+    let heartbeat = tokio::spawn(heartbeat(
+        client.clone(),
+        host.to_string(),
+        interval,
+        log.clone(),
+    ));
+    let watcher = args.watch_process.clone().map(|name| {
+        tokio::spawn(watch_in_use(
+            client.clone(),
+            host.to_string(),
+            name,
+            args.watch_interval_secs,
+            log.clone(),
+        ))
+    });
+    let result = tokio::select! {
+        r = follow_assignments(client, args, log) => r,
+        gone = heartbeat => match gone {
+            Ok(why) => Err(CallError::Rejected(401, why).into()),
+            Err(e) => Err(anyhow::anyhow!("the heartbeat task failed: {e}")),
+        },
     };
-    if assignment["status"] == "leased" {
-        // A machine of a GPU provisioning request: its user connects directly (SSH).
-        log.say(format!(
-            "leased to provisioning request {}; no remote desktop",
-            assignment["request_id"].as_str().unwrap_or("?")
-        ));
-    } else {
-        let pin = assignment["pin"].as_str().unwrap_or_default().to_string();
-        let command = assignment["command"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        start_remote_desktop(args, log, &pin, &command).await?;
+    if let Some(w) = watcher {
+        w.abort();
     }
+    result
+}
 
-    // From here on: watch for in-use changes and heartbeat until the VM is destroyed.
-    let mut in_use = false;
-    let mut last_heartbeat = Instant::now();
+/// Long-polls `/vm_startup` for the assignment, then for every newer CRD command the
+/// participant sends (`after`), and starts Chrome Remote Desktop with each. Runs until the
+/// allocator forgets the VM.
+async fn follow_assignments(client: &Client, args: &AgentArgs, log: &Log) -> anyhow::Result<()> {
+    let host = args.hostname.as_str();
+    let mut after: Option<i64> = None;
     loop {
-        tokio::time::sleep(Duration::from_secs(args.watch_interval_secs.max(1))).await;
-        if let Some(name) = &args.watch_process {
-            let now_in_use = process_running(name);
-            if now_in_use != in_use {
-                client
-                    .post(
-                        "/api/update_inuse_status",
-                        &json!({"hostname": host, "status": now_in_use}),
-                    )
-                    .await?;
-                log.say(format!("in use = {now_in_use}"));
-                in_use = now_in_use;
-            }
+        let mut body = json!({"hostname": host});
+        if let Some(t) = after {
+            body["after"] = json!(t);
         }
-        if last_heartbeat.elapsed() >= Duration::from_secs(60) {
-            report_status(client, host, "running").await?;
-            last_heartbeat = Instant::now();
+        let answer = client.post("/vm_startup", &body).await?;
+        match answer["status"].as_str() {
+            Some("success") => {
+                let pin = answer["pin"].as_str().unwrap_or_default();
+                let command = answer["command"].as_str().unwrap_or_default();
+                let first = after.is_none();
+                after = Some(answer["command_at"].as_i64().unwrap_or(0));
+                // A failed start (an expired code, say) is reported; the participant can
+                // send a new command, which arrives through this same loop.
+                if let Err(e) = start_remote_desktop(args, log, pin, command, first).await {
+                    log.say(format!("error: {e:#}"));
+                }
+            }
+            Some("leased") => {
+                // A machine of a GPU provisioning request: its user connects directly (SSH).
+                log.say(format!(
+                    "leased to provisioning request {}; no remote desktop",
+                    answer["request_id"].as_str().unwrap_or("?")
+                ));
+                std::future::pending::<()>().await;
+            }
+            Some("waiting") => {}
+            other => bail!("unexpected /vm_startup answer {other:?}"),
         }
     }
 }
 
-async fn report_status(client: &Client, host: &str, status: &str) -> anyhow::Result<()> {
-    client
+/// Reports `running` every `interval` (as the allocator's answers ask). Returns only when
+/// the allocator no longer knows this VM or its token (401/404), with why.
+async fn heartbeat(client: Client, host: String, mut interval: Duration, log: Log) -> String {
+    loop {
+        tokio::time::sleep(interval).await;
+        match report_status(&client, &host, "running").await {
+            Ok(next) => interval = next,
+            Err(e) => match e.downcast_ref::<CallError>() {
+                Some(CallError::Rejected(401 | 404, why)) => return why.clone(),
+                // E.g. 409: the allocator marked the VM `error`; keep calling, it decides.
+                _ => log.say(format!("heartbeat refused: {e:#}")),
+            },
+        }
+    }
+}
+
+/// Reports in-use changes: whether a process with this name runs.
+async fn watch_in_use(client: Client, host: String, name: String, every_secs: u64, log: Log) {
+    let mut in_use = false;
+    loop {
+        tokio::time::sleep(Duration::from_secs(every_secs.max(1))).await;
+        let now_in_use = process_running(&name);
+        if now_in_use == in_use {
+            continue;
+        }
+        match client
+            .post(
+                "/api/update_inuse_status",
+                &json!({"hostname": host, "status": now_in_use}),
+            )
+            .await
+        {
+            Ok(_) => {
+                log.say(format!("in use = {now_in_use}"));
+                in_use = now_in_use;
+            }
+            Err(e) => log.say(format!("could not report in-use: {e}")),
+        }
+    }
+}
+
+/// Reports a status; returns the heartbeat interval the allocator asks for.
+async fn report_status(client: &Client, host: &str, status: &str) -> anyhow::Result<Duration> {
+    let answer = client
         .post(
             "/api/vm-status",
             &json!({"hostname": host, "status": status}),
         )
         .await?;
-    Ok(())
+    Ok(heartbeat_interval(&answer))
+}
+
+/// The interval the allocator asked for (`heartbeat_interval_seconds`); 30 s if it did not.
+fn heartbeat_interval(answer: &Value) -> Duration {
+    Duration::from_secs(
+        answer["heartbeat_interval_seconds"]
+            .as_u64()
+            .unwrap_or(30)
+            .clamp(1, 3600),
+    )
 }
 
 impl std::error::Error for CallError {}
 
 /// Builds Chrome Remote Desktop's argv from the validated code alone (no shell), then runs
-/// it only with `--execute-crd`.
+/// it only with `--execute-crd`. The code and PIN never reach the log (it is shipped to the
+/// admin's log viewer): both are masked.
 async fn start_remote_desktop(
     args: &AgentArgs,
     log: &Log,
     pin: &str,
     command: &str,
+    first: bool,
 ) -> anyhow::Result<()> {
     let host = args.hostname.as_str();
     // The allocator validated the command; check again here, since this is where it runs.
@@ -407,20 +481,23 @@ async fn start_remote_desktop(
         .map(|a| {
             if a.starts_with("--pin=") {
                 "--pin=******".to_string()
+            } else if a.starts_with("--code=") {
+                "--code=****".to_string()
             } else {
                 a.clone()
             }
         })
         .collect();
+    let what = if first { "assigned" } else { "new command" };
     if !args.execute_crd {
         log.say(format!(
-            "assigned; dry run (no --execute-crd), would run: {}",
+            "{what}; dry run (no --execute-crd), would run: {}",
             shown.join(" ")
         ));
         return Ok(());
     }
     log.say(format!(
-        "assigned; starting Chrome Remote Desktop: {}",
+        "{what}; starting Chrome Remote Desktop: {}",
         shown.join(" ")
     ));
     let status = tokio::process::Command::new(&argv[0])

@@ -13,11 +13,18 @@ use axum::extract::State;
 use http::StatusCode;
 use lambda_http::RequestExt;
 use shared::adapters::{
-    AuditedCloud, AuditedCompute, CommandLogger, Dialect, InProcessNotifier, InProcessQueue,
-    LocalCloud, LocalCompute, LocalComputeConfig, SqliteStore, SystemClock, VastCloud,
+    AuditedCloud, AuditedCompute, CommandLogger, Dialect, DurableJobWorker, DurableQueue,
+    InProcessNotifier, InProcessQueue, JobWorker, LocalCloud, LocalCompute, LocalComputeConfig,
+    SqliteStore, SystemClock, VastCloud,
 };
 use shared::config::Config;
-use shared::ports::{GpuCloud, Store};
+use shared::ports::{GpuCloud, JobQueue, Store};
+
+/// The job worker of the chosen queue.
+enum Worker {
+    Durable(DurableJobWorker),
+    InProcess(JobWorker),
+}
 use shared::state::{AdminCredentials, Clouds};
 use shared::AppState;
 
@@ -87,9 +94,14 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         .admin_password
         .clone()
         .context("an admin password must be set before the server starts")?;
-    let store: Arc<dyn Store> = match options.store {
-        Some(store) => store,
-        None => Arc::new(SqliteStore::open(&config.data_dir)?),
+    // Local mode keeps its jobs in the SQLite store (durable, in the same transactions as
+    // the records); with another store (DynamoDB) jobs run in process.
+    let (store, sqlite): (Arc<dyn Store>, Option<SqliteStore>) = match options.store {
+        Some(store) => (store, None),
+        None => {
+            let sqlite = SqliteStore::open(&config.data_dir)?;
+            (Arc::new(sqlite.clone()), Some(sqlite))
+        }
     };
     let clock: Arc<dyn shared::ports::Clock> =
         options.clock.unwrap_or_else(|| Arc::new(SystemClock));
@@ -102,11 +114,24 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         kill_on_drop: options.kill_agents_on_drop,
         allocator_url: url.clone(),
     });
-    let (queue, worker) = InProcessQueue::new();
+    let (queue, worker): (Arc<dyn JobQueue>, Worker) = match &sqlite {
+        Some(sqlite) => {
+            let (queue, worker) = DurableQueue::new(sqlite.clone());
+            (Arc::new(queue), Worker::Durable(worker))
+        }
+        None => {
+            let (queue, worker) = InProcessQueue::new();
+            (Arc::new(queue), Worker::InProcess(worker))
+        }
+    };
     let clouds = match options.clouds {
         Some(clouds) => clouds,
         None => {
-            let mut clouds: Vec<Arc<dyn GpuCloud>> = vec![Arc::new(LocalCloud::default())];
+            // Owned by the data directory: a restart finds the instances it left running.
+            let owner =
+                std::fs::canonicalize(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
+            let mut clouds: Vec<Arc<dyn GpuCloud>> =
+                vec![Arc::new(LocalCloud::new(owner.display().to_string()))];
             if let Some(key) = &config.vast_api_key {
                 clouds.push(Arc::new(VastCloud::new(
                     &config.vast_api_url,
@@ -135,15 +160,43 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
             logger,
             Dialect::Local,
         )),
-        queue: Arc::new(queue),
+        queue,
         notifier: Arc::new(InProcessNotifier::default()),
         clock,
         admin: Arc::new(AdminCredentials::new(&config.admin_user, &password)),
         config: Arc::new(config),
     };
+    // What a crashed predecessor left: finish its operations, then make records, agent
+    // processes and instance processes agree (no launch is in flight yet: no grace).
+    if let Some(sqlite) = &sqlite {
+        let interrupted = sqlite.running_operations().await?;
+        shared::usecases::admin::finish_interrupted(&state, interrupted).await?;
+    }
+    match shared::usecases::reconcile::reconcile_with_grace(&state, 0).await {
+        Ok(report) => tracing::info!(?report, "reconciled at start"),
+        Err(e) => tracing::warn!(error = ?e, "reconcile at start failed"),
+    }
     // Launch jobs run in this process through the provisioning use case, as SQS + the
     // provisioning Lambda run them on AWS.
-    worker.start(state.clone());
+    match worker {
+        Worker::Durable(w) => drop(w.start(state.clone())),
+        Worker::InProcess(w) => drop(w.start(state.clone())),
+    }
+    // VMs that stop calling leave the pool and say why, as the scheduled reconcile does on
+    // AWS (claims already skip them by themselves).
+    let liveness_state = state.clone();
+    let liveness_every =
+        std::time::Duration::from_secs(state.config.liveness().heartbeat_interval_secs());
+    let liveness_task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(liveness_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = shared::usecases::liveness::sweep(&liveness_state).await {
+                tracing::warn!(error = ?e, "liveness sweep failed");
+            }
+        }
+    });
     let sweeper = state.clone();
     let sweep_every = options.sweep_every;
     let sweep_task = tokio::spawn(async move {
@@ -177,6 +230,7 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
             tracing::error!(error = %e, "server stopped");
         }
         sweep_task.abort();
+        liveness_task.abort();
     });
     Ok(RunningServer {
         addr,

@@ -97,6 +97,18 @@ pub struct Config {
     /// `GPUFLEET_INSTANCE_TYPE`: the workshop VMs' instance type (default g4dn.xlarge); the
     /// capacity views derive each host's GPUs from it.
     pub instance_type: String,
+    /// A VM not heard from for this long is neither handed out nor counted free
+    /// (`GPUFLEET_HEARTBEAT_TIMEOUT_SECONDS`, default 90; agents call every third of it).
+    pub heartbeat_timeout: Duration,
+    /// A VM still `initializing` this long after its record was made is marked `error`
+    /// (`GPUFLEET_BOOT_TIMEOUT_SECONDS`, default 1200).
+    pub boot_timeout: Duration,
+    /// When set, the claim form asks for it and a claim without it changes nothing
+    /// (`GPUFLEET_JOIN_CODE`): the defence against strangers emptying the pool.
+    pub join_code: Option<String>,
+    /// Claims one client IP may make per hour; 0 = no limit (`GPUFLEET_CLAIMS_PER_IP_PER_HOUR`,
+    /// default 0: a room behind one NAT shares an address).
+    pub claims_per_ip_per_hour: u32,
 }
 
 /// The default `GPUFLEET_CORS_ORIGINS` (a Vite dev server).
@@ -196,6 +208,14 @@ impl Config {
                 })
             }
         };
+        let heartbeat_timeout_secs: u64 = parse(&get, "GPUFLEET_HEARTBEAT_TIMEOUT_SECONDS", 90)?;
+        if !(3..=86_400).contains(&heartbeat_timeout_secs) {
+            return Err(ConfigError::Invalid {
+                name: "GPUFLEET_HEARTBEAT_TIMEOUT_SECONDS",
+                value: heartbeat_timeout_secs.to_string(),
+                reason: "must be between 3 and 86400 (agents call every third of it)".into(),
+            });
+        }
         let deployment = get("GPUFLEET_DEPLOYMENT").unwrap_or_else(|| "gpufleet".into());
         if deployment.len() > 64
             || !deployment
@@ -264,6 +284,10 @@ impl Config {
                 .to_string(),
             offer_cache: Duration::from_secs(parse(&get, "GPUFLEET_OFFER_CACHE_SECONDS", 60)?),
             instance_type: get("GPUFLEET_INSTANCE_TYPE").unwrap_or_else(|| "g4dn.xlarge".into()),
+            heartbeat_timeout: Duration::from_secs(heartbeat_timeout_secs),
+            boot_timeout: Duration::from_secs(parse(&get, "GPUFLEET_BOOT_TIMEOUT_SECONDS", 1200)?),
+            join_code: get("GPUFLEET_JOIN_CODE").map(|c| c.trim().to_string()),
+            claims_per_ip_per_hour: parse(&get, "GPUFLEET_CLAIMS_PER_IP_PER_HOUR", 0)?,
             pools: crate::domain::pools::parse_pools(&get("GPUFLEET_POOLS").unwrap_or_default())
                 .map_err(|e| ConfigError::Invalid {
                     name: "GPUFLEET_POOLS",
@@ -271,6 +295,11 @@ impl Config {
                     reason: e.to_string(),
                 })?,
         })
+    }
+
+    /// The liveness window of the assignment rule.
+    pub fn liveness(&self) -> crate::domain::Liveness {
+        crate::domain::Liveness::from_secs(self.heartbeat_timeout.as_secs())
     }
 
     /// The DynamoDB table name, or the error naming the variable.

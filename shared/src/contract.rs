@@ -5,10 +5,11 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::domain::{
-    Assignment, Email, GpuHealth, Operation, OperationKind, Pin, TokenHash, Vm, VmChange, VmStatus,
+    Assignment, Email, GpuHealth, Operation, OperationKind, Pin, SeatToken, TokenHash, Vm,
+    VmChange, VmStatus,
 };
 use crate::error::Error;
-use crate::ports::{ClaimOutcome, ClaimRequest, Store};
+use crate::ports::{ClaimOutcome, ClaimRequest, MoveOutcome, MoveSeat, Store};
 
 /// Runs every contract check against a fresh, empty store.
 pub async fn run_all(store: Arc<dyn Store>) {
@@ -16,6 +17,9 @@ pub async fn run_all(store: Arc<dyn Store>) {
     updates_follow_the_state_machine(&*store).await;
     free_count_and_claim_use_the_assignable_rule(&*store).await;
     same_email_gets_the_same_vm(&*store).await;
+    quiet_vms_are_never_claimed_nor_counted(&*store).await;
+    seats_are_found_reissued_and_moved(&*store).await;
+    quiet_race(store.clone()).await;
     delete_removes(&*store).await;
     operations_one_at_a_time(&*store).await;
     logs_append_read_and_trim(&*store).await;
@@ -555,7 +559,7 @@ async fn quota_race(store: Arc<dyn Store>) {
 }
 
 async fn leased_vms_are_never_claimed(store: &dyn Store) {
-    let before = store.count_assignable().await.expect("store call");
+    let before = store.count_assignable(0).await.expect("store call");
     let mut leased = vm("lease-vm-0", 10);
     leased.assignment = Some(crate::domain::Assignment::lease("req-x", 0, 10));
     store.insert_vm(&leased).await.expect("store call");
@@ -563,7 +567,7 @@ async fn leased_vms_are_never_claimed(store: &dyn Store) {
         .update_vm("lease-vm-0", &VmChange::Status(VmStatus::Running), 11)
         .await
         .expect("store call");
-    assert_eq!(store.count_assignable().await.expect("store call"), before);
+    assert_eq!(store.count_assignable(0).await.expect("store call"), before);
     let got = store
         .get_vm("lease-vm-0")
         .await
@@ -622,6 +626,8 @@ fn claim(email: &str) -> ClaimRequest {
         crd_command: "DISPLAY= start-host --code=\"4/x\"".into(),
         pin: Pin::generate(),
         now: 1_000,
+        seat_hash: SeatToken::generate().hash(),
+        live_since: 0,
     }
 }
 
@@ -723,10 +729,10 @@ async fn free_count_and_claim_use_the_assignable_rule(store: &dyn Store) {
         .await
         .expect("list")
         .iter()
-        .filter(|v| v.is_assignable())
+        .filter(|v| v.is_assignable(0))
         .count();
     assert_eq!(expected, 2, "running+healthy and running+n/a");
-    assert_eq!(store.count_assignable().await.expect("count"), 2);
+    assert_eq!(store.count_assignable(0).await.expect("count"), 2);
 
     let mut got = HashSet::new();
     for email in ["a@x.org", "b@x.org", "c@x.org"] {
@@ -743,8 +749,234 @@ async fn free_count_and_claim_use_the_assignable_rule(store: &dyn Store) {
         }
     }
     assert_eq!(got.len(), 2);
-    assert_eq!(store.count_assignable().await.expect("count"), 0);
+    assert_eq!(store.count_assignable(0).await.expect("count"), 0);
     clear(store).await;
+}
+
+/// Liveness is part of the rule: a VM last heard from before `live_since` is neither
+/// counted free nor handed out, whatever its status says; once it calls again it is.
+async fn quiet_vms_are_never_claimed_nor_counted(store: &dyn Store) {
+    running(store, "c-live-old", 100).await; // last heard from at 100
+    running(store, "c-live-new", 500).await; // last heard from at 500
+    assert_eq!(store.count_assignable(0).await.expect("count"), 2);
+    assert_eq!(store.count_assignable(400).await.expect("count"), 1);
+    assert_eq!(store.count_assignable(600).await.expect("count"), 0);
+    let mut late = claim("late@x.org");
+    late.live_since = 600;
+    assert_eq!(
+        store.claim_vm(&late).await.expect("claim"),
+        ClaimOutcome::NoneFree
+    );
+    let mut first = claim("first@x.org");
+    first.live_since = 400;
+    match store.claim_vm(&first).await.expect("claim") {
+        ClaimOutcome::Assigned(v) => assert_eq!(v.hostname, "c-live-new"),
+        other => panic!("unexpected {other:?}"),
+    }
+    let mut second = claim("second@x.org");
+    second.live_since = 400;
+    assert_eq!(
+        store.claim_vm(&second).await.expect("claim"),
+        ClaimOutcome::NoneFree,
+        "the quiet VM is not handed out"
+    );
+    // The sweep's mark is refused while the VM is live, and taken once it is quiet.
+    let lost = |live_since| VmChange::Lost {
+        reason: "no heartbeat".into(),
+        live_since,
+    };
+    assert!(matches!(
+        store.update_vm("c-live-old", &lost(50), 700).await,
+        Err(Error::Conflict(_))
+    ));
+    let marked = store
+        .update_vm("c-live-old", &lost(400), 700)
+        .await
+        .expect("lost");
+    assert_eq!(marked.status, VmStatus::Unknown);
+    assert_eq!(store.count_assignable(0).await.expect("count"), 0);
+    // It calls again: back through the state machine, and free again.
+    store
+        .update_vm("c-live-old", &VmChange::Status(VmStatus::Running), 800)
+        .await
+        .expect("back");
+    assert_eq!(store.count_assignable(400).await.expect("count"), 1);
+    match store.claim_vm(&second).await.expect("claim") {
+        ClaimOutcome::Assigned(v) => assert_eq!(v.hostname, "c-live-old"),
+        other => panic!("unexpected {other:?}"),
+    }
+    clear(store).await;
+}
+
+/// A seat is found by its token's hash only; re-issuing replaces the hash; a move takes the
+/// whole assignment (email, seat, command; new PIN) to a live free VM and leaves the old one
+/// in `error`, unassigned; a move with nothing free changes nothing.
+async fn seats_are_found_reissued_and_moved(store: &dyn Store) {
+    running(store, "c-seat-1", 100).await;
+    let mut request = claim("seat@x.org");
+    let token = SeatToken::generate();
+    request.seat_hash = token.hash();
+    let vm = match store.claim_vm(&request).await.expect("claim") {
+        ClaimOutcome::Assigned(v) => v,
+        other => panic!("unexpected {other:?}"),
+    };
+    let a = vm.assignment.clone().expect("assigned");
+    assert_eq!(a.seat_hash.as_deref(), Some(token.hash().as_str()));
+    assert_eq!(a.command_at, 1_000);
+    let found = store.vm_by_seat(&token.hash()).await.expect("seat");
+    assert_eq!(found.map(|v| v.hostname), Some("c-seat-1".to_string()));
+    assert_eq!(
+        store
+            .vm_by_seat(&SeatToken::generate().hash())
+            .await
+            .expect("seat"),
+        None
+    );
+    // A new command replaces the old and moves its time on.
+    let updated = store
+        .update_vm("c-seat-1", &VmChange::NewCommand("cmd-2".into()), 2_000)
+        .await
+        .expect("new command");
+    let a2 = updated.assignment.clone().expect("assigned");
+    assert_eq!((a2.crd_command.as_str(), a2.command_at), ("cmd-2", 2_000));
+    assert_eq!(a2.pin, a.pin, "the PIN stays");
+    assert_eq!(
+        store
+            .get_vm("c-seat-1")
+            .await
+            .expect("get")
+            .map(|v| v.assignment),
+        Some(Some(a2.clone()))
+    );
+    // Re-issue: the old token stops working, the new one works.
+    let fresh = SeatToken::generate();
+    store
+        .reissue_seat("c-seat-1", &fresh.hash(), 2_100)
+        .await
+        .expect("reissue");
+    assert_eq!(store.vm_by_seat(&token.hash()).await.expect("seat"), None);
+    assert!(store
+        .vm_by_seat(&fresh.hash())
+        .await
+        .expect("seat")
+        .is_some());
+    assert!(matches!(
+        store.reissue_seat("c-missing", &fresh.hash(), 2_100).await,
+        Err(Error::NotFound(_))
+    ));
+    // Moving with nothing free (a quiet VM does not count) changes nothing.
+    running(store, "c-seat-2", 150).await;
+    let mut mv = MoveSeat {
+        from: "c-seat-1".into(),
+        seat_hash: Some(fresh.hash()),
+        to: None,
+        pin: Pin::generate(),
+        reason: "participant moved to another VM: stopped responding".into(),
+        live_since: 1_000,
+        now: 3_000,
+    };
+    assert_eq!(
+        store.move_seat(&mv).await.expect("move"),
+        MoveOutcome::NoneFree
+    );
+    let unchanged = store.get_vm("c-seat-1").await.expect("get").expect("vm");
+    let a3 = Assignment {
+        seat_hash: Some(fresh.hash()),
+        ..a2.clone()
+    };
+    assert_eq!(unchanged.assignment, Some(a3));
+    // A wrong seat hash is refused.
+    mv.live_since = 0;
+    mv.seat_hash = Some(token.hash());
+    assert!(matches!(
+        store.move_seat(&mv).await,
+        Err(Error::NotFound(_))
+    ));
+    mv.seat_hash = Some(fresh.hash());
+    let moved = match store.move_seat(&mv).await.expect("move") {
+        MoveOutcome::Moved(v) => v,
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(moved.hostname, "c-seat-2");
+    let m = moved.assignment.clone().expect("assigned");
+    assert_eq!(m.email, "seat@x.org");
+    assert_eq!(m.crd_command, "cmd-2");
+    assert_eq!(m.seat_hash.as_deref(), Some(fresh.hash().as_str()));
+    assert_eq!(m.pin, mv.pin.as_str());
+    assert_eq!(
+        store
+            .get_vm("c-seat-2")
+            .await
+            .expect("get")
+            .expect("vm")
+            .assignment,
+        Some(m)
+    );
+    let old = store.get_vm("c-seat-1").await.expect("get").expect("vm");
+    assert_eq!(old.assignment, None);
+    assert_eq!(old.status, VmStatus::Error);
+    assert_eq!(old.status_reason.as_deref(), Some(mv.reason.as_str()));
+    assert_eq!(
+        store
+            .vm_by_seat(&fresh.hash())
+            .await
+            .expect("seat")
+            .map(|v| v.hostname),
+        Some("c-seat-2".to_string())
+    );
+    // The email moved with the seat: a claim for it returns the new VM, never a second one.
+    running(store, "c-seat-3", 160).await;
+    match store.claim_vm(&claim("seat@x.org")).await.expect("claim") {
+        ClaimOutcome::AlreadyAssigned(v) => assert_eq!(v.hostname, "c-seat-2"),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(store.count_assignable(0).await.expect("count"), 1);
+    // An admin move to a named VM (no seat hash needed).
+    mv.from = "c-seat-2".into();
+    mv.seat_hash = None;
+    mv.to = Some("c-seat-1".into());
+    assert_eq!(
+        store.move_seat(&mv).await.expect("move"),
+        MoveOutcome::NoneFree,
+        "a VM in error is not a target"
+    );
+    mv.to = Some("c-seat-3".into());
+    assert!(matches!(
+        store.move_seat(&mv).await.expect("move"),
+        MoveOutcome::Moved(v) if v.hostname == "c-seat-3"
+    ));
+    assert_eq!(store.count_assignable(0).await.expect("count"), 0);
+    clear(store).await;
+    assert_eq!(store.vm_by_seat(&fresh.hash()).await.expect("seat"), None);
+}
+
+/// 200 claims race for 40 VMs of which 10 went quiet: the 30 live ones are each assigned
+/// once and the quiet ones never.
+async fn quiet_race(store: Arc<dyn Store>) {
+    for i in 0..40 {
+        let last_seen = if i < 10 { 100 } else { 1_000 + i };
+        running(&*store, &format!("c-quiet-{i:02}"), last_seen).await;
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let mut request = claim(&format!("q{i}@race.org"));
+            request.live_since = 500;
+            store.claim_vm(&request).await
+        });
+    }
+    let mut hostnames = HashSet::new();
+    while let Some(result) = tasks.join_next().await {
+        if let ClaimOutcome::Assigned(v) = result.expect("task").expect("claim") {
+            assert!(v.hostname.as_str() >= "c-quiet-10", "{}", v.hostname);
+            assert!(hostnames.insert(v.hostname), "assigned twice");
+        }
+    }
+    assert_eq!(hostnames.len(), 30);
+    assert_eq!(store.count_assignable(500).await.expect("count"), 0);
+    assert_eq!(store.count_assignable(0).await.expect("count"), 10);
+    clear(&*store).await;
 }
 
 async fn same_email_gets_the_same_vm(store: &dyn Store) {
@@ -762,7 +994,7 @@ async fn same_email_gets_the_same_vm(store: &dyn Store) {
         }
         other => panic!("unexpected {other:?}"),
     }
-    assert_eq!(store.count_assignable().await.expect("count"), 1);
+    assert_eq!(store.count_assignable(0).await.expect("count"), 1);
     let a: Option<&Assignment> = first.assignment.as_ref();
     assert_eq!(a.map(|a| a.assigned_at), Some(1_000));
     // With nothing free any more, the returning email still gets its VM.
@@ -783,7 +1015,7 @@ async fn delete_removes(store: &dyn Store) {
         .await
         .expect("deleting twice is fine");
     assert_eq!(store.get_vm("c-del").await.expect("get"), None);
-    assert_eq!(store.count_assignable().await.expect("count"), 0);
+    assert_eq!(store.count_assignable(0).await.expect("count"), 0);
 }
 
 async fn operations_one_at_a_time(store: &dyn Store) {
@@ -942,7 +1174,7 @@ pub async fn claim_race(store: Arc<dyn Store>, prefix: &str, claims: usize, free
     assert_eq!(hostnames.len(), free, "every free VM assigned once");
     assert_eq!(distinct.len(), free, "no VM assigned twice");
     assert_eq!(none_free, claims - free);
-    assert_eq!(store.count_assignable().await.expect("count"), 0);
+    assert_eq!(store.count_assignable(0).await.expect("count"), 0);
     clear(&*store).await;
 }
 
@@ -971,6 +1203,6 @@ async fn same_email_race(store: Arc<dyn Store>) {
     }
     assert_eq!(fresh, 1, "one assignment");
     assert_eq!(hostnames.len(), 1, "everyone got the same VM");
-    assert_eq!(store.count_assignable().await.expect("count"), 4);
+    assert_eq!(store.count_assignable(0).await.expect("count"), 4);
     clear(&*store).await;
 }

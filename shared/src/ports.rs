@@ -1,5 +1,5 @@
 //! Ports: what the use cases need from the outside world. Each has an embedded/local
-//! adapter (SQLite, agent processes, in-process notifier) and, in later stages, an AWS one.
+//! adapter (SQLite, agent processes, in-process notifier) and an AWS one.
 //!
 //! The store port is shaped for DynamoDB as much as for SQLite: every hot-path method is a
 //! single-key lookup, a conditional write or an index query/counter, and `claim_vm` is one
@@ -24,6 +24,36 @@ pub struct ClaimRequest {
     pub crd_command: String,
     pub pin: VmPin,
     pub now: Millis,
+    /// Hash of the new seat token the claimant gets if a VM is assigned now.
+    pub seat_hash: String,
+    /// Only VMs heard from at or after this time may be assigned (`Liveness`).
+    pub live_since: Millis,
+}
+
+/// Moving a participant off their VM onto a free, live one, in one atomic step.
+#[derive(Debug, Clone)]
+pub struct MoveSeat {
+    /// The VM the participant holds now; it is left in `error` with `reason`, unassigned,
+    /// so nobody else is handed a machine that broke or held someone's session.
+    pub from: String,
+    /// The participant's own move: their seat hash must still be the VM's (`None`: admin).
+    pub seat_hash: Option<String>,
+    /// A particular free VM to move to (admin); `None` takes any assignable one.
+    pub to: Option<String>,
+    /// The PIN for the new VM (a new machine, a new PIN).
+    pub pin: VmPin,
+    pub reason: String,
+    pub live_since: Millis,
+    pub now: Millis,
+}
+
+/// How a move ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MoveOutcome {
+    /// The participant now holds this VM (same email, seat and CRD command; new PIN).
+    Moved(Vm),
+    /// No assignable VM (or the chosen one is not assignable); nothing changed.
+    NoneFree,
 }
 
 /// How a claim ended.
@@ -53,8 +83,16 @@ pub trait VmStore: Send + Sync {
     /// VM (see `Vm::is_assignable`) to it. Two concurrent claims never get the same VM,
     /// and one email never gets two.
     async fn claim_vm(&self, request: &ClaimRequest) -> Result<ClaimOutcome>;
-    /// How many VMs satisfy `Vm::is_assignable`.
-    async fn count_assignable(&self) -> Result<u64>;
+    /// How many VMs satisfy `Vm::is_assignable(live_since)`.
+    async fn count_assignable(&self, live_since: Millis) -> Result<u64>;
+    /// The VM whose participant holds the seat token with this hash.
+    async fn vm_by_seat(&self, seat_hash: &str) -> Result<Option<Vm>>;
+    /// Gives the participant of `hostname` a new seat token (the old one stops working) and
+    /// returns the VM; `NotFound` if no participant holds it.
+    async fn reissue_seat(&self, hostname: &str, seat_hash: &str, now: Millis) -> Result<Vm>;
+    /// See [`MoveSeat`]. `NotFound` if `from` is unknown or holds no participant (or not
+    /// the one with `seat_hash`); nothing changes then or on `NoneFree`.
+    async fn move_seat(&self, request: &MoveSeat) -> Result<MoveOutcome>;
     /// Removes a record (after its machine is confirmed gone). Unknown hostnames are fine.
     async fn delete_vm(&self, hostname: &str) -> Result<()>;
 }
@@ -457,6 +495,34 @@ pub trait GpuCloud: Send + Sync {
 #[async_trait]
 pub trait JobQueue: Send + Sync {
     async fn enqueue(&self, jobs: &[crate::domain::Job]) -> Result<()>;
+    /// Records new VMs in `store` and queues their launch jobs. Here: the records, then the
+    /// jobs (SQS cannot join a DynamoDB transaction; a crash between the two leaves records
+    /// without a job, which the liveness sweep fails at the boot timeout). A queue kept in
+    /// the store itself (local mode) overrides this to commit both in one transaction.
+    /// On an error no record is left behind.
+    async fn record_and_enqueue(
+        &self,
+        store: &dyn Store,
+        vms: &[Vm],
+        jobs: &[crate::domain::Job],
+    ) -> Result<()> {
+        for (i, vm) in vms.iter().enumerate() {
+            if let Err(e) = store.insert_vm(vm).await {
+                for done in &vms[..i] {
+                    store.delete_vm(&done.hostname).await?;
+                }
+                return Err(e);
+            }
+        }
+        if let Err(e) = self.enqueue(jobs).await {
+            // Nothing would start these machines: take the records back.
+            for vm in vms {
+                store.delete_vm(&vm.hostname).await?;
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
     /// Delays the next delivery of a message that will be retried (exponential backoff
     /// instead of the queue's fixed visibility timeout). `receipt` identifies the delivery.
     async fn retry_later(&self, receipt: &str, delay: std::time::Duration) -> Result<()>;

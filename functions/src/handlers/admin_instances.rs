@@ -13,7 +13,11 @@ pub async fn handle(state: AppState, req: Request) -> Response {
     respond(async {
         require_admin(&state, &req)?;
         let vms = admin::list_vms(&state).await?;
-        let fleet = FleetView::new(&vms, state.clock.now_millis());
+        let fleet = FleetView::new(
+            &vms,
+            state.clock.now_millis(),
+            shared::usecases::participant::live_since(&state),
+        );
         let mut resp = if wants_json(&req) {
             ok_json(serde_json::to_value(&fleet).map_err(|e| shared::Error::Internal(e.into()))?)?
         } else {

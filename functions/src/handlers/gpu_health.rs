@@ -44,6 +44,11 @@ mod tests {
         assert_eq!(resp.status(), 200, "{}", body_text(&resp));
         let vm = t.state.store.get_vm("vm-1").await.unwrap().unwrap();
         assert_eq!(vm.gpu_health, GpuHealth::Unhealthy);
-        assert_eq!(t.state.store.count_assignable().await.unwrap(), 0);
+        assert_eq!(
+            shared::usecases::participant::free_vm_count(&t.state)
+                .await
+                .unwrap(),
+            0
+        );
     }
 }

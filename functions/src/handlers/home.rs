@@ -17,6 +17,8 @@ pub async fn handle(state: AppState, _req: Request) -> Response {
                 error: None,
                 email: "",
                 crd_command: "",
+                join_code_required: state.config.join_code.is_some(),
+                held_elsewhere: false,
             },
         )
     })

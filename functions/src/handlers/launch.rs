@@ -65,7 +65,11 @@ pub(crate) async fn admin_page(
     let mut resp = render(
         status,
         &AdminPage {
-            fleet: FleetView::new(&vms, state.clock.now_millis()),
+            fleet: FleetView::new(
+                &vms,
+                state.clock.now_millis(),
+                shared::usecases::participant::live_since(&state),
+            ),
             max_launch: state.config.max_launch,
             message,
             error,

@@ -27,7 +27,11 @@ pub async fn handle(state: AppState, req: Request) -> Response {
             VmChange::Status(status),
         )
         .await?;
-        ok_json(json!({"message": "VM status updated successfully."}))
+        // The agent heartbeats at this interval, so it always fits the server's window.
+        ok_json(json!({
+            "message": "VM status updated successfully.",
+            "heartbeat_interval_seconds": state.config.liveness().heartbeat_interval_secs(),
+        }))
     })
     .await
 }
@@ -47,7 +51,12 @@ mod tests {
             body_json(&resp)["message"],
             "VM status updated successfully."
         );
-        assert_eq!(t.state.store.count_assignable().await.unwrap(), 1);
+        assert_eq!(
+            shared::usecases::participant::free_vm_count(&t.state)
+                .await
+                .unwrap(),
+            1
+        );
     }
 
     #[tokio::test]

@@ -59,6 +59,13 @@ fn expected() -> BTreeMap<&'static str, u16> {
         ("firewall-get-attachments/sg.json", 503),
         ("firewall-update-attachments/no-vm-ids.json", 400),
         ("list-images/bad-region.json", 400),
+        // Seats nobody holds (vm-1 is free): the same "no seat" 404 for every credential.
+        ("seat-page/cookie.json", 404),
+        ("seat-page/link.json", 404),
+        ("seat-command/send.json", 404),
+        ("seat-move/move.json", 404),
+        ("reissue-seat/reissue.json", 404),
+        ("move-seat/move.json", 404),
     ])
 }
 

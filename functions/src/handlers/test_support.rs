@@ -121,11 +121,16 @@ impl TestState {
         self.state.store.insert_vm(&vm).await.unwrap();
     }
 
+    /// A running VM that just called (so it is alive and free).
     pub async fn running_vm(&self, hostname: &str) {
         self.vm(hostname).await;
         self.state
             .store
-            .update_vm(hostname, &VmChange::Status(VmStatus::Running), 2)
+            .update_vm(
+                hostname,
+                &VmChange::Status(VmStatus::Running),
+                self.state.clock.now_millis(),
+            )
             .await
             .unwrap();
     }
@@ -142,9 +147,18 @@ impl TestState {
     }
 
     pub async fn claim(&self, email: &str) {
-        shared::usecases::participant::claim_vm(&self.state, email, "--code=4/abc")
-            .await
-            .unwrap();
+        shared::usecases::participant::claim_vm(
+            &self.state,
+            shared::usecases::participant::ClaimInput {
+                email,
+                crd_command: "--code=4/abc",
+                join_code: None,
+                seat_token: None,
+                client_ip: "127.0.0.1",
+            },
+        )
+        .await
+        .unwrap();
     }
 }
 

@@ -1,5 +1,5 @@
-//! `POST /vm_startup` `{"hostname"}` + VM bearer token: the VM's long-poll for its
-//! assignment. Returns at once when assigned, else waits (at most the configured long-poll,
+//! `POST /vm_startup` `{"hostname", "after"?}` + VM bearer token: the VM's long-poll for its
+//! assignment (with `after`: for a CRD command newer than the one it ran). Returns at once when assigned, else waits (at most the configured long-poll,
 //! ≤ 25 s to fit API Gateway) and answers `{"status":"waiting"}` so the agent asks again.
 
 use serde::Deserialize;
@@ -12,6 +12,8 @@ use crate::http::{bearer_token, json_body, ok_json, required, respond, Request, 
 #[derive(Deserialize)]
 struct Body {
     hostname: Option<String>,
+    /// The `command_at` of the command the agent already ran: answer only with a newer one.
+    after: Option<i64>,
 }
 
 pub async fn handle(state: AppState, req: Request) -> Response {
@@ -22,13 +24,21 @@ pub async fn handle(state: AppState, req: Request) -> Response {
             &state,
             hostname,
             bearer_token(&req),
+            body.after,
             state.config.long_poll,
         )
         .await?;
         match answer {
-            StartupAnswer::Assigned { pin, command } => {
-                ok_json(json!({"status": "success", "pin": pin, "command": command}))
-            }
+            StartupAnswer::Assigned {
+                pin,
+                command,
+                command_at,
+            } => ok_json(json!({
+                "status": "success",
+                "pin": pin,
+                "command": command,
+                "command_at": command_at,
+            })),
             StartupAnswer::Leased { request_id } => {
                 ok_json(json!({"status": "leased", "request_id": request_id}))
             }
@@ -65,10 +75,13 @@ mod tests {
         t.running_vm("vm-1").await;
         let resp = handle(t.state.clone(), event("vm-startup/missing-hostname.json")).await;
         assert_eq!(resp.status(), 400);
-        let resp = handle(t.state.clone(), event("vm-startup/unknown-vm.json")).await;
-        assert_eq!(resp.status(), 404);
-        let resp = handle(t.state.clone(), event("vm-startup/wrong-token.json")).await;
-        assert_eq!(resp.status(), 401);
-        assert_eq!(resp.headers()["www-authenticate"], "Bearer");
+        // An unknown hostname and a wrong token get the same answer: no probing for names.
+        let unknown = handle(t.state.clone(), event("vm-startup/unknown-vm.json")).await;
+        let wrong = handle(t.state.clone(), event("vm-startup/wrong-token.json")).await;
+        for resp in [&unknown, &wrong] {
+            assert_eq!(resp.status(), 401);
+            assert_eq!(resp.headers()["www-authenticate"], "Bearer");
+        }
+        assert_eq!(body_text(&unknown), body_text(&wrong));
     }
 }

@@ -3,12 +3,16 @@
 //!
 //! - VM items carry a `version`; every write is conditional on it (optimistic concurrency),
 //!   so read-modify-write never loses an update.
-//! - Assignable VMs also carry `free_pk`/`free_sk`, which puts them in the sparse `free`
-//!   index; the claim queries it and then takes one candidate with a transaction that is
-//!   conditional on the candidate still being assignable and on the email having no VM yet
-//!   (an `EMAIL#` item). Losing a race moves on to the next candidate.
-//! - The free count is a counter item changed in the same transaction as any write that
-//!   makes a VM (un)assignable, so reading it is one `GetItem`.
+//! - Free candidates (running, unassigned, GPU not unhealthy) also carry `free_pk`/`free_sk`,
+//!   which puts them in the sparse `free` index sorted by when the VM last called; the claim
+//!   queries the live end of it (`free_sk >= live_since`) and then takes one candidate with
+//!   a transaction that is conditional on the candidate still being assignable and live and
+//!   on the email having no VM yet (an `EMAIL#` item). Losing a race moves on to the next.
+//! - The free count is a counter of candidates, changed in the same transaction as any write
+//!   that makes a VM one or not, minus the candidates that went quiet (a count query over
+//!   the old end of the index: few items, since the sweep marks quiet VMs).
+//! - A participant's seat token is found through a `SEAT#<hash>` item naming the VM; it is
+//!   written, moved and deleted in the same transactions as the assignment.
 //! - Logs are chunk items of whole lines (≤ 64 KiB each) under the VM's log partition, with
 //!   a meta item holding the byte total and next sequence number.
 
@@ -40,7 +44,7 @@ use crate::error::{Error, Result};
 use crate::ports::{
     ApiKeyStore, ClaimOutcome, ClaimRequest, CommandLogStore, CreateInstanceOutcome,
     CreateRequestOutcome, HostPoolStore, Idempotency, InstanceStore, LogPage, LogStore,
-    OperationStore, RateLimitStore, RequestStore, VmStore,
+    MoveOutcome, MoveSeat, OperationStore, RateLimitStore, RequestStore, VmStore,
 };
 
 /// The table's definition: the one source the bootstrap command, the tests and the SAM
@@ -148,6 +152,24 @@ fn email_pk(email: &str) -> String {
     format!("EMAIL#{email}")
 }
 
+fn seat_pk(seat_hash: &str) -> String {
+    format!("SEAT#{seat_hash}")
+}
+
+/// The free index's sort key: when the VM last called (zero-padded, so it sorts as text),
+/// then the hostname. `live_since` maps onto the same scale with [`free_sk_bound`].
+fn free_sk(vm: &Vm) -> String {
+    format!(
+        "{}#{}",
+        free_sk_bound(vm.last_seen_at.unwrap_or(0)),
+        vm.hostname
+    )
+}
+
+fn free_sk_bound(millis: Millis) -> String {
+    format!("{:020}", millis.max(0))
+}
+
 fn logs_pk(hostname: &str) -> String {
     format!("LOGS#{hostname}")
 }
@@ -248,10 +270,14 @@ fn vm_to_item(vm: &Vm, version: u64) -> Result<Item> {
         item.insert("crd_command".into(), s(&a.crd_command));
         item.insert("pin".into(), s(&a.pin));
         item.insert("assigned_at".into(), n(a.assigned_at));
+        item.insert("command_at".into(), n(a.command_at));
+        if let Some(h) = &a.seat_hash {
+            item.insert("seat_hash".into(), s(h));
+        }
     }
-    if vm.is_assignable() {
+    if vm.is_free_candidate() {
         item.insert(table::FREE_PK.into(), s("FREE"));
-        item.insert(table::FREE_SK.into(), s(order));
+        item.insert(table::FREE_SK.into(), s(free_sk(vm)));
     }
     Ok(item)
 }
@@ -264,6 +290,8 @@ fn item_to_vm(item: &Item) -> Result<(Vm, u64)> {
         crd_command: get_s(item, "crd_command").unwrap_or_default(),
         pin: get_s(item, "pin").unwrap_or_default(),
         assigned_at: get_n(item, "assigned_at").unwrap_or_default(),
+        seat_hash: get_s(item, "seat_hash"),
+        command_at: get_n(item, "command_at").unwrap_or_default(),
     });
     let metrics: StartupMetrics =
         serde_json::from_str(&text("metrics")?).map_err(|_| bad("metrics"))?;
@@ -526,7 +554,7 @@ impl DynamoStore {
             Some((v, _)) => self.put_item(item, "version = :v", vec![(":v", n(v))])?,
         };
         let mut items = vec![write];
-        let delta = i64::from(vm.is_assignable()) - i64::from(was_assignable);
+        let delta = i64::from(vm.is_free_candidate()) - i64::from(was_assignable);
         if delta != 0 {
             items.push(counter_update(&self.table, delta)?);
         }
@@ -583,38 +611,13 @@ impl DynamoStore {
         self.get_vm(&hostname).await
     }
 
-    /// One transaction: the email gets its item (only if it has none), the VM its assignment
-    /// (only if still assignable), the free counter one less.
-    async fn try_claim(&self, vm: &Vm, request: &ClaimRequest) -> Result<TryClaim> {
-        let email = request.email.as_str();
-        let mut email_item = key(email_pk(email), "EMAIL");
+    /// One transaction: the email gets its item (only if it has none) and the seat its item,
+    /// the VM its assignment (only if still assignable and live), the free counter one less.
+    async fn try_claim(&self, vm: &Vm, a: &Assignment, live_since: Millis) -> Result<TryClaim> {
+        let mut email_item = key(email_pk(&a.email), "EMAIL");
         email_item.insert("hostname".into(), s(&vm.hostname));
-        let claim = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(vm_pk(&vm.hostname), "VM")))
-            .update_expression(
-                "SET email = :email, crd_command = :crd, pin = :pin, assigned_at = :now, \
-                 updated_at = :now, version = version + :one REMOVE free_pk, free_sk",
-            )
-            .condition_expression(assignable_condition())
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":email", s(email))
-            .expression_attribute_values(":crd", s(&request.crd_command))
-            .expression_attribute_values(":pin", s(request.pin.as_str()))
-            .expression_attribute_values(":now", n(request.now))
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":assignable_status", s(AssignableRule::STATUS.as_str()))
-            .expression_attribute_values(
-                ":excluded_health",
-                s(AssignableRule::EXCLUDED_HEALTH.as_str()),
-            )
-            .build()
-            .map_err(|e| internal("building a claim", e))?;
-        let items = vec![
-            self.put_item(email_item, "attribute_not_exists(pk)", vec![])?,
-            TransactWriteItem::builder().update(claim).build(),
-            counter_update(&self.table, -1)?,
-        ];
+        let mut items = vec![self.put_item(email_item, "attribute_not_exists(pk)", vec![])?];
+        items.extend(self.assign_items(vm, a, live_since)?);
         Ok(match self.transact(items).await? {
             None => TryClaim::Won,
             Some(codes) if codes.first().map(String::as_str) == Some("ConditionalCheckFailed") => {
@@ -622,6 +625,97 @@ impl DynamoStore {
             }
             Some(_) => TryClaim::Lost,
         })
+    }
+
+    /// The writes that give `a` to the free VM `vm`: its assignment (conditional on it
+    /// still being assignable and live), the seat item, the free counter one less.
+    fn assign_items(
+        &self,
+        vm: &Vm,
+        a: &Assignment,
+        live_since: Millis,
+    ) -> Result<Vec<TransactWriteItem>> {
+        let mut update = String::from(
+            "SET email = :email, crd_command = :crd, pin = :pin, assigned_at = :now, \
+             command_at = :now, updated_at = :now, version = version + :one",
+        );
+        if a.seat_hash.is_some() {
+            update.push_str(", seat_hash = :seat");
+        }
+        update.push_str(" REMOVE free_pk, free_sk");
+        let mut claim = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(vm_pk(&vm.hostname), "VM")))
+            .update_expression(update)
+            .condition_expression(format!(
+                "{} AND last_seen_at >= :live_since",
+                assignable_condition()
+            ))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":email", s(&a.email))
+            .expression_attribute_values(":crd", s(&a.crd_command))
+            .expression_attribute_values(":pin", s(&a.pin))
+            .expression_attribute_values(":now", n(a.assigned_at))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":live_since", n(live_since))
+            .expression_attribute_values(":assignable_status", s(AssignableRule::STATUS.as_str()))
+            .expression_attribute_values(
+                ":excluded_health",
+                s(AssignableRule::EXCLUDED_HEALTH.as_str()),
+            );
+        let mut items = Vec::with_capacity(3);
+        if let Some(h) = &a.seat_hash {
+            claim = claim.expression_attribute_values(":seat", s(h));
+            let mut seat_item = key(seat_pk(h), "SEAT");
+            seat_item.insert("hostname".into(), s(&vm.hostname));
+            items.push(self.put_unconditional(seat_item)?);
+        }
+        let claim = claim.build().map_err(|e| internal("building a claim", e))?;
+        items.insert(0, TransactWriteItem::builder().update(claim).build());
+        items.push(counter_update(&self.table, -1)?);
+        Ok(items)
+    }
+
+    fn put_unconditional(&self, item: Item) -> Result<TransactWriteItem> {
+        Ok(TransactWriteItem::builder()
+            .put(
+                Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(item))
+                    .build()
+                    .map_err(|e| internal("building a put", e))?,
+            )
+            .build())
+    }
+
+    /// A page of assignable, live VMs (most recently heard from first), shuffled so that
+    /// concurrent claimers spread over it instead of all fighting for the same VM.
+    async fn free_candidates(&self, live_since: Millis) -> Result<Vec<Vm>> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(table::FREE_INDEX)
+            .key_condition_expression("#p = :free AND #s >= :since")
+            .expression_attribute_names("#p", table::FREE_PK)
+            .expression_attribute_names("#s", table::FREE_SK)
+            .expression_attribute_values(":free", s("FREE"))
+            .expression_attribute_values(":since", s(free_sk_bound(live_since)))
+            .scan_index_forward(false)
+            .limit(CLAIM_PAGE)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| internal("Query free", DisplayErrorContext(e)))?;
+        self.stats
+            .record("Query", capacity_of(out.consumed_capacity()));
+        let mut candidates = out
+            .items()
+            .iter()
+            .map(|i| item_to_vm(i).map(|(vm, _)| vm))
+            .collect::<Result<Vec<_>>>()?;
+        candidates.shuffle(&mut rand::rng());
+        Ok(candidates)
     }
 }
 
@@ -675,7 +769,7 @@ impl VmStore for DynamoStore {
                 .get_vm_versioned(hostname, true)
                 .await?
                 .ok_or_else(|| Error::NotFound(format!("VM {hostname}")))?;
-            let was_assignable = vm.is_assignable();
+            let was_assignable = vm.is_free_candidate();
             change.apply(&mut vm, now)?;
             if self.write_vm(&vm, Some((version, was_assignable))).await? {
                 return Ok(vm);
@@ -686,27 +780,16 @@ impl VmStore for DynamoStore {
 
     async fn claim_vm(&self, request: &ClaimRequest) -> Result<ClaimOutcome> {
         let email = request.email.as_str();
+        let assignment = Assignment {
+            email: email.to_string(),
+            crd_command: request.crd_command.clone(),
+            pin: request.pin.as_str().to_string(),
+            assigned_at: request.now,
+            seat_hash: Some(request.seat_hash.clone()),
+            command_at: request.now,
+        };
         for _ in 0..MAX_ATTEMPTS {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(table::FREE_INDEX)
-                .key_condition_expression("#p = :free")
-                .expression_attribute_names("#p", table::FREE_PK)
-                .expression_attribute_values(":free", s("FREE"))
-                .limit(CLAIM_PAGE)
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                .send()
-                .await
-                .map_err(|e| internal("Query free", DisplayErrorContext(e)))?;
-            self.stats
-                .record("Query", capacity_of(out.consumed_capacity()));
-            let mut candidates = out
-                .items()
-                .iter()
-                .map(item_to_vm)
-                .collect::<Result<Vec<_>>>()?;
+            let candidates = self.free_candidates(request.live_since).await?;
             if candidates.is_empty() {
                 // Nothing free; a returning participant still gets their VM.
                 return Ok(match self.vm_of_email(email).await? {
@@ -714,20 +797,13 @@ impl VmStore for DynamoStore {
                     None => ClaimOutcome::NoneFree,
                 });
             }
-            // A random candidate: concurrent claimers spread over the page instead of all
-            // fighting for the same VM. A few tries per page, then a fresh page (the one we
-            // hold is going stale while others claim).
-            candidates.shuffle(&mut rand::rng());
-            for (vm, _) in candidates.into_iter().take(TRIES_PER_PAGE) {
-                match self.try_claim(&vm, request).await? {
+            // A few tries per page, then a fresh page (the one we hold is going stale while
+            // others claim).
+            for vm in candidates.into_iter().take(TRIES_PER_PAGE) {
+                match self.try_claim(&vm, &assignment, request.live_since).await? {
                     TryClaim::Won => {
                         let mut vm = vm;
-                        vm.assignment = Some(Assignment {
-                            email: email.to_string(),
-                            crd_command: request.crd_command.clone(),
-                            pin: request.pin.as_str().to_string(),
-                            assigned_at: request.now,
-                        });
+                        vm.assignment = Some(assignment);
                         vm.updated_at = request.now;
                         return Ok(ClaimOutcome::Assigned(vm));
                     }
@@ -744,12 +820,153 @@ impl VmStore for DynamoStore {
         Err(internal("claiming a VM", "too much contention"))
     }
 
-    async fn count_assignable(&self) -> Result<u64> {
+    async fn count_assignable(&self, live_since: Millis) -> Result<u64> {
         let item = self.get(COUNTER_PK, COUNTER_FREE_SK, true).await?;
-        Ok(item
-            .and_then(|i| get_n::<i64>(&i, "value"))
-            .unwrap_or(0)
-            .max(0) as u64)
+        let candidates = item.and_then(|i| get_n::<i64>(&i, "value")).unwrap_or(0);
+        // Candidates that went quiet: the old end of the free index.
+        let mut quiet = 0i64;
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(table::FREE_INDEX)
+                .key_condition_expression("#p = :free AND #s < :since")
+                .expression_attribute_names("#p", table::FREE_PK)
+                .expression_attribute_names("#s", table::FREE_SK)
+                .expression_attribute_values(":free", s("FREE"))
+                .expression_attribute_values(":since", s(free_sk_bound(live_since)))
+                .select(aws_sdk_dynamodb::types::Select::Count)
+                .set_exclusive_start_key(start)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await
+                .map_err(|e| internal("Query quiet", DisplayErrorContext(e)))?;
+            self.stats
+                .record("Query", capacity_of(out.consumed_capacity()));
+            quiet += i64::from(out.count());
+            start = out.last_evaluated_key().cloned();
+            if start.is_none() {
+                break;
+            }
+        }
+        Ok((candidates - quiet).max(0) as u64)
+    }
+
+    async fn vm_by_seat(&self, seat_hash: &str) -> Result<Option<Vm>> {
+        let Some(item) = self.get(&seat_pk(seat_hash), "SEAT", true).await? else {
+            return Ok(None);
+        };
+        let hostname = get_s(&item, "hostname")
+            .ok_or_else(|| internal("reading a seat item", "no hostname"))?;
+        Ok(self.get_vm(&hostname).await?.filter(|vm| {
+            vm.assignment
+                .as_ref()
+                .is_some_and(|a| a.seat_hash.as_deref() == Some(seat_hash))
+        }))
+    }
+
+    async fn reissue_seat(&self, hostname: &str, seat_hash: &str, now: Millis) -> Result<Vm> {
+        for _ in 0..MAX_ATTEMPTS {
+            let (mut vm, version) = self
+                .get_vm_versioned(hostname, true)
+                .await?
+                .filter(|(v, _)| {
+                    v.assignment
+                        .as_ref()
+                        .is_some_and(Assignment::is_participant)
+                })
+                .ok_or_else(|| Error::NotFound(format!("a participant on VM {hostname}")))?;
+            let mut items = Vec::with_capacity(3);
+            if let Some(a) = vm.assignment.as_mut() {
+                if let Some(old) = a.seat_hash.replace(seat_hash.to_string()) {
+                    items.push(self.delete_item(key(seat_pk(&old), "SEAT"), None)?);
+                }
+            }
+            vm.updated_at = now;
+            let mut seat_item = key(seat_pk(seat_hash), "SEAT");
+            seat_item.insert("hostname".into(), s(hostname));
+            items.push(self.put_unconditional(seat_item)?);
+            items.push(self.put_item(
+                vm_to_item(&vm, version + 1)?,
+                "version = :v",
+                vec![(":v", n(version))],
+            )?);
+            if self.transact(items).await?.is_none() {
+                return Ok(vm);
+            }
+        }
+        Err(internal("re-issuing a seat", "too much contention"))
+    }
+
+    async fn move_seat(&self, request: &MoveSeat) -> Result<MoveOutcome> {
+        let not_held = || Error::NotFound(format!("a participant on VM {}", request.from));
+        for _ in 0..MAX_ATTEMPTS {
+            let (from, version) = self
+                .get_vm_versioned(&request.from, true)
+                .await?
+                .ok_or_else(not_held)?;
+            let held = from
+                .assignment
+                .clone()
+                .filter(|a| {
+                    a.is_participant()
+                        && request
+                            .seat_hash
+                            .as_ref()
+                            .is_none_or(|h| a.seat_hash.as_ref() == Some(h))
+                })
+                .ok_or_else(not_held)?;
+            let candidates = match &request.to {
+                Some(to) => self
+                    .get_vm(to)
+                    .await?
+                    .filter(|v| v.is_assignable(request.live_since))
+                    .into_iter()
+                    .collect(),
+                None => self.free_candidates(request.live_since).await?,
+            };
+            if candidates.is_empty() {
+                return Ok(MoveOutcome::NoneFree);
+            }
+            let mut released = from.clone();
+            released.assignment = None;
+            released.status = VmStatus::Error;
+            released.status_reason = Some(request.reason.clone());
+            released.updated_at = request.now;
+            let moved = Assignment {
+                pin: request.pin.as_str().to_string(),
+                assigned_at: request.now,
+                command_at: request.now,
+                ..held.clone()
+            };
+            for vm in candidates.into_iter().take(TRIES_PER_PAGE) {
+                let mut email_item = key(email_pk(&held.email), "EMAIL");
+                email_item.insert("hostname".into(), s(&vm.hostname));
+                let mut items = vec![
+                    self.put_item(
+                        vm_to_item(&released, version + 1)?,
+                        "version = :v",
+                        vec![(":v", n(version))],
+                    )?,
+                    self.put_unconditional(email_item)?,
+                ];
+                items.extend(self.assign_items(&vm, &moved, request.live_since)?);
+                match self.transact(items).await? {
+                    None => {
+                        let mut vm = vm;
+                        vm.assignment = Some(moved);
+                        vm.updated_at = request.now;
+                        return Ok(MoveOutcome::Moved(vm));
+                    }
+                    // The participant's VM changed under us: read it again.
+                    Some(codes) if codes.first().map(String::as_str) != Some("None") => break,
+                    Some(_) => {}
+                }
+            }
+        }
+        Err(internal("moving a seat", "too much contention"))
     }
 
     async fn delete_vm(&self, hostname: &str) -> Result<()> {
@@ -764,7 +981,10 @@ impl VmStore for DynamoStore {
             if let Some(a) = &vm.assignment {
                 items.push(self.delete_item(key(email_pk(&a.email), "EMAIL"), None)?);
             }
-            if vm.is_assignable() {
+            if let Some(h) = vm.assignment.as_ref().and_then(|a| a.seat_hash.as_ref()) {
+                items.push(self.delete_item(key(seat_pk(h), "SEAT"), None)?);
+            }
+            if vm.is_free_candidate() {
                 items.push(counter_update(&self.table, -1)?);
             }
             if self.transact(items).await?.is_none() {

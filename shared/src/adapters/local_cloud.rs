@@ -20,14 +20,88 @@ const OFFER_ID: &str = "this-machine";
 
 struct Local {
     record_id: String,
-    child: tokio::process::Child,
+    pid: u32,
+    /// Our child; `None` for a process an earlier server started (adopted at start).
+    child: Option<tokio::process::Child>,
     stopped: bool,
     launched_at: i64,
 }
 
+/// Environment variables that mark an instance process as ours, so a server that restarts
+/// after a crash finds (and can end) the instances the dead one started.
+const OWNER_ENV: &str = "GPUFLEET_LOCAL_CLOUD_OWNER";
+const RECORD_ENV: &str = "GPUFLEET_LOCAL_CLOUD_RECORD";
+
 #[derive(Default)]
 pub struct LocalCloud {
     instances: Mutex<HashMap<String, Local>>,
+    /// Whose instances these are (the data directory); empty: this process's only.
+    owner: String,
+}
+
+impl LocalCloud {
+    /// Instances owned by `owner` (e.g. the data directory's path), including the live ones
+    /// an earlier process with the same owner left behind.
+    pub fn new(owner: impl Into<String>) -> Self {
+        let owner = owner.into();
+        let adopted = scan_owned(&owner)
+            .into_iter()
+            .map(|(pid, record_id)| {
+                (
+                    format!("local-{pid}"),
+                    Local {
+                        record_id,
+                        pid,
+                        child: None,
+                        stopped: false,
+                        launched_at: 0,
+                    },
+                )
+            })
+            .collect();
+        LocalCloud {
+            instances: Mutex::new(adopted),
+            owner,
+        }
+    }
+}
+
+/// The value of `name` in a live process's environment, if it is there.
+fn process_env(pid: u32, name: &str) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let prefix = format!("{name}=");
+    environ
+        .split(|b| *b == 0)
+        .filter_map(|kv| std::str::from_utf8(kv).ok())
+        .find_map(|kv| kv.strip_prefix(&prefix).map(str::to_string))
+}
+
+/// Live (not zombie) processes carrying `owner`'s mark: (pid, record id).
+fn scan_owned(owner: &str) -> Vec<(u32, String)> {
+    if owner.is_empty() {
+        return Vec::new();
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| is_alive(*pid))
+        .filter(|pid| process_env(*pid, OWNER_ENV).as_deref() == Some(owner))
+        .filter_map(|pid| Some((pid, process_env(pid, RECORD_ENV)?)))
+        .collect()
+}
+
+/// Running or stopped, not a zombie.
+fn is_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next().map(|s| s != "Z"))
+        })
+        .unwrap_or(false)
 }
 
 fn signal(pid: u32, sig: &str) -> Result<()> {
@@ -126,10 +200,13 @@ impl GpuCloud for LocalCloud {
         }
         let child = tokio::process::Command::new("sleep")
             .arg("2147483647")
+            .env(OWNER_ENV, &self.owner)
+            .env(RECORD_ENV, &spec.record_id)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| LaunchError::Other(Error::Internal(anyhow::anyhow!("spawn: {e}"))))?;
-        let id = format!("local-{}", child.id().unwrap_or_default());
+        let pid = child.id().unwrap_or_default();
+        let id = format!("local-{pid}");
         let launched_at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
@@ -137,7 +214,8 @@ impl GpuCloud for LocalCloud {
             id.clone(),
             Local {
                 record_id: spec.record_id.clone(),
-                child,
+                pid,
+                child: Some(child),
                 stopped: false,
                 launched_at,
             },
@@ -158,7 +236,10 @@ impl GpuCloud for LocalCloud {
         let Some(l) = instances.get_mut(provider_id) else {
             return Ok(None);
         };
-        let exited = matches!(l.child.try_wait(), Ok(Some(_)));
+        let exited = match l.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(Some(_))),
+            None => !is_alive(l.pid),
+        };
         Ok(Some(ProviderInstance {
             provider_id: provider_id.to_string(),
             record_id: Some(l.record_id.clone()),
@@ -181,7 +262,7 @@ impl GpuCloud for LocalCloud {
         let l = instances
             .get_mut(provider_id)
             .ok_or_else(|| Error::NotFound(format!("local instance {provider_id}")))?;
-        signal(l.child.id().unwrap_or_default(), "-CONT")?;
+        signal(l.pid, "-CONT")?;
         l.stopped = false;
         Ok(())
     }
@@ -191,7 +272,7 @@ impl GpuCloud for LocalCloud {
         let l = instances
             .get_mut(provider_id)
             .ok_or_else(|| Error::NotFound(format!("local instance {provider_id}")))?;
-        signal(l.child.id().unwrap_or_default(), "-STOP")?;
+        signal(l.pid, "-STOP")?;
         l.stopped = true;
         Ok(())
     }
@@ -202,12 +283,27 @@ impl GpuCloud for LocalCloud {
             return Ok(true);
         };
         // SIGKILL works on a stopped process too; wait() confirms it is gone.
-        let _ = l.child.start_kill();
-        l.child
-            .wait()
-            .await
-            .map_err(|e| Error::Internal(anyhow::anyhow!("waiting for {provider_id}: {e}")))?;
-        Ok(true)
+        if let Some(child) = l.child.as_mut() {
+            let _ = child.start_kill();
+            child
+                .wait()
+                .await
+                .map_err(|e| Error::Internal(anyhow::anyhow!("waiting for {provider_id}: {e}")))?;
+            return Ok(true);
+        }
+        // Adopted from an earlier process: kill it if it still carries our mark (pids get
+        // reused), then confirm it is gone.
+        if process_env(l.pid, OWNER_ENV).as_deref() == Some(self.owner.as_str()) {
+            let _ = signal(l.pid, "-KILL");
+        }
+        for _ in 0..100 {
+            if !is_alive(l.pid) || process_env(l.pid, OWNER_ENV).is_none() {
+                return Ok(true);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        instances.insert(provider_id.to_string(), l);
+        Ok(false)
     }
 
     async fn list_owned(&self) -> Result<Vec<ProviderInstance>> {

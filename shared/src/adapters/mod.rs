@@ -3,6 +3,7 @@
 
 pub mod audited;
 pub mod clock;
+pub mod durable_queue;
 #[cfg(feature = "aws")]
 pub mod dynamodb;
 #[cfg(feature = "aws")]
@@ -24,6 +25,7 @@ pub mod vast;
 
 pub use audited::{AuditedCloud, AuditedCompute, CommandLogger, Dialect};
 pub use clock::{OffsetClock, SystemClock};
+pub use durable_queue::{DurableJobWorker, DurableQueue};
 #[cfg(feature = "aws")]
 pub use dynamodb::DynamoStore;
 #[cfg(feature = "aws")]

@@ -22,7 +22,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use crate::domain::command_log::CommandEntry;
 use crate::domain::instances::CloudInstance;
 use crate::domain::logs::{chunk_lines, line_bytes};
-use crate::domain::{ApiKey, GpuRequest, RequestChange};
+use crate::domain::{ApiKey, GpuRequest, Job as QueueJob, RequestChange};
 use crate::domain::{
     AssignableRule, Assignment, GpuHealth, Millis, Operation, OperationStatus, StartupMetrics,
     TokenHash, Vm, VmChange, VmStatus,
@@ -31,7 +31,7 @@ use crate::error::{Error, Result};
 use crate::ports::{
     ApiKeyStore, ClaimOutcome, ClaimRequest, CommandLogStore, CreateInstanceOutcome,
     CreateRequestOutcome, HostPoolStore, Idempotency, InstanceStore, LogPage, LogStore,
-    OperationStore, RateLimitStore, RequestStore, VmStore,
+    MoveOutcome, MoveSeat, OperationStore, RateLimitStore, RequestStore, VmStore,
 };
 
 /// File name of the database inside the data directory.
@@ -140,7 +140,8 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Box<dyn WriteJob>>) {
 
 const VM_COLUMNS: &str =
     "hostname, status, status_reason, gpu_health, in_use, email, crd_command, \
-     pin, assigned_at, instance_id, token_hash, metrics, created_at, updated_at, last_seen_at";
+     pin, assigned_at, instance_id, token_hash, metrics, created_at, updated_at, last_seen_at, \
+     seat_hash, command_at";
 
 /// The SQL form of `AssignableRule`, built from its constants so the rule has one source.
 /// `row` qualifies the columns (`NEW.`, `OLD.` inside triggers; empty in queries).
@@ -188,9 +189,8 @@ impl SqliteStore {
     }
 
     pub fn open_with(data_dir: &Path, durability: SqliteDurability) -> Result<Self> {
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("creating data directory {}", data_dir.display()))?;
         let path = data_dir.join(DB_FILE);
+        restrict_to_owner(data_dir, &path)?;
         let writer = open_connection(&path, durability, false)?;
         migrate(&writer)?;
         let (writes, jobs) = mpsc::channel();
@@ -260,6 +260,42 @@ impl SqliteStore {
         .await
         .map_err(|e| Error::Internal(anyhow::anyhow!("store task failed: {e}")))?
     }
+}
+
+/// The data directory holds PINs, CRD codes and job tokens: it is the owner's alone (0700),
+/// and so are the database and its WAL and shared-memory files (0600). SQLite creates the
+/// `-wal` and `-shm` files with the database file's mode, so creating that file first with
+/// 0600 covers them; modes of files from older versions are tightened here too.
+fn restrict_to_owner(data_dir: &Path, db: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    // A shared sticky directory (such as /tmp) given as the data directory is left as it is.
+    let mode = std::fs::metadata(data_dir)
+        .with_context(|| format!("reading {}", data_dir.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o1000 == 0 && mode & 0o077 != 0 {
+        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("restricting {}", data_dir.display()))?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(db)
+        .with_context(|| format!("creating {}", db.display()))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let file = PathBuf::from(format!("{}{suffix}", db.display()));
+        if file.exists() {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("restricting {}", file.display()))?;
+        }
+    }
+    Ok(())
 }
 
 fn open_connection(
@@ -415,6 +451,24 @@ fn migrate(conn: &Connection) -> Result<()> {
             updated_at INTEGER NOT NULL
          ) WITHOUT ROWID;"
             .to_string(),
+        // Version 8: seats (the hash of each participant's seat token, the time of their
+        // latest CRD command), liveness in the claim's index, and the durable job queue.
+        format!(
+            "ALTER TABLE vms ADD COLUMN seat_hash TEXT;
+             ALTER TABLE vms ADD COLUMN command_at INTEGER;
+             UPDATE vms SET command_at = assigned_at WHERE email IS NOT NULL;
+             CREATE UNIQUE INDEX vms_by_seat ON vms(seat_hash) WHERE seat_hash IS NOT NULL;
+             DROP INDEX vms_assignable;
+             CREATE INDEX vms_assignable ON vms(created_at, hostname, last_seen_at) WHERE {pred};
+             CREATE INDEX vms_free_by_last_seen ON vms(last_seen_at) WHERE {pred};
+             CREATE TABLE jobs (
+                id         INTEGER PRIMARY KEY AUTOINCREMENT,
+                body       TEXT NOT NULL,
+                attempts   INTEGER NOT NULL DEFAULT 0,
+                not_before INTEGER NOT NULL DEFAULT 0
+             );",
+            pred = assignable_predicate()
+        ),
     ];
     let version: usize = conn
         .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
@@ -451,6 +505,8 @@ fn row_to_vm(row: &Row<'_>) -> rusqlite::Result<Vm> {
             crd_command: row.get::<_, Option<String>>(6)?.unwrap_or_default(),
             pin: row.get::<_, Option<String>>(7)?.unwrap_or_default(),
             assigned_at: row.get::<_, Option<i64>>(8)?.unwrap_or_default(),
+            seat_hash: row.get(15)?,
+            command_at: row.get::<_, Option<i64>>(16)?.unwrap_or_default(),
         }),
         None => None,
     };
@@ -478,6 +534,159 @@ fn get_vm_in(conn: &Connection, hostname: &str) -> Result<Option<Vm>> {
         .map_err(sql_err("reading a VM"))
 }
 
+fn insert_vm_in(conn: &Connection, vm: &Vm) -> Result<()> {
+    let metrics = metrics_json(&vm.metrics)?;
+    let a = vm.assignment.as_ref();
+    let inserted = conn
+        .prepare_cached(&format!(
+            "INSERT INTO vms ({VM_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)
+             ON CONFLICT(hostname) DO NOTHING"
+        ))
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                vm.hostname,
+                vm.status.as_str(),
+                vm.status_reason,
+                vm.gpu_health.as_str(),
+                vm.in_use as i64,
+                a.map(|a| &a.email),
+                a.map(|a| &a.crd_command),
+                a.map(|a| &a.pin),
+                a.map(|a| a.assigned_at),
+                vm.instance_id,
+                vm.token_hash.as_str(),
+                metrics,
+                vm.created_at,
+                vm.updated_at,
+                vm.last_seen_at,
+                a.and_then(|a| a.seat_hash.as_ref()),
+                a.map(|a| a.command_at),
+            ])
+        })
+        .map_err(sql_err("inserting a VM"))?;
+    if inserted == 0 {
+        return Err(Error::Conflict(format!(
+            "VM {} already exists",
+            vm.hostname
+        )));
+    }
+    Ok(())
+}
+
+fn insert_jobs_in(conn: &Connection, jobs: &[QueueJob], not_before: Millis) -> Result<()> {
+    let mut stmt = conn
+        .prepare_cached("INSERT INTO jobs (body, not_before) VALUES (?1, ?2)")
+        .map_err(sql_err("queueing a job"))?;
+    for job in jobs {
+        stmt.execute(params![job.to_message(), not_before])
+            .map_err(sql_err("queueing a job"))?;
+    }
+    Ok(())
+}
+
+/// A job of the durable queue (see [`SqliteStore::due_jobs`]).
+#[derive(Debug, Clone)]
+pub struct QueuedJob {
+    pub id: i64,
+    pub job: QueueJob,
+    /// Deliveries so far (this one not counted).
+    pub attempts: u32,
+}
+
+/// Local mode's durable job queue: jobs are rows of the store itself, so the VMs of a launch
+/// and their launch jobs commit in one transaction, and jobs a crashed process left are
+/// picked up by the next one. (See `adapters::durable_queue` for the worker.)
+impl SqliteStore {
+    /// Records `vms` and queues `jobs` in one transaction: both or neither.
+    pub async fn insert_vms_and_jobs(&self, vms: &[Vm], jobs: &[QueueJob]) -> Result<()> {
+        let (vms, jobs) = (vms.to_vec(), jobs.to_vec());
+        self.write(move |conn| {
+            for vm in &vms {
+                insert_vm_in(conn, vm)?;
+            }
+            insert_jobs_in(conn, &jobs, 0)
+        })
+        .await
+    }
+
+    pub async fn enqueue_jobs(&self, jobs: &[QueueJob]) -> Result<()> {
+        let jobs = jobs.to_vec();
+        self.write(move |conn| insert_jobs_in(conn, &jobs, 0)).await
+    }
+
+    /// Jobs due at `now`, oldest first. A row that is not a job message (a poison message)
+    /// is dropped with an error in the log.
+    pub async fn due_jobs(&self, now: Millis) -> Result<Vec<QueuedJob>> {
+        let rows: Vec<(i64, String, i64)> = self
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT id, body, attempts FROM jobs WHERE not_before <= ?1 ORDER BY id LIMIT 1000",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(sql_err("reading due jobs"))
+            })
+            .await?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        for (id, body, attempts) in rows {
+            match QueueJob::from_message(&body) {
+                Ok(job) => jobs.push(QueuedJob {
+                    id,
+                    job,
+                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                }),
+                Err(e) => {
+                    tracing::error!(id, error = %e, "dropping a job that cannot be read");
+                    self.finish_job(id).await?;
+                }
+            }
+        }
+        Ok(jobs)
+    }
+
+    /// Removes a job that is done (or abandoned).
+    pub async fn finish_job(&self, id: i64) -> Result<()> {
+        self.write(move |conn| {
+            conn.prepare_cached("DELETE FROM jobs WHERE id = ?1")
+                .and_then(|mut stmt| stmt.execute([id]))
+                .map_err(sql_err("finishing a job"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records a delivery and when the job may run again.
+    pub async fn retry_job(&self, id: i64, attempts: u32, not_before: Millis) -> Result<()> {
+        self.write(move |conn| {
+            conn.prepare_cached("UPDATE jobs SET attempts = ?2, not_before = ?3 WHERE id = ?1")
+                .and_then(|mut stmt| stmt.execute(params![id, attempts, not_before]))
+                .map_err(sql_err("delaying a job"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Operations still marked running (after a crash: the ones it interrupted).
+    pub async fn running_operations(&self) -> Result<Vec<Operation>> {
+        let bodies: Vec<String> = self
+            .read(|conn| {
+                conn.prepare_cached("SELECT body FROM operations WHERE status = 'running'")
+                    .and_then(|mut stmt| {
+                        stmt.query_map([], |r| r.get(0))?
+                            .collect::<rusqlite::Result<Vec<_>>>()
+                    })
+                    .map_err(sql_err("reading running operations"))
+            })
+            .await?;
+        bodies
+            .iter()
+            .map(|b| serde_json::from_str(b).map_err(|e| Error::Internal(e.into())))
+            .collect()
+    }
+}
+
 fn metrics_json(m: &StartupMetrics) -> Result<String> {
     serde_json::to_string(m).map_err(|e| Error::Internal(e.into()))
 }
@@ -486,40 +695,7 @@ fn metrics_json(m: &StartupMetrics) -> Result<String> {
 impl VmStore for SqliteStore {
     async fn insert_vm(&self, vm: &Vm) -> Result<()> {
         let vm = vm.clone();
-        self.write(move |conn| {
-            let metrics = metrics_json(&vm.metrics)?;
-            let a = vm.assignment.as_ref();
-            let inserted = conn
-                .prepare_cached(&format!(
-                    "INSERT INTO vms ({VM_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)
-                     ON CONFLICT(hostname) DO NOTHING"
-                ))
-                .and_then(|mut stmt| {
-                    stmt.execute(params![
-                        vm.hostname,
-                        vm.status.as_str(),
-                        vm.status_reason,
-                        vm.gpu_health.as_str(),
-                        vm.in_use as i64,
-                        a.map(|a| &a.email),
-                        a.map(|a| &a.crd_command),
-                        a.map(|a| &a.pin),
-                        a.map(|a| a.assigned_at),
-                        vm.instance_id,
-                        vm.token_hash.as_str(),
-                        metrics,
-                        vm.created_at,
-                        vm.updated_at,
-                        vm.last_seen_at,
-                    ])
-                })
-                .map_err(sql_err("inserting a VM"))?;
-            if inserted == 0 {
-                return Err(Error::Conflict(format!("VM {} already exists", vm.hostname)));
-            }
-            Ok(())
-        })
-        .await
+        self.write(move |conn| insert_vm_in(conn, &vm)).await
     }
 
     async fn get_vm(&self, hostname: &str) -> Result<Option<Vm>> {
@@ -553,10 +729,12 @@ impl VmStore for SqliteStore {
             let metrics = metrics_json(&vm.metrics)?;
             conn.prepare_cached(
                 "UPDATE vms SET status = ?2, status_reason = ?3, gpu_health = ?4, in_use = ?5,
-                        instance_id = ?6, metrics = ?7, updated_at = ?8, last_seen_at = ?9
+                        instance_id = ?6, metrics = ?7, updated_at = ?8, last_seen_at = ?9,
+                        crd_command = ?10, command_at = ?11
                  WHERE hostname = ?1",
             )
             .and_then(|mut stmt| {
+                let a = vm.assignment.as_ref();
                 stmt.execute(params![
                     vm.hostname,
                     vm.status.as_str(),
@@ -567,6 +745,8 @@ impl VmStore for SqliteStore {
                     metrics,
                     vm.updated_at,
                     vm.last_seen_at,
+                    a.map(|a| &a.crd_command),
+                    a.map(|a| a.command_at),
                 ])
             })
             .map_err(sql_err("updating a VM"))?;
@@ -582,35 +762,27 @@ impl VmStore for SqliteStore {
             // below are one atomic step, even if another process opened the same database.
             let existing = conn
                 .prepare_cached(&format!("SELECT {VM_COLUMNS} FROM vms WHERE email = ?1"))
-                .and_then(|mut stmt| stmt.query_row([request.email.as_str()], row_to_vm).optional())
+                .and_then(|mut stmt| {
+                    stmt.query_row([request.email.as_str()], row_to_vm)
+                        .optional()
+                })
                 .map_err(sql_err("looking up an email's VM"))?;
             if let Some(vm) = existing {
                 return Ok(ClaimOutcome::AlreadyAssigned(vm));
             }
-            // INDEXED BY: left alone, SQLite's planner prefers the `email` UNIQUE index for
-            // `email IS NULL`, which matches every free VM, and sorts them all on each claim
-            // (measured: 600 claims/s with 20,000 VMs, against 13,000 with the hint).
-            let claimed = conn
-                .prepare_cached(&format!(
-                    "UPDATE vms SET email = ?1, crd_command = ?2, pin = ?3, assigned_at = ?4, updated_at = ?4
-                     WHERE hostname = (SELECT hostname FROM vms INDEXED BY vms_assignable WHERE {}
-                                       ORDER BY created_at, hostname LIMIT 1)
-                     RETURNING {VM_COLUMNS}",
-                    assignable_predicate()
-                ))
-                .and_then(|mut stmt| {
-                    stmt.query_row(
-                        params![
-                            request.email.as_str(),
-                            request.crd_command,
-                            request.pin.as_str(),
-                            request.now
-                        ],
-                        row_to_vm,
-                    )
-                    .optional()
-                })
-                .map_err(sql_err("assigning a VM"))?;
+            let claimed = assign_free_vm(
+                conn,
+                None,
+                &Assignment {
+                    email: request.email.as_str().to_string(),
+                    crd_command: request.crd_command.clone(),
+                    pin: request.pin.as_str().to_string(),
+                    assigned_at: request.now,
+                    seat_hash: Some(request.seat_hash.clone()),
+                    command_at: request.now,
+                },
+                request.live_since,
+            )?;
             Ok(match claimed {
                 Some(vm) => ClaimOutcome::Assigned(vm),
                 None => ClaimOutcome::NoneFree,
@@ -619,15 +791,119 @@ impl VmStore for SqliteStore {
         .await
     }
 
-    async fn count_assignable(&self) -> Result<u64> {
-        self.read(|conn| {
-            let n: i64 = conn
+    async fn count_assignable(&self, live_since: Millis) -> Result<u64> {
+        self.read(move |conn| {
+            // The counter holds every free candidate; those not heard from since
+            // `live_since` are few (the sweep marks them), so subtracting them is cheap.
+            let candidates: i64 = conn
                 .prepare_cached("SELECT value FROM counters WHERE name = 'assignable'")
                 .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)))
                 .map_err(sql_err("counting free VMs"))?;
-            Ok(n.max(0) as u64)
+            let quiet: i64 = conn
+                .prepare_cached(&format!(
+                    "SELECT COUNT(*) FROM vms INDEXED BY vms_free_by_last_seen
+                     WHERE {} AND (last_seen_at < ?1 OR last_seen_at IS NULL)",
+                    assignable_predicate()
+                ))
+                .and_then(|mut stmt| stmt.query_row([live_since], |r| r.get(0)))
+                .map_err(sql_err("counting quiet VMs"))?;
+            Ok((candidates - quiet).max(0) as u64)
         })
         .await
+    }
+
+    async fn vm_by_seat(&self, seat_hash: &str) -> Result<Option<Vm>> {
+        let seat_hash = seat_hash.to_string();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {VM_COLUMNS} FROM vms WHERE seat_hash = ?1"
+            ))
+            .and_then(|mut stmt| stmt.query_row([seat_hash], row_to_vm).optional())
+            .map_err(sql_err("looking up a seat"))
+        })
+        .await
+    }
+
+    async fn reissue_seat(&self, hostname: &str, seat_hash: &str, now: Millis) -> Result<Vm> {
+        let hostname = hostname.to_string();
+        let seat_hash = seat_hash.to_string();
+        self.write(move |conn| {
+            let vm = get_vm_in(conn, &hostname)?;
+            if !vm
+                .as_ref()
+                .and_then(|v| v.assignment.as_ref())
+                .is_some_and(Assignment::is_participant)
+            {
+                return Err(Error::NotFound(format!("a participant on VM {hostname}")));
+            }
+            conn.prepare_cached(&format!(
+                "UPDATE vms SET seat_hash = ?2, updated_at = ?3 WHERE hostname = ?1
+                 RETURNING {VM_COLUMNS}"
+            ))
+            .and_then(|mut stmt| stmt.query_row(params![hostname, seat_hash, now], row_to_vm))
+            .map_err(sql_err("re-issuing a seat"))
+        })
+        .await
+    }
+
+    async fn move_seat(&self, request: &MoveSeat) -> Result<MoveOutcome> {
+        let request = request.clone();
+        self.write(move |conn| {
+            let from = get_vm_in(conn, &request.from)?;
+            let held = from
+                .as_ref()
+                .and_then(|v| v.assignment.clone())
+                .filter(|a| {
+                    a.is_participant()
+                        && request
+                            .seat_hash
+                            .as_ref()
+                            .is_none_or(|h| a.seat_hash.as_ref() == Some(h))
+                });
+            let Some(held) = held else {
+                return Err(Error::NotFound(format!(
+                    "a participant on VM {}",
+                    request.from
+                )));
+            };
+            // Free the email (UNIQUE) first; rolled back with the savepoint if no VM is free.
+            conn.prepare_cached(
+                "UPDATE vms SET email = NULL, crd_command = NULL, pin = NULL, assigned_at = NULL,
+                        seat_hash = NULL, command_at = NULL, status = ?2, status_reason = ?3,
+                        updated_at = ?4
+                 WHERE hostname = ?1",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    request.from,
+                    VmStatus::Error.as_str(),
+                    request.reason,
+                    request.now
+                ])
+            })
+            .map_err(sql_err("releasing a VM"))?;
+            let moved = assign_free_vm(
+                conn,
+                request.to.as_deref(),
+                &Assignment {
+                    pin: request.pin.as_str().to_string(),
+                    assigned_at: request.now,
+                    command_at: request.now,
+                    ..held
+                },
+                request.live_since,
+            )?;
+            match moved {
+                Some(vm) => Ok(MoveOutcome::Moved(vm)),
+                // Undo the release: an error makes the writer roll this job back.
+                None => Err(Error::Conflict(NO_VM_TO_MOVE_TO.into())),
+            }
+        })
+        .await
+        .or_else(|e| match e {
+            Error::Conflict(m) if m == NO_VM_TO_MOVE_TO => Ok(MoveOutcome::NoneFree),
+            e => Err(e),
+        })
     }
 
     async fn delete_vm(&self, hostname: &str) -> Result<()> {
@@ -640,6 +916,47 @@ impl VmStore for SqliteStore {
         })
         .await
     }
+}
+
+const NO_VM_TO_MOVE_TO: &str = "no assignable VM to move to";
+
+/// Gives `assignment` to one assignable VM (the named one, or the oldest), returning it;
+/// `None` if there is none. Call inside a write transaction.
+fn assign_free_vm(
+    conn: &Connection,
+    only: Option<&str>,
+    a: &Assignment,
+    live_since: Millis,
+) -> Result<Option<Vm>> {
+    // INDEXED BY: left alone, SQLite's planner prefers the `email` UNIQUE index for
+    // `email IS NULL`, which matches every free VM, and sorts them all on each claim
+    // (measured: 600 claims/s with 20,000 VMs, against 13,000 with the hint).
+    conn.prepare_cached(&format!(
+        "UPDATE vms SET email = ?1, crd_command = ?2, pin = ?3, assigned_at = ?4, updated_at = ?4,
+                seat_hash = ?5, command_at = ?6
+         WHERE hostname = (SELECT hostname FROM vms INDEXED BY vms_assignable
+                           WHERE {} AND last_seen_at >= ?7 AND (?8 IS NULL OR hostname = ?8)
+                           ORDER BY created_at, hostname LIMIT 1)
+         RETURNING {VM_COLUMNS}",
+        assignable_predicate()
+    ))
+    .and_then(|mut stmt| {
+        stmt.query_row(
+            params![
+                a.email,
+                a.crd_command,
+                a.pin,
+                a.assigned_at,
+                a.seat_hash,
+                a.command_at,
+                live_since,
+                only
+            ],
+            row_to_vm,
+        )
+        .optional()
+    })
+    .map_err(sql_err("assigning a VM"))
 }
 
 fn op_status_str(status: OperationStatus) -> &'static str {

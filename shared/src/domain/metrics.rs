@@ -34,8 +34,15 @@ fn known_field(name: &str) -> bool {
     })
 }
 
+/// The longest a stage may take: anything longer is a broken clock, not a boot.
+pub const MAX_STAGE_SECONDS: f64 = 86_400.0;
+/// Unix times (seconds) accepted for `_start` and `_end`: up to 2100-01-01.
+const UNIX_TIME_RANGE: std::ops::RangeInclusive<f64> = 0.0..=4_102_444_800.0;
+
 impl StartupMetrics {
     /// Validates a report: only known fields, each a finite number ≥ 0.
+    /// Parses a report: only known fields; times are plausible Unix seconds, durations at
+    /// most a day, so one VM's absurd numbers are refused instead of flattening the chart.
     pub fn from_report(report: &serde_json::Map<String, serde_json::Value>) -> Result<Self> {
         if report.is_empty() {
             return Err(Error::validation("the metrics report is empty"));
@@ -55,6 +62,16 @@ impl StartupMetrics {
                         "{name} must be a non-negative number (got {value})"
                     ))
                 })?;
+            if name.ends_with("_duration_seconds") && number > MAX_STAGE_SECONDS {
+                return Err(Error::validation(format!(
+                    "{name} must be at most {MAX_STAGE_SECONDS} (a day; got {number})"
+                )));
+            }
+            if !name.ends_with("_duration_seconds") && !UNIX_TIME_RANGE.contains(&number) {
+                return Err(Error::validation(format!(
+                    "{name} must be a Unix time in seconds before 2100 (got {number})"
+                )));
+            }
             fields.insert(name.clone(), number);
         }
         Ok(StartupMetrics { fields })
@@ -72,6 +89,12 @@ impl StartupMetrics {
                 if end < start {
                     return Err(Error::validation(format!(
                         "{stage}_end ({end}) is before {stage}_start ({start})"
+                    )));
+                }
+                if end - start > MAX_STAGE_SECONDS {
+                    return Err(Error::validation(format!(
+                        "{stage} would last {} s, more than a day",
+                        end - start
                     )));
                 }
             }
@@ -177,6 +200,9 @@ mod tests {
             json!({"cloud_init_start": -1}),
             json!({"cloud_init_start": "soon"}),
             json!({"cloud_init_start": null}),
+            json!({"cloud_init_start": 1e308}),
+            json!({"cloud_init_duration_seconds": 86_401}),
+            json!({"agent_duration_seconds": 1e308}),
         ] {
             assert!(
                 StartupMetrics::from_report(bad.as_object().unwrap()).is_err(),
@@ -187,6 +213,11 @@ mod tests {
         m.merge(&report(json!({"cloud_init_start": 100}))).unwrap();
         let before = m.clone();
         assert!(m.merge(&report(json!({"cloud_init_end": 50}))).is_err());
+        assert!(
+            m.merge(&report(json!({"cloud_init_end": 100 + 86_401})))
+                .is_err(),
+            "a stage longer than a day"
+        );
         assert_eq!(m, before);
     }
 }

@@ -23,8 +23,8 @@ pub use jobs::{Job, LeaseLaunch};
 pub use metrics::{StageTiming, StartupMetrics};
 pub use operation::{Operation, OperationKind, OperationStatus};
 pub use requests::{GpuRequest, LeaseAccess, LeaseHost, NewRequest, RequestChange, RequestStatus};
-pub use secrets::{Pin, TokenHash, VmToken};
-pub use vm::{AssignableRule, Assignment, GpuHealth, Millis, Vm, VmChange, VmStatus};
+pub use secrets::{Pin, SeatToken, TokenHash, VmToken};
+pub use vm::{AssignableRule, Assignment, GpuHealth, Liveness, Millis, Vm, VmChange, VmStatus};
 
 /// Formats epoch milliseconds as RFC 3339 UTC (empty for times out of range).
 pub fn rfc3339(millis: Millis) -> String {

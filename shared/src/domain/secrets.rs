@@ -40,6 +40,44 @@ impl std::fmt::Debug for VmToken {
     }
 }
 
+/// A participant's seat credential: 256 random bits, held in an HttpOnly cookie and in
+/// their private seat link. Only its hash is stored (`Assignment::seat_hash`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SeatToken(String);
+
+impl SeatToken {
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill(&mut bytes);
+        SeatToken(hex::encode(bytes))
+    }
+
+    /// A presented token, if it has the shape of one (64 lowercase hex digits): anything
+    /// else is refused before any store lookup.
+    pub fn parse(presented: &str) -> Option<Self> {
+        (presented.len() == 64
+            && presented
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        .then(|| SeatToken(presented.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The stored form (hex SHA-256); stores look seats up by it.
+    pub fn hash(&self) -> String {
+        TokenHash::of(&self.0).0
+    }
+}
+
+impl std::fmt::Debug for SeatToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SeatToken(..)")
+    }
+}
+
 /// The stored form of a token: lowercase hex SHA-256.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenHash(String);

@@ -116,6 +116,12 @@ pub struct Assignment {
     pub crd_command: String,
     pub pin: String,
     pub assigned_at: Millis,
+    /// SHA-256 of the participant's seat token (their cookie and private seat link): the one
+    /// credential that shows this seat. `None` for leases.
+    pub seat_hash: Option<String>,
+    /// When the current CRD command was set (the claim, or a command the participant sent
+    /// again): the agent runs each command once, and a changed time means a new one.
+    pub command_at: Millis,
 }
 
 /// Marks the pseudo-assignee of a VM leased to a provisioning request.
@@ -132,7 +138,14 @@ impl Assignment {
             crd_command: String::new(),
             pin: String::new(),
             assigned_at: now,
+            seat_hash: None,
+            command_at: now,
         }
+    }
+
+    /// Whether a workshop participant holds the VM (not a provisioning request's lease).
+    pub fn is_participant(&self) -> bool {
+        !self.email.starts_with(LEASE_MARK)
     }
 
     /// The provisioning request this VM is leased to, if it is.
@@ -181,15 +194,62 @@ impl Vm {
         }
     }
 
-    /// THE assignment rule: running, unassigned and not known to be unhealthy. The free
-    /// count and the claim both use it (stores express it via [`AssignableRule`]).
     /// The provisioning request this VM is leased to, if it is.
     pub fn lease_request(&self) -> Option<&str> {
         self.assignment.as_ref().and_then(Assignment::lease_request)
     }
 
-    pub fn is_assignable(&self) -> bool {
+    /// The part of the assignment rule a record holds by itself: running, unassigned and not
+    /// known to be unhealthy. Stores index such VMs (free index, free counter) and apply the
+    /// liveness half of the rule when they claim or count.
+    pub fn is_free_candidate(&self) -> bool {
         AssignableRule::holds(self.status, self.assignment.is_some(), self.gpu_health)
+    }
+
+    /// Heard from at or after `live_since` (see [`Liveness`]).
+    pub fn is_live(&self, live_since: Millis) -> bool {
+        self.last_seen_at.is_some_and(|t| t >= live_since)
+    }
+
+    /// THE assignment rule: a free candidate that was heard from at or after `live_since`.
+    /// The claim, the free count and every view use it; a VM whose agent went quiet is
+    /// never handed out, whether or not a sweep has marked it yet.
+    pub fn is_assignable(&self, live_since: Millis) -> bool {
+        self.is_free_candidate() && self.is_live(live_since)
+    }
+
+    /// Whether the VM is broken as far as its participant is concerned: gone quiet, in
+    /// `error` or `unknown`, or with an unhealthy GPU. Such a participant may move.
+    pub fn is_dead(&self, live_since: Millis) -> bool {
+        !self.is_live(live_since)
+            || matches!(self.status, VmStatus::Error | VmStatus::Unknown)
+            || self.gpu_health == GpuHealth::Unhealthy
+    }
+}
+
+/// How recently a VM must have called for it to count as alive
+/// (`GPUFLEET_HEARTBEAT_TIMEOUT_SECONDS`). Agents heartbeat at a third of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Liveness {
+    pub timeout_ms: i64,
+}
+
+impl Liveness {
+    pub fn from_secs(secs: u64) -> Self {
+        Liveness {
+            timeout_ms: i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+        }
+    }
+
+    /// The oldest `last_seen_at` that still counts as alive at `now`.
+    pub fn live_since(&self, now: Millis) -> Millis {
+        now.saturating_sub(self.timeout_ms)
+    }
+
+    /// How often an agent should call: three heartbeats fit in every window, so one lost
+    /// call never takes a healthy VM out of the pool.
+    pub fn heartbeat_interval_secs(&self) -> u64 {
+        u64::try_from(self.timeout_ms / 3000).unwrap_or(1).max(1)
     }
 }
 
@@ -220,6 +280,16 @@ pub enum VmChange {
     Failed(String),
     /// Merge startup-metric stages into the record.
     Metrics(StartupMetrics),
+    /// The sweep stopped hearing from the VM (`unknown`, with the reason). Refused if the VM
+    /// was heard from at or after `live_since` in the meantime. A VM that calls again may
+    /// come back through the state machine (`unknown` may become anything).
+    Lost {
+        reason: String,
+        live_since: Millis,
+    },
+    /// The participant sent a new CRD command (codes expire within minutes): the agent
+    /// receives it like the first one. Only for a participant's VM.
+    NewCommand(String),
 }
 
 impl VmChange {
@@ -260,6 +330,28 @@ impl VmChange {
                 vm.status_reason = Some(reason.clone());
             }
             VmChange::Metrics(m) => vm.metrics.merge(m)?,
+            VmChange::Lost { reason, live_since } => {
+                if vm.is_live(*live_since) {
+                    return Err(Error::Conflict(format!(
+                        "VM {} was heard from again",
+                        vm.hostname
+                    )));
+                }
+                vm.status = VmStatus::Unknown;
+                vm.status_reason = Some(reason.clone());
+            }
+            VmChange::NewCommand(command) => {
+                let assignment = vm
+                    .assignment
+                    .as_mut()
+                    .filter(|a| a.is_participant())
+                    .ok_or_else(|| {
+                        Error::Conflict(format!("VM {} has no participant", vm.hostname))
+                    })?;
+                assignment.crd_command = command.clone();
+                // Strictly later, so the agent sees a change even within one millisecond.
+                assignment.command_at = now.max(assignment.command_at + 1);
+            }
         }
         vm.updated_at = now;
         if self.is_report_from_vm() {
@@ -293,13 +385,19 @@ mod tests {
                             crd_command: "c".into(),
                             pin: "123456".into(),
                             assigned_at: 1,
+                            seat_hash: None,
+                            command_at: 1,
                         });
                     }
                     assert_eq!(
-                        v.is_assignable(),
+                        v.is_free_candidate(),
                         expected,
                         "{status:?} {health:?} {assigned}"
                     );
+                    for (last_seen, live) in [(None, false), (Some(99), false), (Some(100), true)] {
+                        v.last_seen_at = last_seen;
+                        assert_eq!(v.is_assignable(100), expected && live, "{last_seen:?}");
+                    }
                 }
             }
         }

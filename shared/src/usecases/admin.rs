@@ -2,7 +2,7 @@
 
 use rand::Rng;
 
-use crate::domain::{Job, Operation, OperationKind, TokenHash, Vm, VmChange, VmStatus, VmToken};
+use crate::domain::{Job, Operation, OperationKind, SeatToken, Vm, VmChange, VmStatus, VmToken};
 use crate::error::{Error, Result};
 use crate::ports::LogPage;
 use crate::AppState;
@@ -47,58 +47,69 @@ pub async fn launch_vms(state: &AppState, count: u32) -> Result<Operation> {
 }
 
 async fn record_and_enqueue(state: &AppState, op: &mut Operation, count: u32) -> Result<()> {
-    let mut jobs = Vec::with_capacity(count as usize);
-    for _ in 0..count {
-        let token = VmToken::generate();
-        let hostname = insert_new_vm(state, &token.hash()).await?;
-        op.hostnames.push(hostname.clone());
-        jobs.push(Job::LaunchVm {
-            operation_id: op.id.clone(),
-            hostname,
-            token: token.as_str().to_string(),
-            lease: None,
-        });
-    }
-    state.store.save_operation(op).await?;
-    if let Err(e) = state.queue.enqueue(&jobs).await {
-        // Nothing will start these machines: say so on each record instead of leaving them
-        // initializing forever.
-        for job in &jobs {
-            let Job::LaunchVm { hostname, .. } = job else {
-                continue;
-            };
-            state
-                .store
-                .update_vm(
-                    hostname,
-                    &VmChange::Failed(format!("could not queue the launch: {e}")),
-                    state.clock.now_millis(),
-                )
-                .await?;
-        }
-        return Err(e);
-    }
-    Ok(())
-}
-
-/// Inserts a new VM record under a fresh random hostname (retrying on the rare collision).
-async fn insert_new_vm(state: &AppState, token_hash: &TokenHash) -> Result<String> {
+    // The records and their launch jobs go together (one transaction where the queue lives
+    // in the store), so an acknowledged launch is never left without its jobs. A hostname
+    // collision (32 random bits) fails the batch; it is retried with new names.
     for _ in 0..5 {
-        let hostname = new_hostname(&state.config.vm_prefix);
-        let vm = Vm::new(
-            hostname.clone(),
-            token_hash.clone(),
-            state.clock.now_millis(),
-        );
-        match state.store.insert_vm(&vm).await {
-            Ok(()) => return Ok(hostname),
+        let now = state.clock.now_millis();
+        let mut vms = Vec::with_capacity(count as usize);
+        let mut jobs = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            let token = VmToken::generate();
+            let hostname = new_hostname(&state.config.vm_prefix);
+            vms.push(Vm::new(hostname.clone(), token.hash(), now));
+            jobs.push(Job::LaunchVm {
+                operation_id: op.id.clone(),
+                hostname,
+                token: token.as_str().to_string(),
+                lease: None,
+            });
+        }
+        match state
+            .queue
+            .record_and_enqueue(&*state.store, &vms, &jobs)
+            .await
+        {
+            Ok(()) => {
+                op.hostnames = vms.into_iter().map(|v| v.hostname).collect();
+                return state.store.save_operation(op).await;
+            }
             Err(Error::Conflict(_)) => continue,
             Err(e) => return Err(e),
         }
     }
     Err(Error::Internal(anyhow::anyhow!(
-        "could not find a free hostname after 5 tries"
+        "could not find free hostnames after 5 tries"
     )))
+}
+
+/// After a crash (local mode, at start): operations the dead process was running end
+/// here. A destroy is finished (its VMs that still exist are ended and forgotten, as the
+/// admin asked); a launch is closed (its VMs and jobs were recorded together, and the
+/// queue runs the jobs). Nothing keeps the one-at-a-time lock past the process that took it.
+pub async fn finish_interrupted(state: &AppState, interrupted: Vec<Operation>) -> Result<()> {
+    for mut op in interrupted {
+        op.errors
+            .push("interrupted: the server stopped before this operation finished".into());
+        if op.kind == OperationKind::Destroy {
+            let vms: Vec<Vm> = state
+                .store
+                .list_vms()
+                .await?
+                .into_iter()
+                .filter(|v| op.hostnames.contains(&v.hostname))
+                .collect();
+            tracing::warn!(op = %op.id, vms = vms.len(), "finishing an interrupted destroy");
+            if let Err(e) = terminate_and_forget(state, &mut op, &vms).await {
+                op.errors.push(format!("destroy stopped again: {e}"));
+            } else {
+                op.errors.push("resumed and finished at restart".into());
+            }
+        }
+        op.finish(state.clock.now_millis());
+        state.store.save_operation(&op).await?;
+    }
+    Ok(())
 }
 
 /// Stops every machine of this deployment (found by its tag, so machines whose record was
@@ -233,6 +244,23 @@ pub async fn vm_logs(state: &AppState, hostname: &str, after: u64) -> Result<Opt
 
 pub async fn list_vms(state: &AppState) -> Result<Vec<Vm>> {
     state.store.list_vms().await
+}
+
+/// Gives the participant of `hostname` a new seat link (they lost theirs); the old link and
+/// cookie stop working. The token is shown to the admin once, to pass on.
+pub async fn reissue_seat(state: &AppState, hostname: &str) -> Result<(Vm, SeatToken)> {
+    let seat = SeatToken::generate();
+    let vm = state
+        .store
+        .reissue_seat(hostname, &seat.hash(), state.clock.now_millis())
+        .await?;
+    Ok((vm, seat))
+}
+
+/// Moves the participant of `hostname` to `to` (or any free, live VM), whatever the state
+/// of their VM; it is left in `error` so nobody else gets a machine that held their session.
+pub async fn move_participant(state: &AppState, hostname: &str, to: Option<&str>) -> Result<Vm> {
+    super::participant::move_participant(state, hostname, None, to, "moved by an organiser").await
 }
 
 #[cfg(test)]

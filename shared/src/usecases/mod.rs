@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod command_log;
 pub mod instances;
+pub mod liveness;
 pub mod participant;
 pub mod pools;
 pub mod provisioning;

@@ -1,43 +1,221 @@
-//! What a workshop participant does: see how many VMs are free, claim one.
+//! What a workshop participant does: see how many VMs are free, claim one, come back to it
+//! with their seat credential, send a fresh CRD command, move off a VM that died.
+//!
+//! The seat credential is a random token handed out once, at the claim, as an HttpOnly
+//! cookie and as a private link; only its hash is stored. Knowing someone's email is not
+//! enough to see their VM: a repeat claim without the credential learns only that the
+//! email already has a VM.
 
-use crate::domain::{CrdCommand, Email, Pin, Vm};
+use subtle::ConstantTimeEq;
+
+use crate::domain::{CrdCommand, Email, Millis, Pin, SeatToken, Vm};
 use crate::error::{Error, Result};
-use crate::ports::{ClaimOutcome, ClaimRequest};
+use crate::ports::{ClaimOutcome, ClaimRequest, MoveOutcome, MoveSeat};
 use crate::AppState;
+
+/// The oldest `last_seen_at` that counts as alive now.
+pub fn live_since(state: &AppState) -> Millis {
+    state.config.liveness().live_since(state.clock.now_millis())
+}
 
 /// Number of VMs a claim could get right now (`Vm::is_assignable`).
 pub async fn free_vm_count(state: &AppState) -> Result<u64> {
-    state.store.count_assignable().await
+    state.store.count_assignable(live_since(state)).await
 }
 
-/// A claim's result: the VM, and whether this email already held it.
+/// What the claim form sent, and who sent it.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimInput<'a> {
+    pub email: &'a str,
+    pub crd_command: &'a str,
+    /// The join code typed into the form (checked when `GPUFLEET_JOIN_CODE` is set).
+    pub join_code: Option<&'a str>,
+    /// The seat cookie the browser sent, if any.
+    pub seat_token: Option<&'a str>,
+    /// The client's address (API Gateway's `sourceIp`, or the TCP peer locally).
+    pub client_ip: &'a str,
+}
+
+/// How a claim ended.
 #[derive(Debug, Clone)]
-pub struct ClaimedVm {
-    pub vm: Vm,
-    pub rejoined: bool,
+pub enum Claimed {
+    /// A VM was assigned just now; `seat` goes to the participant (cookie and link) once.
+    Assigned { vm: Vm, seat: SeatToken },
+    /// This email already holds a VM and the caller's seat cookie proves it is theirs.
+    Returning { vm: Vm },
+    /// This email already holds a VM and the caller did not prove it is theirs: they learn
+    /// nothing about it (no hostname, PIN or state).
+    HeldElsewhere,
 }
 
-/// Validates the inputs, then assigns a free VM to `email` in one atomic store step, with
-/// a fresh PIN. The same email gets its existing VM back. A waiting VM is woken at once.
-pub async fn claim_vm(state: &AppState, email: &str, crd_command: &str) -> Result<ClaimedVm> {
-    let email = Email::parse(email)?;
-    let crd = CrdCommand::parse(crd_command)?;
+/// Checks the join code and the per-IP limit, validates the inputs, then assigns a free,
+/// live VM to the email in one atomic store step with a fresh PIN and seat token. Nothing
+/// changes on any refusal. A waiting VM is woken at once.
+pub async fn claim_vm(state: &AppState, input: ClaimInput<'_>) -> Result<Claimed> {
+    check_join_code(state, input.join_code)?;
+    let email = Email::parse(input.email)?;
+    let crd = CrdCommand::parse(input.crd_command)?;
+    check_claim_limit(state, input.client_ip).await?;
+    let seat = SeatToken::generate();
+    let now = state.clock.now_millis();
     let request = ClaimRequest {
         email,
         crd_command: crd.canonical(),
         pin: Pin::generate(),
-        now: state.clock.now_millis(),
+        now,
+        seat_hash: seat.hash(),
+        live_since: state.config.liveness().live_since(now),
     };
     match state.store.claim_vm(&request).await? {
         ClaimOutcome::Assigned(vm) => {
             tracing::info!(hostname = %vm.hostname, "VM assigned");
             state.notifier.notify(&vm.hostname);
-            Ok(ClaimedVm {
-                vm,
-                rejoined: false,
+            Ok(Claimed::Assigned { vm, seat })
+        }
+        ClaimOutcome::AlreadyAssigned(vm) => {
+            let proven = input
+                .seat_token
+                .and_then(SeatToken::parse)
+                .zip(vm.assignment.as_ref().and_then(|a| a.seat_hash.as_ref()))
+                .is_some_and(|(presented, stored)| {
+                    presented.hash().as_bytes().ct_eq(stored.as_bytes()).into()
+                });
+            Ok(if proven {
+                Claimed::Returning { vm }
+            } else {
+                Claimed::HeldElsewhere
             })
         }
-        ClaimOutcome::AlreadyAssigned(vm) => Ok(ClaimedVm { vm, rejoined: true }),
         ClaimOutcome::NoneFree => Err(Error::NoVmAvailable),
+    }
+}
+
+fn check_join_code(state: &AppState, presented: Option<&str>) -> Result<()> {
+    let Some(expected) = &state.config.join_code else {
+        return Ok(());
+    };
+    let presented = presented.map(str::trim).unwrap_or_default();
+    if presented.is_empty() {
+        return Err(Error::validation(
+            "enter the join code your organiser gave you",
+        ));
+    }
+    if bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
+        Ok(())
+    } else {
+        Err(Error::validation(
+            "that join code is not right; ask your organiser for it",
+        ))
+    }
+}
+
+/// The optional per-client-IP limit (`GPUFLEET_CLAIMS_PER_IP_PER_HOUR`), in fixed
+/// one-hour windows counted in the store, so every Lambda instance shares it.
+async fn check_claim_limit(state: &AppState, client_ip: &str) -> Result<()> {
+    let limit = state.config.claims_per_ip_per_hour;
+    if limit == 0 {
+        return Ok(());
+    }
+    const HOUR: Millis = 3_600_000;
+    let now = state.clock.now_millis();
+    let window = now - now.rem_euclid(HOUR);
+    let hits = state
+        .store
+        .count_hit(&format!("claim-ip:{client_ip}"), window, window + 2 * HOUR)
+        .await?;
+    if hits > u64::from(limit) {
+        return Err(Error::validation(format!(
+            "too many claims from your network this hour (at most {limit}); ask your organiser"
+        )));
+    }
+    Ok(())
+}
+
+/// The VM whose participant holds `token`. A malformed or unknown token is `NotFound`,
+/// the same either way.
+pub async fn seat(state: &AppState, token: &str) -> Result<Vm> {
+    let not_found = || Error::NotFound("seat".into());
+    let token = SeatToken::parse(token).ok_or_else(not_found)?;
+    state
+        .store
+        .vm_by_seat(&token.hash())
+        .await?
+        .ok_or_else(not_found)
+}
+
+/// The participant sends a new CRD command (the first code expired, or they want to
+/// register again): validated like the first, delivered to their VM's agent at once.
+pub async fn resend_command(state: &AppState, token: &str, crd_command: &str) -> Result<Vm> {
+    let crd = CrdCommand::parse(crd_command)?;
+    let vm = seat(state, token).await?;
+    let vm = state
+        .store
+        .update_vm(
+            &vm.hostname,
+            &crate::domain::VmChange::NewCommand(crd.canonical()),
+            state.clock.now_millis(),
+        )
+        .await?;
+    state.notifier.notify(&vm.hostname);
+    Ok(vm)
+}
+
+/// A participant whose VM died moves to a free, live VM: new hostname, new PIN, the same
+/// email, seat and CRD command; the dead VM stays out of the pool, marked `error`. A
+/// participant whose VM works cannot move themselves (an organiser can).
+pub async fn move_to_working_vm(state: &AppState, token: &str) -> Result<Vm> {
+    let vm = seat(state, token).await?;
+    let since = live_since(state);
+    if !vm.is_dead(since) {
+        return Err(Error::Conflict(
+            "your VM is working; if you still need another one, ask your organiser".into(),
+        ));
+    }
+    let why = death_reason(&vm, since);
+    let seat_hash = SeatToken::parse(token).map(|t| t.hash());
+    move_participant(state, &vm.hostname, seat_hash, None, &why).await
+}
+
+/// Why a VM counts as dead, for the record it leaves behind.
+pub fn death_reason(vm: &Vm, live_since: Millis) -> String {
+    if !vm.is_live(live_since) {
+        "stopped responding".to_string()
+    } else if let Some(reason) = &vm.status_reason {
+        reason.clone()
+    } else {
+        format!("{} (GPU {})", vm.status.as_str(), vm.gpu_health.as_str())
+    }
+}
+
+/// Moves the participant of `from` (with `seat_hash`, when they move themselves) to `to`
+/// or any assignable VM. Shared by the participant's and the organiser's move.
+pub(crate) async fn move_participant(
+    state: &AppState,
+    from: &str,
+    seat_hash: Option<String>,
+    to: Option<&str>,
+    why: &str,
+) -> Result<Vm> {
+    let now = state.clock.now_millis();
+    let request = MoveSeat {
+        from: from.to_string(),
+        seat_hash,
+        to: to.map(str::to_string),
+        pin: Pin::generate(),
+        reason: format!("participant moved to another VM: {why}"),
+        live_since: state.config.liveness().live_since(now),
+        now,
+    };
+    match state.store.move_seat(&request).await? {
+        MoveOutcome::Moved(vm) => {
+            tracing::info!(from = %from, to = %vm.hostname, "participant moved");
+            state.notifier.notify(&vm.hostname);
+            state.notifier.notify(from);
+            Ok(vm)
+        }
+        MoveOutcome::NoneFree => Err(match to {
+            Some(to) => Error::Conflict(format!("VM {to} is not free and alive")),
+            None => Error::NoVmAvailable,
+        }),
     }
 }

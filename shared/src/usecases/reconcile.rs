@@ -25,12 +25,19 @@ pub struct ReconcileReport {
     pub requests: super::requests::SweepReport,
     /// Instances of the offers API (orphans ended, records brought up to date).
     pub instances: super::instances::InstancesReport,
+    /// VMs that stopped calling or never finished booting.
+    pub liveness: super::liveness::LivenessReport,
 }
 
 pub async fn reconcile(state: &AppState) -> Result<ReconcileReport> {
-    let now = state.clock.now_millis();
-    // Machines younger than this may belong to a launch whose record is being written.
     let grace = i64::try_from(state.config.reconcile_grace.as_millis()).unwrap_or(i64::MAX);
+    reconcile_with_grace(state, grace).await
+}
+
+/// Reconcile with `grace` (ms): machines younger than this may belong to a launch whose
+/// record is being written. Local mode passes 0 at start, when no launch can be in flight.
+pub async fn reconcile_with_grace(state: &AppState, grace: i64) -> Result<ReconcileReport> {
+    let now = state.clock.now_millis();
     let instances = state.compute.list_instances().await?;
     let vms = state.store.list_vms().await?;
     let by_host: HashMap<&str, &crate::domain::Vm> =
@@ -100,5 +107,6 @@ pub async fn reconcile(state: &AppState) -> Result<ReconcileReport> {
     tracing::info!(?report, "reconciled");
     report.requests = super::requests::sweep(state).await?;
     report.instances = super::instances::reconcile(state).await?;
+    report.liveness = super::liveness::sweep(state).await?;
     Ok(report)
 }

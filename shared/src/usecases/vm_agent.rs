@@ -4,23 +4,27 @@
 use std::time::Duration;
 
 use crate::domain::logs::clean_lines;
-use crate::domain::{StartupMetrics, Vm, VmChange, VmStatus};
+use crate::domain::{Millis, StartupMetrics, TokenHash, Vm, VmChange, VmStatus};
 use crate::error::{Error, Result};
 use crate::AppState;
 
 /// Loads the VM and checks the presented bearer token against its stored hash.
-/// `NotFound` for an unknown hostname, `Unauthorized` for a missing or foreign token.
+/// `Unauthorized` for an unknown hostname and for a missing or foreign token alike (and
+/// after the same work), so nobody can probe which hostnames exist.
 pub async fn authenticate(state: &AppState, hostname: &str, token: Option<&str>) -> Result<Vm> {
-    let vm = state
-        .store
-        .get_vm(hostname)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("VM {hostname}")))?;
-    match token {
-        Some(token) if vm.token_hash.matches(token) => Ok(vm),
+    let vm = state.store.get_vm(hostname).await?;
+    let hash = vm
+        .as_ref()
+        .map_or_else(|| TokenHash::of(UNKNOWN_VM), |v| v.token_hash.clone());
+    let matches = token.is_some_and(|t| hash.matches(t));
+    match vm {
+        Some(vm) if matches => Ok(vm),
         _ => Err(Error::Unauthorized),
     }
 }
+
+/// Compared against for unknown hostnames; no VM token can equal it (tokens are hex).
+const UNKNOWN_VM: &str = "no such VM";
 
 /// A VM reports a change about itself (status, GPU health, in-use, metrics).
 pub async fn report(
@@ -50,6 +54,9 @@ pub enum StartupAnswer {
     Assigned {
         pin: String,
         command: String,
+        /// When this command was set: the agent passes it back as `after` and is answered
+        /// again only when the participant sends a new command.
+        command_at: Millis,
     },
     /// The VM belongs to a provisioning request: nobody will be assigned to it.
     Leased {
@@ -58,12 +65,14 @@ pub enum StartupAnswer {
     Waiting,
 }
 
-/// Returns the VM's assignment as soon as it exists, or `Waiting` after `timeout`.
-/// The wait parks one task; it holds no thread and no store connection.
+/// Returns the VM's assignment as soon as it exists (with `after`: as soon as its command
+/// is newer than that), or `Waiting` after `timeout`. The wait parks one task; it holds no
+/// thread and no store connection.
 pub async fn wait_for_assignment(
     state: &AppState,
     hostname: &str,
     token: Option<&str>,
+    after: Option<Millis>,
     timeout: Duration,
 ) -> Result<StartupAnswer> {
     authenticate(state, hostname, token).await?;
@@ -75,16 +84,20 @@ pub async fn wait_for_assignment(
             .store
             .get_vm(hostname)
             .await?
-            .ok_or_else(|| Error::NotFound(format!("VM {hostname}")))?;
+            .ok_or(Error::Unauthorized)?;
         if let Some(request_id) = vm.lease_request() {
             return Ok(StartupAnswer::Leased {
                 request_id: request_id.to_string(),
             });
         }
-        if let Some(a) = vm.assignment {
+        if let Some(a) = vm
+            .assignment
+            .filter(|a| after.is_none_or(|t| a.command_at > t))
+        {
             return Ok(StartupAnswer::Assigned {
                 pin: a.pin,
                 command: a.crd_command,
+                command_at: a.command_at,
             });
         }
         if tokio::time::timeout_at(deadline, wakeup).await.is_err() {

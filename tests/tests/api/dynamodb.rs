@@ -125,6 +125,7 @@ async fn dynamodb_request_costs() {
         &state,
         "cost-uc",
         Some(token.as_str()),
+        None,
         std::time::Duration::from_millis(1_050),
     )
     .await

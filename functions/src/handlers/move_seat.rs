@@ -1,0 +1,48 @@
+//! `POST /api/seats/{hostname}/move` (admin), optional form or JSON field `to`: moves the
+//! participant of `hostname` to VM `to`, or to any free, live VM. Their seat link, email
+//! and command move with them; they get a new PIN; the old VM is left in `error`.
+
+use std::collections::HashMap;
+
+use serde_json::json;
+use shared::usecases::admin;
+use shared::AppState;
+
+use crate::http::{
+    form_body, json_body, ok_json, path_param, require_admin, require_same_origin, respond,
+    ApiError, Request, Response,
+};
+
+pub async fn handle(state: AppState, req: Request) -> Response {
+    respond(async {
+        require_admin(&state, &req)?;
+        require_same_origin(&req)?;
+        let hostname = path_param(&req, "hostname")?;
+        let is_json = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        let to = if req.body().is_empty() {
+            None
+        } else if is_json {
+            let body: HashMap<String, Option<String>> = json_body(&req)?;
+            body.get("to").cloned().flatten()
+        } else {
+            form_body(&req)?.get("to").cloned()
+        };
+        let to = to.map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
+        if to.as_deref() == Some(hostname.as_str()) {
+            return Err(ApiError::bad_request(
+                "a participant cannot move to the VM they hold",
+            ));
+        }
+        let vm = admin::move_participant(&state, &hostname, to.as_deref()).await?;
+        ok_json(json!({
+            "from": hostname,
+            "hostname": vm.hostname,
+            "email": vm.assignment.as_ref().map(|a| a.email.clone()),
+        }))
+    })
+    .await
+}

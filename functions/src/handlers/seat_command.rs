@@ -1,0 +1,51 @@
+//! `POST /seat/command` (seat cookie) and `POST /seat/{token}/command` (seat link), form
+//! `crd_command`: the participant sends a new Chrome Remote Desktop command to their own VM
+//! (codes expire within minutes). Validated like the first; the agent receives it at once.
+
+use http::StatusCode;
+use shared::usecases::participant;
+use shared::{AppState, Error};
+
+use crate::http::{
+    form_body, require_same_origin, respond, seat_credential, ApiError, Request, Response,
+};
+use crate::pages::{render_no_seat, render_seat};
+
+pub async fn handle(state: AppState, req: Request) -> Response {
+    respond(async {
+        require_same_origin(&req)?;
+        let Some((token, base)) = seat_credential(&req) else {
+            return render_no_seat();
+        };
+        let form = form_body(&req)?;
+        let command = form.get("crd_command").map(String::as_str).unwrap_or("");
+        let since = participant::live_since(&state);
+        match participant::resend_command(&state, &token, command).await {
+            Ok(vm) => {
+                let message = format!(
+                    "Sent to {}. It appears under \"Remote devices\" within a minute or two.",
+                    vm.hostname
+                );
+                render_seat(StatusCode::OK, &vm, since, base, Some(&message), None)
+            }
+            Err(Error::NotFound(_)) => render_no_seat(),
+            Err(e @ Error::Validation(_)) => {
+                let vm = match participant::seat(&state, &token).await {
+                    Ok(vm) => vm,
+                    Err(_) => return render_no_seat(),
+                };
+                let error = e.to_string();
+                render_seat(
+                    StatusCode::BAD_REQUEST,
+                    &vm,
+                    since,
+                    base,
+                    None,
+                    Some(&error),
+                )
+            }
+            Err(e) => Err(ApiError::Core(e)),
+        }
+    })
+    .await
+}

@@ -1,0 +1,45 @@
+//! `POST /seat/move` (seat cookie) and `POST /seat/{token}/move` (seat link): a participant
+//! whose VM died moves to a free, live VM (new hostname and PIN, the same seat and command).
+//! The dead VM stays marked; a working VM is not left this way (409: ask the organiser).
+
+use http::StatusCode;
+use shared::usecases::participant;
+use shared::{AppState, Error};
+
+use crate::http::{require_same_origin, respond, seat_credential, ApiError, Request, Response};
+use crate::pages::{render_no_seat, render_seat};
+
+pub async fn handle(state: AppState, req: Request) -> Response {
+    respond(async {
+        require_same_origin(&req)?;
+        let Some((token, base)) = seat_credential(&req) else {
+            return render_no_seat();
+        };
+        let since = participant::live_since(&state);
+        let refused = |status: StatusCode, error: String| {
+            let (state, token, base) = (state.clone(), token.clone(), base.clone());
+            async move {
+                match participant::seat(&state, &token).await {
+                    Ok(vm) => render_seat(status, &vm, since, base, None, Some(&error)),
+                    Err(_) => render_no_seat(),
+                }
+            }
+        };
+        match participant::move_to_working_vm(&state, &token).await {
+            Ok(vm) => {
+                let message = format!(
+                    "You moved to {}: it has a new PIN, and your command was sent to it.",
+                    vm.hostname
+                );
+                render_seat(StatusCode::OK, &vm, since, base, Some(&message), None)
+            }
+            Err(Error::NotFound(_)) => render_no_seat(),
+            Err(e @ Error::Conflict(_)) => refused(StatusCode::CONFLICT, e.to_string()).await,
+            Err(e @ Error::NoVmAvailable) => {
+                refused(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).await
+            }
+            Err(e) => Err(ApiError::Core(e)),
+        }
+    })
+    .await
+}

@@ -1,0 +1,47 @@
+//! `GET /seat` (seat cookie) and `GET /seat/{token}` (the private seat link): the
+//! participant's VM, its PIN, how to connect and its current state. Opening the link also
+//! sets the cookie, so this browser can come back through `/seat`.
+
+use http::StatusCode;
+use lambda_http::RequestExt;
+use shared::usecases::participant;
+use shared::{AppState, Error};
+
+use crate::http::{respond, seat_credential, set_seat_cookie, ApiError, Request, Response};
+use crate::pages::{render_no_seat, render_seat};
+
+pub async fn handle(state: AppState, req: Request) -> Response {
+    respond(async {
+        let Some((token, base)) = seat_credential(&req) else {
+            return render_no_seat();
+        };
+        let vm = match participant::seat(&state, &token).await {
+            Ok(vm) => vm,
+            Err(Error::NotFound(_)) => return render_no_seat(),
+            Err(e) => return Err(ApiError::Core(e)),
+        };
+        let since = participant::live_since(&state);
+        let mut resp = render_seat(StatusCode::OK, &vm, since, base, None, None)?;
+        if req.path_parameters().first("token").is_some() {
+            set_seat_cookie(&req, &mut resp, &token);
+        }
+        Ok(resp)
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::test_support::*;
+
+    #[tokio::test]
+    async fn unknown_and_malformed_seats_are_404() {
+        let t = TestState::new();
+        for name in ["seat-page/cookie.json", "seat-page/link.json"] {
+            let resp = handle(t.state.clone(), event(name)).await;
+            assert_eq!(resp.status(), 404, "{name}");
+            assert!(body_text(&resp).contains("No seat here"));
+        }
+    }
+}

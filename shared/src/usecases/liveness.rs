@@ -1,0 +1,67 @@
+//! The liveness sweep: VMs that stopped calling leave the pool and say why. Claims already
+//! skip quiet VMs by themselves (the assignment rule has the liveness condition); the sweep
+//! makes the records tell the truth (`unknown` with the reason, out of the free index) and
+//! fails VMs that never finished booting. Local mode runs it on a timer; on AWS the
+//! scheduled reconcile runs it.
+
+use serde::Serialize;
+
+use crate::domain::{VmChange, VmStatus};
+use crate::error::{Error, Result};
+use crate::AppState;
+
+#[derive(Debug, Default, Serialize, PartialEq)]
+pub struct LivenessReport {
+    /// Running (or rebooting) VMs not heard from within the heartbeat timeout: now `unknown`.
+    pub lost: Vec<String>,
+    /// VMs still `initializing` past the boot timeout: now `error`.
+    pub boot_timed_out: Vec<String>,
+}
+
+impl LivenessReport {
+    pub fn is_empty(&self) -> bool {
+        self.lost.is_empty() && self.boot_timed_out.is_empty()
+    }
+}
+
+pub async fn sweep(state: &AppState) -> Result<LivenessReport> {
+    let now = state.clock.now_millis();
+    let liveness = state.config.liveness();
+    let live_since = liveness.live_since(now);
+    let boot_ms = i64::try_from(state.config.boot_timeout.as_millis()).unwrap_or(i64::MAX);
+    let mut report = LivenessReport::default();
+    for vm in state.store.list_vms().await? {
+        let change = match vm.status {
+            VmStatus::Running | VmStatus::Rebooting if !vm.is_live(live_since) => VmChange::Lost {
+                reason: format!(
+                    "no heartbeat for more than {} s",
+                    state.config.heartbeat_timeout.as_secs()
+                ),
+                live_since,
+            },
+            VmStatus::Initializing if now.saturating_sub(vm.created_at) > boot_ms => {
+                VmChange::Failed(format!(
+                    "did not finish booting within {} s",
+                    state.config.boot_timeout.as_secs()
+                ))
+            }
+            _ => continue,
+        };
+        match state.store.update_vm(&vm.hostname, &change, now).await {
+            Ok(_) => {
+                if matches!(change, VmChange::Failed(_)) {
+                    report.boot_timed_out.push(vm.hostname);
+                } else {
+                    report.lost.push(vm.hostname);
+                }
+            }
+            // Heard from again, or gone, since the listing: nothing to mark.
+            Err(Error::Conflict(_) | Error::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if !report.is_empty() {
+        tracing::warn!(?report, "liveness sweep marked VMs");
+    }
+    Ok(report)
+}
