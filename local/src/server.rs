@@ -173,7 +173,7 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         shared::usecases::admin::finish_interrupted(&state, interrupted).await?;
     }
     match shared::usecases::reconcile::reconcile_with_grace(&state, 0).await {
-        Ok(report) => tracing::info!(?report, "reconciled at start"),
+        Ok(report) => tracing::debug!(?report, "reconciled at start"),
         Err(e) => tracing::warn!(error = ?e, "reconcile at start failed"),
     }
     // Launch jobs run in this process through the provisioning use case, as SQS + the

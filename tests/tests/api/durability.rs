@@ -9,6 +9,22 @@ use shared::ports::VmStore;
 
 use crate::helpers::*;
 
+/// Reads the server's output up to the line that announces its URL.
+pub fn server_url(server: &mut std::process::Child) -> String {
+    let mut out = BufReader::new(server.stdout.take().expect("stdout piped"));
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "the server exited");
+        if let Some(url) = line.trim().strip_prefix("gpufleet local mode: ") {
+            let url = url.to_string();
+            // Keep draining its output so it never blocks on a full pipe.
+            std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+            return url;
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_restart_keeps_every_record() {
     let dir = tempfile::tempdir().unwrap();
@@ -16,7 +32,7 @@ async fn a_restart_keeps_every_record() {
     for i in 0..5 {
         app.register_vm(&format!("keep-{i}")).await;
     }
-    app.claim("keeper@example.org", CRD).await;
+    let (_, seat) = app.claim_seat("keeper@example.org", CRD).await;
     let before = app.state.store.list_vms().await.unwrap();
     app.stop().await;
     drop(app);
@@ -25,8 +41,17 @@ async fn a_restart_keeps_every_record() {
     let after = app.state.store.list_vms().await.unwrap();
     assert_eq!(before, after);
     assert_eq!(app.free_count().await, 4);
-    // The same email still gets the same VM after the restart.
-    let html = app.claim("keeper@example.org", CRD).await;
+    // The seat still shows the same VM after the restart.
+    let html = app
+        .client
+        .get(app.url("/seat"))
+        .header("cookie", format!("gpufleet_seat={}", seat.expect("seat")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let held = before.iter().find(|v| v.assignment.is_some()).unwrap();
     assert_eq!(
         assigned_hostname(&html).as_deref(),
@@ -57,12 +82,7 @@ async fn sigkill_loses_no_acknowledged_claim() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut first_line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut first_line)
-        .unwrap();
-    let url = first_line.trim().rsplit(' ').next().unwrap().to_string();
-    assert!(url.starts_with("http://127.0.0.1:"), "{first_line}");
+    let url = server_url(&mut server);
 
     let client = reqwest::Client::new();
     let mut acknowledged = Vec::new();
@@ -98,5 +118,5 @@ async fn sigkill_loses_no_acknowledged_claim() {
             (email.as_str(), pin.as_str())
         );
     }
-    assert_eq!(store.count_assignable().await.unwrap(), 10);
+    assert_eq!(store.count_assignable(0).await.unwrap(), 10);
 }

@@ -50,6 +50,8 @@ async fn dynamodb_request_costs() {
             crd_command: "c".into(),
             pin: Pin::generate(),
             now: 1,
+            seat_hash: shared::domain::SeatToken::generate().hash(),
+            live_since: 0,
         };
         store.claim_vm(&request).await.unwrap();
     }
@@ -58,7 +60,7 @@ async fn dynamodb_request_costs() {
 
     let before = now();
     for _ in 0..10 {
-        store.count_assignable().await.unwrap();
+        store.count_assignable(0).await.unwrap();
     }
     measure("free count", before, 10);
 

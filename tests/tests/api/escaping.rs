@@ -21,6 +21,8 @@ async fn markup_in_hostnames_and_emails_is_escaped_everywhere() {
         crd_command: "x".into(),
         pin: "123456".into(),
         assigned_at: 1,
+        seat_hash: None,
+        command_at: 1,
     });
     vm.metrics
         .fields

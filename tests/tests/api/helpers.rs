@@ -200,6 +200,21 @@ impl TestApp {
         resp.text().await.expect("body")
     }
 
+    /// Claims as a browser would and returns the page and the seat token the seat cookie
+    /// carries (none when nothing was assigned).
+    pub async fn claim_seat(&self, email: &str, crd_command: &str) -> (String, Option<String>) {
+        let resp = self
+            .client
+            .post(self.url("/api/request_vm"))
+            .form(&[("email", email), ("crd_command", crd_command)])
+            .send()
+            .await
+            .expect("claim");
+        assert_eq!(resp.status(), 200);
+        let seat = seat_cookie(&resp);
+        (resp.text().await.expect("body"), seat)
+    }
+
     /// GET as admin, returning status and body.
     pub async fn admin_get(&self, path: &str, accept_json: bool) -> (u16, String) {
         let mut req = self.admin(self.client.get(self.url(path)));
@@ -307,4 +322,15 @@ pub async fn emulator_ami(ec2: &aws_sdk_ec2::Client) -> String {
         .image_id()
         .expect("an image id")
         .to_string()
+}
+
+/// The seat token of a response's `Set-Cookie: gpufleet_seat=…`, if it sets one.
+pub fn seat_cookie(resp: &reqwest::Response) -> Option<String> {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("gpufleet_seat="))
+        .and_then(|v| v.split(';').next())
+        .map(str::to_string)
 }

@@ -74,7 +74,8 @@ async fn bad_metric_reports_are_refused_and_change_nothing() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 404);
+    // An unknown VM answers like a wrong token.
+    assert_eq!(resp.status(), 401);
     let vm = app.state.store.get_vm(&hostname).await.unwrap().unwrap();
     assert_eq!(vm.metrics.fields.len(), 1, "{:?}", vm.metrics);
 }

@@ -72,11 +72,12 @@ async fn vm_endpoints_reject_malformed_bodies() {
         ("/vm_startup", json!({}).to_string(), 400),
         ("/vm_startup", json!({"hostname": ""}).to_string(), 400),
         ("/vm_startup", "{".into(), 400),
-        ("/vm_startup", json!({"hostname": "nope"}).to_string(), 404),
+        // An unknown VM answers exactly like a wrong token.
+        ("/vm_startup", json!({"hostname": "nope"}).to_string(), 401),
         (
             "/api/vm-status",
             json!({"hostname": "nope", "status": "running"}).to_string(),
-            404,
+            401,
         ),
         ("/api/vm-status", huge.clone(), 413),
         ("/vm_startup", huge, 413),
