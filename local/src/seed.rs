@@ -1,6 +1,7 @@
 //! `gpufleet seed-vms`: registers N running, healthy VMs straight into the embedded store,
 //! with no agent behind them, and writes their tokens to a file. For benchmarks and for
-//! trying the claim page without launching anything.
+//! trying the claim page without launching anything. With no agent heartbeating, they stay
+//! assignable only for the heartbeat window (`GPUFLEET_HEARTBEAT_TIMEOUT_SECONDS`).
 
 use std::path::Path;
 

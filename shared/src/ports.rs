@@ -51,7 +51,7 @@ pub struct MoveSeat {
 #[derive(Debug, Clone, PartialEq)]
 pub enum MoveOutcome {
     /// The participant now holds this VM (same email, seat and CRD command; new PIN).
-    Moved(Vm),
+    Moved(Box<Vm>),
     /// No assignable VM (or the chosen one is not assignable); nothing changed.
     NoneFree,
 }

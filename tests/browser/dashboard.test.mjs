@@ -124,6 +124,75 @@ test('a participant claims a VM and sees its hostname and PIN', async () => {
   await page.waitForFunction(() => document.querySelector('[data-count=assigned]').textContent === '1');
 });
 
+test('the seat link works on another device; a stranger with the same email sees nothing', async () => {
+  // The success page of the claim above carries the private seat link.
+  await page.goto(`${baseUrl}/seat`);
+  const hostname = await page.textContent('#hostname');
+  const pin = await page.textContent('#pin');
+  await page.goto(`${baseUrl}/`);
+  await page.fill('#email', 'ada@example.org');
+  await page.fill('#crd_command', 'DISPLAY= /opt/google/chrome-remote-desktop/start-host --code="4/0AbCdEf" --redirect-url="https://remotedesktop.google.com/_/oauthredirect" --name=$(hostname)');
+  await page.click('button[type=submit]');
+  await page.waitForSelector('#pin');
+  assert.equal(await page.textContent('#pin'), pin, 'this browser holds the seat cookie');
+
+  const other = await browser.newContext({ viewport: { width: 1000, height: 800 } });
+  const stranger = await other.newPage();
+  await stranger.goto(`${baseUrl}/`);
+  await stranger.fill('#email', 'Ada@Example.org');
+  await stranger.fill('#crd_command', 'DISPLAY= /opt/google/chrome-remote-desktop/start-host --code="4/0Stranger" --redirect-url="https://remotedesktop.google.com/_/oauthredirect" --name=$(hostname)');
+  await stranger.click('button[type=submit]');
+  await stranger.waitForSelector('#held-elsewhere');
+  const body = await stranger.textContent('body');
+  assert.ok(!body.includes(pin) && !body.includes(hostname), 'nothing about the seat');
+  await stranger.screenshot({ path: join(shots, '6-stranger.png'), fullPage: true });
+  await other.close();
+
+  // The participant's other device: the link alone shows the seat and sends a new command.
+  const seatLink = await (async () => {
+    const resp = await page.request.post(`${baseUrl}/api/seats/${hostname}/reissue`);
+    assert.equal(resp.status(), 200);
+    return (await resp.json()).seat_link;
+  })();
+  const device = await browser.newContext({ viewport: { width: 1000, height: 900 } });
+  const phone = await device.newPage();
+  await phone.goto(seatLink);
+  assert.equal(await phone.textContent('#hostname'), hostname);
+  assert.match(await phone.textContent('#pin'), /^\d{6}$/);
+  await phone.waitForSelector('#alive');
+  await phone.fill('#crd_command', 'DISPLAY= /opt/google/chrome-remote-desktop/start-host --code="4/0FreshCode" --redirect-url="https://remotedesktop.google.com/_/oauthredirect" --name=$(hostname)');
+  await phone.click('form[action$="/command"] button');
+  await phone.waitForSelector('#message');
+  assert.match(await phone.textContent('#message'), /^Sent to gpufleet-vm-/);
+  await phone.screenshot({ path: join(shots, '7-seat-page.png'), fullPage: true });
+  await device.close();
+});
+
+test('the admin re-issues a seat link and moves a participant from the dashboard', async () => {
+  await page.goto(`${baseUrl}/admin`);
+  const row = page.locator('#vms tbody tr', { has: page.locator('text=ada@example.org') });
+  const hostname = await row.getAttribute('data-hostname');
+  page.once('dialog', d => d.accept());
+  await row.locator('button[data-action=reissue]').click();
+  await page.waitForSelector('#seat-link');
+  const link = await page.inputValue('#seat-link');
+  assert.match(link, /\/seat\/[0-9a-f]{64}$/);
+  await shot('8-dashboard-new-link');
+  page.once('dialog', d => d.accept(''));
+  await page.locator(`#vms tbody tr[data-hostname="${hostname}"] button[data-action=move]`).click();
+  await page.waitForFunction(() => document.getElementById('seat-result').textContent.includes('moved from'));
+  await page.waitForFunction(h => {
+    const rows = [...document.querySelectorAll('#vms tbody tr')];
+    const old = rows.find(r => r.dataset.hostname === h);
+    return old && old.querySelector('[data-field=status]').textContent === 'error'
+      && rows.some(r => r.dataset.hostname !== h && r.textContent.includes('ada@example.org'));
+  }, hostname, { timeout: 10_000 });
+  await shot('9-dashboard-moved');
+  // The new link shows the new VM.
+  await page.goto(link);
+  assert.notEqual(await page.textContent('#hostname'), hostname);
+});
+
 test('destroy asks for confirmation, lists what goes, then removes everything', async () => {
   await page.goto(`${baseUrl}/admin`);
   assert.equal(await page.locator('#destroy-list li').count(), 2);
@@ -134,5 +203,5 @@ test('destroy asks for confirmation, lists what goes, then removes everything', 
   await page.click('#destroy-button');
   await page.waitForSelector('text=Destroyed 2 VM(s).');
   assert.equal(await page.locator('#vms tbody tr').count(), 0);
-  await shot('6-destroyed');
+  await shot('10-destroyed');
 });

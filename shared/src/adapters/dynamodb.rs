@@ -958,7 +958,7 @@ impl VmStore for DynamoStore {
                         let mut vm = vm;
                         vm.assignment = Some(moved);
                         vm.updated_at = request.now;
-                        return Ok(MoveOutcome::Moved(vm));
+                        return Ok(MoveOutcome::Moved(Box::new(vm)));
                     }
                     // The participant's VM changed under us: read it again.
                     Some(codes) if codes.first().map(String::as_str) != Some("None") => break,

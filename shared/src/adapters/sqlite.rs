@@ -894,7 +894,7 @@ impl VmStore for SqliteStore {
                 request.live_since,
             )?;
             match moved {
-                Some(vm) => Ok(MoveOutcome::Moved(vm)),
+                Some(vm) => Ok(MoveOutcome::Moved(Box::new(vm))),
                 // Undo the release: an error makes the writer roll this job back.
                 None => Err(Error::Conflict(NO_VM_TO_MOVE_TO.into())),
             }

@@ -211,7 +211,7 @@ pub(crate) async fn move_participant(
             tracing::info!(from = %from, to = %vm.hostname, "participant moved");
             state.notifier.notify(&vm.hostname);
             state.notifier.notify(from);
-            Ok(vm)
+            Ok(*vm)
         }
         MoveOutcome::NoneFree => Err(match to {
             Some(to) => Error::Conflict(format!("VM {to} is not free and alive")),

@@ -105,6 +105,9 @@ async fn main() -> anyhow::Result<()> {
         // Phase 4 measures the limiter's cost, so its limits must not refuse the load.
         .env("GPUFLEET_RATE_LIMIT_PER_MINUTE", "1000000000")
         .env("GPUFLEET_KEY_RATE_LIMIT_PER_MINUTE", "1000000000")
+        // Seeded VMs have no agent to heartbeat: keep them live for the whole run (the
+        // liveness condition is still evaluated by every claim and count).
+        .env("GPUFLEET_HEARTBEAT_TIMEOUT_SECONDS", "86400")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
