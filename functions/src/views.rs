@@ -60,7 +60,11 @@ impl VmView {
             status_reason: vm.status_reason.clone(),
             gpu_health: vm.gpu_health.as_str(),
             in_use: vm.in_use,
-            assigned_email: vm.assignment.as_ref().map(|a| a.email.clone()),
+            assigned_email: vm
+                .assignment
+                .as_ref()
+                .filter(|a| !a.is_retired())
+                .map(|a| a.email.clone()),
             instance_id: vm.instance_id.clone(),
             created_at: rfc3339(vm.created_at),
             age_seconds: (now_ms - vm.created_at).max(0) / 1000,
@@ -115,7 +119,7 @@ impl FleetCounts {
         for vm in vms {
             *counts.by_status.entry(vm.status.as_str()).or_default() += 1;
             counts.free += usize::from(vm.is_assignable(live_since));
-            counts.assigned += usize::from(vm.assignment.is_some());
+            counts.assigned += usize::from(vm.assignment.as_ref().is_some_and(|a| !a.is_retired()));
             counts.in_use += usize::from(vm.in_use);
         }
         counts

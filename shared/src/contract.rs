@@ -626,7 +626,7 @@ fn claim(email: &str) -> ClaimRequest {
         crd_command: "DISPLAY= start-host --code=\"4/x\"".into(),
         pin: Pin::generate(),
         now: 1_000,
-        seat_hash: SeatToken::generate().hash(),
+        seat_hash: SeatToken::generate(1_000).hash(),
         live_since: 0,
     }
 }
@@ -814,7 +814,7 @@ async fn quiet_vms_are_never_claimed_nor_counted(store: &dyn Store) {
 async fn seats_are_found_reissued_and_moved(store: &dyn Store) {
     running(store, "c-seat-1", 100).await;
     let mut request = claim("seat@x.org");
-    let token = SeatToken::generate();
+    let token = SeatToken::generate(1_000);
     request.seat_hash = token.hash();
     let vm = match store.claim_vm(&request).await.expect("claim") {
         ClaimOutcome::Assigned(v) => v,
@@ -827,7 +827,7 @@ async fn seats_are_found_reissued_and_moved(store: &dyn Store) {
     assert_eq!(found.map(|v| v.hostname), Some("c-seat-1".to_string()));
     assert_eq!(
         store
-            .vm_by_seat(&SeatToken::generate().hash())
+            .vm_by_seat(&SeatToken::generate(1_000).hash())
             .await
             .expect("seat"),
         None
@@ -849,7 +849,7 @@ async fn seats_are_found_reissued_and_moved(store: &dyn Store) {
         Some(Some(a2.clone()))
     );
     // Re-issue: the old token stops working, the new one works.
-    let fresh = SeatToken::generate();
+    let fresh = SeatToken::generate(1_000);
     store
         .reissue_seat("c-seat-1", &fresh.hash(), 2_100)
         .await
@@ -913,7 +913,11 @@ async fn seats_are_found_reissued_and_moved(store: &dyn Store) {
         Some(m)
     );
     let old = store.get_vm("c-seat-1").await.expect("get").expect("vm");
-    assert_eq!(old.assignment, None);
+    assert!(old.assignment.as_ref().is_some_and(Assignment::is_retired));
+    assert!(!old
+        .assignment
+        .as_ref()
+        .is_some_and(Assignment::is_participant));
     assert_eq!(old.status, VmStatus::Error);
     assert_eq!(old.status_reason.as_deref(), Some(mv.reason.as_str()));
     assert_eq!(
@@ -924,6 +928,14 @@ async fn seats_are_found_reissued_and_moved(store: &dyn Store) {
             .map(|v| v.hostname),
         Some("c-seat-2".to_string())
     );
+    // The retired VM never returns to the pool, even when its agent comes back up.
+    for status in [VmStatus::Initializing, VmStatus::Running] {
+        store
+            .update_vm("c-seat-1", &VmChange::Status(status), 3_100)
+            .await
+            .expect("agent back");
+    }
+    assert_eq!(store.count_assignable(0).await.expect("count"), 0);
     // The email moved with the seat: a claim for it returns the new VM, never a second one.
     running(store, "c-seat-3", 160).await;
     match store.claim_vm(&claim("seat@x.org")).await.expect("claim") {

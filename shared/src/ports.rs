@@ -33,8 +33,9 @@ pub struct ClaimRequest {
 /// Moving a participant off their VM onto a free, live one, in one atomic step.
 #[derive(Debug, Clone)]
 pub struct MoveSeat {
-    /// The VM the participant holds now; it is left in `error` with `reason`, unassigned,
-    /// so nobody else is handed a machine that broke or held someone's session.
+    /// The VM the participant holds now; it is left in `error` with `reason` and retired
+    /// (`Assignment::retired`), so nobody else is ever handed a machine that broke or held
+    /// someone's session, even if its agent comes back.
     pub from: String,
     /// The participant's own move: their seat hash must still be the VM's (`None`: admin).
     pub seat_hash: Option<String>,

@@ -28,7 +28,7 @@ pub async fn handle(state: AppState, req: Request) -> Response {
         match participant::move_to_working_vm(&state, &token).await {
             Ok(vm) => {
                 let message = format!(
-                    "You moved to {}: it has a new PIN, and your command was sent to it.",
+                    "You moved to {}, with a new PIN. Chrome Remote Desktop codes work once: make a new command and send it below to register this VM.",
                     vm.hostname
                 );
                 render_seat(StatusCode::OK, &vm, since, base, Some(&message), None)

@@ -7,7 +7,9 @@ use lambda_http::RequestExt;
 use shared::usecases::participant;
 use shared::{AppState, Error};
 
-use crate::http::{respond, seat_credential, set_seat_cookie, ApiError, Request, Response};
+use crate::http::{
+    cookie, respond, seat_credential, set_seat_cookie, ApiError, Request, Response, SEAT_COOKIE,
+};
 use crate::pages::{render_no_seat, render_seat};
 
 pub async fn handle(state: AppState, req: Request) -> Response {
@@ -22,7 +24,9 @@ pub async fn handle(state: AppState, req: Request) -> Response {
         };
         let since = participant::live_since(&state);
         let mut resp = render_seat(StatusCode::OK, &vm, since, base, None, None)?;
-        if req.path_parameters().first("token").is_some() {
+        // Remember a seat opened by its link on this device, but never replace another seat
+        // this browser holds: a link someone else sent must not take over this one's.
+        if req.path_parameters().first("token").is_some() && cookie(&req, SEAT_COOKIE).is_none() {
             set_seat_cookie(&req, &mut resp, &token);
         }
         Ok(resp)

@@ -69,6 +69,9 @@ const POLL_EVERY: Duration = Duration::from_millis(500);
 
 impl DurableJobWorker {
     pub fn start(self, state: AppState) -> tokio::task::JoinHandle<()> {
+        // Ids taken by this process: running, or done. A done job's id stays (ids are never
+        // reused), so a listing read just before it finished cannot start it again; a job
+        // that will be retried, or whose task panicked, gives its id back (`Taken`).
         let running: Arc<Mutex<HashSet<i64>>> = Arc::default();
         tokio::spawn(async move {
             loop {
@@ -86,12 +89,12 @@ impl DurableJobWorker {
                             let (state, store, running) =
                                 (state.clone(), self.store.clone(), running.clone());
                             tokio::spawn(async move {
-                                let id = queued.id;
-                                run_one(&state, &store, queued).await;
-                                running
-                                    .lock()
-                                    .unwrap_or_else(|e| e.into_inner())
-                                    .remove(&id);
+                                let mut taken = Taken {
+                                    id: queued.id,
+                                    running,
+                                    done: false,
+                                };
+                                taken.done = run_one(&state, &store, queued).await;
                             });
                         }
                     }
@@ -103,26 +106,50 @@ impl DurableJobWorker {
     }
 }
 
-async fn run_one(state: &AppState, store: &SqliteStore, queued: super::sqlite::QueuedJob) {
+/// A job id this process took; dropped (also by a panic) it is given back unless done.
+struct Taken {
+    id: i64,
+    running: Arc<Mutex<HashSet<i64>>>,
+    done: bool,
+}
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        if !self.done {
+            self.running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&self.id);
+        }
+    }
+}
+
+/// Runs a job once; true when it left the queue (done or abandoned).
+async fn run_one(state: &AppState, store: &SqliteStore, queued: super::sqlite::QueuedJob) -> bool {
     let attempt = queued.attempts + 1;
     // run_job records a failure itself on the last allowed attempt; the few extra rounds
     // only matter if even that record could not be written.
     let outcome = run_job(state, &queued.job, attempt).await;
-    let result = match outcome {
-        JobOutcome::Done => store.finish_job(queued.id).await,
+    let (result, left) = match outcome {
+        JobOutcome::Done => (store.finish_job(queued.id).await, true),
         JobOutcome::Retry(why) if attempt >= state.config.launch_attempts + 3 => {
             tracing::error!(job = ?queued.job, %why, "job abandoned");
-            store.finish_job(queued.id).await
+            (store.finish_job(queued.id).await, true)
         }
         JobOutcome::Retry(why) => {
             tracing::warn!(job = ?queued.job, attempt, %why, "job will be retried");
             let delay = 500 * 2i64.pow(attempt.min(6));
-            store
+            let result = store
                 .retry_job(queued.id, attempt, state.clock.now_millis() + delay)
-                .await
+                .await;
+            (result, false)
         }
     };
-    if let Err(e) = result {
-        tracing::error!(job = ?queued.job, error = ?e, "could not update the job queue");
+    match result {
+        Ok(()) => left,
+        Err(e) => {
+            tracing::error!(job = ?queued.job, error = ?e, "could not update the job queue");
+            false
+        }
     }
 }

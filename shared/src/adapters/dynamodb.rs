@@ -931,7 +931,7 @@ impl VmStore for DynamoStore {
                 return Ok(MoveOutcome::NoneFree);
             }
             let mut released = from.clone();
-            released.assignment = None;
+            released.assignment = Some(Assignment::retired(&from.hostname, request.now));
             released.status = VmStatus::Error;
             released.status_reason = Some(request.reason.clone());
             released.updated_at = request.now;

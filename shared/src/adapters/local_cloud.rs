@@ -238,7 +238,11 @@ impl GpuCloud for LocalCloud {
         };
         let exited = match l.child.as_mut() {
             Some(child) => matches!(child.try_wait(), Ok(Some(_))),
-            None => !is_alive(l.pid),
+            // Adopted: alive only while the pid still carries our mark (pids get reused).
+            None => {
+                !is_alive(l.pid)
+                    || process_env(l.pid, OWNER_ENV).as_deref() != Some(self.owner.as_str())
+            }
         };
         Ok(Some(ProviderInstance {
             provider_id: provider_id.to_string(),

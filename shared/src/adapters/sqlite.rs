@@ -262,25 +262,33 @@ impl SqliteStore {
     }
 }
 
-/// The data directory holds PINs, CRD codes and job tokens: it is the owner's alone (0700),
-/// and so are the database and its WAL and shared-memory files (0600). SQLite creates the
-/// `-wal` and `-shm` files with the database file's mode, so creating that file first with
-/// 0600 covers them; modes of files from older versions are tightened here too.
+/// The data directory holds PINs, CRD codes and job tokens: a directory this creates is the
+/// owner's alone (0700), and so are the database and its WAL and shared-memory files (0600:
+/// SQLite creates `-wal` and `-shm` with the database file's mode, so creating that file
+/// first with 0600 covers them; modes of files from older versions are tightened here too).
+/// An existing directory is not changed (it may be a home or a shared folder): a warning says
+/// when others can enter it.
 fn restrict_to_owner(data_dir: &Path, db: &Path) -> Result<()> {
     use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(data_dir)
-        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
-    // A shared sticky directory (such as /tmp) given as the data directory is left as it is.
-    let mode = std::fs::metadata(data_dir)
-        .with_context(|| format!("reading {}", data_dir.display()))?
-        .permissions()
-        .mode();
-    if mode & 0o1000 == 0 && mode & 0o077 != 0 {
-        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("restricting {}", data_dir.display()))?;
+    if data_dir.exists() {
+        let mode = std::fs::metadata(data_dir)
+            .with_context(|| format!("reading {}", data_dir.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                dir = %data_dir.display(),
+                mode = format!("{:o}", mode & 0o777),
+                "the data directory is open to other users; its database files are 0600, \
+                 but consider `chmod 700` on it"
+            );
+        }
+    } else {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
+            .with_context(|| format!("creating data directory {}", data_dir.display()))?;
     }
     std::fs::OpenOptions::new()
         .create(true)
@@ -799,11 +807,14 @@ impl VmStore for SqliteStore {
                 .prepare_cached("SELECT value FROM counters WHERE name = 'assignable'")
                 .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)))
                 .map_err(sql_err("counting free VMs"))?;
+            // Two range scans of the partial index (an OR of the two would scan all of it).
             let quiet: i64 = conn
                 .prepare_cached(&format!(
-                    "SELECT COUNT(*) FROM vms INDEXED BY vms_free_by_last_seen
-                     WHERE {} AND (last_seen_at < ?1 OR last_seen_at IS NULL)",
-                    assignable_predicate()
+                    "SELECT (SELECT COUNT(*) FROM vms INDEXED BY vms_free_by_last_seen
+                             WHERE {pred} AND last_seen_at < ?1)
+                          + (SELECT COUNT(*) FROM vms INDEXED BY vms_free_by_last_seen
+                             WHERE {pred} AND last_seen_at IS NULL)",
+                    pred = assignable_predicate()
                 ))
                 .and_then(|mut stmt| stmt.query_row([live_since], |r| r.get(0)))
                 .map_err(sql_err("counting quiet VMs"))?;
@@ -866,10 +877,12 @@ impl VmStore for SqliteStore {
                     request.from
                 )));
             };
-            // Free the email (UNIQUE) first; rolled back with the savepoint if no VM is free.
+            // Retire the old VM first, which frees the email and seat (UNIQUE); rolled back
+            // with the savepoint if no VM is free.
+            let retired = Assignment::retired(&request.from, request.now);
             conn.prepare_cached(
-                "UPDATE vms SET email = NULL, crd_command = NULL, pin = NULL, assigned_at = NULL,
-                        seat_hash = NULL, command_at = NULL, status = ?2, status_reason = ?3,
+                "UPDATE vms SET email = ?5, crd_command = '', pin = '', assigned_at = ?4,
+                        seat_hash = NULL, command_at = ?4, status = ?2, status_reason = ?3,
                         updated_at = ?4
                  WHERE hostname = ?1",
             )
@@ -878,10 +891,11 @@ impl VmStore for SqliteStore {
                     request.from,
                     VmStatus::Error.as_str(),
                     request.reason,
-                    request.now
+                    request.now,
+                    retired.email,
                 ])
             })
-            .map_err(sql_err("releasing a VM"))?;
+            .map_err(sql_err("retiring a VM"))?;
             let moved = assign_free_vm(
                 conn,
                 request.to.as_deref(),

@@ -126,6 +126,10 @@ pub struct Assignment {
 
 /// Marks the pseudo-assignee of a VM leased to a provisioning request.
 const LEASE_MARK: &str = "lease:";
+/// Marks the pseudo-assignee of a VM a participant was moved off: it broke, or it holds
+/// their remote-desktop registration, so it must never be handed to anyone again (even if
+/// its agent comes back); only destroy removes it.
+const RETIRED_MARK: &str = "retired:";
 
 impl Assignment {
     /// Holds machine `index` of provisioning request `request_id`. A leased VM is "assigned"
@@ -143,9 +147,26 @@ impl Assignment {
         }
     }
 
-    /// Whether a workshop participant holds the VM (not a provisioning request's lease).
+    /// The assignment of a VM its participant was moved off (see `RETIRED_MARK`). Like a
+    /// lease it has no '@', so the one assignment rule keeps the VM out of every claim.
+    pub fn retired(hostname: &str, now: Millis) -> Self {
+        Assignment {
+            email: format!("{RETIRED_MARK}{hostname}"),
+            crd_command: String::new(),
+            pin: String::new(),
+            assigned_at: now,
+            seat_hash: None,
+            command_at: now,
+        }
+    }
+
+    pub fn is_retired(&self) -> bool {
+        self.email.starts_with(RETIRED_MARK)
+    }
+
+    /// Whether a workshop participant holds the VM (not a lease, not retired).
     pub fn is_participant(&self) -> bool {
-        !self.email.starts_with(LEASE_MARK)
+        !self.email.starts_with(LEASE_MARK) && !self.is_retired()
     }
 
     /// The provisioning request this VM is leased to, if it is.

@@ -249,7 +249,7 @@ pub async fn list_vms(state: &AppState) -> Result<Vec<Vm>> {
 /// Gives the participant of `hostname` a new seat link (they lost theirs); the old link and
 /// cookie stop working. The token is shown to the admin once, to pass on.
 pub async fn reissue_seat(state: &AppState, hostname: &str) -> Result<(Vm, SeatToken)> {
-    let seat = SeatToken::generate();
+    let seat = SeatToken::generate(state.clock.now_millis());
     let vm = state
         .store
         .reissue_seat(hostname, &seat.hash(), state.clock.now_millis())

@@ -39,7 +39,12 @@ pub async fn sweep(state: &AppState) -> Result<LivenessReport> {
                 ),
                 live_since,
             },
-            VmStatus::Initializing if now.saturating_sub(vm.created_at) > boot_ms => {
+            // From the later of its launch and its last call: an agent that restarts reports
+            // `initializing` again and gets a whole boot window to come back up.
+            VmStatus::Initializing
+                if now.saturating_sub(vm.created_at.max(vm.last_seen_at.unwrap_or(0)))
+                    > boot_ms =>
+            {
                 VmChange::Failed(format!(
                     "did not finish booting within {} s",
                     state.config.boot_timeout.as_secs()

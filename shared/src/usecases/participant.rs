@@ -56,8 +56,8 @@ pub async fn claim_vm(state: &AppState, input: ClaimInput<'_>) -> Result<Claimed
     let email = Email::parse(input.email)?;
     let crd = CrdCommand::parse(input.crd_command)?;
     check_claim_limit(state, input.client_ip).await?;
-    let seat = SeatToken::generate();
     let now = state.clock.now_millis();
+    let seat = SeatToken::generate(now);
     let request = ClaimRequest {
         email,
         crd_command: crd.canonical(),
@@ -171,10 +171,31 @@ pub async fn move_to_working_vm(state: &AppState, token: &str) -> Result<Vm> {
             "your VM is working; if you still need another one, ask your organiser".into(),
         ));
     }
-    let why = death_reason(&vm, since);
     let seat_hash = SeatToken::parse(token).map(|t| t.hash());
+    // A participant controls their VM (they can stop its agent): without a cap, one seat
+    // could retire the whole pool one "dead" VM at a time.
+    const HOUR: Millis = 3_600_000;
+    let now = state.clock.now_millis();
+    let window = now - now.rem_euclid(HOUR);
+    let moves = state
+        .store
+        .count_hit(
+            &format!("seat-move:{}", seat_hash.as_deref().unwrap_or_default()),
+            window,
+            window + 2 * HOUR,
+        )
+        .await?;
+    if moves > SELF_MOVES_PER_HOUR {
+        return Err(Error::Conflict(format!(
+            "you moved {SELF_MOVES_PER_HOUR} times this hour already; ask your organiser"
+        )));
+    }
+    let why = death_reason(&vm, since);
     move_participant(state, &vm.hostname, seat_hash, None, &why).await
 }
+
+/// How often a participant may move themselves off a dead VM in one hour.
+pub const SELF_MOVES_PER_HOUR: u64 = 2;
 
 /// Why a VM counts as dead, for the record it leaves behind.
 pub fn death_reason(vm: &Vm, live_since: Millis) -> String {

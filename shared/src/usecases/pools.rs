@@ -99,7 +99,8 @@ async fn machine_of(
     vm: &Vm,
     requests: &mut HashMap<String, Option<crate::domain::GpuRequest>>,
 ) -> Result<Option<(String, Option<Allocation>)>> {
-    let Some(assignment) = &vm.assignment else {
+    // A retired VM holds nobody: it is a host with nothing allocated.
+    let Some(assignment) = vm.assignment.as_ref().filter(|a| !a.is_retired()) else {
         return Ok(Some((state.config.instance_type.clone(), None)));
     };
     if let Some(request_id) = assignment.lease_request() {

@@ -37,6 +37,9 @@ pub async fn reconcile(state: &AppState) -> Result<ReconcileReport> {
 /// Reconcile with `grace` (ms): machines younger than this may belong to a launch whose
 /// record is being written. Local mode passes 0 at start, when no launch can be in flight.
 pub async fn reconcile_with_grace(state: &AppState, grace: i64) -> Result<ReconcileReport> {
+    // First, and needing only the store: a cloud error below must not keep quiet VMs marked
+    // free or stuck boots unmarked.
+    let liveness = super::liveness::sweep(state).await?;
     let now = state.clock.now_millis();
     let instances = state.compute.list_instances().await?;
     let vms = state.store.list_vms().await?;
@@ -107,6 +110,6 @@ pub async fn reconcile_with_grace(state: &AppState, grace: i64) -> Result<Reconc
     tracing::info!(?report, "reconciled");
     report.requests = super::requests::sweep(state).await?;
     report.instances = super::instances::reconcile(state).await?;
-    report.liveness = super::liveness::sweep(state).await?;
+    report.liveness = liveness;
     Ok(report)
 }

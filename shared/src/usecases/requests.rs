@@ -217,40 +217,44 @@ pub async fn provision(state: &AppState, request_id: &str) -> Result<()> {
     let short = request.request_id.replace('-', "");
     let lease_end = now + i64::from(request.duration_hours) * 3_600_000;
     let mut jobs = Vec::new();
+    let mut new_vms = Vec::new();
     let mut hosts = Vec::new();
     for (index, shape) in plan.iter().enumerate() {
         // 48 bits of the request id keep the hostname under 63 characters with any prefix.
         let hostname = format!("{}-r{}-{index}", state.config.vm_prefix, &short[..12]);
+        hosts.push(hostname.clone());
+        if let Some(existing) = state.store.get_vm(&hostname).await? {
+            // Recorded by an earlier delivery of this job, together with its launch job.
+            if existing.lease_request() != Some(request.request_id.as_str()) {
+                return Err(Error::Internal(anyhow::anyhow!(
+                    "hostname {hostname} is taken by another VM"
+                )));
+            }
+            continue;
+        }
         let token = VmToken::generate();
         let mut vm = Vm::new(hostname.clone(), token.hash(), now);
         vm.assignment = Some(Assignment::lease(&request.request_id, index, now));
-        match state.store.insert_vm(&vm).await {
-            Ok(()) => jobs.push(Job::LaunchVm {
-                operation_id: request.request_id.clone(),
-                hostname: hostname.clone(),
-                token: token.as_str().to_string(),
-                lease: Some(LeaseLaunch {
-                    request_id: request.request_id.clone(),
-                    instance_type: shape.instance_type.clone(),
-                    expires_at: rfc3339(lease_end),
-                }),
+        new_vms.push(vm);
+        jobs.push(Job::LaunchVm {
+            operation_id: request.request_id.clone(),
+            hostname,
+            token: token.as_str().to_string(),
+            lease: Some(LeaseLaunch {
+                request_id: request.request_id.clone(),
+                instance_type: shape.instance_type.clone(),
+                expires_at: rfc3339(lease_end),
             }),
-            // Recorded by an earlier delivery of this job, which queued its launch too.
-            Err(Error::Conflict(_)) => {
-                let existing = state.store.get_vm(&hostname).await?;
-                if existing.as_ref().and_then(Vm::lease_request)
-                    != Some(request.request_id.as_str())
-                {
-                    return Err(Error::Internal(anyhow::anyhow!(
-                        "hostname {hostname} is taken by another VM"
-                    )));
-                }
-            }
-            Err(e) => return Err(e),
-        }
-        hosts.push(hostname);
+        });
     }
-    state.queue.enqueue(&jobs).await?;
+    // The records and their launch jobs together (one transaction in local mode), so a
+    // crash between them cannot leave machines nobody will launch.
+    if !new_vms.is_empty() {
+        state
+            .queue
+            .record_and_enqueue(&*state.store, &new_vms, &jobs)
+            .await?;
+    }
     state
         .store
         .update_request(

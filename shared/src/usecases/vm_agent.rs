@@ -92,7 +92,7 @@ pub async fn wait_for_assignment(
         }
         if let Some(a) = vm
             .assignment
-            .filter(|a| after.is_none_or(|t| a.command_at > t))
+            .filter(|a| a.is_participant() && after.is_none_or(|t| a.command_at > t))
         {
             return Ok(StartupAnswer::Assigned {
                 pin: a.pin,

@@ -246,4 +246,13 @@ async fn the_data_directory_is_the_owners_alone() {
         }
     }
     assert!(dir.join("gpufleet.db-wal").exists());
+    drop(app);
+    // An existing directory (a home, a shared folder) is not changed; the files still are 0600.
+    let existing = parent.path().join("existing");
+    std::fs::create_dir(&existing).unwrap();
+    std::fs::set_permissions(&existing, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let app = spawn_app_in(&existing, Options::default()).await;
+    app.register_vm("perm").await;
+    assert_eq!(mode(&existing), 0o755);
+    assert_eq!(mode(&existing.join("gpufleet.db")), 0o600);
 }

@@ -50,7 +50,7 @@ async fn dynamodb_request_costs() {
             crd_command: "c".into(),
             pin: Pin::generate(),
             now: 1,
-            seat_hash: shared::domain::SeatToken::generate().hash(),
+            seat_hash: shared::domain::SeatToken::generate(1).hash(),
             live_since: 0,
         };
         store.claim_vm(&request).await.unwrap();

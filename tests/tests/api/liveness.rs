@@ -181,7 +181,7 @@ async fn the_owner_of_a_dead_vm_moves_to_a_working_one() {
     // The dead VM stays marked and out of the pool; the email moved with the seat.
     let old = app.state.store.get_vm(&first).await.unwrap().unwrap();
     assert_eq!(old.status.as_str(), "error");
-    assert!(old.assignment.is_none());
+    assert!(old.assignment.as_ref().is_some_and(|a| a.is_retired()));
     assert!(old
         .status_reason
         .is_some_and(|r| r.contains("stopped responding")));
@@ -241,6 +241,25 @@ async fn a_vm_stuck_booting_is_failed_by_the_sweep() {
     assert_eq!(report.lost, vec!["fine".to_string()]);
     let vm = app.state.store.get_vm("stuck").await.unwrap().unwrap();
     assert_eq!(vm.status.as_str(), "error");
+    // An old VM whose agent restarts reports `initializing` again: it gets a whole boot
+    // window from that call, not from its launch.
+    let (_, token) = app.register_vm("restarted").await;
+    clock.advance(Duration::from_secs(3600));
+    app.report(
+        &token,
+        "/api/vm-status",
+        serde_json::json!({"hostname": "restarted", "status": "initializing"}),
+    )
+    .await;
+    clock.advance(Duration::from_secs(30));
+    let report = shared::usecases::liveness::sweep(&app.state).await.unwrap();
+    assert!(
+        !report.boot_timed_out.contains(&"restarted".to_string()),
+        "{report:?}"
+    );
+    clock.advance(Duration::from_secs(31));
+    let report = shared::usecases::liveness::sweep(&app.state).await.unwrap();
+    assert_eq!(report.boot_timed_out, vec!["restarted".to_string()]);
     assert!(vm
         .status_reason
         .unwrap()

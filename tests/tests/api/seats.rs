@@ -423,7 +423,7 @@ async fn admin_seat_actions(app: TestApp) {
     let (_, page) = get_page(&app, &new_path, None).await;
     assert_eq!(assigned_hostname(&page).as_deref(), Some(free));
     let old = app.state.store.get_vm(&first).await.unwrap().unwrap();
-    assert!(old.assignment.is_none());
+    assert!(old.assignment.as_ref().is_some_and(|a| a.is_retired()));
     assert_eq!(old.status.as_str(), "error");
     assert!(old.status_reason.unwrap().contains("moved by an organiser"));
     assert_eq!(app.free_count().await, 1);
@@ -436,4 +436,114 @@ async fn admin_seat_actions(app: TestApp) {
         .unwrap();
     assert_eq!(resp.status(), 409);
     assert_eq!(app.free_count().await, 1);
+}
+
+#[tokio::test]
+async fn cross_site_requests_cannot_claim_or_act_on_a_seat() {
+    let app = spawn_app().await;
+    app.register_vm("xs-1").await;
+    app.register_vm("xs-2").await;
+    let (_, seat) = app.claim_seat("xs@example.org", CRD).await;
+    let seat = seat.unwrap();
+    let before = app.state.store.list_vms().await.unwrap();
+    let cookie = format!("gpufleet_seat={seat}");
+    let cases: Vec<(String, Vec<(&str, &str)>)> = vec![
+        (
+            "/api/request_vm".into(),
+            vec![("email", "other@example.org"), ("crd_command", CRD)],
+        ),
+        ("/seat/command".into(), vec![("crd_command", CRD_2)]),
+        (
+            format!("/seat/{seat}/command"),
+            vec![("crd_command", CRD_2)],
+        ),
+        ("/seat/move".into(), vec![]),
+    ];
+    for (path, form) in &cases {
+        for (name, value) in [
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "http://evil.example"),
+        ] {
+            let resp = app
+                .client
+                .post(app.url(path))
+                .header("cookie", &cookie)
+                .header(name, value)
+                .form(form)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 403, "{path} with {name}: {value}");
+        }
+    }
+    assert_eq!(app.state.store.list_vms().await.unwrap(), before);
+}
+
+#[tokio::test]
+async fn a_seat_link_never_replaces_the_seat_this_browser_holds() {
+    let app = spawn_app().await;
+    app.register_vm("mine-1").await;
+    app.register_vm("mine-2").await;
+    let (_, mine) = app.claim_seat("me@example.org", CRD).await;
+    let (_, theirs) = app.claim_seat("them@example.org", CRD).await;
+    let (mine, theirs) = (mine.unwrap(), theirs.unwrap());
+    // This browser holds its own seat and opens someone else's link.
+    let resp = app
+        .client
+        .get(app.url(&format!("/seat/{theirs}")))
+        .header("cookie", format!("gpufleet_seat={mine}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        seat_cookie(&resp).is_none(),
+        "the browser keeps its own seat"
+    );
+    // A browser without a seat remembers the one it opened.
+    let resp = app
+        .client
+        .get(app.url(&format!("/seat/{theirs}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(seat_cookie(&resp).as_deref(), Some(theirs.as_str()));
+}
+
+#[tokio::test]
+async fn a_participant_cannot_retire_the_pool_by_moving_again_and_again() {
+    let app = spawn_app().await;
+    let mut tokens = std::collections::HashMap::new();
+    for i in 0..5 {
+        let (hostname, token) = app.register_vm(&format!("churn-{i}")).await;
+        tokens.insert(hostname, token);
+    }
+    let (html, seat) = app.claim_seat("churn@example.org", CRD).await;
+    let seat = seat.unwrap();
+    let mut current = assigned_hostname(&html).unwrap();
+    for round in 0..3 {
+        // The participant breaks their own VM (they control it) and asks to move.
+        app.report(
+            &tokens[&current],
+            "/api/vm-status",
+            serde_json::json!({"hostname": current, "status": "error"}),
+        )
+        .await;
+        let resp = app
+            .client
+            .post(app.url(&format!("/seat/{seat}/move")))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.text().await.unwrap();
+        if round < 2 {
+            assert_eq!(status, 200, "{body}");
+            current = assigned_hostname(&body).unwrap();
+        } else {
+            assert_eq!(status, 409, "{body}");
+            assert!(body.contains("ask your organiser"), "{body}");
+        }
+    }
+    assert_eq!(app.free_count().await, 2, "two VMs retired, two still free");
 }
