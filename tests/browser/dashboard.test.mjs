@@ -30,7 +30,8 @@ function startServer() {
   });
   return new Promise((ok, fail) => {
     const lines = createInterface({ input: server.stdout });
-    lines.once('line', line => ok(line.trim().split(' ').pop()));
+    // Log lines (warnings) may come before the one that announces the URL.
+    lines.on('line', line => { if (line.startsWith('gpufleet local mode:')) ok(line.trim().split(' ').pop()); });
     server.once('exit', code => fail(new Error(`server exited with ${code}`)));
   });
 }

@@ -114,8 +114,14 @@ async fn main() -> anyhow::Result<()> {
         .spawn()
         .context("starting the server")?;
     let mut stdout = BufReader::new(server.stdout.take().context("stdout")?);
+    // Log lines (warnings) may come before the one that announces the URL.
     let mut line = String::new();
-    stdout.read_line(&mut line)?;
+    while !line.starts_with("gpufleet local mode:") {
+        line.clear();
+        if stdout.read_line(&mut line)? == 0 {
+            bail!("the server exited before announcing its URL");
+        }
+    }
     // Keep reading so the server never writes into a closed pipe.
     std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
     let url = line
