@@ -108,6 +108,48 @@ async fn vm_routes_refuse_another_vms_token() {
     );
 }
 
+/// No VM route tells an unknown hostname from a wrong token: both are the same 401.
+#[tokio::test]
+async fn an_unknown_vm_answers_like_a_wrong_token() {
+    let app = spawn_app_with(Options {
+        long_poll_secs: 1,
+        ..Options::default()
+    })
+    .await;
+    let (_, token) = app.register_vm("known").await;
+    let routes: Vec<_> = ROUTES.iter().filter(|r| r.access == Access::Vm).collect();
+    assert!(routes.len() >= 6);
+    for route in routes {
+        let answer = |host: &'static str, token: String| {
+            let path = route.path.replace("{hostname}", host);
+            let body = match route.function {
+                "vm-startup" => json!({"hostname": host}),
+                "update-inuse-status" => json!({"hostname": host, "status": true}),
+                "gpu-health" => json!({"hostname": host, "gpu_status": "healthy"}),
+                "report-vm-status" => json!({"hostname": host, "status": "running"}),
+                "vm-metrics" => json!({"agent_start": 1}),
+                "push-vm-logs" => json!({"messages": ["x"]}),
+                other => panic!("add a body for VM route {other}"),
+            };
+            let req = app
+                .client
+                .post(app.url(&path))
+                .bearer_auth(token)
+                .json(&body);
+            async move {
+                let resp = req.send().await.unwrap();
+                let status = resp.status().as_u16();
+                let auth = resp.headers().get("www-authenticate").cloned();
+                (status, auth, resp.text().await.unwrap())
+            }
+        };
+        let unknown = answer("ghost", token.clone()).await;
+        let wrong = answer("known", "0".repeat(64)).await;
+        assert_eq!(unknown.0, 401, "{}", route.path);
+        assert_eq!(unknown, wrong, "{}", route.path);
+    }
+}
+
 #[tokio::test]
 async fn a_vm_can_update_itself() {
     let app = spawn_app().await;
