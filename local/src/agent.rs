@@ -45,6 +45,13 @@ pub struct AgentArgs {
     /// Really start Chrome Remote Desktop once assigned (only on a real VM).
     #[arg(long)]
     pub execute_crd: bool,
+    /// The unprivileged user the remote desktop runs as (start-host refuses root); its home
+    /// is the participant's working directory.
+    #[arg(long, env = "GPUFLEET_DESKTOP_USER", default_value = "participant")]
+    pub desktop_user: String,
+    /// Chrome Remote Desktop's start-host program.
+    #[arg(long, default_value = CRD_START_HOST)]
+    pub start_host: PathBuf,
     /// Write the received assignment (PIN, command) to this file, mode 0600.
     #[arg(long)]
     pub assignment_file: Option<PathBuf>,
@@ -320,10 +327,12 @@ async fn run_inner(
 
     // Heartbeats run beside the long-poll (which may wait 25 s at a time) at the interval
     // the allocator asks for, so a live VM always fits its liveness window.
+    let status = Status::default();
     let heartbeat = tokio::spawn(heartbeat(
         client.clone(),
         host.to_string(),
         interval,
+        status.clone(),
         log.clone(),
     ));
     let watcher = args.watch_process.clone().map(|name| {
@@ -336,7 +345,7 @@ async fn run_inner(
         ))
     });
     let result = tokio::select! {
-        r = follow_assignments(client, args, log) => r,
+        r = follow_assignments(client, args, &status, log) => r,
         gone = heartbeat => match gone {
             Ok(why) => Err(CallError::Rejected(401, why).into()),
             Err(e) => Err(anyhow::anyhow!("the heartbeat task failed: {e}")),
@@ -351,7 +360,12 @@ async fn run_inner(
 /// Long-polls `/vm_startup` for the assignment, then for every newer CRD command the
 /// participant sends (`after`), and starts Chrome Remote Desktop with each. Runs until the
 /// allocator forgets the VM.
-async fn follow_assignments(client: &Client, args: &AgentArgs, log: &Log) -> anyhow::Result<()> {
+async fn follow_assignments(
+    client: &Client,
+    args: &AgentArgs,
+    status: &Status,
+    log: &Log,
+) -> anyhow::Result<()> {
     let host = args.hostname.as_str();
     let mut after: Option<i64> = None;
     loop {
@@ -366,10 +380,28 @@ async fn follow_assignments(client: &Client, args: &AgentArgs, log: &Log) -> any
                 let command = answer["command"].as_str().unwrap_or_default();
                 let first = after.is_none();
                 after = Some(answer["command_at"].as_i64().unwrap_or(0));
-                // A failed start (an expired code, say) is reported; the participant can
-                // send a new command, which arrives through this same loop.
-                if let Err(e) = start_remote_desktop(args, log, pin, command, first).await {
-                    log.say(format!("error: {e:#}"));
+                // A failed start (an expired code, a missing desktop user) makes the VM
+                // `error` with the reason, shown to the participant and the admin; a new
+                // command arrives through this same loop and may bring it back.
+                match start_remote_desktop(args, log, pin, command, first).await {
+                    Ok(()) if status.get() == "error" => {
+                        report_status(client, host, "initializing").await?;
+                        report_status(client, host, "running").await?;
+                        status.set("running");
+                        log.say("the remote desktop is up again; reported running");
+                    }
+                    Ok(()) => {}
+                    Err(e) => {
+                        let reason = format!("{e:#}");
+                        log.say(format!("error: {reason}"));
+                        status.set("error");
+                        client
+                            .post(
+                                "/api/vm-status",
+                                &json!({"hostname": host, "status": "error", "reason": reason}),
+                            )
+                            .await?;
+                    }
                 }
             }
             Some("leased") => {
@@ -386,12 +418,38 @@ async fn follow_assignments(client: &Client, args: &AgentArgs, log: &Log) -> any
     }
 }
 
-/// Reports `running` every `interval` (as the allocator's answers ask). Returns only when
-/// the allocator no longer knows this VM or its token (401/404), with why.
-async fn heartbeat(client: Client, host: String, mut interval: Duration, log: Log) -> String {
+/// What the agent last reported about its VM (`running`, or `error` after a failed start),
+/// which its heartbeats repeat.
+#[derive(Clone)]
+struct Status(std::sync::Arc<std::sync::Mutex<&'static str>>);
+
+impl Default for Status {
+    fn default() -> Self {
+        Status(std::sync::Arc::new(std::sync::Mutex::new("running")))
+    }
+}
+
+impl Status {
+    fn get(&self) -> &'static str {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    fn set(&self, status: &'static str) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = status;
+    }
+}
+
+/// Reports the agent's status every `interval` (as the allocator's answers ask). Returns
+/// only when the allocator no longer knows this VM or its token (401/404), with why.
+async fn heartbeat(
+    client: Client,
+    host: String,
+    mut interval: Duration,
+    status: Status,
+    log: Log,
+) -> String {
     loop {
         tokio::time::sleep(interval).await;
-        match report_status(&client, &host, "running").await {
+        match report_status(&client, &host, status.get()).await {
             Ok(next) => interval = next,
             Err(e) => match e.downcast_ref::<CallError>() {
                 Some(CallError::Rejected(401 | 404, why)) => return why.clone(),
@@ -464,7 +522,7 @@ async fn start_remote_desktop(
     // The allocator validated the command; check again here, since this is where it runs.
     let crd = CrdCommand::parse(command).context("the assigned CRD command is invalid")?;
     let argv = [
-        CRD_START_HOST.to_string(),
+        args.start_host.display().to_string(),
         format!("--code={}", crd.code()),
         format!("--redirect-url={CRD_REDIRECT_URL}"),
         format!("--name={host}"),
@@ -500,18 +558,12 @@ async fn start_remote_desktop(
         "{what}; starting Chrome Remote Desktop: {}",
         shown.join(" ")
     ));
-    let status = tokio::process::Command::new(&argv[0])
-        .args(&argv[1..])
-        .env("DISPLAY", "")
-        .status()
-        .await
-        .with_context(|| format!("running {}", argv[0]))?;
-    if !status.success() {
-        log.say(format!(
-            "error: Chrome Remote Desktop start-host exited with {status}"
-        ));
-        bail!("Chrome Remote Desktop start-host exited with {status}");
-    }
+    let user = crate::desktop::resolve(&args.desktop_user)?;
+    crate::desktop::start_host_as(&user, &argv, &[crd.code(), pin]).await?;
+    log.say(format!(
+        "Chrome Remote Desktop host registered and running as {}",
+        user.name
+    ));
     Ok(())
 }
 

@@ -6,5 +6,6 @@
 
 pub mod agent;
 pub mod cli;
+pub mod desktop;
 pub mod seed;
 pub mod server;

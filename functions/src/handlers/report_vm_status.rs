@@ -1,4 +1,4 @@
-//! `POST /api/vm-status` `{hostname, status}` + VM token. Unknown statuses are a 400; a
+//! `POST /api/vm-status` `{hostname, status, reason?}` + VM token (`reason` with `error`). Unknown statuses are a 400; a
 //! transition the state machine refuses (e.g. error → running) is a 409.
 
 use serde::Deserialize;
@@ -7,12 +7,16 @@ use shared::domain::{VmChange, VmStatus};
 use shared::usecases::vm_agent;
 use shared::AppState;
 
-use crate::http::{bearer_token, json_body, ok_json, required, respond, Request, Response};
+use crate::http::{
+    bearer_token, json_body, ok_json, required, respond, ApiError, Request, Response,
+};
 
 #[derive(Deserialize)]
 struct Body {
     hostname: Option<String>,
     status: Option<String>,
+    /// Why, with `status: "error"` (shown on the dashboard and the participant's seat page).
+    reason: Option<String>,
 }
 
 pub async fn handle(state: AppState, req: Request) -> Response {
@@ -20,13 +24,16 @@ pub async fn handle(state: AppState, req: Request) -> Response {
         let body: Body = json_body(&req)?;
         let hostname = required(&body.hostname, "hostname")?;
         let status = VmStatus::parse(required(&body.status, "status")?)?;
-        vm_agent::report(
-            &state,
-            hostname,
-            bearer_token(&req),
-            VmChange::Status(status),
-        )
-        .await?;
+        let change = match (status, body.reason.as_deref()) {
+            (VmStatus::Error, Some(reason)) => VmChange::reported_error(reason)?,
+            (_, Some(_)) => {
+                return Err(ApiError::bad_request(
+                    "reason is only taken with status \"error\"",
+                ))
+            }
+            (status, None) => VmChange::Status(status),
+        };
+        vm_agent::report(&state, hostname, bearer_token(&req), change).await?;
         // The agent heartbeats at this interval, so it always fits the server's window.
         ok_json(json!({
             "message": "VM status updated successfully.",

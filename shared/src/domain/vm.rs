@@ -311,7 +311,13 @@ pub enum VmChange {
     /// The participant sent a new CRD command (codes expire within minutes): the agent
     /// receives it like the first one. Only for a participant's VM.
     NewCommand(String),
+    /// The VM reports that it is in `error`, and why (e.g. its remote-desktop host would not
+    /// start); built by [`VmChange::reported_error`], which cleans the reason.
+    ReportedError(String),
 }
+
+/// Longest reason a VM may report, in characters.
+pub const MAX_REPORTED_REASON: usize = 300;
 
 impl VmChange {
     /// Whether this change comes from the VM itself (and so counts as "seen").
@@ -322,7 +328,23 @@ impl VmChange {
                 | VmChange::GpuHealth(_)
                 | VmChange::InUse(_)
                 | VmChange::Metrics(_)
+                | VmChange::ReportedError(_)
         )
+    }
+
+    /// A VM's own `error` report with its reason: control characters become spaces, and
+    /// the reason is cut to [`MAX_REPORTED_REASON`] characters (never inside one).
+    pub fn reported_error(reason: &str) -> Result<Self> {
+        let cleaned: String = reason
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .take(MAX_REPORTED_REASON)
+            .collect();
+        let cleaned = cleaned.trim();
+        if cleaned.is_empty() {
+            return Err(Error::validation("reason must not be empty"));
+        }
+        Ok(VmChange::ReportedError(cleaned.to_string()))
     }
 
     /// Applies the change to a record, enforcing the state machine. Stores call this so
@@ -346,7 +368,7 @@ impl VmChange {
             VmChange::GpuHealth(h) => vm.gpu_health = *h,
             VmChange::InUse(b) => vm.in_use = *b,
             VmChange::InstanceId(id) => vm.instance_id = Some(id.clone()),
-            VmChange::Failed(reason) => {
+            VmChange::Failed(reason) | VmChange::ReportedError(reason) => {
                 vm.status = VmStatus::Error;
                 vm.status_reason = Some(reason.clone());
             }

@@ -8,6 +8,7 @@ mod aws_pipeline;
 mod claims;
 mod command_log;
 mod crash;
+mod desktop;
 mod durability;
 mod dynamodb;
 mod end_to_end;
