@@ -55,8 +55,9 @@ pub struct AgentArgs {
     /// Write the received assignment (PIN, command) to this file, mode 0600.
     #[arg(long)]
     pub assignment_file: Option<PathBuf>,
-    /// Report in-use while a process with this name runs.
-    #[arg(long)]
+    /// Report in-use while a process with this name runs (e.g. the workshop's research
+    /// program; `GPUFLEET_IN_USE_PROCESS` on AWS).
+    #[arg(long, env = "GPUFLEET_WATCH_PROCESS")]
     pub watch_process: Option<String>,
     /// Seconds between in-use checks (heartbeats follow the allocator's interval).
     #[arg(long, default_value_t = 5)]

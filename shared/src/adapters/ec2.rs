@@ -58,6 +58,54 @@ pub struct Ec2Config {
     pub vm_log_group: Option<String>,
     /// `GPUFLEET_AGENT_URL`: where user_data downloads the agent when the AMI lacks it.
     pub agent_url: String,
+    /// `GPUFLEET_DESKTOP_USER` (default `participant`): the unprivileged user the remote
+    /// desktop runs as; its home is the participant's working directory.
+    pub desktop_user: String,
+    /// `GPUFLEET_IN_USE_PROCESS`: the process name (as in `/proc/<pid>/comm`) whose running
+    /// means the VM is in use, e.g. the workshop's research program; unset, none.
+    pub in_use_process: Option<String>,
+}
+
+/// Boot options that go into every VM's user_data.
+#[derive(Debug, Clone, Copy)]
+pub struct BootOptions<'a> {
+    pub agent_url: &'a str,
+    pub vm_log_group: Option<&'a str>,
+    pub desktop_user: &'a str,
+    pub in_use_process: Option<&'a str>,
+}
+
+impl Ec2Config {
+    pub fn boot_options(&self) -> BootOptions<'_> {
+        BootOptions {
+            agent_url: &self.agent_url,
+            vm_log_group: self.vm_log_group.as_deref(),
+            desktop_user: &self.desktop_user,
+            in_use_process: self.in_use_process.as_deref(),
+        }
+    }
+}
+
+/// A user name as `useradd` takes it (and so safe as one word in the script).
+pub fn safe_user_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// A process name as the kernel keeps it (`comm`: at most 15 bytes), from a safe set.
+pub fn safe_process_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 15
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
 }
 
 impl Ec2Config {
@@ -73,6 +121,8 @@ impl Ec2Config {
             instance_profile: None,
             vm_log_group: None,
             agent_url: String::new(),
+            desktop_user: "participant".into(),
+            in_use_process: None,
         }
     }
 
@@ -104,7 +154,29 @@ impl Ec2Config {
                 });
             }
         }
+        let desktop_user = get("GPUFLEET_DESKTOP_USER").unwrap_or_else(|| "participant".into());
+        if !safe_user_name(&desktop_user) {
+            return Err(ConfigError::Invalid {
+                name: "GPUFLEET_DESKTOP_USER",
+                value: desktop_user,
+                reason:
+                    "must be a user name: 1-32 of a-z, 0-9, _ and -, not starting with a digit or -"
+                        .into(),
+            });
+        }
+        let in_use_process = get("GPUFLEET_IN_USE_PROCESS");
+        if let Some(name) = &in_use_process {
+            if !safe_process_name(name) {
+                return Err(ConfigError::Invalid {
+                    name: "GPUFLEET_IN_USE_PROCESS",
+                    value: name.clone(),
+                    reason: "must be a process name: 1-15 of letters, digits, _, - and .".into(),
+                });
+            }
+        }
         Ok(Ec2Config {
+            desktop_user,
+            in_use_process,
             deployment: deployment.to_string(),
             ami: get("GPUFLEET_AMI").ok_or(ConfigError::Missing("GPUFLEET_AMI"))?,
             instance_type: get("GPUFLEET_INSTANCE_TYPE").unwrap_or_else(|| "g4dn.xlarge".into()),
@@ -145,11 +217,13 @@ fn safe_url(url: &str) -> bool {
 
 /// Renders the bootstrap script for one VM, refusing any value that could escape it, and
 /// gzips it (cloud-init unpacks gzip) so it stays far below EC2's 16 KB limit.
-pub fn render_user_data(
-    spec: &LaunchSpec,
-    agent_url: &str,
-    vm_log_group: Option<&str>,
-) -> Result<Vec<u8>> {
+pub fn render_user_data(spec: &LaunchSpec, boot: &BootOptions<'_>) -> Result<Vec<u8>> {
+    let BootOptions {
+        agent_url,
+        vm_log_group,
+        desktop_user,
+        in_use_process,
+    } = *boot;
     let hostname_ok = !spec.hostname.is_empty()
         && spec.hostname.len() <= 63
         && spec
@@ -162,11 +236,13 @@ pub fn render_user_data(
     if !hostname_ok
         || !token_ok
         || !log_group_ok
+        || !safe_user_name(desktop_user)
+        || !in_use_process.is_none_or(safe_process_name)
         || !safe_url(&spec.allocator_url)
         || !safe_url(agent_url)
     {
         return Err(Error::validation(
-            "refusing to render user_data: a hostname, token or URL has characters outside its allowed set",
+            "refusing to render user_data: a hostname, token, URL, user or process name has characters outside its allowed set",
         ));
     }
     let script = USER_DATA_TEMPLATE
@@ -174,7 +250,9 @@ pub fn render_user_data(
         .replace("__HOSTNAME__", &spec.hostname)
         .replace("__TOKEN__", spec.token.as_str())
         .replace("__AGENT_URL__", agent_url)
-        .replace("__LOG_GROUP__", vm_log_group.unwrap_or(""));
+        .replace("__LOG_GROUP__", vm_log_group.unwrap_or(""))
+        .replace("__DESKTOP_USER__", desktop_user)
+        .replace("__IN_USE_PROCESS__", in_use_process.unwrap_or(""));
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     gz.write_all(script.as_bytes())
         .and_then(|()| gz.finish())
@@ -381,11 +459,7 @@ impl ComputeProvider for Ec2Compute {
                 "this function has no launch configuration (GPUFLEET_AMI)".into(),
             ));
         }
-        let user_data = render_user_data(
-            spec,
-            &self.config.agent_url,
-            self.config.vm_log_group.as_deref(),
-        )?;
+        let user_data = render_user_data(spec, &self.config.boot_options())?;
         let tags = |kind: ResourceType| {
             let mut builder = TagSpecification::builder()
                 .resource_type(kind)
@@ -602,8 +676,12 @@ mod tests {
         );
         let bytes = render_user_data(
             &s,
-            "https://example.org/gpufleet",
-            Some("/gpufleet/prod/vms"),
+            &BootOptions {
+                agent_url: "https://example.org/gpufleet",
+                vm_log_group: Some("/gpufleet/prod/vms"),
+                desktop_user: "participant",
+                in_use_process: Some("sleap-label"),
+            },
         )
         .unwrap();
         assert!(bytes.len() < 4096, "{} bytes", bytes.len());
@@ -611,12 +689,16 @@ mod tests {
         assert!(script.contains("GPUFLEET_HOSTNAME=gpufleet-vm-0a1b2c3d"));
         assert!(script.contains(&format!("GPUFLEET_AGENT_TOKEN={}", s.token.as_str())));
         assert!(script.contains("LOG_GROUP='/gpufleet/prod/vms'"));
+        assert!(script.contains("DESKTOP_USER='participant'"));
+        assert!(script.contains("IN_USE_PROCESS='sleap-label'"));
         for placeholder in [
             "__API_URL__",
             "__HOSTNAME__",
             "__TOKEN__",
             "__AGENT_URL__",
             "__LOG_GROUP__",
+            "__DESKTOP_USER__",
+            "__IN_USE_PROCESS__",
         ] {
             assert!(!script.contains(placeholder), "{placeholder} filled");
         }
@@ -633,7 +715,7 @@ mod tests {
             ("ok", "file:///etc/passwd"),
         ] {
             assert!(
-                render_user_data(&spec(host, url), "https://example.org/a", None).is_err(),
+                render_user_data(&spec(host, url), &boot("https://example.org/a", None)).is_err(),
                 "{host} {url}"
             );
         }
@@ -643,7 +725,44 @@ mod tests {
     fn log_groups_that_could_escape_the_script_are_refused() {
         let s = spec("ok", "https://ok.example");
         for group in ["a'b", "a b", "$(id)", "a;b", ""] {
-            assert!(render_user_data(&s, "https://example.org/a", Some(group)).is_err());
+            assert!(render_user_data(&s, &boot("https://example.org/a", Some(group))).is_err());
+        }
+    }
+
+    fn boot<'a>(agent_url: &'a str, vm_log_group: Option<&'a str>) -> BootOptions<'a> {
+        BootOptions {
+            agent_url,
+            vm_log_group,
+            desktop_user: "participant",
+            in_use_process: None,
+        }
+    }
+
+    #[test]
+    fn user_and_process_names_that_could_escape_the_script_are_refused() {
+        let s = spec("ok", "https://ok.example");
+        for user in [
+            "",
+            "Root",
+            "a b",
+            "a'b",
+            "$(id)",
+            "-x",
+            "1x",
+            &"a".repeat(33),
+        ] {
+            let options = BootOptions {
+                desktop_user: user,
+                ..boot("https://example.org/a", None)
+            };
+            assert!(render_user_data(&s, &options).is_err(), "{user:?}");
+        }
+        for process in ["", "a b", "a'b", "$(id)", "a;b", &"a".repeat(16)] {
+            let options = BootOptions {
+                in_use_process: Some(process),
+                ..boot("https://example.org/a", None)
+            };
+            assert!(render_user_data(&s, &options).is_err(), "{process:?}");
         }
     }
 

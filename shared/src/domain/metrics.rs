@@ -8,8 +8,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// The stages of a VM's boot, in order.
-pub const STAGES: [&str; 3] = ["cloud_init", "container", "agent"];
+/// The stages of a VM's boot, in order: cloud-init as a whole, and within it the desktop
+/// user and session, the Chrome Remote Desktop host and the CloudWatch agent (each the time
+/// to check for it and install it if the image lacked it); a container; the agent.
+pub const STAGES: [&str; 6] = [
+    "cloud_init",
+    "desktop",
+    "crd",
+    "cloudwatch",
+    "container",
+    "agent",
+];
 
 /// Raw fields as reported: `<stage>_start` / `<stage>_end` (Unix seconds) and
 /// `<stage>_duration_seconds`.
@@ -51,7 +60,7 @@ impl StartupMetrics {
         for (name, value) in report {
             if !known_field(name) {
                 return Err(Error::validation(format!(
-                    "unknown metric {name:?}: expected <stage>_start, <stage>_end or <stage>_duration_seconds for stage cloud_init, container or agent"
+                    "unknown metric {name:?}: expected <stage>_start, <stage>_end or <stage>_duration_seconds for stage cloud_init, desktop, crd, cloudwatch, container or agent"
                 )));
             }
             let number = value

@@ -5,6 +5,7 @@
 
 mod auth;
 mod aws_pipeline;
+mod boot_script;
 mod claims;
 mod command_log;
 mod crash;
