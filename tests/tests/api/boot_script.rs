@@ -102,6 +102,16 @@ fn script(app: &TestApp, dir: &Path, hostname: &str, token: &str) -> PathBuf {
 }
 
 fn run(script: &Path, root: &Path, stubs: &Path, os_id: &str) -> std::process::Output {
+    run_with(script, root, stubs, os_id, &[])
+}
+
+fn run_with(
+    script: &Path,
+    root: &Path,
+    stubs: &Path,
+    os_id: &str,
+    args: &[&str],
+) -> std::process::Output {
     let harness = concat!(env!("CARGO_MANIFEST_DIR"), "/sandbox/run_user_data.sh");
     std::process::Command::new("bash")
         .arg(harness)
@@ -109,6 +119,7 @@ fn run(script: &Path, root: &Path, stubs: &Path, os_id: &str) -> std::process::O
         .arg(root)
         .arg(stubs)
         .arg(os_id)
+        .args(args)
         .output()
         .unwrap()
 }
@@ -242,4 +253,76 @@ async fn an_image_that_lacks_the_desktop_fails_fast_naming_what_is_missing() {
     let calls = std::fs::read_to_string(stubs.join("calls.log")).unwrap();
     assert!(!calls.contains("enable --now gpufleet-agent"), "{calls}");
     assert!(!calls.contains("apt-get"), "{calls}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_baked_image_boots_without_installing_anything() {
+    if !can_sandbox() {
+        eprintln!("skipped: the sandbox needs root and mount namespaces (CI has both)");
+        return;
+    }
+    let app = spawn_app().await;
+    let (hostname, token) = app.register_initializing_vm("boot-baked").await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let stubs = stubs(dir.path());
+    let bake = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../infra/bake_image.sh"
+    ));
+    let out = run_with(
+        bake,
+        &root,
+        &stubs,
+        "ubuntu",
+        &["https://example.org/gpufleet"],
+    );
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let baked = std::fs::read_to_string(stubs.join("calls.log")).unwrap();
+    for call in [
+        "apt-get install -y -q xfce4",
+        "chrome-remote-desktop_current_amd64.deb",
+        "amazon-cloudwatch-agent.deb",
+        "dpkg -i -E",
+    ] {
+        assert!(baked.contains(call), "{call} in:\n{baked}");
+    }
+    assert!(root
+        .join("opt/google/chrome-remote-desktop/start-host")
+        .exists());
+    assert!(root.join("usr-local-bin/gpufleet").exists());
+
+    // The same machine boots as a VM: nothing left to install, the agent is enabled.
+    std::fs::write(stubs.join("calls.log"), "").unwrap();
+    let out = run(
+        &script(&app, dir.path(), &hostname, &token),
+        &root,
+        &stubs,
+        "ubuntu",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let booted = std::fs::read_to_string(stubs.join("calls.log")).unwrap();
+    assert!(!booted.contains("apt-get"), "{booted}");
+    assert!(!booted.contains("https://example.org/gpufleet"), "{booted}");
+    assert!(booted.contains("systemctl enable --now gpufleet-agent.service"));
+    // A bake on another system is refused, naming why.
+    let other = dir.path().join("other");
+    let out = run_with(
+        bake,
+        &other,
+        &stubs,
+        "amzn",
+        &["https://example.org/gpufleet"],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("needs Ubuntu or Debian"));
 }
