@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use anyhow::{bail, Context as _};
+use shared::domain::crd::valid_user_name as valid_name;
 
 /// The user a remote-desktop session runs as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,19 +21,6 @@ pub struct DesktopUser {
     pub uid: u32,
     pub gid: u32,
     pub home: PathBuf,
-}
-
-/// A user name as `useradd` accepts it; anything else is refused before it reaches a command.
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 32
-        && name
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 /// Looks the user up in the system's user database (`getent passwd`).

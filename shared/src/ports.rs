@@ -48,6 +48,20 @@ pub struct MoveSeat {
     pub now: Millis,
 }
 
+impl MoveSeat {
+    /// The assignment of `from` this move takes: a participant's, and (for their own move)
+    /// the one their seat token names. Both stores decide with this.
+    pub fn held<'a>(&self, from: Option<&'a Vm>) -> Option<&'a crate::domain::Assignment> {
+        from.and_then(|v| v.assignment.as_ref()).filter(|a| {
+            a.is_participant()
+                && self
+                    .seat_hash
+                    .as_ref()
+                    .is_none_or(|h| a.seat_hash.as_ref() == Some(h))
+        })
+    }
+}
+
 /// How a move ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MoveOutcome {

@@ -907,17 +907,7 @@ impl VmStore for DynamoStore {
                 .get_vm_versioned(&request.from, true)
                 .await?
                 .ok_or_else(not_held)?;
-            let held = from
-                .assignment
-                .clone()
-                .filter(|a| {
-                    a.is_participant()
-                        && request
-                            .seat_hash
-                            .as_ref()
-                            .is_none_or(|h| a.seat_hash.as_ref() == Some(h))
-                })
-                .ok_or_else(not_held)?;
+            let held = request.held(Some(&from)).cloned().ok_or_else(not_held)?;
             let candidates = match &request.to {
                 Some(to) => self
                     .get_vm(to)

@@ -86,18 +86,7 @@ impl Ec2Config {
     }
 }
 
-/// A user name as `useradd` takes it (and so safe as one word in the script).
-pub fn safe_user_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 32
-        && name
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-}
+pub use crate::domain::crd::valid_user_name as safe_user_name;
 
 /// A process name as the kernel keeps it (`comm`: at most 15 bytes), from a safe set.
 pub fn safe_process_name(name: &str) -> bool {

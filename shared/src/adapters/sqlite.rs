@@ -861,16 +861,7 @@ impl VmStore for SqliteStore {
         let request = request.clone();
         self.write(move |conn| {
             let from = get_vm_in(conn, &request.from)?;
-            let held = from
-                .as_ref()
-                .and_then(|v| v.assignment.clone())
-                .filter(|a| {
-                    a.is_participant()
-                        && request
-                            .seat_hash
-                            .as_ref()
-                            .is_none_or(|h| a.seat_hash.as_ref() == Some(h))
-                });
+            let held = request.held(from.as_ref()).cloned();
             let Some(held) = held else {
                 return Err(Error::NotFound(format!(
                     "a participant on VM {}",

@@ -199,3 +199,18 @@ mod tests {
         assert_eq!(CrdCommand::parse(&cmd.canonical()).unwrap(), cmd);
     }
 }
+
+/// A user name as `useradd` takes it: 1-32 of a-z, 0-9, `_` and `-`, starting with a letter
+/// or `_`. The desktop user's name goes into the boot script and to `getent`, so nothing
+/// else is accepted.
+pub fn valid_user_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}

@@ -116,19 +116,25 @@ async fn check_claim_limit(state: &AppState, client_ip: &str) -> Result<()> {
     if limit == 0 {
         return Ok(());
     }
-    const HOUR: Millis = 3_600_000;
-    let now = state.clock.now_millis();
-    let window = now - now.rem_euclid(HOUR);
-    let hits = state
-        .store
-        .count_hit(&format!("claim-ip:{client_ip}"), window, window + 2 * HOUR)
-        .await?;
+    let hits = hits_this_hour(state, &format!("claim-ip:{client_ip}")).await?;
     if hits > u64::from(limit) {
         return Err(Error::validation(format!(
             "too many claims from your network this hour (at most {limit}); ask your organiser"
         )));
     }
     Ok(())
+}
+
+/// Counts one hit on `bucket` in the current one-hour window (in the store, so every
+/// process shares it) and returns the hits so far in it.
+async fn hits_this_hour(state: &AppState, bucket: &str) -> Result<u64> {
+    const HOUR: Millis = 3_600_000;
+    let now = state.clock.now_millis();
+    let window = now - now.rem_euclid(HOUR);
+    state
+        .store
+        .count_hit(bucket, window, window + 2 * HOUR)
+        .await
 }
 
 /// The VM whose participant holds `token`. A malformed or unknown token is `NotFound`,
@@ -174,17 +180,8 @@ pub async fn move_to_working_vm(state: &AppState, token: &str) -> Result<Vm> {
     let seat_hash = SeatToken::parse(token).map(|t| t.hash());
     // A participant controls their VM (they can stop its agent): without a cap, one seat
     // could retire the whole pool one "dead" VM at a time.
-    const HOUR: Millis = 3_600_000;
-    let now = state.clock.now_millis();
-    let window = now - now.rem_euclid(HOUR);
-    let moves = state
-        .store
-        .count_hit(
-            &format!("seat-move:{}", seat_hash.as_deref().unwrap_or_default()),
-            window,
-            window + 2 * HOUR,
-        )
-        .await?;
+    let bucket = format!("seat-move:{}", seat_hash.as_deref().unwrap_or_default());
+    let moves = hits_this_hour(state, &bucket).await?;
     if moves > SELF_MOVES_PER_HOUR {
         return Err(Error::Conflict(format!(
             "you moved {SELF_MOVES_PER_HOUR} times this hour already; ask your organiser"
