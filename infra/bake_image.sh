@@ -23,14 +23,16 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 step() { printf '\n==> %s\n' "$*"; }
 
-step "desktop: XFCE"
-apt-get update -q
-apt-get install -y -q xfce4 xfce4-terminal dbus-x11 curl
+apt() { apt-get -o DPkg::Lock::Timeout=600 "$@"; }
+
+step "desktop: XFCE (no recommended extras: no display manager on the GPU)"
+apt update -q
+apt install -y -q --no-install-recommends xfce4 xfce4-terminal dbus-x11 curl iptables
 
 step "Chrome Remote Desktop host"
 curl -fsSL --retry 5 -o "$tmp/crd.deb" \
   https://dl.google.com/linux/direct/chrome-remote-desktop_current_amd64.deb
-apt-get install -y -q "$tmp/crd.deb"
+apt install -y -q --no-install-recommends "$tmp/crd.deb"
 
 step "CloudWatch agent (ships boot logs to the deployment's VM log group)"
 curl -fsSL --retry 5 -o "$tmp/cwa.deb" \
@@ -47,5 +49,5 @@ command -v nvidia-smi >/dev/null \
 [ -x /opt/google/chrome-remote-desktop/start-host ] \
   || { echo "the Chrome Remote Desktop host did not install"; exit 1; }
 command -v xfce4-session >/dev/null || { echo "XFCE did not install"; exit 1; }
-apt-get clean
+apt clean
 echo "baked: create an AMI from this instance and deploy with AmiId=<its id>"

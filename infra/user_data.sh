@@ -11,7 +11,7 @@
 # the gpufleet agent. What the image lacks is installed where a package exists (Ubuntu);
 # otherwise the VM is reported `error`, naming what is missing. Each step's time is reported
 # as a startup metric. docs/vm-image.md says what an image needs; infra/bake_image.sh bakes one.
-set -euo pipefail
+set -Eeuo pipefail
 exec > >(tee -a /var/log/gpufleet-bootstrap.log) 2>&1
 boot_start=$(date +%s)
 
@@ -28,10 +28,13 @@ api() {
 timings=""
 record() { timings="$timings, \"$1_start\": $2, \"$1_end\": $(date +%s)"; }
 fail() {
+  trap - ERR
   echo "gpufleet: $1"
   api /api/vm-status "{\"hostname\": \"$HOST\", \"status\": \"error\", \"reason\": \"$1\"}" || true
   exit 1
 }
+# Any step that fails unexpectedly is reported, not left to the boot timeout.
+trap 'fail "the boot script failed at line $LINENO; see /var/log/gpufleet-bootstrap.log"' ERR
 
 # Which package manager can fill what the image lacks.
 os_id=""
@@ -41,10 +44,16 @@ case "$os_id" in
   amzn) pm=dnf ;;
   *) pm=none ;;
 esac
+# First boots often find apt's lock held by its daily timers: wait for it. No recommended
+# extras (XFCE's would bring a display manager onto the GPU).
 apt_updated=no
 apt_install() {
-  if [ "$apt_updated" = no ]; then apt-get update -q; apt_updated=yes; fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"
+  if [ "$apt_updated" = no ]; then
+    apt-get -o DPkg::Lock::Timeout=600 update -q || return 1
+    apt_updated=yes
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q \
+    --no-install-recommends "$@"
 }
 missing=""
 
@@ -60,12 +69,58 @@ if [ -n "$IN_USE_PROCESS" ]; then
 fi
 chmod 0600 /etc/gpufleet/agent.env
 hostnamectl set-hostname "$HOST" || true
+# The participant's session must not read this script (and the VM's token) or the instance
+# role from the metadata service: only root may reach it. The agent's unit re-applies this
+# at every boot (firewall rules do not survive a reboot).
+imds_rule=(OUTPUT -d 169.254.169.254 -m owner ! --uid-owner 0 -j REJECT)
+if command -v iptables >/dev/null; then
+  iptables -C "${imds_rule[@]}" 2>/dev/null || iptables -I "${imds_rule[@]}"
+else
+  missing="$missing iptables,"
+fi
+
+# Boot and cloud-init logs to CloudWatch Logs (the deployment's VM log group, one stream per
+# hostname), where the logs-subscriber function appends them to this VM's log. The agent sends
+# its own lines through the API, so they are not collected twice. Not fatal when missing;
+# first, so a boot that fails later still ships its log.
+LOG_GROUP='__LOG_GROUP__'
+CWA=/opt/aws/amazon-cloudwatch-agent
+if [ -n "$LOG_GROUP" ]; then
+  t=$(date +%s)
+  if [ ! -x "$CWA/bin/amazon-cloudwatch-agent-ctl" ]; then
+    case "$pm" in
+      dnf) dnf install -y -q amazon-cloudwatch-agent || true ;;
+      apt)
+        cwa_deb=$(mktemp --suffix=.deb)
+        curl -fsSL --retry 5 -o "$cwa_deb" \
+          https://amazoncloudwatch-agent.s3.amazonaws.com/ubuntu/amd64/latest/amazon-cloudwatch-agent.deb \
+          && dpkg -i -E "$cwa_deb" || true ;;
+    esac
+  fi
+  if [ -x "$CWA/bin/amazon-cloudwatch-agent-ctl" ]; then
+    cat > "$CWA/etc/gpufleet.json" <<'GPUFLEET_CWA'
+{"logs": {"logs_collected": {"files": {"collect_list": [
+  {"file_path": "/var/log/gpufleet-bootstrap.log", "log_group_name": "__LOG_GROUP__", "log_stream_name": "__HOSTNAME__"},
+  {"file_path": "/var/log/cloud-init-output.log", "log_group_name": "__LOG_GROUP__", "log_stream_name": "__HOSTNAME__"}
+]}}}}
+GPUFLEET_CWA
+    "$CWA/bin/amazon-cloudwatch-agent-ctl" -a fetch-config -m ec2 -s -c "file:$CWA/etc/gpufleet.json" || true
+  else
+    echo "no CloudWatch agent on this image; logs reach gpufleet through the agent only"
+  fi
+  record cloudwatch "$t"
+fi
 
 # The participant's desktop user and session: start-host refuses to run as root.
 t=$(date +%s)
 getent group chrome-remote-desktop >/dev/null || groupadd --system chrome-remote-desktop
 if ! id -u "$DESKTOP_USER" >/dev/null 2>&1; then
   useradd --create-home --shell /bin/bash --comment 'gpufleet participant' "$DESKTOP_USER"
+fi
+# An existing account must be an unprivileged one (the participant gets its session).
+if [ "$(id -u "$DESKTOP_USER")" -lt 1000 ] \
+  || id -Gn "$DESKTOP_USER" | tr ' ' '\n' | grep -qxE 'sudo|admin|wheel|root'; then
+  fail "the desktop user $DESKTOP_USER is a system account or an administrator; choose another DesktopUser"
 fi
 usermod -a -G chrome-remote-desktop "$DESKTOP_USER"
 if ! command -v xfce4-session >/dev/null; then
@@ -117,6 +172,7 @@ Wants=network-online.target
 
 [Service]
 EnvironmentFile=/etc/gpufleet/agent.env
+ExecStartPre=/bin/sh -c 'iptables -C OUTPUT -d 169.254.169.254 -m owner ! --uid-owner 0 -j REJECT 2>/dev/null || iptables -I OUTPUT -d 169.254.169.254 -m owner ! --uid-owner 0 -j REJECT'
 ExecStart=/usr/local/bin/gpufleet agent --execute-crd
 StandardOutput=append:/var/log/gpufleet-agent.log
 StandardError=append:/var/log/gpufleet-agent.log
@@ -128,37 +184,6 @@ WantedBy=multi-user.target
 GPUFLEET_UNIT
 systemctl daemon-reload
 systemctl enable --now gpufleet-agent.service
-
-# Boot and cloud-init logs to CloudWatch Logs (the deployment's VM log group, one stream per
-# hostname), where the logs-subscriber function appends them to this VM's log. The agent sends
-# its own lines through the API, so they are not collected twice. Not fatal when missing.
-LOG_GROUP='__LOG_GROUP__'
-CWA=/opt/aws/amazon-cloudwatch-agent
-if [ -n "$LOG_GROUP" ]; then
-  t=$(date +%s)
-  if [ ! -x "$CWA/bin/amazon-cloudwatch-agent-ctl" ]; then
-    case "$pm" in
-      dnf) dnf install -y -q amazon-cloudwatch-agent || true ;;
-      apt)
-        cwa_deb=$(mktemp --suffix=.deb)
-        curl -fsSL --retry 5 -o "$cwa_deb" \
-          https://amazoncloudwatch-agent.s3.amazonaws.com/ubuntu/amd64/latest/amazon-cloudwatch-agent.deb \
-          && dpkg -i -E "$cwa_deb" || true ;;
-    esac
-  fi
-  if [ -x "$CWA/bin/amazon-cloudwatch-agent-ctl" ]; then
-    cat > "$CWA/etc/gpufleet.json" <<'GPUFLEET_CWA'
-{"logs": {"logs_collected": {"files": {"collect_list": [
-  {"file_path": "/var/log/gpufleet-bootstrap.log", "log_group_name": "__LOG_GROUP__", "log_stream_name": "__HOSTNAME__"},
-  {"file_path": "/var/log/cloud-init-output.log", "log_group_name": "__LOG_GROUP__", "log_stream_name": "__HOSTNAME__"}
-]}}}}
-GPUFLEET_CWA
-    "$CWA/bin/amazon-cloudwatch-agent-ctl" -a fetch-config -m ec2 -s -c "file:$CWA/etc/gpufleet.json" || true
-  else
-    echo "no CloudWatch agent on this image; logs reach gpufleet through the agent only"
-  fi
-  record cloudwatch "$t"
-fi
 
 api "/api/vm-metrics/$HOST" \
   "{\"cloud_init_start\": $boot_start, \"cloud_init_end\": $(date +%s)$timings}" || true

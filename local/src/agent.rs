@@ -52,6 +52,10 @@ pub struct AgentArgs {
     /// Chrome Remote Desktop's start-host program.
     #[arg(long, default_value = CRD_START_HOST)]
     pub start_host: PathBuf,
+    /// Where the agent remembers (with `--execute-crd`) which command it last ran and how
+    /// that went, so a restart neither runs a used code again nor forgets an error.
+    #[arg(long, env = "GPUFLEET_STATE_DIR", default_value = "/var/lib/gpufleet")]
+    pub state_dir: PathBuf,
     /// Write the received assignment (PIN, command) to this file, mode 0600.
     #[arg(long)]
     pub assignment_file: Option<PathBuf>,
@@ -368,7 +372,20 @@ async fn follow_assignments(
     log: &Log,
 ) -> anyhow::Result<()> {
     let host = args.hostname.as_str();
-    let mut after: Option<i64> = None;
+    // A restarted agent (reboot, crash, systemd) must not run a used code again, which would
+    // fail and take a working desktop down; nor report healthy a VM whose start failed.
+    let applied = args
+        .execute_crd
+        .then(|| Applied::load(&args.state_dir))
+        .flatten();
+    let mut after: Option<i64> = applied.as_ref().map(|a| a.command_at);
+    if let Some(Applied {
+        error: Some(reason),
+        ..
+    }) = &applied
+    {
+        report_error(client, host, status, reason).await;
+    }
     loop {
         let mut body = json!({"hostname": host});
         if let Some(t) = after {
@@ -384,24 +401,33 @@ async fn follow_assignments(
                 // A failed start (an expired code, a missing desktop user) makes the VM
                 // `error` with the reason, shown to the participant and the admin; a new
                 // command arrives through this same loop and may bring it back.
-                match start_remote_desktop(args, log, pin, command, first).await {
+                let outcome = start_remote_desktop(args, log, pin, command, first).await;
+                if args.execute_crd {
+                    let applied = Applied {
+                        command_at: after.unwrap_or(0),
+                        error: outcome.as_ref().err().map(|e| format!("{e:#}")),
+                    };
+                    if let Err(e) = applied.save(&args.state_dir) {
+                        log.say(format!("could not remember the command: {e:#}"));
+                    }
+                }
+                match outcome {
                     Ok(()) if status.get() == "error" => {
-                        report_status(client, host, "initializing").await?;
-                        report_status(client, host, "running").await?;
-                        status.set("running");
+                        // Back through the state machine (error → initializing → running);
+                        // the heartbeat sends whatever was last set, so set it first.
+                        for next in ["initializing", "running"] {
+                            status.set(next);
+                            if let Err(e) = report_status(client, host, next).await {
+                                log.say(format!("reporting {next} failed: {e:#}"));
+                            }
+                        }
                         log.say("the remote desktop is up again; reported running");
                     }
                     Ok(()) => {}
                     Err(e) => {
                         let reason = format!("{e:#}");
                         log.say(format!("error: {reason}"));
-                        status.set("error");
-                        client
-                            .post(
-                                "/api/vm-status",
-                                &json!({"hostname": host, "status": "error", "reason": reason}),
-                            )
-                            .await?;
+                        report_error(client, host, status, &reason).await;
                     }
                 }
             }
@@ -416,6 +442,51 @@ async fn follow_assignments(
             Some("waiting") => {}
             other => bail!("unexpected /vm_startup answer {other:?}"),
         }
+    }
+}
+
+/// Reports the VM `error` with `reason` (shown to the admin and the participant); the
+/// heartbeat repeats `error` from then on. A refused report is logged, not fatal.
+async fn report_error(client: &Client, host: &str, status: &Status, reason: &str) {
+    status.set("error");
+    if let Err(e) = client
+        .post(
+            "/api/vm-status",
+            &json!({"hostname": host, "status": "error", "reason": reason}),
+        )
+        .await
+    {
+        eprintln!("agent: reporting the error failed: {e}");
+    }
+}
+
+/// The last command this VM's agent ran (its `command_at`) and whether it failed, kept in
+/// the state directory (root-only) across restarts.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Applied {
+    command_at: i64,
+    error: Option<String>,
+}
+
+impl Applied {
+    const FILE: &'static str = "applied-command.json";
+
+    fn load(dir: &std::path::Path) -> Option<Self> {
+        let text = std::fs::read_to_string(dir.join(Self::FILE)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    fn save(&self, dir: &std::path::Path) -> anyhow::Result<()> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+        let tmp = dir.join(format!("{}.tmp", Self::FILE));
+        write_private(&tmp, &serde_json::to_string(self)?)?;
+        std::fs::rename(&tmp, dir.join(Self::FILE)).context("saving the applied command")?;
+        Ok(())
     }
 }
 

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Runs a rendered VM bootstrap (infra/user_data.sh) as root in a private mount namespace
 # where /etc is a throwaway copy and /opt, /home, /usr/local/bin and /var/log are empty
-# throwaway directories, all under ROOT; stub commands (STUBS) come first on PATH. The real
+# throwaway directories, all under ROOT, and /root, /run, /var/spool, /var/lib, /var/cache
+# and /var/tmp are empty memory file systems; stub commands (STUBS) come first on PATH. The real
 # machine's files are never written. Usage: run_user_data.sh SCRIPT ROOT STUBS [OS_ID]
 # (OS_ID replaces the copy's /etc/os-release, e.g. ubuntu or amzn). Run twice over the same
 # ROOT, the second script sees what the first left (a bake, then a boot). Needs root and
@@ -24,6 +25,8 @@ exec unshare --mount --propagation private -- bash -c '
   mount --bind "$root/home" /home
   mount --bind "$root/usr-local-bin" /usr/local/bin
   mount --bind "$root/var-log" /var/log
+  # Nothing else the script might write is the real one either.
+  for d in /root /run /var/spool /var/lib /var/cache /var/tmp; do mount -t tmpfs tmpfs "$d"; done
   export PATH="$stubs:$PATH" TMPDIR="$root/tmp" STUB_LOG="$stubs/calls.log" STUBS="$stubs"
   exec bash "$script" "$@"
 ' _ "$root" "$script" "$stubs" "$@"

@@ -29,13 +29,22 @@ echo "$(basename "$0") $*" >> "$STUB_LOG"
 exit 0
 "#;
 
-/// curl: calls to the test server go through; downloads are recorded and faked.
+/// curl: calls to the test server go through; downloads are recorded and faked (one whose
+/// URL contains `$FAIL_DOWNLOAD`, when set, fails).
 const CURL: &str = r#"#!/bin/bash
 echo "curl $*" >> "$STUB_LOG"
+if [ -n "${FAIL_DOWNLOAD:-}" ]; then case "$*" in *"$FAIL_DOWNLOAD"*) exit 22 ;; esac; fi
 for a in "$@"; do case "$a" in http://127.0.0.1:*) exec /usr/bin/curl "$@" ;; esac; done
 out=""; prev=""
 for a in "$@"; do [ "$prev" = "-o" ] && out=$a; prev=$a; done
 [ -n "$out" ] && echo "downloaded by a stub" > "$out"
+exit 0
+"#;
+
+/// iptables: `-C` (check) finds no rule, so the script inserts it; both are recorded.
+const IPTABLES: &str = r#"#!/bin/bash
+echo "iptables $*" >> "$STUB_LOG"
+[ "$1" = -C ] && exit 1
 exit 0
 "#;
 
@@ -59,6 +68,7 @@ fn stubs(dir: &Path) -> PathBuf {
         ("hostnamectl", STUB),
         ("dnf", STUB),
         ("dpkg", STUB),
+        ("iptables", IPTABLES),
         ("apt-get", APT_GET),
         ("curl", CURL),
     ] {
@@ -72,6 +82,10 @@ fn stubs(dir: &Path) -> PathBuf {
 
 /// Renders user_data for `hostname` (its token, this test server) and writes it out.
 fn script(app: &TestApp, dir: &Path, hostname: &str, token: &str) -> PathBuf {
+    script_for(app, dir, hostname, token, "participant")
+}
+
+fn script_for(app: &TestApp, dir: &Path, hostname: &str, token: &str, user: &str) -> PathBuf {
     let spec = LaunchSpec {
         hostname: hostname.into(),
         token: VmToken::from_plain(token.into()),
@@ -89,7 +103,7 @@ fn script(app: &TestApp, dir: &Path, hostname: &str, token: &str) -> PathBuf {
         &BootOptions {
             agent_url: "https://example.org/gpufleet",
             vm_log_group: None,
-            desktop_user: "participant",
+            desktop_user: user,
             in_use_process: Some("sleap-label"),
         },
     )
@@ -112,8 +126,20 @@ fn run_with(
     os_id: &str,
     args: &[&str],
 ) -> std::process::Output {
+    run_env(script, root, stubs, os_id, args, &[])
+}
+
+fn run_env(
+    script: &Path,
+    root: &Path,
+    stubs: &Path,
+    os_id: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Output {
     let harness = concat!(env!("CARGO_MANIFEST_DIR"), "/sandbox/run_user_data.sh");
     std::process::Command::new("bash")
+        .envs(env.iter().copied())
         .arg(harness)
         .arg(script)
         .arg(root)
@@ -169,6 +195,7 @@ async fn the_boot_script_prepares_an_ubuntu_vm_for_a_remote_desktop() {
         std::fs::read_to_string(root.join("etc/systemd/system/gpufleet-agent.service")).unwrap();
     assert!(unit.contains("ExecStart=/usr/local/bin/gpufleet agent --execute-crd"));
     assert!(unit.contains("EnvironmentFile=/etc/gpufleet/agent.env"));
+    assert!(unit.contains("ExecStartPre=/bin/sh -c 'iptables -C OUTPUT -d 169.254.169.254"));
 
     // The desktop user, in the chrome-remote-desktop group, with a home and an XFCE session.
     let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap();
@@ -190,7 +217,8 @@ async fn the_boot_script_prepares_an_ubuntu_vm_for_a_remote_desktop() {
     // What the image lacked was installed; the agent was enabled.
     let calls = std::fs::read_to_string(stubs.join("calls.log")).unwrap();
     for call in [
-        "apt-get install -y -q xfce4 xfce4-terminal dbus-x11",
+        "apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends xfce4 xfce4-terminal dbus-x11",
+        "iptables -I OUTPUT -d 169.254.169.254 -m owner ! --uid-owner 0 -j REJECT",
         "curl -fsSL --retry 5 -o",
         "chrome-remote-desktop_current_amd64.deb",
         "https://example.org/gpufleet",
@@ -202,7 +230,7 @@ async fn the_boot_script_prepares_an_ubuntu_vm_for_a_remote_desktop() {
     }
     assert!(calls
         .lines()
-        .any(|l| l.starts_with("apt-get install") && l.contains(".deb")));
+        .any(|l| l.starts_with("apt-get") && l.contains(" install ") && l.contains(".deb")));
     assert!(
         root.join("usr-local-bin/gpufleet").exists(),
         "the agent was fetched"
@@ -257,8 +285,8 @@ async fn an_image_that_lacks_the_desktop_fails_fast_naming_what_is_missing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_baked_image_boots_without_installing_anything() {
-    if !can_sandbox() {
-        eprintln!("skipped: the sandbox needs root and mount namespaces (CI has both)");
+    if !can_sandbox() || std::env::consts::ARCH != "x86_64" {
+        eprintln!("skipped: needs root, mount namespaces and x86_64 (CI has all three)");
         return;
     }
     let app = spawn_app().await;
@@ -285,7 +313,7 @@ async fn a_baked_image_boots_without_installing_anything() {
     );
     let baked = std::fs::read_to_string(stubs.join("calls.log")).unwrap();
     for call in [
-        "apt-get install -y -q xfce4",
+        "install -y -q --no-install-recommends xfce4",
         "chrome-remote-desktop_current_amd64.deb",
         "amazon-cloudwatch-agent.deb",
         "dpkg -i -E",
@@ -325,4 +353,50 @@ async fn a_baked_image_boots_without_installing_anything() {
     );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("needs Ubuntu or Debian"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_step_or_a_privileged_desktop_user_is_reported() {
+    if !can_sandbox() {
+        eprintln!("skipped: the sandbox needs root and mount namespaces (CI has both)");
+        return;
+    }
+    let app = spawn_app().await;
+    // A step that fails unexpectedly (the agent download) is reported with where it stopped.
+    let (hostname, token) = app.register_initializing_vm("boot-broken").await;
+    let dir = tempfile::tempdir().unwrap();
+    let stub_dir = stubs(dir.path());
+    let out = run_env(
+        &script(&app, dir.path(), &hostname, &token),
+        &dir.path().join("root"),
+        &stub_dir,
+        "ubuntu",
+        &[],
+        &[("FAIL_DOWNLOAD", "example.org/gpufleet")],
+    );
+    assert!(!out.status.success());
+    let vm = app.state.store.get_vm(&hostname).await.unwrap().unwrap();
+    assert_eq!(vm.status.as_str(), "error");
+    let reason = vm.status_reason.unwrap();
+    assert!(
+        reason.contains("the boot script failed at line"),
+        "{reason}"
+    );
+
+    // A system account as the desktop user is refused.
+    let (hostname, token) = app.register_initializing_vm("boot-daemon").await;
+    let dir = tempfile::tempdir().unwrap();
+    let stub_dir = stubs(dir.path());
+    let out = run(
+        &script_for(&app, dir.path(), &hostname, &token, "daemon"),
+        &dir.path().join("root"),
+        &stub_dir,
+        "ubuntu",
+    );
+    assert!(!out.status.success());
+    let vm = app.state.store.get_vm(&hostname).await.unwrap().unwrap();
+    assert!(vm
+        .status_reason
+        .unwrap_or_default()
+        .contains("daemon is a system account or an administrator"));
 }
