@@ -1,7 +1,8 @@
 //! The agent starts Chrome Remote Desktop as the desktop user, never as root: a fake
-//! `start-host` that refuses root (as the real one does) records who ran it. A failing host
-//! or a missing user makes the VM `error` with the reason. These run the real agent process
-//! with `--execute-crd`, as root (CI runs as root; elsewhere they say so and skip).
+//! `start-host` that refuses root (as the real one does) records who ran it. The real agent
+//! runs with `--execute-crd` inside the boot-script sandbox (`tests/sandbox/
+//! run_user_data.sh`: a throwaway /etc where a real `useradd` makes the desktop user, no
+//! systemd), as root. CI runs as root; elsewhere these say so and skip.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -10,57 +11,111 @@ use std::time::Duration;
 use crate::helpers::*;
 
 const CRD_2: &str = "DISPLAY= /opt/google/chrome-remote-desktop/start-host --code=\"4/0NewCode-42\" --redirect-url=\"https://remotedesktop.google.com/_/oauthredirect\" --name=$(hostname)";
+const CRD_3: &str = "DISPLAY= /opt/google/chrome-remote-desktop/start-host --code=\"4/0ThirdCode-7\" --redirect-url=\"https://remotedesktop.google.com/_/oauthredirect\" --name=$(hostname)";
 
-fn running_as_root() -> bool {
-    std::process::Command::new("id")
+fn can_sandbox() -> bool {
+    let root = std::process::Command::new("id")
         .arg("-u")
         .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    root && std::process::Command::new("unshare")
+        .args(["--mount", "true"])
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// A start-host stand-in in a directory every user can enter: it refuses root like the real
-/// one, then records its identity, environment and arguments next to itself.
-fn fake_start_host(dir: &Path, exit_code: i32) -> PathBuf {
+/// one, records its identity, environment and arguments next to itself (and counts its
+/// runs), and registers a host in the user's home as the real one does. With a `fail-once`
+/// file beside it, it fails once (as a used code does).
+fn fake_start_host(dir: &Path) -> PathBuf {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     let path = dir.join("start-host");
     std::fs::write(
         &path,
-        format!(
-            r#"#!/bin/sh
+        r#"#!/bin/sh
 if [ "$(id -u)" = 0 ]; then echo "Refusing to run start-host as root" >&2; exit 1; fi
-out="$(dirname "$0")/record"
-{{ echo "uid=$(id -u)"; echo "gid=$(id -g)"; echo "groups=$(id -G)"
-   echo "HOME=$HOME"; echo "USER=$USER"; echo "LOGNAME=$LOGNAME"; echo "LEAK=${{GPUFLEET_AGENT_TOKEN:-}}"
-   for a in "$@"; do echo "arg=$a"; done; }} > "$out.tmp" && mv "$out.tmp" "$out"
-[ {exit_code} = 0 ] || echo "the code was already used" >&2
-exit {exit_code}
-"#
-        ),
+here="$(dirname "$0")"
+echo run >> "$here/runs"
+if [ -e "$here/fail-once" ]; then rm -f "$here/fail-once"; echo "the code was already used" >&2; exit 1; fi
+{ echo "uid=$(id -u)"; echo "gid=$(id -g)"; echo "groups=$(id -G)"
+  echo "HOME=$HOME"; echo "USER=$USER"; echo "LOGNAME=$LOGNAME"; echo "LEAK=${GPUFLEET_AGENT_TOKEN:-}"
+  for a in "$@"; do echo "arg=$a"; done; } > "$here/record.tmp" && mv "$here/record.tmp" "$here/record"
+mkdir -p "$HOME/.config/chrome-remote-desktop"
+echo '{}' > "$HOME/.config/chrome-remote-desktop/host#$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n').json"
+"#,
     )
     .unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     path
 }
 
-/// Runs the real agent for `hostname` with `--execute-crd`, killed when dropped.
-fn agent(
-    app: &TestApp,
-    hostname: &str,
-    token: &str,
-    user: &str,
-    start_host: &Path,
-) -> tokio::process::Child {
-    tokio::process::Command::new(agent_program())
-        .args(["agent", "--allocator", &app.url, "--hostname", hostname])
-        .args(["--gpu", "healthy", "--execute-crd", "--desktop-user", user])
-        .arg("--start-host")
-        .arg(start_host)
-        .env("GPUFLEET_AGENT_TOKEN", token)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
+/// Makes the desktop user (if missing) in the sandbox's /etc, then becomes the agent.
+const DRIVER: &str = r#"#!/bin/bash
+set -euo pipefail
+if [ "$DESK_USER" = deskuser ]; then
+  getent group chrome-remote-desktop >/dev/null || groupadd --system chrome-remote-desktop
+  id -u deskuser >/dev/null 2>&1 || useradd --create-home --shell /bin/bash deskuser
+  usermod -a -G chrome-remote-desktop deskuser
+fi
+exec "$AGENT" agent --allocator "$URL" --hostname "$VM" --gpu healthy --execute-crd \
+  --desktop-user "$DESK_USER" --start-host "$FAKE" --state-dir "$STATE"
+"#;
+
+struct Sandbox {
+    dir: tempfile::TempDir,
+    fake: PathBuf,
+}
+
+impl Sandbox {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("stubs")).unwrap();
+        std::fs::create_dir_all(dir.path().join("fake")).unwrap();
+        std::fs::write(dir.path().join("driver.sh"), DRIVER).unwrap();
+        let fake = fake_start_host(&dir.path().join("fake"));
+        Sandbox { dir, fake }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join("fake").join(name)).unwrap_or_default()
+    }
+
+    /// The real agent for `vm`, as root in the sandbox, with `user` as the desktop user.
+    fn agent(&self, app: &TestApp, vm: &str, token: &str, user: &str) -> tokio::process::Child {
+        let harness = concat!(env!("CARGO_MANIFEST_DIR"), "/sandbox/run_user_data.sh");
+        tokio::process::Command::new("bash")
+            .arg(harness)
+            .arg(self.dir.path().join("driver.sh"))
+            .arg(self.root())
+            .arg(self.dir.path().join("stubs"))
+            .arg("ubuntu")
+            .env("AGENT", agent_program())
+            .env("URL", &app.url)
+            .env("VM", vm)
+            .env("GPUFLEET_AGENT_TOKEN", token)
+            .env("DESK_USER", user)
+            .env("FAKE", &self.fake)
+            .env("STATE", self.dir.path().join("state"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    }
+
+    fn host_files(&self) -> usize {
+        std::fs::read_dir(
+            self.root()
+                .join("home/deskuser/.config/chrome-remote-desktop"),
+        )
+        .map(|d| d.flatten().count())
+        .unwrap_or(0)
+    }
 }
 
 async fn vm_status(app: &TestApp, hostname: &str) -> (String, Option<String>) {
@@ -68,17 +123,28 @@ async fn vm_status(app: &TestApp, hostname: &str) -> (String, Option<String>) {
     (vm.status.as_str().to_string(), vm.status_reason)
 }
 
+async fn send_command(app: &TestApp, seat: &str, command: &str) {
+    let resp = app
+        .client
+        .post(app.url("/seat/command"))
+        .header("cookie", format!("gpufleet_seat={seat}"))
+        .form(&[("crd_command", command)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn start_host_runs_as_the_desktop_user_with_a_clean_environment() {
-    if !running_as_root() {
-        eprintln!("skipped: switching users needs root (CI runs as root)");
+async fn start_host_runs_as_the_desktop_user_and_survives_agent_restarts() {
+    if !can_sandbox() {
+        eprintln!("skipped: needs root and mount namespaces (CI has both)");
         return;
     }
     let app = spawn_app().await;
-    let dir = tempfile::tempdir().unwrap();
-    let fake = fake_start_host(dir.path(), 0);
+    let sandbox = Sandbox::new();
     let (hostname, token) = app.register_initializing_vm("desk-ok").await;
-    let _agent = agent(&app, &hostname, &token, "nobody", &fake);
+    let agent = sandbox.agent(&app, &hostname, &token, "deskuser");
     eventually(
         Duration::from_secs(30),
         "the agent reported running",
@@ -86,106 +152,149 @@ async fn start_host_runs_as_the_desktop_user_with_a_clean_environment() {
     )
     .await;
     let (html, seat) = app.claim_seat("desk@example.org", CRD).await;
+    let seat = seat.unwrap();
     let pin = assigned_pin(&html).unwrap();
-    let record = dir.path().join("record");
     eventually(Duration::from_secs(30), "start-host ran", || async {
-        record.exists()
+        !sandbox.read("record").is_empty()
     })
     .await;
-    let got = std::fs::read_to_string(&record).unwrap();
-    let nobody = [
-        "uid=65534",
-        "gid=65534",
-        "groups=65534",
-        "HOME=/nonexistent",
-        "USER=nobody",
-        "LOGNAME=nobody",
-        "LEAK=",
-    ];
-    for line in nobody {
-        assert!(got.lines().any(|l| l == line), "{line} in:\n{got}");
-    }
-    for arg in [
+
+    // Who ran it: the desktop user, with its own and its supplementary group, a clean env.
+    let passwd = std::fs::read_to_string(sandbox.root().join("etc/passwd")).unwrap();
+    let user = passwd.lines().find(|l| l.starts_with("deskuser:")).unwrap();
+    let ids: Vec<&str> = user.split(':').collect();
+    let group = std::fs::read_to_string(sandbox.root().join("etc/group")).unwrap();
+    let crd_gid = group
+        .lines()
+        .find(|l| l.starts_with("chrome-remote-desktop:"))
+        .and_then(|l| l.split(':').nth(2))
+        .unwrap();
+    let got = sandbox.read("record");
+    for line in [
+        format!("uid={}", ids[2]),
+        format!("gid={}", ids[3]),
+        format!("groups={} {crd_gid}", ids[3]),
+        "HOME=/home/deskuser".to_string(),
+        "USER=deskuser".to_string(),
+        "LOGNAME=deskuser".to_string(),
+        "LEAK=".to_string(),
         "arg=--code=4/0AbCd-ef_GH".to_string(),
         format!("arg=--pin={pin}"),
         format!("arg=--name={hostname}"),
         "arg=--redirect-url=https://remotedesktop.google.com/_/oauthredirect".to_string(),
     ] {
-        assert!(got.lines().any(|l| l == arg), "{arg} in:\n{got}");
+        assert!(got.lines().any(|l| l == line), "{line} in:\n{got}");
     }
+    assert_eq!(sandbox.host_files(), 1);
     assert_eq!(vm_status(&app, &hostname).await.0, "running");
 
-    // A new command from the seat page runs start-host again with the new code.
-    let resp = app
-        .client
-        .post(app.url("/seat/command"))
-        .header("cookie", format!("gpufleet_seat={}", seat.unwrap()))
-        .form(&[("crd_command", CRD_2)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    // A new command re-registers: the new host replaces the old one.
+    send_command(&app, &seat, CRD_2).await;
     eventually(
         Duration::from_secs(30),
         "start-host ran with the new code",
+        || async { sandbox.read("record").contains("arg=--code=4/0NewCode-42") },
+    )
+    .await;
+    eventually(Duration::from_secs(10), "one host registration", || async {
+        sandbox.host_files() == 1
+    })
+    .await;
+
+    // The agent restarts (crash, reboot): it does not run the used code again.
+    drop(agent);
+    let runs = sandbox.read("runs").lines().count();
+    assert_eq!(runs, 2);
+    let before = app.state.store.get_vm(&hostname).await.unwrap().unwrap();
+    let _agent = sandbox.agent(&app, &hostname, &token, "deskuser");
+    eventually(
+        Duration::from_secs(30),
+        "the restarted agent called",
         || async {
-            std::fs::read_to_string(&record).is_ok_and(|r| r.contains("arg=--code=4/0NewCode-42"))
+            let vm = app.state.store.get_vm(&hostname).await.unwrap().unwrap();
+            vm.last_seen_at > before.last_seen_at
         },
     )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        sandbox.read("runs").lines().count(),
+        2,
+        "no rerun of a used code"
+    );
+    assert_eq!(vm_status(&app, &hostname).await.0, "running");
+    assert_eq!(sandbox.host_files(), 1, "the working registration is kept");
+
+    // A failing command leaves the working registration; the VM says why; the next good
+    // command brings it back to running.
+    std::fs::write(sandbox.dir.path().join("fake/fail-once"), "").unwrap();
+    send_command(&app, &seat, CRD_3).await;
+    eventually(
+        Duration::from_secs(30),
+        "the VM reported the failure",
+        || async {
+            let (status, reason) = vm_status(&app, &hostname).await;
+            status == "error" && reason.is_some_and(|r| r.contains("the code was already used"))
+        },
+    )
+    .await;
+    let (_, reason) = vm_status(&app, &hostname).await;
+    assert!(
+        !reason.unwrap().contains("0ThirdCode-7"),
+        "the code is masked"
+    );
+    assert_eq!(sandbox.host_files(), 1);
+    send_command(&app, &seat, CRD).await;
+    eventually(Duration::from_secs(30), "the VM is back", || async {
+        vm_status(&app, &hostname).await.0 == "running"
+    })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_failing_host_or_a_missing_user_makes_the_vm_error_with_the_reason() {
-    if !running_as_root() {
-        eprintln!("skipped: switching users needs root (CI runs as root)");
+async fn a_missing_or_privileged_desktop_user_makes_the_vm_error_with_the_reason() {
+    if !can_sandbox() {
+        eprintln!("skipped: needs root and mount namespaces (CI has both)");
         return;
     }
     let app = spawn_app().await;
-    let dir = tempfile::tempdir().unwrap();
-    let failing = fake_start_host(dir.path(), 1);
-    let (failing_host, t1) = app.register_initializing_vm("desk-fails").await;
-    let (no_user_host, t2) = app.register_initializing_vm("desk-no-user").await;
-    let _a = agent(&app, &failing_host, &t1, "nobody", &failing);
-    let _b = agent(&app, &no_user_host, &t2, "no-such-desktop-user", &failing);
+    let sandbox = Sandbox::new();
+    let mut agents = Vec::new();
+    let cases = [
+        (
+            "desk-no-user",
+            "no-such-desktop-user",
+            "does not exist on this VM",
+        ),
+        ("desk-root", "root", "is a system account"),
+    ];
+    for (vm, user, _) in cases {
+        let (hostname, token) = app.register_initializing_vm(vm).await;
+        agents.push(sandbox.agent(&app, &hostname, &token, user));
+    }
     eventually(Duration::from_secs(30), "both agents running", || async {
-        vm_status(&app, &failing_host).await.0 == "running"
-            && vm_status(&app, &no_user_host).await.0 == "running"
+        vm_status(&app, "desk-no-user").await.0 == "running"
+            && vm_status(&app, "desk-root").await.0 == "running"
     })
     .await;
-    let (html, seat) = app.claim_seat("fails@example.org", CRD).await;
-    let first = assigned_hostname(&html).unwrap();
-    let (html2, _) = app.claim_seat("nouser@example.org", CRD).await;
-    let second = assigned_hostname(&html2).unwrap();
-    assert_ne!(first, second);
-    let expect = |host: &str| {
-        if host == failing_host {
-            "start-host failed"
-        } else {
-            "the desktop user no-such-desktop-user does not exist on this VM"
-        }
-    };
-    for host in [&first, &second] {
+    let mut seats = Vec::new();
+    for i in 0..2 {
+        let (_, seat) = app.claim_seat(&format!("user{i}@example.org"), CRD).await;
+        seats.push(seat.unwrap());
+    }
+    for (vm, _, why) in cases {
         eventually(Duration::from_secs(30), "the VM reported error", || async {
-            let (status, reason) = vm_status(&app, host).await;
-            status == "error" && reason.is_some_and(|r| r.contains(expect(host)))
+            let (status, reason) = vm_status(&app, vm).await;
+            status == "error" && reason.is_some_and(|r| r.contains(why))
         })
         .await;
     }
-    let (_, reason) = vm_status(&app, &failing_host).await;
-    let reason = reason.unwrap();
-    assert!(reason.contains("the code was already used"), "{reason}");
-    assert!(
-        !reason.contains("0AbCd-ef_GH"),
-        "the code is masked: {reason}"
-    );
-    // The participant sees it on their seat page, and heartbeats keep it in error.
-    let seat = seat.unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(sandbox.read("runs").is_empty(), "start-host never ran");
+    // The participant sees why on their seat page.
     let page = app
         .client
         .get(app.url("/seat"))
-        .header("cookie", format!("gpufleet_seat={seat}"))
+        .header("cookie", format!("gpufleet_seat={}", seats[0]))
         .send()
         .await
         .unwrap()
@@ -193,6 +302,5 @@ async fn a_failing_host_or_a_missing_user_makes_the_vm_error_with_the_reason() {
         .await
         .unwrap();
     assert!(page.contains("id=\"dead\""), "{page}");
-    assert!(page.contains(expect(&first)), "{page}");
-    assert_eq!(vm_status(&app, &first).await.0, "error");
+    assert!(cases.iter().any(|(_, _, why)| page.contains(why)), "{page}");
 }
