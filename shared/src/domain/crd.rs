@@ -125,6 +125,21 @@ fn reject_shell_syntax(raw: &str) -> Result<()> {
     Ok(())
 }
 
+/// A user name as `useradd` takes it: 1-32 of a-z, 0-9, `_` and `-`, starting with a letter
+/// or `_`. The desktop user's name goes into the boot script and to `getent`, so nothing
+/// else is accepted.
+pub fn valid_user_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,19 +213,4 @@ mod tests {
         // The canonical form parses back to the same code.
         assert_eq!(CrdCommand::parse(&cmd.canonical()).unwrap(), cmd);
     }
-}
-
-/// A user name as `useradd` takes it: 1-32 of a-z, 0-9, `_` and `-`, starting with a letter
-/// or `_`. The desktop user's name goes into the boot script and to `getent`, so nothing
-/// else is accepted.
-pub fn valid_user_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 32
-        && name
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
