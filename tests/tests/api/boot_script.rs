@@ -13,17 +13,6 @@ use shared::ports::{LaunchSpec, Market};
 
 use crate::helpers::*;
 
-fn can_sandbox() -> bool {
-    let root = std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    root && std::process::Command::new("unshare")
-        .args(["--mount", "true"])
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 const STUB: &str = r#"#!/bin/bash
 echo "$(basename "$0") $*" >> "$STUB_LOG"
 exit 0
