@@ -11,6 +11,8 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use shared::{AppState, Error};
 
+use crate::routes::{Access, Route};
+
 pub type Request = lambda_http::Request;
 pub type Response = http::Response<Body>;
 
@@ -27,6 +29,9 @@ pub enum ApiError {
     /// A state-changing admin request sent from another site (CSRF): 403.
     CrossSite,
     PayloadTooLarge,
+    /// A JSON route got a body declared as something else (a cross-site form can send
+    /// `text/plain` that happens to be JSON): 415.
+    NotJson,
 }
 
 impl From<Error> for ApiError {
@@ -96,12 +101,17 @@ impl ApiError {
             ApiError::CrossSite => (
                 StatusCode::FORBIDDEN,
                 "cross_site",
-                "cross-site admin requests are refused".to_string(),
+                "requests from another site are refused".to_string(),
             ),
             ApiError::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+            ),
+            ApiError::NotJson => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the body must be JSON, sent with Content-Type: application/json".to_string(),
             ),
             ApiError::Core(e) => match e {
                 Error::Validation(m) => (StatusCode::BAD_REQUEST, "invalid_request", m.clone()),
@@ -274,12 +284,24 @@ fn body_bytes(req: &Request) -> Result<&[u8], ApiError> {
     Ok(bytes)
 }
 
-/// Parses a JSON body. Bodies that are not JSON, or JSON of the wrong shape, are a 400
-/// naming the problem.
+/// Whether the request declares its body as JSON (`application/json`, any parameters).
+pub fn declares_json(req: &Request) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Parses a JSON body. A body not declared as JSON is a 415; bodies that are not JSON, or
+/// JSON of the wrong shape, are a 400 naming the problem.
 pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
     let bytes = body_bytes(req)?;
     if bytes.is_empty() {
         return Err(ApiError::bad_request("a JSON body is required"));
+    }
+    if !declares_json(req) {
+        return Err(ApiError::NotJson);
     }
     serde_json::from_slice(bytes).map_err(|e| {
         let what = match e.classify() {
@@ -359,27 +381,56 @@ pub fn require_admin(state: &AppState, req: &Request) -> Result<(), ApiError> {
     }
 }
 
-/// Basic credentials ride along on every request a browser sends to the site, including
-/// ones another site triggers; refuse state-changing admin requests that a browser marks
-/// as cross-site (`Sec-Fetch-Site`) or whose `Origin` is not this host.
+/// Whether a browser could have sent this request with credentials it attaches by itself
+/// (a cached Basic login, the seat cookie) or to a page that acts on whoever submits it
+/// (the claim form): then a page on another site could make the browser send it.
+fn carries_ambient_credentials(access: Access, req: &Request) -> bool {
+    let basic = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_whitespace().next())
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("basic"));
+    match access {
+        Access::Public | Access::Seat | Access::Admin => true,
+        Access::ApiKeyOrAdmin | Access::VmOrAdmin => basic,
+        // Bearer tokens are never attached by a browser on its own.
+        Access::Vm | Access::ApiKey => false,
+    }
+}
+
+/// Refuses a state-changing request that a browser marks as coming from another site: a
+/// `Sec-Fetch-Site` other than `same-origin`/`none`, or an `Origin` that is not exactly this
+/// site (scheme and host; `null`, sent by sandboxed frames and some redirects, is refused).
+/// Clients that are not browsers send neither header and pass.
 pub fn require_same_origin(req: &Request) -> Result<(), ApiError> {
     let headers = req.headers();
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-        if site == "cross-site" || site == "same-site" {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        let site = site.to_str().unwrap_or_default();
+        if site != "same-origin" && site != "none" {
             return Err(ApiError::CrossSite);
         }
     }
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        let host = headers
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        let origin_host = origin.split("://").nth(1).unwrap_or(origin);
-        if origin != "null" && origin_host != host {
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or_default();
+        if !origin.eq_ignore_ascii_case(&site_url(req)) {
             return Err(ApiError::CrossSite);
         }
     }
     Ok(())
+}
+
+/// The one cross-site check, applied from the route table to every state-changing method
+/// whose route a browser could call with ambient credentials.
+pub fn check_route_origin(access: Access, req: &Request) -> Result<(), ApiError> {
+    let safe = matches!(
+        *req.method(),
+        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+    );
+    if safe || !carries_ambient_credentials(access, req) {
+        return Ok(());
+    }
+    require_same_origin(req)
 }
 
 /// Whether the client asked for JSON (`Accept: application/json`).
@@ -449,18 +500,18 @@ pub fn caller_label(state: &AppState, caller: Option<&Caller>) -> String {
     }
 }
 
-/// Runs a route's handler with its caller known to the command log: an admin (valid Basic
-/// credentials) here; API-key callers are named by the handlers that authenticate them.
-pub async fn serve_route(
-    handler: crate::routes::Handler,
-    state: AppState,
-    req: Request,
-) -> Response {
+/// Runs a route: the cross-site check its access calls for, then its handler, with an admin
+/// caller (valid Basic credentials) known to the command log; API-key callers are named by
+/// the handlers that authenticate them.
+pub async fn serve_route(route: &Route, state: AppState, req: Request) -> Response {
+    if let Err(e) = check_route_origin(route.access, &req) {
+        return e.into_response();
+    }
     if require_admin(&state, &req).is_ok() {
         let label = caller_label(&state, None);
-        shared::domain::command_log::as_caller(label, handler(state, req)).await
+        shared::domain::command_log::as_caller(label, (route.handler)(state, req)).await
     } else {
-        handler(state, req).await
+        (route.handler)(state, req).await
     }
 }
 

@@ -24,7 +24,6 @@ use lambda_runtime::LambdaEvent;
 
 use crate::catalog::{self, CloudAccess, Ec2Access, LambdaFunction, NetworkAccess, Trigger};
 use crate::http::{Request, Response};
-use crate::routes::{Handler, ROUTES};
 
 /// Everything one function reads from its environment, checked before any AWS client exists.
 pub struct FunctionConfig {
@@ -184,11 +183,12 @@ async fn serve(name: &'static str) -> Result<(), Error> {
     let state = state_from_env(name).await?;
     match function.trigger {
         Trigger::Http => {
-            let handler = http_handler(name).ok_or_else(|| format!("no route for {name}"))?;
+            let route =
+                crate::routes::of_function(name).ok_or_else(|| format!("no route for {name}"))?;
             lambda_http::run(service_fn(move |req: Request| {
                 let state = state.clone();
                 async move {
-                    Ok::<Response, Error>(crate::http::serve_route(handler, state, req).await)
+                    Ok::<Response, Error>(crate::http::serve_route(route, state, req).await)
                 }
             }))
             .await
@@ -231,12 +231,4 @@ async fn serve(name: &'static str) -> Result<(), Error> {
             .await
         }
     }
-}
-
-/// The handler of HTTP function `name` (all its routes share one).
-fn http_handler(name: &str) -> Option<Handler> {
-    ROUTES
-        .iter()
-        .find(|r| r.function == name)
-        .map(|r| r.handler)
 }

@@ -2,6 +2,9 @@
 //! over `lambda_http` types: a Lambda binary runs one of them behind API Gateway, and the
 //! local server runs all of them behind one listener via [`routes::ROUTES`].
 
+// User input is never sliced by byte index: a multi-byte character at the cut panics.
+#![warn(clippy::string_slice)]
+
 pub mod catalog;
 pub mod handlers;
 pub mod http;

@@ -2,6 +2,9 @@
 //! run over and the adapters that implement those ports. Nothing here knows about Lambda
 //! or HTTP; the `functions` crate turns requests into use-case calls.
 
+// User input is never sliced by byte index: a multi-byte character at the cut panics.
+#![warn(clippy::string_slice)]
+
 pub mod adapters;
 pub mod config;
 pub mod domain;

@@ -8,10 +8,7 @@ use shared::domain::requests::MAX_USER_ID_CHARS;
 use shared::domain::ApiKey;
 use shared::AppState;
 
-use crate::http::{
-    json_body, json_response, require_admin, require_same_origin, respond, ApiError, Request,
-    Response,
-};
+use crate::http::{json_body, json_response, require_admin, respond, ApiError, Request, Response};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,7 +22,6 @@ struct Body {
 pub async fn handle(state: AppState, req: Request) -> Response {
     respond(async {
         require_admin(&state, &req)?;
-        require_same_origin(&req)?;
         let body: Body = json_body(&req)?;
         let chars = body.user_id.chars().count();
         if chars == 0 || chars > MAX_USER_ID_CHARS || body.user_id.chars().any(char::is_control) {

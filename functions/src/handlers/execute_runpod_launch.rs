@@ -4,14 +4,11 @@
 use shared::usecases::pools;
 use shared::AppState;
 
-use crate::http::{
-    json_body, require_admin, require_same_origin, respond_status, Request, Response,
-};
+use crate::http::{json_body, require_admin, respond_status, Request, Response};
 
 pub async fn handle(state: AppState, req: Request) -> Response {
     respond_status(async {
         require_admin(&state, &req)?;
-        require_same_origin(&req)?;
         let body: serde_json::Value = json_body(&req)?;
         Ok((pools::runpod_launch(&state, &body).await?, "Launch started"))
     })

@@ -8,8 +8,7 @@ use shared::usecases::admin;
 use shared::{AppState, Error};
 
 use crate::http::{
-    form_body, json_response, require_admin, require_same_origin, respond, wants_json, ApiError,
-    Request, Response,
+    form_body, json_response, require_admin, respond, wants_json, ApiError, Request, Response,
 };
 use crate::pages::{render, AdminPage};
 use crate::views::FleetView;
@@ -17,7 +16,6 @@ use crate::views::FleetView;
 pub async fn handle(state: AppState, req: Request) -> Response {
     respond(async {
         require_admin(&state, &req)?;
-        require_same_origin(&req)?;
         let form = form_body(&req)?;
         let raw = form
             .get("num_vms")

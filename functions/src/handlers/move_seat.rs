@@ -9,23 +9,17 @@ use shared::usecases::admin;
 use shared::AppState;
 
 use crate::http::{
-    form_body, json_body, ok_json, path_param, require_admin, require_same_origin, respond,
-    ApiError, Request, Response,
+    declares_json, form_body, json_body, ok_json, path_param, require_admin, respond, ApiError,
+    Request, Response,
 };
 
 pub async fn handle(state: AppState, req: Request) -> Response {
     respond(async {
         require_admin(&state, &req)?;
-        require_same_origin(&req)?;
         let hostname = path_param(&req, "hostname")?;
-        let is_json = req
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json"));
         let to = if req.body().is_empty() {
             None
-        } else if is_json {
+        } else if declares_json(&req) {
             let body: HashMap<String, Option<String>> = json_body(&req)?;
             body.get("to").cloned().flatten()
         } else {

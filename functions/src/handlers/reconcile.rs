@@ -4,12 +4,11 @@
 use shared::usecases::reconcile;
 use shared::AppState;
 
-use crate::http::{ok_json, require_admin, require_same_origin, respond, Request, Response};
+use crate::http::{ok_json, require_admin, respond, Request, Response};
 
 pub async fn handle(state: AppState, req: Request) -> Response {
     respond(async {
         require_admin(&state, &req)?;
-        require_same_origin(&req)?;
         let report = reconcile::reconcile(&state).await?;
         ok_json(serde_json::to_value(report).map_err(|e| shared::Error::Internal(e.into()))?)
     })

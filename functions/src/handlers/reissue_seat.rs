@@ -7,14 +7,12 @@ use shared::usecases::admin;
 use shared::AppState;
 
 use crate::http::{
-    no_store, ok_json, path_param, require_admin, require_same_origin, respond, site_url, Request,
-    Response,
+    no_store, ok_json, path_param, require_admin, respond, site_url, Request, Response,
 };
 
 pub async fn handle(state: AppState, req: Request) -> Response {
     respond(async {
         require_admin(&state, &req)?;
-        require_same_origin(&req)?;
         let hostname = path_param(&req, "hostname")?;
         let (vm, seat) = admin::reissue_seat(&state, &hostname).await?;
         let mut resp = ok_json(json!({

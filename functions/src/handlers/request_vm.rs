@@ -12,16 +12,13 @@ use shared::usecases::participant::{self, ClaimInput, Claimed};
 use shared::{AppState, Error};
 
 use crate::http::{
-    client_ip, cookie, form_body, no_store, require_same_origin, respond, set_seat_cookie,
-    site_url, ApiError, Request, Response, SEAT_COOKIE,
+    client_ip, cookie, form_body, no_store, respond, set_seat_cookie, site_url, ApiError, Request,
+    Response, SEAT_COOKIE,
 };
 use crate::pages::{render, HomePage, SuccessPage};
 
 pub async fn handle(state: AppState, req: Request) -> Response {
     respond(async {
-        // Another site's page must not make its visitors' browsers claim VMs (each from the
-        // visitor's own address, around the per-IP limit) or plant seat cookies.
-        require_same_origin(&req)?;
         let form = form_body(&req)?;
         let field = |name: &str| form.get(name).map(String::as_str);
         let email = field("email").unwrap_or("");

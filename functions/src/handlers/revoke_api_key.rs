@@ -2,15 +2,12 @@
 
 use shared::AppState;
 
-use crate::http::{
-    ok_json, path_param, require_admin, require_same_origin, respond, Request, Response,
-};
+use crate::http::{ok_json, path_param, require_admin, respond, Request, Response};
 use crate::views::api_key_json;
 
 pub async fn handle(state: AppState, req: Request) -> Response {
     respond(async {
         require_admin(&state, &req)?;
-        require_same_origin(&req)?;
         let id = path_param(&req, "key_id")?;
         let key = state
             .store

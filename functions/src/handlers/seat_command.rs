@@ -6,14 +6,11 @@ use http::StatusCode;
 use shared::usecases::participant;
 use shared::{AppState, Error};
 
-use crate::http::{
-    form_body, require_same_origin, respond, seat_credential, ApiError, Request, Response,
-};
+use crate::http::{form_body, respond, seat_credential, ApiError, Request, Response};
 use crate::pages::{render_no_seat, render_seat};
 
 pub async fn handle(state: AppState, req: Request) -> Response {
     respond(async {
-        require_same_origin(&req)?;
         let Some((token, base)) = seat_credential(&req) else {
             return render_no_seat();
         };

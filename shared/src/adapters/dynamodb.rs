@@ -1252,11 +1252,11 @@ impl LogStore for DynamoStore {
                 let mut kept = body.as_str();
                 let mut remaining = total;
                 while remaining > cap {
-                    let Some(newline) = kept.find('\n') else {
+                    let Some((dropped, rest)) = kept.split_once('\n') else {
                         break;
                     };
-                    remaining -= (newline + 1) as i64;
-                    kept = &kept[newline + 1..];
+                    remaining -= (dropped.len() + 1) as i64;
+                    kept = rest;
                 }
                 let update = Update::builder()
                     .table_name(&self.table)

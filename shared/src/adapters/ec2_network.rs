@@ -45,10 +45,11 @@ fn name_tag(tags: &[Tag]) -> Option<String> {
 
 /// Ids reach EC2 only in their documented shape (`vpc-…`, `subnet-…`, …).
 fn checked<'a>(id: &'a str, prefix: &str, what: &str) -> Result<&'a str> {
-    let ok = id.starts_with(prefix)
-        && id.len() <= 64
-        && id[prefix.len()..].chars().all(|c| c.is_ascii_hexdigit());
-    if ok && id.len() > prefix.len() {
+    let ok = id.len() <= 64
+        && id
+            .strip_prefix(prefix)
+            .is_some_and(|hex| !hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit()));
+    if ok {
         Ok(id)
     } else {
         Err(Error::validation(format!(

@@ -1093,9 +1093,11 @@ impl LogStore for SqliteStore {
                 }
                 let mut kept = body.as_str();
                 while total > cap {
-                    let Some(newline) = kept.find('\n') else { break };
-                    total -= (newline + 1) as i64;
-                    kept = &kept[newline + 1..];
+                    let Some((dropped, rest)) = kept.split_once('\n') else {
+                        break;
+                    };
+                    total -= (dropped.len() + 1) as i64;
+                    kept = rest;
                 }
                 conn.execute(
                     "UPDATE log_chunks SET body = ?3, bytes = ?4 WHERE hostname = ?1 AND seq = ?2",

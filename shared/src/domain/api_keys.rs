@@ -28,7 +28,7 @@ impl ApiKey {
         let plain = format!("{KEY_PREFIX}{}", VmToken::generate().as_str());
         let hash = hash_key(&plain);
         let key = ApiKey {
-            key_id: hash[..12].to_string(),
+            key_id: hash.chars().take(12).collect(),
             user_id: user_id.to_string(),
             label: label.to_string(),
             key_hash: hash,
@@ -51,11 +51,9 @@ pub fn hash_key(plain: &str) -> String {
 
 /// Whether a presented bearer value looks like one of our keys (cheap pre-check).
 pub fn looks_like_key(presented: &str) -> bool {
-    presented.len() == KEY_PREFIX.len() + 64
-        && presented.starts_with(KEY_PREFIX)
-        && presented[KEY_PREFIX.len()..]
-            .chars()
-            .all(|c| c.is_ascii_hexdigit())
+    presented
+        .strip_prefix(KEY_PREFIX)
+        .is_some_and(|hex| hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 #[cfg(test)]
@@ -69,7 +67,9 @@ mod tests {
         assert_ne!(plain_a, plain_b);
         assert!(looks_like_key(&plain_a));
         assert_eq!(a.key_hash, hash_key(&plain_a));
-        assert!(!serde_json::to_string(&a).unwrap().contains(&plain_a[4..]));
+        assert!(!serde_json::to_string(&a)
+            .unwrap()
+            .contains(plain_a.trim_start_matches(KEY_PREFIX)));
         assert_ne!(a.key_id, b.key_id);
         assert!(!looks_like_key("gpf_xyz"));
     }

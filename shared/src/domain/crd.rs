@@ -95,9 +95,10 @@ fn strip_one_pair_of_quotes(value: &str) -> Result<&str> {
     let starts = value.chars().next();
     let ends = value.chars().last();
     match (starts, ends) {
-        (Some(q @ ('"' | '\'')), Some(e)) if value.len() >= 2 && e == q => {
-            Ok(&value[1..value.len() - 1])
-        }
+        (Some(q @ ('"' | '\'')), Some(e)) if value.len() >= 2 && e == q => Ok(value
+            .strip_prefix(q)
+            .and_then(|v| v.strip_suffix(q))
+            .unwrap_or_default()),
         (Some('"' | '\''), _) | (_, Some('"' | '\'')) => {
             Err(invalid("the --code value has an unmatched quote"))
         }

@@ -18,12 +18,15 @@ pub struct Page {
     pub cleared_at: Option<Millis>,
 }
 
+/// `<20 digits>-<16 hex digits>`, checked byte by byte (no slicing of user input).
 fn valid_cursor(c: &str) -> bool {
-    let (at, tail) = c.split_at(c.len().min(20));
-    c.len() == 37
-        && at.chars().all(|ch| ch.is_ascii_digit())
-        && tail.starts_with('-')
-        && tail[1..].chars().all(|ch| ch.is_ascii_hexdigit())
+    let bytes = c.as_bytes();
+    bytes.len() == 37
+        && bytes.iter().enumerate().all(|(i, b)| match i {
+            0..=19 => b.is_ascii_digit(),
+            20 => *b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
 }
 
 pub async fn list(
@@ -98,5 +101,8 @@ mod tests {
         assert!(!valid_cursor("00000001795327200000-0123456789abcdeg"));
         assert!(!valid_cursor("x"));
         assert!(!valid_cursor("' OR 1=1 --"));
+        // A multi-byte character across the 20th byte once panicked.
+        assert!(!valid_cursor("1234567890123456789\u{e9}aaaaaaaaaaaaaaaa"));
+        assert!(!valid_cursor("12345678901234567890-0123456789abcd\u{e9}"));
     }
 }

@@ -221,7 +221,11 @@ pub async fn provision(state: &AppState, request_id: &str) -> Result<()> {
     let mut hosts = Vec::new();
     for (index, shape) in plan.iter().enumerate() {
         // 48 bits of the request id keep the hostname under 63 characters with any prefix.
-        let hostname = format!("{}-r{}-{index}", state.config.vm_prefix, &short[..12]);
+        let hostname = format!(
+            "{}-r{}-{index}",
+            state.config.vm_prefix,
+            short.get(..12).unwrap_or(&short)
+        );
         hosts.push(hostname.clone());
         if let Some(existing) = state.store.get_vm(&hostname).await? {
             // Recorded by an earlier delivery of this job, together with its launch job.

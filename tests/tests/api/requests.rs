@@ -154,11 +154,21 @@ async fn validation_answers_400_with_the_reason_and_records_nothing() {
             "{body}: {answer}"
         );
     }
-    // Not JSON at all.
+    // Not JSON at all: said so (415), or claimed to be JSON but is not (400).
     let resp = app
         .client
         .post(app.url("/api/v1/requests"))
         .bearer_auth(&key)
+        .body("gpu_count=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 415);
+    let resp = app
+        .client
+        .post(app.url("/api/v1/requests"))
+        .bearer_auth(&key)
+        .header("content-type", "application/json")
         .body("gpu_count=1")
         .send()
         .await
