@@ -251,6 +251,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         http: reqwest::Client::builder()
             // Longer than the allocator's 25 s long-poll.
             .timeout(Duration::from_secs(40))
+            // Below the local server's 15 s idle timeout: never reuse a connection it is
+            // closing.
+            .pool_idle_timeout(Duration::from_secs(10))
             .build()
             .context("building the HTTP client")?,
         base: args.allocator.trim_end_matches('/').to_string(),

@@ -12,6 +12,7 @@ use shared::config::Config;
 use shared::ports::Store;
 
 use crate::agent::{self, AgentArgs, GpuMode};
+use crate::connections::ConnectionLimits;
 use crate::server::{self, ServerOptions};
 
 #[derive(Parser)]
@@ -81,6 +82,17 @@ struct ServeArgs {
     /// How long local VMs stay `initializing`, standing in for a cloud VM's boot.
     #[arg(long, default_value_t = 2)]
     agent_boot_delay_secs: u64,
+    /// A client must send a request's headers within this long; an idle keep-alive
+    /// connection is closed after it.
+    #[arg(long, default_value_t = 15)]
+    header_timeout_secs: u64,
+    /// A request body must arrive within this long (else 408).
+    #[arg(long, default_value_t = 30)]
+    body_timeout_secs: u64,
+    /// Most client connections at once; at the cap the oldest idle one is closed [default:
+    /// the open-files limit (raised to its hard limit) minus a reserve]
+    #[arg(long)]
+    max_connections: Option<usize>,
 }
 
 #[derive(clap::Args)]
@@ -174,6 +186,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         clock: None,
         clouds: None,
         network: None,
+        limits: ConnectionLimits {
+            header_timeout: std::time::Duration::from_secs(args.header_timeout_secs.max(1)),
+            body_timeout: std::time::Duration::from_secs(args.body_timeout_secs.max(1)),
+            max_connections: args.max_connections,
+        },
     })
     .await?;
     say(&format!("gpufleet local mode: {}", running.url));

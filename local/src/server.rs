@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::body::Body as AxumBody;
-use axum::extract::State;
 use http::StatusCode;
 use lambda_http::RequestExt;
 use shared::adapters::{
@@ -28,6 +27,7 @@ enum Worker {
 use shared::state::{AdminCredentials, Clouds};
 use shared::AppState;
 
+use crate::connections::ConnectionLimits;
 use functions::http::{add_cors_headers, cors_preflight, json_response, MAX_BODY_BYTES};
 use functions::routes::{self, Match};
 
@@ -52,6 +52,8 @@ pub struct ServerOptions {
     pub clouds: Option<Vec<Arc<dyn GpuCloud>>>,
     /// Network and firewall operations (default: none in local mode, a 503 saying so).
     pub network: Option<Arc<dyn shared::ports::NetworkProvider>>,
+    /// Timeouts and the connection cap.
+    pub limits: ConnectionLimits,
 }
 
 pub struct RunningServer {
@@ -80,8 +82,7 @@ impl RunningServer {
 
 /// Binds, builds the local state and starts serving in the background.
 pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
-    let listener = tokio::net::TcpListener::bind(options.addr)
-        .await
+    let listener = crate::connections::listen(options.addr)
         .with_context(|| format!("binding {}", options.addr))?;
     let addr = listener.local_addr()?;
     let mut config = options.config;
@@ -213,22 +214,23 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
             }
         }
     });
-    let app = axum::Router::new()
-        .fallback(dispatch)
-        .with_state(state.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let mut limits = options.limits;
+    // Raised (and the cap fixed) before the first connection.
+    limits.max_connections = Some(
+        limits
+            .max_connections
+            .unwrap_or_else(crate::connections::connection_capacity),
+    );
+    let serving = state.clone();
     let task = tokio::spawn(async move {
-        let served = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async {
+        let serve = move |peer: SocketAddr, req: http::Request<hyper::body::Incoming>| {
+            dispatch(serving.clone(), peer, limits.body_timeout, req)
+        };
+        crate::connections::run(listener, limits, serve, async {
             let _ = rx.await;
         })
         .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "server stopped");
-        }
         sweep_task.abort();
         liveness_task.abort();
     });
@@ -243,11 +245,13 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
 
 /// Routes one request through the table and runs its handler.
 async fn dispatch(
-    State(state): State<AppState>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
-    req: axum::extract::Request,
+    state: AppState,
+    peer: SocketAddr,
+    body_timeout: std::time::Duration,
+    req: http::Request<hyper::body::Incoming>,
 ) -> axum::response::Response {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    let activity = parts.extensions.remove::<crate::connections::Activity>();
     if let Some(preflight) = cors_preflight(&state, &parts.method, &parts.headers) {
         return preflight.map(|body| AxumBody::from(body.to_vec()));
     }
@@ -263,12 +267,28 @@ async fn dispatch(
         }
         Match::NotFound => return error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
     };
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            &format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
-        );
+    let body = AxumBody::new(body);
+    let bytes = match tokio::time::timeout(body_timeout, axum::body::to_bytes(body, MAX_BODY_BYTES))
+        .await
+    {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                &format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+            )
+        }
+        Err(_) => {
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                &format!(
+                    "the request body did not arrive within {} s",
+                    body_timeout.as_secs()
+                ),
+            )
+        }
     };
     let query: HashMap<String, Vec<String>> = parts
         .uri
@@ -296,13 +316,9 @@ async fn dispatch(
         .with_request_context(lambda_http::request::RequestContext::ApiGatewayV2(context));
     // A spawned task finishes even if the client goes away mid-request (a launch must not
     // stop half way because a browser tab closed), and a panic becomes a 500, not a crash.
-    match tokio::spawn(functions::http::serve_route(
-        route.handler,
-        state.clone(),
-        request,
-    ))
-    .await
-    {
+    // From here the connection is serving (not to be closed to make room for others).
+    let _busy = activity.as_ref().map(crate::connections::Activity::busy);
+    match tokio::spawn(functions::http::serve_route(route, state.clone(), request)).await {
         Ok(mut resp) => {
             add_cors_headers(&state, &request_headers, &mut resp);
             resp.map(|body| AxumBody::from(body.to_vec()))

@@ -114,6 +114,7 @@ pub async fn spawn_app_in(data_dir: &Path, options: Options) -> TestApp {
         clock: Some(options.clock.clone()),
         clouds: options.clouds.clone(),
         network: options.network.clone(),
+        limits: Default::default(),
     })
     .await
     .expect("server starts");
@@ -122,6 +123,8 @@ pub async fn spawn_app_in(data_dir: &Path, options: Options) -> TestApp {
         state: server.state.clone(),
         client: reqwest::Client::builder()
             .pool_max_idle_per_host(256)
+            // Below the server's idle timeout: never reuse a connection it is closing.
+            .pool_idle_timeout(Duration::from_secs(10))
             .build()
             .expect("client"),
         data_dir: data_dir.to_path_buf(),

@@ -8,6 +8,7 @@ mod aws_pipeline;
 mod boot_script;
 mod claims;
 mod command_log;
+mod connections;
 mod crash;
 mod desktop;
 mod durability;
