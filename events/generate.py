@@ -2,7 +2,7 @@
 """Writes the sample events in this folder: API Gateway HTTP API (payload v2.0) requests,
 one folder per Lambda function. Handler tests and `cargo lambda invoke --data-file` use
 them. Re-run after changing a case: python3 events/generate.py"""
-import base64, gzip, json, os
+import base64, gzip, hashlib, json, os
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ADMIN = "Basic " + base64.b64encode(b"admin:admin-password").decode()
@@ -144,8 +144,15 @@ def logs_event(stream, messages):
     return {"awslogs": {"data": base64.b64encode(packed).decode()}}
 
 
+def log_stream(hostname):
+    """`<hostname>.<proof>`, as TokenHash::log_stream writes it for the VM's token."""
+    token_hash = hashlib.sha256(f"token-{hostname}".encode()).hexdigest()
+    proof = hashlib.sha256(b"gpufleet log stream\0" + token_hash.encode()).digest()[:16].hex()
+    return f"{hostname}.{proof}"
+
+
 CASES["logs-subscriber/vm-logs.json"] = logs_event(
-    "vm-1", ["Cloud-init v. 24.1 running 'modules:final'", "gpufleet agent: running after 41.2 s"])
+    log_stream("vm-1"), ["Cloud-init v. 24.1 running 'modules:final'", "gpufleet agent: running after 41.2 s"])
 
 def sqs_record(message_id, body, receive_count=1):
     return {
@@ -236,7 +243,8 @@ CASES["host-vms/vm-1.json"] = http_event(
     "GET", "/api/host-vms/vm-1", "/api/host-vms/{hostname}", headers=KEY, path_params={"hostname": "vm-1"})
 CASES["preview-migration/vm-1-to-spot.json"] = http_event(
     "POST", "/api/preview-migration", "/api/preview-migration",
-    {"host": "vm-1", "source_aggregate": "T4-ondemand", "target_aggregate": "T4-spot"}, KEY)
+    {"host": "vm-1", "source_aggregate": "T4-ondemand", "target_aggregate": "T4-spot"},
+    {"authorization": ADMIN})
 CASES["execute-migration/no-key.json"] = http_event(
     "POST", "/api/execute-migration", "/api/execute-migration",
     {"host": "vm-1", "source_aggregate": "T4-ondemand", "target_aggregate": "T4-spot"})
@@ -265,7 +273,8 @@ CASES["list-images/bad-region.json"] = http_event(
     "GET", "/api/hyperstack/images", "/api/hyperstack/images", headers=KEY, query={"region": "US-EAST"})
 CASES["preview-runpod-launch/vm-1.json"] = http_event(
     "POST", "/api/preview-runpod-launch", "/api/preview-runpod-launch",
-    {"hostname": "vm-1", "image_name": "RunPod Ubuntu 22.04", "image_id": "ami-0123456789abcdef0"}, KEY)
+    {"hostname": "vm-1", "image_name": "RunPod Ubuntu 22.04", "image_id": "ami-0123456789abcdef0"},
+    {"authorization": ADMIN})
 CASES["execute-runpod-launch/bad-image.json"] = http_event(
     "POST", "/api/execute-runpod-launch", "/api/execute-runpod-launch",
     {"hostname": "vm-1", "image_name": "RunPod Ubuntu 22.04", "image_id": "img-123456"}, {"authorization": ADMIN})

@@ -100,8 +100,8 @@ if [ -n "$LOG_GROUP" ]; then
   if [ -x "$CWA/bin/amazon-cloudwatch-agent-ctl" ]; then
     cat > "$CWA/etc/gpufleet.json" <<'GPUFLEET_CWA'
 {"logs": {"logs_collected": {"files": {"collect_list": [
-  {"file_path": "/var/log/gpufleet-bootstrap.log", "log_group_name": "__LOG_GROUP__", "log_stream_name": "__HOSTNAME__"},
-  {"file_path": "/var/log/cloud-init-output.log", "log_group_name": "__LOG_GROUP__", "log_stream_name": "__HOSTNAME__"}
+  {"file_path": "/var/log/gpufleet-bootstrap.log", "log_group_name": "__LOG_GROUP__", "log_stream_name": "__LOG_STREAM__"},
+  {"file_path": "/var/log/cloud-init-output.log", "log_group_name": "__LOG_GROUP__", "log_stream_name": "__LOG_STREAM__"}
 ]}}}}
 GPUFLEET_CWA
     "$CWA/bin/amazon-cloudwatch-agent-ctl" -a fetch-config -m ec2 -s -c "file:$CWA/etc/gpufleet.json" || true

@@ -111,10 +111,10 @@ pub static ROUTES: &[Route] = &[
     route!(GET "/api/aggregates/{gpu_type}/{aggregate_type}" => "get-aggregates", get_aggregates, ApiKeyOrAdmin),
     route!(GET "/api/contract-aggregates/{gpu_type}" => "contract-aggregates", contract_aggregates, ApiKeyOrAdmin),
     route!(GET "/api/host-vms/{hostname}" => "host-vms", host_vms, ApiKeyOrAdmin),
-    route!(POST "/api/preview-migration" => "preview-migration", preview_migration, ApiKeyOrAdmin),
-    route!(POST "/api/execute-migration" => "execute-migration", execute_migration, ApiKeyOrAdmin),
+    route!(POST "/api/preview-migration" => "preview-migration", preview_migration, Admin),
+    route!(POST "/api/execute-migration" => "execute-migration", execute_migration, Admin),
     route!(POST "/api/get-target-aggregate" => "get-target-aggregate", get_target_aggregate, ApiKeyOrAdmin),
-    route!(POST "/api/preview-runpod-launch" => "preview-runpod-launch", preview_runpod_launch, ApiKeyOrAdmin),
+    route!(POST "/api/preview-runpod-launch" => "preview-runpod-launch", preview_runpod_launch, Admin),
     route!(POST "/api/execute-runpod-launch" => "execute-runpod-launch", execute_runpod_launch, Admin),
     route!(POST "/api/openstack/network/show" => "network-show", network_show, ApiKeyOrAdmin),
     route!(POST "/api/openstack/port/create" => "port-create", port_create, Admin),
@@ -125,6 +125,12 @@ pub static ROUTES: &[Route] = &[
     route!(POST "/api/hyperstack/firewall/update-attachments" => "firewall-update-attachments", firewall_update_attachments, Admin),
     route!(GET "/api/hyperstack/images" => "list-images", list_images, ApiKeyOrAdmin),
 ];
+
+/// A route of function `name`: all routes of one function share one handler and one access
+/// rule (checked by a test below), so any of them serves the function.
+pub fn of_function(name: &str) -> Option<&'static Route> {
+    ROUTES.iter().find(|r| r.function == name)
+}
 
 /// What matching a request path against the table found.
 pub enum Match<'a> {
@@ -220,6 +226,18 @@ mod tests {
             Match::NotFound
         ));
         assert!(matches!(find(&Method::GET, "/nope"), Match::NotFound));
+    }
+
+    #[test]
+    fn routes_of_one_function_share_their_access() {
+        // A Lambda function checks origins for all its routes with the first one's rule.
+        for route in ROUTES {
+            let first = ROUTES
+                .iter()
+                .find(|r| r.function == route.function)
+                .expect("itself");
+            assert_eq!(first.access, route.access, "{}", route.path);
+        }
     }
 
     #[test]

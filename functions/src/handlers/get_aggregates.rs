@@ -10,13 +10,15 @@ use crate::http::{path_param, require_api_key_or_admin, respond_status, Request,
 
 pub async fn handle(state: AppState, req: Request) -> Response {
     respond_status(async {
-        require_api_key_or_admin(&state, &req).await?;
+        let caller = require_api_key_or_admin(&state, &req).await?;
+        // Key holders see their own allocations; others' appear as anonymous usage.
+        let viewer = caller.as_ref().map(|c| c.user_id.as_str());
         let gpu_type = path_param(&req, "gpu_type")?;
         let kind = req
             .path_parameters()
             .first("aggregate_type")
             .map(str::to_string);
-        let data = pools::aggregates(&state, &gpu_type, kind.as_deref()).await?;
+        let data = pools::aggregates(&state, &gpu_type, kind.as_deref(), viewer).await?;
         Ok((data, "Aggregates retrieved successfully"))
     })
     .await

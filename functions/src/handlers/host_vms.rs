@@ -7,9 +7,11 @@ use crate::http::{path_param, require_api_key_or_admin, respond_status, Request,
 
 pub async fn handle(state: AppState, req: Request) -> Response {
     respond_status(async {
-        require_api_key_or_admin(&state, &req).await?;
+        let caller = require_api_key_or_admin(&state, &req).await?;
+        // Key holders see their own allocations; others' appear as anonymous usage.
+        let viewer = caller.as_ref().map(|c| c.user_id.as_str());
         let hostname = path_param(&req, "hostname")?;
-        let data = pools::host_vms(&state, &hostname).await?;
+        let data = pools::host_vms(&state, &hostname, viewer).await?;
         Ok((data, "Host allocations retrieved successfully"))
     })
     .await

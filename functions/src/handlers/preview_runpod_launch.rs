@@ -1,15 +1,15 @@
-//! `POST /api/preview-runpod-launch` (API key or admin) `{hostname, image_name, image_id}`:
+//! `POST /api/preview-runpod-launch` (admin) `{hostname, image_name, image_id}`:
 //! the launch that execute would run (secrets masked) and the resources it takes.
 
 use serde_json::json;
 use shared::usecases::pools;
 use shared::AppState;
 
-use crate::http::{json_body, require_api_key_or_admin, respond_status, Request, Response};
+use crate::http::{json_body, require_admin, respond_status, Request, Response};
 
 pub async fn handle(state: AppState, req: Request) -> Response {
     respond_status(async {
-        require_api_key_or_admin(&state, &req).await?;
+        require_admin(&state, &req)?;
         let body: serde_json::Value = json_body(&req)?;
         let plan = pools::runpod_plan(&state, &body).await?;
         Ok((

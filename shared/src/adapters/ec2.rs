@@ -240,6 +240,10 @@ pub fn render_user_data(spec: &LaunchSpec, boot: &BootOptions<'_>) -> Result<Vec
         .replace("__TOKEN__", spec.token.as_str())
         .replace("__AGENT_URL__", agent_url)
         .replace("__LOG_GROUP__", vm_log_group.unwrap_or(""))
+        .replace(
+            "__LOG_STREAM__",
+            &crate::domain::TokenHash::of(spec.token.as_str()).log_stream(&spec.hostname),
+        )
         .replace("__DESKTOP_USER__", desktop_user)
         .replace("__IN_USE_PROCESS__", in_use_process.unwrap_or(""));
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
@@ -686,6 +690,7 @@ mod tests {
             "__TOKEN__",
             "__AGENT_URL__",
             "__LOG_GROUP__",
+            "__LOG_STREAM__",
             "__DESKTOP_USER__",
             "__IN_USE_PROCESS__",
         ] {

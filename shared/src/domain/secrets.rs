@@ -110,6 +110,38 @@ impl TokenHash {
         let presented = TokenHash::of(presented);
         presented.0.as_bytes().ct_eq(self.0.as_bytes()).into()
     }
+
+    /// The VM's CloudWatch log stream: `<hostname>.<proof>`, where the proof is derived from
+    /// its token. A VM's role may write any stream of the log group (IAM cannot name a
+    /// stream after the instance: every per-instance policy variable holds a `:`, which
+    /// stream names may not), so the subscriber files lines under a VM only when the proof
+    /// is that VM's, which no other VM can compute or list.
+    pub fn log_stream(&self, hostname: &str) -> String {
+        format!("{hostname}.{}", self.log_stream_proof())
+    }
+
+    /// The hostname a log stream belongs to, if its proof is this hash's (constant time).
+    pub fn owns_log_stream<'a>(&self, stream: &'a str) -> Option<&'a str> {
+        let (hostname, proof) = stream.rsplit_once('.')?;
+        let ok: bool = proof
+            .as_bytes()
+            .ct_eq(self.log_stream_proof().as_bytes())
+            .into();
+        ok.then_some(hostname)
+    }
+
+    fn log_stream_proof(&self) -> String {
+        let digest = Sha256::new()
+            .chain_update(b"gpufleet log stream\0")
+            .chain_update(self.0.as_bytes())
+            .finalize();
+        hex::encode(&digest[..16])
+    }
+}
+
+/// The hostname a log stream claims to be (checked against the VM's token hash).
+pub fn log_stream_hostname(stream: &str) -> Option<&str> {
+    stream.rsplit_once('.').map(|(hostname, _)| hostname)
 }
 
 /// The 6-digit PIN a participant types into Chrome Remote Desktop. New per assignment.

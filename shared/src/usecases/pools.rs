@@ -25,6 +25,35 @@ pub struct Allocation {
     pub created: i64,
 }
 
+impl Allocation {
+    /// The allocation as `viewer` may see it: admins (`None`) and the allocation's own
+    /// tenant see everything; anyone else sees only that capacity is in use.
+    fn seen_by(&self, viewer: Option<&str>) -> Allocation {
+        match viewer {
+            Some(user) if user != self.tenant => Allocation {
+                id: String::new(),
+                name: "in use by another tenant".into(),
+                status: self.status.clone(),
+                tenant: "other".into(),
+                created: self.created,
+            },
+            _ => self.clone(),
+        }
+    }
+}
+
+/// Hosts with their allocations as `viewer` (`None`: an admin; `Some(user)`: a key
+/// holder) may see them.
+fn seen_by(hosts: Vec<Host>, viewer: Option<&str>) -> Vec<Host> {
+    hosts
+        .into_iter()
+        .map(|mut h| {
+            h.allocations = h.allocations.iter().map(|a| a.seen_by(viewer)).collect();
+            h
+        })
+        .collect()
+}
+
 /// One fleet machine as a capacity host.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Host {
@@ -231,8 +260,13 @@ fn known_type(pools: &[Pool], gpu_type: &str) -> Result<()> {
 }
 
 /// `GET /api/aggregates/{gpu_type}[/{kind}]`.
-pub async fn aggregates(state: &AppState, gpu_type: &str, kind: Option<&str>) -> Result<Value> {
-    let hosts = hosts(state).await?;
+pub async fn aggregates(
+    state: &AppState,
+    gpu_type: &str,
+    kind: Option<&str>,
+    viewer: Option<&str>,
+) -> Result<Value> {
+    let hosts = seen_by(hosts(state).await?, viewer);
     let pools = pools(state, &hosts);
     known_type(&pools, gpu_type)?;
     let of_kind = |k: &str| -> Vec<&Pool> {
@@ -272,8 +306,12 @@ pub async fn aggregates(state: &AppState, gpu_type: &str, kind: Option<&str>) ->
 }
 
 /// `GET /api/contract-aggregates/{gpu_type}`.
-pub async fn contract_aggregates(state: &AppState, gpu_type: &str) -> Result<Value> {
-    let hosts = hosts(state).await?;
+pub async fn contract_aggregates(
+    state: &AppState,
+    gpu_type: &str,
+    viewer: Option<&str>,
+) -> Result<Value> {
+    let hosts = seen_by(hosts(state).await?, viewer);
     let pools = pools(state, &hosts);
     known_type(&pools, gpu_type)?;
     Ok(json!(pools
@@ -305,8 +343,9 @@ async fn host(state: &AppState, hostname: &str) -> Result<(Host, Vec<Pool>)> {
 }
 
 /// `GET /api/host-vms/{hostname}`.
-pub async fn host_vms(state: &AppState, hostname: &str) -> Result<Value> {
-    let (host, _) = host(state, hostname).await?;
+pub async fn host_vms(state: &AppState, hostname: &str, viewer: Option<&str>) -> Result<Value> {
+    let (mut host, _) = host(state, hostname).await?;
+    host.allocations = host.allocations.iter().map(|a| a.seen_by(viewer)).collect();
     Ok(json!({
         "hostname": host.hostname,
         "vms": host.allocations.iter().map(|a| json!({
@@ -486,10 +525,10 @@ pub async fn runpod_plan(state: &AppState, body: &Value) -> Result<RunpodPlan> {
     let hostname = field(body, "hostname")?;
     let image_id = field(body, "image_id")?;
     let image_name = field(body, "image_name")?;
-    let id_ok = image_id.starts_with("ami-")
-        && image_id.len() <= 32
-        && image_id[4..].chars().all(|c| c.is_ascii_hexdigit())
-        && image_id.len() > 4;
+    let id_ok = image_id.len() <= 32
+        && image_id
+            .strip_prefix("ami-")
+            .is_some_and(|hex| !hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit()));
     if !id_ok {
         return Err(Error::validation(
             "image_id must be an AMI id such as ami-0123abcd",
@@ -550,7 +589,11 @@ pub async fn runpod_launch(state: &AppState, body: &Value) -> Result<Value> {
         token,
         allocator_url: api_url,
         operation_id: format!("runpod-{}", plan.host.hostname),
-        client_token: hostname.clone(),
+        client_token: super::provisioning::client_token(
+            &format!("runpod-{}", plan.host.hostname),
+            &hostname,
+            Market::OnDemand,
+        ),
         market: Market::OnDemand,
         instance_type: Some(plan.host.instance_type.clone()),
         lease: None,

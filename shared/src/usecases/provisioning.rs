@@ -20,15 +20,24 @@ pub enum JobOutcome {
     Retry(String),
 }
 
-/// Client token for EC2's RunInstances (≤ 64 ASCII characters), stable per VM launch.
-fn client_token(operation_id: &str, hostname: &str, market: Market) -> String {
+/// Client token for EC2's RunInstances: stable per VM launch and market, unique by
+/// construction (a hash of all three, so no length of hostname can make two collide after
+/// a cut), and within EC2's 64 ASCII characters.
+pub(crate) fn client_token(operation_id: &str, hostname: &str, market: Market) -> String {
+    use sha2::{Digest, Sha256};
     let suffix = match market {
         Market::OnDemand => "od",
         Market::Spot => "sp",
     };
-    let mut token = format!("{}-{}-{suffix}", operation_id.replace('-', ""), hostname);
-    token.truncate(64);
-    token
+    let digest = Sha256::new()
+        .chain_update(operation_id.as_bytes())
+        .chain_update([0])
+        .chain_update(hostname.as_bytes())
+        .chain_update([0])
+        .chain_update(suffix.as_bytes())
+        .finalize();
+    // 28 bytes of SHA-256 (224 bits): collisions are out of reach.
+    format!("{suffix}-{}", hex::encode(&digest[..28]))
 }
 
 /// Runs one job. `attempt` counts deliveries (1 = first); the last allowed attempt turns a
@@ -208,5 +217,25 @@ mod tests {
             )
         );
         assert!(a.len() <= 64);
+    }
+
+    #[test]
+    fn client_tokens_are_unique_for_every_allowed_prefix_length() {
+        // `GPUFLEET_VM_PREFIX` may be 1 to 40 characters; hostnames are `<prefix>-<8 hex>`.
+        let mut seen = std::collections::HashSet::new();
+        for len in 1..=40 {
+            let prefix = "p".repeat(len);
+            for operation in ["0f8e2c1a-1111-2222-3333-444455556666", "op-2"] {
+                for n in 0..50u32 {
+                    let hostname = format!("{prefix}-{n:08x}");
+                    for market in [Market::Spot, Market::OnDemand] {
+                        let token = client_token(operation, &hostname, market);
+                        assert!(token.len() <= 64 && token.is_ascii(), "{token}");
+                        assert!(seen.insert(token), "collision at prefix length {len}");
+                    }
+                }
+            }
+        }
+        assert_eq!(seen.len(), 40 * 2 * 50 * 2);
     }
 }

@@ -141,6 +141,30 @@ pub async fn append_logs<S: AsRef<str>>(
     Ok(lines.len())
 }
 
+/// Lines a VM's CloudWatch agent wrote, delivered by the log subscription: filed under the
+/// VM only when the stream carries that VM's proof (`TokenHash::log_stream`), which another
+/// VM (whose role may write any stream of the group) cannot compute. A stream naming no VM
+/// is `NotFound`; one with a wrong proof is `Forbidden`.
+pub async fn append_stream_logs<S: AsRef<str>>(
+    state: &AppState,
+    stream: &str,
+    messages: &[S],
+) -> Result<usize> {
+    let hostname = crate::domain::secrets::log_stream_hostname(stream)
+        .ok_or_else(|| Error::NotFound(format!("log stream {stream}")))?;
+    let vm = state
+        .store
+        .get_vm(hostname)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("VM {hostname}")))?;
+    if vm.token_hash.owns_log_stream(stream).is_none() {
+        return Err(Error::Forbidden(format!(
+            "log stream {stream} does not carry {hostname}'s proof"
+        )));
+    }
+    append_logs(state, hostname, messages).await
+}
+
 /// The same, for a VM pushing its own logs with its token.
 pub async fn push_own_logs<S: AsRef<str>>(
     state: &AppState,

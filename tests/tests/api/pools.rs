@@ -154,7 +154,10 @@ async fn utilisation_figures_match_a_fleet_built_by_hand() {
         .unwrap()
         .clone();
     assert_eq!(lease["gpu_capacity"], 4);
-    assert_eq!(lease["tenant"], "carol");
+    assert_eq!(
+        lease["tenant"], "other",
+        "ops sees carol's lease as anonymous usage"
+    );
     assert_eq!(lease["instance_type"], "g5.12xlarge");
 
     let (s, spot) = app.pools_get(&key, "/api/aggregates/A10G/spot").await;
@@ -174,7 +177,17 @@ async fn utilisation_figures_match_a_fleet_built_by_hand() {
     assert_eq!(s, 200);
     assert_eq!(vms["data"]["total_vms"], 1);
     assert_eq!(vms["data"]["vms"][0]["flavor"], "g5.12xlarge");
-    assert_eq!(vms["data"]["vms"][0]["tenant"], "carol");
+    assert_eq!(vms["data"]["vms"][0]["tenant"], "other");
+    assert_eq!(vms["data"]["vms"][0]["id"], "");
+    assert!(!vms.to_string().contains("carol"), "{vms}");
+    // carol herself and an admin see whose it is.
+    let carol = app.api_key("carol", 8).await;
+    let (_, mine) = app.pools_get(&carol, "/api/host-vms/lease-0").await;
+    assert_eq!(mine["data"]["vms"][0]["tenant"], "carol");
+    let (_, all) = app.admin_get("/api/host-vms/lease-0", true).await;
+    let all: Value = serde_json::from_str(&all).unwrap();
+    assert_eq!(all["data"]["vms"][0]["tenant"], "carol");
+    assert_ne!(all["data"]["vms"][0]["id"], "");
     let (_, vms) = app.pools_get(&key, "/api/host-vms/w3").await;
     assert_eq!(vms["data"]["total_vms"], 0);
 
@@ -207,7 +220,7 @@ async fn migrations_are_previewed_refused_forced_and_recommended() {
     let before = app.state.store.host_pools().await.unwrap();
     let (s, p) = app
         .pools_post(
-            Some(key),
+            Some("admin"),
             "/api/preview-migration",
             moves("w6", "A10G-ondemand", "A10G-spot"),
         )
@@ -229,7 +242,7 @@ async fn migrations_are_previewed_refused_forced_and_recommended() {
     assert_eq!(v["has_live_allocations"], false);
     let (_, p) = app
         .pools_post(
-            Some(key),
+            Some("admin"),
             "/api/preview-migration",
             moves("w1", "A10G-spot", "A10G-runpod"),
         )
@@ -245,7 +258,7 @@ async fn migrations_are_previewed_refused_forced_and_recommended() {
     // Execute an idle host: moved and verified.
     let (s, e) = app
         .pools_post(
-            Some(key),
+            Some("admin"),
             "/api/execute-migration",
             moves("w6", "A10G-ondemand", "A10G-spot"),
         )
@@ -260,7 +273,7 @@ async fn migrations_are_previewed_refused_forced_and_recommended() {
     // The same move again: the host is no longer in the source.
     let (s, _) = app
         .pools_post(
-            Some(key),
+            Some("admin"),
             "/api/execute-migration",
             moves("w6", "A10G-ondemand", "A10G-spot"),
         )
@@ -270,7 +283,7 @@ async fn migrations_are_previewed_refused_forced_and_recommended() {
     // A host with a claimed seat: refused; force is for admins only.
     let (s, e) = app
         .pools_post(
-            Some(key),
+            Some("admin"),
             "/api/execute-migration",
             moves("w1", "A10G-ondemand", "A10G-spot"),
         )
@@ -282,7 +295,7 @@ async fn migrations_are_previewed_refused_forced_and_recommended() {
     let (s, _) = app
         .pools_post(Some(key), "/api/execute-migration", forced.clone())
         .await;
-    assert_eq!(s, 403);
+    assert_eq!(s, 401, "moving hosts is an admin action");
     assert!(!app
         .state
         .store
@@ -299,7 +312,7 @@ async fn migrations_are_previewed_refused_forced_and_recommended() {
     // Unknown host or pool: 404; a pool of another GPU type is refused.
     let (s, _) = app
         .pools_post(
-            Some(key),
+            Some("admin"),
             "/api/execute-migration",
             moves("nope", "A10G-ondemand", "A10G-spot"),
         )
@@ -307,14 +320,18 @@ async fn migrations_are_previewed_refused_forced_and_recommended() {
     assert_eq!(s, 404);
     let (s, _) = app
         .pools_post(
-            Some(key),
+            Some("admin"),
             "/api/preview-migration",
             moves("w2", "A10G-ondemand", "Nowhere"),
         )
         .await;
     assert_eq!(s, 404);
     let (s, _) = app
-        .pools_post(Some(key), "/api/execute-migration", json!({"host": "w2"}))
+        .pools_post(
+            Some("admin"),
+            "/api/execute-migration",
+            json!({"host": "w2"}),
+        )
         .await;
     assert_eq!(s, 400);
 
@@ -508,7 +525,7 @@ async fn a_migration_on_ec2_moves_the_tag_and_the_record() {
         )])
     );
     let resp = functions::http::serve_route(
-        |s, r| Box::pin(functions::handlers::execute_migration::handle(s, r)),
+        functions::routes::of_function("execute-migration").expect("route"),
         state.clone(),
         request("/api/execute-migration"),
     )
@@ -557,7 +574,7 @@ async fn a_migration_on_ec2_moves_the_tag_and_the_record() {
     let launch =
         json!({"hostname": hostname, "image_name": "RunPod", "image_id": emulator_ami(&ec2).await});
     let resp = functions::http::serve_route(
-        |s, r| Box::pin(functions::handlers::execute_runpod_launch::handle(s, r)),
+        functions::routes::of_function("execute-runpod-launch").expect("route"),
         state.clone(),
         http::Request::builder()
             .method("POST")
@@ -609,8 +626,12 @@ async fn a_launch_onto_a_hosts_runpod_pool_is_previewed_masked_and_executed() {
     build_fleet(&app).await;
     let key = app.api_key("ops", 8).await;
     let body = json!({"hostname": "w6", "image_name": "RunPod Ubuntu 22.04", "image_id": "ami-0123456789abcdef0"});
-    let (s, p) = app
+    let (s, _) = app
         .pools_post(Some(&key), "/api/preview-runpod-launch", body.clone())
+        .await;
+    assert_eq!(s, 401, "launching onto hosts is an admin action");
+    let (s, p) = app
+        .pools_post(Some("admin"), "/api/preview-runpod-launch", body.clone())
         .await;
     assert_eq!(s, 200, "{p}");
     let masked = p["data"]["masked_command"].as_str().unwrap();
