@@ -37,7 +37,7 @@ export GPUFLEET_TABLE=gpufleet-coldstart GPUFLEET_DEPLOYMENT=gpufleet
 export GPUFLEET_QUEUE_URL=http://127.0.0.1:9/123456789012/launch
 export GPUFLEET_API_URL=https://abc123.execute-api.us-east-1.amazonaws.com
 export GPUFLEET_AMI=ami-0123456789abcdef0 GPUFLEET_AGENT_URL=https://downloads.example.org/gpufleet
-export GPUFLEET_ADMIN_PASSWORD=coldstart RUST_LOG=info
+export GPUFLEET_ADMIN_PASSWORD=coldstart-password RUST_LOG=info
 
 echo "machine: $(nproc) cores, $(uname -m), $(date -u +%Y-%m-%d); $runs starts each"
 measure() {

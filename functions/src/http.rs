@@ -32,6 +32,8 @@ pub enum ApiError {
     /// A JSON route got a body declared as something else (a cross-site form can send
     /// `text/plain` that happens to be JSON): 415.
     NotJson,
+    /// Too many failed admin logins from this address: 429 with `Retry-After` (seconds).
+    TooManyLogins(i64),
 }
 
 impl From<Error> for ApiError {
@@ -108,6 +110,11 @@ impl ApiError {
                 "payload_too_large",
                 format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
             ),
+            ApiError::TooManyLogins(retry_after) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many failed admin logins from this address; retry in {retry_after} s"),
+            ),
             ApiError::NotJson => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
@@ -146,6 +153,11 @@ impl ApiError {
             ApiError::Core(Error::Unauthorized) => {
                 resp.headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::TooManyLogins(retry_after) => {
+                if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+                    resp.headers_mut().insert(header::RETRY_AFTER, v);
+                }
             }
             _ => {}
         }
@@ -507,12 +519,52 @@ pub async fn serve_route(route: &Route, state: AppState, req: Request) -> Respon
     if let Err(e) = check_route_origin(route.access, &req) {
         return e.into_response();
     }
+    if let Err(e) = check_admin_login(route.access, &state, &req).await {
+        return e.into_response();
+    }
     if require_admin(&state, &req).is_ok() {
         let label = caller_label(&state, None);
         shared::domain::command_log::as_caller(label, (route.handler)(state, req)).await
     } else {
         (route.handler)(state, req).await
     }
+}
+
+/// Basic credentials on a route an admin may call: refused (429) while the client address
+/// has too many recent failures, a wrong password counted (one store write) and answered
+/// here, before the handler, so it costs no other write. A correct password only reads.
+async fn check_admin_login(
+    access: Access,
+    state: &AppState,
+    req: &Request,
+) -> Result<(), ApiError> {
+    use shared::usecases::rate_limit;
+    let admits_admin = matches!(
+        access,
+        Access::Admin | Access::ApiKeyOrAdmin | Access::VmOrAdmin
+    );
+    if !admits_admin || !carries_basic(req) {
+        return Ok(());
+    }
+    let ip = client_ip(req);
+    if let Some(retry_after) = rate_limit::login_throttled(state, &ip).await? {
+        return Err(ApiError::TooManyLogins(retry_after));
+    }
+    if require_admin(state, req).is_ok() {
+        return Ok(());
+    }
+    match rate_limit::login_failed(state, &ip).await? {
+        Some(retry_after) => Err(ApiError::TooManyLogins(retry_after)),
+        None => Err(ApiError::AdminAuth),
+    }
+}
+
+fn carries_basic(req: &Request) -> bool {
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
 }
 
 /// Methods a browser may use cross-origin (the API Gateway side is configured the same in

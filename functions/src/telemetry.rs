@@ -12,7 +12,11 @@ pub fn init_tracing(json: bool) {
             .without_time()
             .try_init()
     } else {
-        builder.with_target(false).try_init()
+        // Local mode: logs on stderr, leaving stdout to what the server prints for its user.
+        builder
+            .with_target(false)
+            .with_writer(std::io::stderr)
+            .try_init()
     };
     // A second init (tests) is harmless.
     drop(result);

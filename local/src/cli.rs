@@ -149,7 +149,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.api_url = Some(url);
     }
     let generated = config.admin_password.is_none().then(|| {
-        let password = Alphanumeric.sample_string(&mut rand::rng(), 20);
+        let password = Alphanumeric.sample_string(&mut rand::rng(), 24);
         config.admin_password = Some(password.clone());
         password
     });

@@ -242,7 +242,7 @@ impl Config {
             table: get("GPUFLEET_TABLE"),
             log_cap_bytes,
             admin_user: get("GPUFLEET_ADMIN_USER").unwrap_or_else(|| "admin".into()),
-            admin_password: get("GPUFLEET_ADMIN_PASSWORD"),
+            admin_password: admin_password(get("GPUFLEET_ADMIN_PASSWORD"))?,
             max_launch,
             vm_prefix,
             long_poll: Duration::from_secs(long_poll_secs),
@@ -324,6 +324,23 @@ impl Config {
     }
 }
 
+/// Shortest admin password accepted: the login throttle slows guessing, length makes it
+/// hopeless.
+pub const MIN_ADMIN_PASSWORD_CHARS: usize = 12;
+
+fn admin_password(value: Option<String>) -> Result<Option<String>, ConfigError> {
+    match value {
+        Some(p) if p.chars().count() < MIN_ADMIN_PASSWORD_CHARS => Err(ConfigError::Invalid {
+            name: "GPUFLEET_ADMIN_PASSWORD",
+            value: "(not shown)".into(),
+            reason: format!(
+                "an admin password needs at least {MIN_ADMIN_PASSWORD_CHARS} characters"
+            ),
+        }),
+        other => Ok(other),
+    }
+}
+
 fn parse<T: FromStr>(
     get: &impl Fn(&'static str) -> Option<String>,
     name: &'static str,
@@ -376,6 +393,14 @@ mod tests {
         assert!(e.to_string().contains("GPUFLEET_MAX_LAUNCH"), "{e}");
         let e = from(&[("GPUFLEET_LONG_POLL_SECONDS", "60")]).unwrap_err();
         assert!(e.to_string().contains("GPUFLEET_LONG_POLL_SECONDS"), "{e}");
+        let e = from(&[("GPUFLEET_ADMIN_PASSWORD", "a")]).unwrap_err();
+        assert!(e.to_string().contains("GPUFLEET_ADMIN_PASSWORD"), "{e}");
+        assert!(e.to_string().contains("12 characters"), "{e}");
+        assert!(
+            !e.to_string().contains("\"a\""),
+            "the password is not echoed: {e}"
+        );
+        assert!(from(&[("GPUFLEET_ADMIN_PASSWORD", "twelve-chars")]).is_ok());
         let e = from(&[("GPUFLEET_VM_PREFIX", "Bad Prefix")]).unwrap_err();
         assert!(e.to_string().contains("GPUFLEET_VM_PREFIX"), "{e}");
     }

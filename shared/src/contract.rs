@@ -373,6 +373,18 @@ async fn rate_counters(store: Arc<dyn Store>) {
             .expect("hit"),
         151
     );
+    // Reading a count writes nothing.
+    for _ in 0..3 {
+        assert_eq!(
+            store.hits("ip:198.51.100.1", 60_000).await.expect("read"),
+            151
+        );
+    }
+    assert_eq!(
+        store.hits("ip:203.0.113.99", 60_000).await.expect("read"),
+        0
+    );
+    assert_eq!(store.hits("ip:198.51.100.1", 0).await.expect("read"), 0);
 }
 
 fn gpu_request(id: &str, user: &str, gpus: u32, created_at: i64) -> crate::domain::GpuRequest {

@@ -236,7 +236,9 @@ pub trait ApiKeyStore: Send + Sync {
     async fn list_api_keys(&self) -> Result<Vec<ApiKey>>;
     /// Marks a key revoked and returns it; `NotFound` for an unknown id.
     async fn revoke_api_key(&self, key_id: &str, now: Millis) -> Result<ApiKey>;
-    /// A cheap read proving the store answers (for `/health`).
+    /// A cheap call proving the store works (for `/health`): where the store can lose the
+    /// ability to write on its own (a local disk: SQLite), a real write; DynamoDB, whose
+    /// writes fail only with the service, a read.
     async fn ping(&self) -> Result<()>;
 }
 
@@ -279,6 +281,9 @@ pub trait RateLimitStore: Send + Sync {
         window_start: Millis,
         expires_at: Millis,
     ) -> Result<u64>;
+    /// The hits counted in `bucket`'s window starting at `window_start` (0 if none); a
+    /// read, no write.
+    async fn hits(&self, bucket: &str, window_start: Millis) -> Result<u64>;
 }
 
 /// The append-only log of cloud commands.

@@ -1921,6 +1921,15 @@ impl RateLimitStore for DynamoStore {
             .and_then(|a| get_n::<u64>(a, "hits"))
             .ok_or_else(|| internal("UpdateItem rate", "no count returned"))
     }
+
+    async fn hits(&self, bucket: &str, window_start: Millis) -> Result<u64> {
+        // Strongly consistent: a count just added elsewhere must be seen.
+        Ok(self
+            .get(&format!("RATE#{bucket}#{window_start}"), "RATE", true)
+            .await?
+            .and_then(|item| get_n::<u64>(&item, "hits"))
+            .unwrap_or(0))
+    }
 }
 
 // The command log: one partition `CMDLOG`, sort key = entry id (time-ordered), so a page is

@@ -64,7 +64,50 @@ const MAX_GROUP: usize = 256;
 trait WriteJob: Send {
     fn run(&mut self, conn: &Connection);
     fn failed(&self) -> bool;
-    fn finish(self: Box<Self>, commit: std::result::Result<(), String>);
+    fn finish(self: Box<Self>, commit: std::result::Result<(), CommitError>);
+}
+
+/// Why a group's transaction could not begin or commit, shared by every job of the group.
+#[derive(Clone)]
+struct CommitError {
+    detail: String,
+    /// Set for a storage fault (disk full, read-only, I/O): see `storage_fault`.
+    fault: Option<&'static str>,
+}
+
+impl CommitError {
+    fn of(e: &rusqlite::Error) -> Self {
+        CommitError {
+            detail: e.to_string(),
+            fault: storage_fault(e),
+        }
+    }
+
+    fn into_error(self) -> Error {
+        match self.fault {
+            Some(cause) => unavailable(cause, &self.detail),
+            None => Error::Internal(anyhow::anyhow!("store commit failed: {}", self.detail)),
+        }
+    }
+}
+
+/// A failure of the storage under the database, which the operator can fix and a client
+/// cannot: answered as 503 naming the cause (and logged), not as an opaque 500.
+fn storage_fault(e: &rusqlite::Error) -> Option<&'static str> {
+    use rusqlite::ErrorCode;
+    match e.sqlite_error_code()? {
+        ErrorCode::ReadOnly => Some("the database or its directory is read-only"),
+        ErrorCode::DiskFull => Some("the disk is full"),
+        ErrorCode::SystemIoFailure => Some("the disk reported an I/O error"),
+        ErrorCode::CannotOpen => Some("the database file cannot be opened"),
+        ErrorCode::PermissionDenied => Some("permission to the database file was denied"),
+        _ => None,
+    }
+}
+
+fn unavailable(cause: &'static str, detail: &dyn std::fmt::Display) -> Error {
+    tracing::error!(cause, error = %detail, "the store cannot save changes");
+    Error::Unavailable(format!("the store cannot save changes right now: {cause}"))
 }
 
 struct Job<T, F> {
@@ -87,14 +130,14 @@ impl<T: Send, F: FnOnce(&Connection) -> Result<T> + Send> WriteJob for Job<T, F>
         !matches!(self.result, Some(Ok(_)))
     }
 
-    fn finish(self: Box<Self>, commit: std::result::Result<(), String>) {
+    fn finish(self: Box<Self>, commit: std::result::Result<(), CommitError>) {
         let result = match (commit, self.result) {
             (Ok(()), Some(result)) => result,
-            (Err(e), Some(Err(own))) => {
-                tracing::error!(error = %e, "commit failed");
+            (Err(e), Some(Err(own))) if e.fault.is_none() => {
+                tracing::error!(error = %e.detail, "commit failed");
                 Err(own)
             }
-            (Err(e), _) => Err(Error::Internal(anyhow::anyhow!("store commit failed: {e}"))),
+            (Err(e), _) => Err(e.into_error()),
             (Ok(()), None) => Err(Error::Internal(anyhow::anyhow!("store write did not run"))),
         };
         let _ = self.reply.send(result);
@@ -112,8 +155,9 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Box<dyn WriteJob>>) {
             }
         }
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let e = CommitError::of(&e);
             for job in group {
-                job.finish(Err(format!("begin: {e}")));
+                job.finish(Err(e.clone()));
             }
             continue;
         }
@@ -130,7 +174,7 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Box<dyn WriteJob>>) {
         }
         let commit = conn.execute_batch("COMMIT").map_err(|e| {
             let _ = conn.execute_batch("ROLLBACK");
-            e.to_string()
+            CommitError::of(&e)
         });
         for job in group {
             job.finish(commit.clone());
@@ -492,7 +536,10 @@ fn migrate(conn: &Connection) -> Result<()> {
 }
 
 fn sql_err(context: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
-    move |e| Error::Internal(anyhow::Error::new(e).context(context))
+    move |e| match storage_fault(&e) {
+        Some(cause) => unavailable(cause, &format!("{context}: {e}")),
+        None => Error::Internal(anyhow::Error::new(e).context(context)),
+    }
 }
 
 fn row_to_vm(row: &Row<'_>) -> rusqlite::Result<Vm> {
@@ -1431,14 +1478,15 @@ impl ApiKeyStore for SqliteStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        self.read(|conn| {
-            conn.query_row(
-                "SELECT value FROM counters WHERE name = 'assignable'",
+        // A write through the writer thread (a full commit): a read-only directory or a
+        // full disk fails here, not first on a participant's claim.
+        self.write(|conn| {
+            conn.execute(
+                "UPDATE counters SET value = value WHERE name = 'assignable'",
                 [],
-                |r| r.get::<_, i64>(0),
             )
             .map(|_| ())
-            .map_err(sql_err("reading the free counter"))
+            .map_err(sql_err("writing the free counter"))
         })
         .await
     }
@@ -1626,6 +1674,22 @@ impl RateLimitStore for SqliteStore {
                 .map_err(sql_err("clearing old rate windows"))?;
             }
             Ok(u64::try_from(hits).unwrap_or(0))
+        })
+        .await
+    }
+
+    async fn hits(&self, bucket: &str, window_start: Millis) -> Result<u64> {
+        let bucket = bucket.to_string();
+        self.read(move |conn| {
+            let hits: Option<i64> = conn
+                .query_row(
+                    "SELECT hits FROM rate_limits WHERE bucket = ?1 AND window_start = ?2",
+                    params![bucket, window_start],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(sql_err("reading a request count"))?;
+            Ok(hits.and_then(|h| u64::try_from(h).ok()).unwrap_or(0))
         })
         .await
     }

@@ -53,6 +53,59 @@ pub async fn hit(state: &AppState, bucket: &str, limit: u32) -> Result<RateDecis
     })
 }
 
+/// Failed admin logins allowed per client address and minute. Counted over a sliding
+/// minute (the current window plus the previous one, weighted by how much of it the
+/// sliding minute still covers), so a burst across a window boundary is throttled too:
+/// ten failures a minute pass, a brute force is stopped within its first 15-odd tries.
+pub const LOGIN_FAILURES_PER_MINUTE: u64 = 15;
+
+fn login_bucket(ip: &str) -> String {
+    format!("login:{ip}")
+}
+
+/// The sliding-minute estimate, and seconds until it falls below the limit when it is at it.
+fn login_standing(now: Millis, previous: u64, current: u64) -> Option<i64> {
+    let into = now.rem_euclid(WINDOW_MS);
+    let weight = |hits: u64, covered_ms: Millis| hits as f64 * covered_ms as f64 / WINDOW_MS as f64;
+    let estimate = weight(previous, WINDOW_MS - into) + current as f64;
+    let limit = LOGIN_FAILURES_PER_MINUTE as f64;
+    if estimate < limit {
+        return None;
+    }
+    // Free again once the current window's failures, sliding out in the next window, weigh
+    // less than the limit: `current * (1 - t/WINDOW) < limit`.
+    let next_window_in = WINDOW_MS - into;
+    let after = if current as f64 >= limit {
+        (WINDOW_MS as f64 * (1.0 - limit / current as f64)) as Millis + 1
+    } else {
+        0
+    };
+    Some(((next_window_in + after + 999) / 1000).max(1))
+}
+
+/// Whether failed logins from `ip` are throttled now (reads only): `Some(retry_after)`.
+pub async fn login_throttled(state: &AppState, ip: &str) -> Result<Option<i64>> {
+    let now = state.clock.now_millis();
+    let window_start = now - now.rem_euclid(WINDOW_MS);
+    let bucket = login_bucket(ip);
+    let current = state.store.hits(&bucket, window_start).await?;
+    let previous = state.store.hits(&bucket, window_start - WINDOW_MS).await?;
+    Ok(login_standing(now, previous, current))
+}
+
+/// Counts a failed login from `ip` (one write); `Some(retry_after)` when it reached the limit.
+pub async fn login_failed(state: &AppState, ip: &str) -> Result<Option<i64>> {
+    let now = state.clock.now_millis();
+    let window_start = now - now.rem_euclid(WINDOW_MS);
+    let bucket = login_bucket(ip);
+    let current = state
+        .store
+        .count_hit(&bucket, window_start, window_start + 3 * WINDOW_MS)
+        .await?;
+    let previous = state.store.hits(&bucket, window_start - WINDOW_MS).await?;
+    Ok(login_standing(now, previous, current))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +126,25 @@ mod tests {
         assert_eq!(d(true, 50).combine(d(true, 5)).remaining, 5);
         assert!(!d(true, 50).combine(d(false, 0)).allowed);
         assert!(!d(false, 0).combine(d(true, 50)).allowed);
+    }
+
+    #[test]
+    fn login_failures_slide_across_window_boundaries() {
+        // Ten a minute, evenly spread, never throttle.
+        for into in (0..60_000).step_by(6_000) {
+            let so_far = (into / 6_000) as u64;
+            assert_eq!(login_standing(60_000 + into, 10, so_far), None);
+        }
+        // Fifteen in a window: throttled, until they slide out.
+        assert!(login_standing(60_000 + 30_000, 0, 15).is_some());
+        // A burst of 14 just before a boundary and two just after: throttled by the 16th.
+        assert!(login_standing(120_000 + 1_000, 14, 2).is_some());
+        // Well after the burst the old window weighs little.
+        assert_eq!(login_standing(120_000 + 50_000, 14, 1), None);
+        // Retry-After points past the moment the estimate drops under the limit.
+        let retry = login_standing(60_000 + 59_000, 0, 30).unwrap();
+        let free_at = 60_000 + 59_000 + retry * 1000;
+        assert_eq!(login_standing(free_at, 30, 0), None);
+        assert!(login_standing(free_at - 2_000, 30, 0).is_some());
     }
 }

@@ -101,7 +101,7 @@ async fn main() -> anyhow::Result<()> {
     let mut server = Command::new(&args.server)
         .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
-        .env("GPUFLEET_ADMIN_PASSWORD", "bench")
+        .env("GPUFLEET_ADMIN_PASSWORD", "bench-admin-password")
         // Phase 4 measures the limiter's cost, so its limits must not refuse the load.
         .env("GPUFLEET_RATE_LIMIT_PER_MINUTE", "1000000000")
         .env("GPUFLEET_KEY_RATE_LIMIT_PER_MINUTE", "1000000000")

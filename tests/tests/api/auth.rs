@@ -22,8 +22,11 @@ async fn admin_routes_need_valid_basic_credentials() {
         .filter(|r| r.access == Access::Admin)
         .collect();
     assert!(admin_routes.len() >= 8);
-    for route in admin_routes {
+    for (n, route) in admin_routes.into_iter().enumerate() {
         let url = app.url(&concrete(route.path));
+        // Each route's wrong guesses from an address of their own: the failed-login
+        // throttle (its own test below) stays out of this one.
+        let client = client_from(10 + n as u8);
         let attempts = [
             None,
             Some((ADMIN_USER, "wrong-password")),
@@ -31,8 +34,7 @@ async fn admin_routes_need_valid_basic_credentials() {
             Some((ADMIN_USER, "")),
         ];
         for credentials in attempts {
-            let mut req = app
-                .client
+            let mut req = client
                 .request(route.method.clone(), &url)
                 .form(&[("num_vms", "1"), ("instance_count", "1")]);
             if let Some((user, password)) = credentials {
@@ -183,7 +185,7 @@ async fn api_key_routes_need_a_valid_key() {
         .collect();
     assert!(key_routes.len() >= 4);
     let unknown = format!("gpf_{}", "0".repeat(64));
-    for route in key_routes {
+    for (n, route) in key_routes.into_iter().enumerate() {
         let url = app.url(&concrete(route.path));
         for bearer in [
             None,
@@ -207,8 +209,7 @@ async fn api_key_routes_need_a_valid_key() {
                 route.path
             );
         }
-        let resp = app
-            .client
+        let resp = client_from(100 + n as u8)
             .request(route.method.clone(), &url)
             .basic_auth(ADMIN_USER, Some("wrong"))
             .send()
@@ -223,4 +224,54 @@ async fn api_key_routes_need_a_valid_key() {
         .await
         .unwrap()
         .is_empty());
+}
+
+#[tokio::test]
+async fn failed_admin_logins_are_throttled_per_address() {
+    let app = spawn_app().await;
+    let attacker = client_from(2);
+    let guess = |client: &reqwest::Client, password: &str| {
+        client
+            .get(app.url("/admin"))
+            .basic_auth(ADMIN_USER, Some(password))
+            .header("accept", "application/json")
+            .send()
+    };
+    let mut statuses = Vec::new();
+    for i in 0..30 {
+        let resp = guess(&attacker, &format!("guess-{i}")).await.unwrap();
+        if resp.status() == 429 {
+            let retry: u64 = resp.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((1..=120).contains(&retry), "Retry-After {retry}");
+        }
+        statuses.push(resp.status().as_u16());
+    }
+    let first_429 = statuses.iter().position(|s| *s == 429).expect("throttled");
+    assert!(
+        (10..20).contains(&first_429),
+        "ten failures pass, the 20th is throttled: {statuses:?}"
+    );
+    assert!(statuses[..first_429].iter().all(|s| *s == 401));
+    assert!(
+        statuses[first_429..].iter().all(|s| *s == 429),
+        "{statuses:?}"
+    );
+    // While throttled, even the right password from that address waits...
+    let resp = guess(&attacker, ADMIN_PASSWORD).await.unwrap();
+    assert_eq!(resp.status(), 429);
+    // ...but the admin at another address is not locked out.
+    let resp = guess(&client_from(3), ADMIN_PASSWORD).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    // The v1 API (API key or admin) is throttled the same way for Basic guesses.
+    let resp = attacker
+        .get(app.url("/api/v1/requests"))
+        .basic_auth(ADMIN_USER, Some("another-guess"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
 }

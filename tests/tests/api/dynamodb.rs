@@ -195,3 +195,61 @@ impl shared::ports::ComputeProvider for NoCompute {
         Ok(Vec::new())
     }
 }
+
+/// Refused credentials are cheap: a wrong admin password or a flood of bad API keys costs
+/// at most one write per request (the failed-login or the per-address counter).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refused_credentials_cost_at_most_one_write() {
+    let store = dynamo_store().await;
+    let stats = store.stats();
+    let app = spawn_app_with(Options {
+        store: Some(Arc::new(store)),
+        ..Options::default()
+    })
+    .await;
+    let writes = || -> u64 {
+        stats
+            .snapshot()
+            .iter()
+            .filter(|(op, _)| {
+                matches!(
+                    **op,
+                    "PutItem"
+                        | "UpdateItem"
+                        | "DeleteItem"
+                        | "TransactWriteItems"
+                        | "BatchWriteItem"
+                )
+            })
+            .map(|(_, (n, _))| n)
+            .sum()
+    };
+    let bad_key = format!("gpf_{}", "7".repeat(64));
+    let before = writes();
+    for _ in 0..10 {
+        let resp = app
+            .client
+            .post(app.url("/api/v1/instances"))
+            .bearer_auth(&bad_key)
+            .json(&serde_json::json!({"offer_id": "x"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401);
+    }
+    let per_bad_key = (writes() - before) as f64 / 10.0;
+    let before = writes();
+    for n in 0..10u8 {
+        let resp = client_from(20 + n)
+            .get(app.url("/api/v1/instances"))
+            .basic_auth(ADMIN_USER, Some("not-the-password"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401);
+    }
+    let per_bad_password = (writes() - before) as f64 / 10.0;
+    println!("COST writes per refused request: bad key {per_bad_key:.2}, wrong Basic {per_bad_password:.2}");
+    assert!(per_bad_key <= 1.0, "{per_bad_key}");
+    assert!(per_bad_password <= 1.0, "{per_bad_password}");
+}

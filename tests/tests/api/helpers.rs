@@ -275,6 +275,15 @@ where
     }
 }
 
+/// A client whose connections come from 127.0.0.`n` (per-address limits, such as the
+/// failed-login throttle, count each address apart).
+pub fn client_from(n: u8) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, n]))
+        .build()
+        .expect("client")
+}
+
 /// The AWS emulator (moto) the test command starts; DynamoDB tests need it.
 pub fn aws_endpoint() -> String {
     std::env::var("GPUFLEET_TEST_AWS_ENDPOINT").unwrap_or_else(|_| {

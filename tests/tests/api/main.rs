@@ -25,5 +25,6 @@ mod offers;
 mod pools;
 mod requests;
 mod seats;
+mod storage_faults;
 mod template;
 mod validation;
