@@ -46,8 +46,12 @@ pub enum CloudAccess {
     None,
     /// Search offers (EC2 instance types, offerings, spot prices) and show instances.
     Read,
-    /// Also start, stop and terminate the deployment's instances.
-    Manage,
+    /// Also start the deployment's instances (and nothing else).
+    Start,
+    /// Also stop the deployment's instances.
+    Stop,
+    /// Also terminate the deployment's instances.
+    Terminate,
     /// Read, and create instances (RunInstances with the deployment's tags).
     Create,
 }
@@ -141,7 +145,7 @@ pub static FUNCTIONS: &[LambdaFunction] = &[
     LambdaFunction {
         ec2: Ec2Access::Terminate,
         sends_jobs: true,
-        clouds: CloudAccess::Manage,
+        clouds: CloudAccess::Terminate,
         ..http("reconcile-now", ReadWrite)
     },
     http("admin-dashboard", Read),
@@ -189,15 +193,15 @@ pub static FUNCTIONS: &[LambdaFunction] = &[
         ..http("create-instance", ReadWrite)
     },
     LambdaFunction {
-        clouds: CloudAccess::Manage,
+        clouds: CloudAccess::Start,
         ..http("start-instance", ReadWrite)
     },
     LambdaFunction {
-        clouds: CloudAccess::Manage,
+        clouds: CloudAccess::Stop,
         ..http("stop-instance", ReadWrite)
     },
     LambdaFunction {
-        clouds: CloudAccess::Manage,
+        clouds: CloudAccess::Terminate,
         ..http("destroy-instance", ReadWrite)
     },
     http("command-log", Read),
@@ -273,7 +277,7 @@ pub static FUNCTIONS: &[LambdaFunction] = &[
         sends_jobs: true,
         checks_queue: false,
         ec2: Ec2Access::Terminate,
-        clouds: CloudAccess::Manage,
+        clouds: CloudAccess::Terminate,
         network: NetworkAccess::None,
     },
     LambdaFunction {

@@ -75,7 +75,7 @@ pub fn function_config(
     };
     let cloud_ec2 = match function.clouds {
         CloudAccess::None => None,
-        CloudAccess::Read | CloudAccess::Manage => {
+        CloudAccess::Read | CloudAccess::Start | CloudAccess::Stop | CloudAccess::Terminate => {
             Some(Ec2Config::terminate_only(&config.deployment))
         }
         CloudAccess::Create => Some(Ec2Config::from_lookup(&config.deployment, &lookup)?),

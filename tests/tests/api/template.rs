@@ -416,12 +416,12 @@ fn no_policy_grants_everything_and_each_function_gets_only_what_it_uses() {
                 "ec2:DescribeSpotPriceHistory",
             ]);
         }
-        if f.clouds == CloudAccess::Manage {
-            expected_actions.extend([
-                "ec2:StartInstances",
-                "ec2:StopInstances",
-                "ec2:TerminateInstances",
-            ]);
+        // Each instance action only in the function that performs it.
+        match f.clouds {
+            CloudAccess::Start => drop(expected_actions.insert("ec2:StartInstances")),
+            CloudAccess::Stop => drop(expected_actions.insert("ec2:StopInstances")),
+            CloudAccess::Terminate => drop(expected_actions.insert("ec2:TerminateInstances")),
+            _ => {}
         }
         if f.clouds == CloudAccess::Create {
             // Instances of the offers API get no instance profile: no iam:PassRole.
