@@ -546,7 +546,7 @@ impl DynamoStore {
 
     /// Writes `vm` over the stored version `expected` (or as new when `None`), adjusting the
     /// free counter when assignability changes. `Ok(false)`: lost a race, re-read and retry.
-    async fn write_vm(&self, vm: &Vm, expected: Option<(u64, bool)>) -> Result<bool> {
+    async fn write_vm(&self, vm: &Vm, expected: Option<(u64, bool)>) -> Result<VmWrite> {
         let (version, was_assignable) = expected.map_or((1, false), |(v, a)| (v + 1, a));
         let item = vm_to_item(vm, version)?;
         let write = match expected {
@@ -576,19 +576,43 @@ impl DynamoStore {
                 Ok(out) => {
                     self.stats
                         .record("PutItem", capacity_of(out.consumed_capacity()));
-                    Ok(true)
+                    Ok(VmWrite::Written)
                 }
                 Err(e) => {
                     self.stats.record("PutItem", 0.0);
                     match code(&e).as_deref() {
-                        Some("ConditionalCheckFailedException") => Ok(false),
-                        Some(c) if retryable_code(c) => Ok(false),
+                        Some("ConditionalCheckFailedException") => Ok(VmWrite::ConditionFailed),
+                        Some(c) if retryable_code(c) => Ok(VmWrite::Transient),
                         _ => Err(internal("PutItem", DisplayErrorContext(e))),
                     }
                 }
             };
         }
-        Ok(self.transact(items).await?.is_none())
+        Ok(VmWrite::of_transaction(self.transact(items).await?))
+    }
+}
+
+/// How one conditional VM write ended.
+#[derive(Debug, PartialEq, Eq)]
+enum VmWrite {
+    Written,
+    /// The VM's own condition failed: it exists already (insert), or changed (update).
+    ConditionFailed,
+    /// Throttled or a conflicting transaction: worth another try, says nothing about the VM.
+    Transient,
+}
+
+impl VmWrite {
+    /// From a transaction whose first item is the VM's put: `None` when it went through,
+    /// else the cancellation (or retryable error) codes.
+    fn of_transaction(cancelled: Option<Vec<String>>) -> VmWrite {
+        match cancelled {
+            None => VmWrite::Written,
+            Some(codes) if codes.first().map(String::as_str) == Some("ConditionalCheckFailed") => {
+                VmWrite::ConditionFailed
+            }
+            Some(_) => VmWrite::Transient,
+        }
     }
 }
 
@@ -727,14 +751,25 @@ fn assignable_condition() -> &'static str {
 #[async_trait]
 impl VmStore for DynamoStore {
     async fn insert_vm(&self, vm: &Vm) -> Result<()> {
-        if self.write_vm(vm, None).await? {
-            Ok(())
-        } else {
-            Err(Error::Conflict(format!(
-                "VM {} already exists",
-                vm.hostname
-            )))
+        for attempt in 0..5u32 {
+            match self.write_vm(vm, None).await? {
+                VmWrite::Written => return Ok(()),
+                VmWrite::ConditionFailed => {
+                    return Err(Error::Conflict(format!(
+                        "VM {} already exists",
+                        vm.hostname
+                    )))
+                }
+                // Throttled: not "already exists"; back off and try again.
+                VmWrite::Transient => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20u64 << attempt)).await;
+                }
+            }
         }
+        Err(Error::Unavailable(format!(
+            "the store is busy; VM {} was not recorded, try again",
+            vm.hostname
+        )))
     }
 
     async fn get_vm(&self, hostname: &str) -> Result<Option<Vm>> {
@@ -771,7 +806,7 @@ impl VmStore for DynamoStore {
                 .ok_or_else(|| Error::NotFound(format!("VM {hostname}")))?;
             let was_assignable = vm.is_free_candidate();
             change.apply(&mut vm, now)?;
-            if self.write_vm(&vm, Some((version, was_assignable))).await? {
+            if self.write_vm(&vm, Some((version, was_assignable))).await? == VmWrite::Written {
                 return Ok(vm);
             }
         }
@@ -1148,19 +1183,74 @@ impl DynamoStore {
         }
     }
 
-    fn meta_update(&self, hostname: &str, delta_bytes: i64) -> Result<TransactWriteItem> {
+    /// Changes the byte total; `first_seq` moves the oldest live chunk on (a chunk trimmed
+    /// away whole).
+    fn meta_update(
+        &self,
+        hostname: &str,
+        delta_bytes: i64,
+        first_seq: Option<i64>,
+    ) -> Result<TransactWriteItem> {
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(logs_pk(hostname), "META")))
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":d", n(delta_bytes));
+        update = match first_seq {
+            Some(seq) => update
+                .update_expression("ADD bytes :d SET first_seq = :f")
+                .expression_attribute_values(":f", n(seq)),
+            None => update.update_expression("ADD bytes :d"),
+        };
         Ok(TransactWriteItem::builder()
             .update(
-                Update::builder()
-                    .table_name(&self.table)
-                    .set_key(Some(key(logs_pk(hostname), "META")))
-                    .update_expression("ADD bytes :d")
-                    .condition_expression("attribute_exists(pk)")
-                    .expression_attribute_values(":d", n(delta_bytes))
+                update
                     .build()
                     .map_err(|e| internal("building a log total update", e))?,
             )
             .build())
+    }
+
+    /// Chunks expire by TTL (30 days after they were written) without passing through the
+    /// trim, and their bytes would go on counting in the total: fresh lines would then be
+    /// trimmed too early. When the oldest chunk is not the one the total starts at, the
+    /// total is recounted from the chunks that exist (rare: once per expiry). Conditional
+    /// on the total being as read, so a concurrent append or trim just makes it look again.
+    async fn recount_logs(&self, hostname: &str, bytes: i64, next_seq: i64) -> Result<()> {
+        let chunks = self.chunks_after(hostname, 0).await?;
+        let total: i64 = chunks.iter().filter_map(|c| get_n::<i64>(c, "bytes")).sum();
+        let first = chunks
+            .iter()
+            .filter_map(|c| get_n::<i64>(c, "seq"))
+            .min()
+            .unwrap_or(next_seq);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(logs_pk(hostname), "META")))
+            .update_expression("SET bytes = :total, first_seq = :first")
+            .condition_expression("bytes = :bytes AND next_seq = :next")
+            .expression_attribute_values(":total", n(total))
+            .expression_attribute_values(":first", n(first))
+            .expression_attribute_values(":bytes", n(bytes))
+            .expression_attribute_values(":next", n(next_seq))
+            .send()
+            .await;
+        self.stats.record("UpdateItem", 0.0);
+        match result {
+            Ok(_) => {
+                tracing::info!(
+                    hostname,
+                    counted = bytes,
+                    found = total,
+                    "log total recounted after expired chunks"
+                );
+                Ok(())
+            }
+            Err(e) if code(&e).as_deref() == Some("ConditionalCheckFailedException") => Ok(()),
+            Err(e) => Err(internal("recounting logs", DisplayErrorContext(e))),
+        }
     }
 }
 
@@ -1196,6 +1286,12 @@ impl LogStore for DynamoStore {
                     )
                 })
                 .unwrap_or((0, 1));
+            // Where the live chunks start: kept as is (unknown on records from before it
+            // was tracked: the trim recounts those).
+            let first_seq: Option<i64> = match &meta {
+                None => Some(next_seq),
+                Some(m) => get_n(m, "first_seq"),
+            };
             let mut items = Vec::new();
             let mut added = 0i64;
             for (i, chunk) in chunks.iter().enumerate() {
@@ -1212,6 +1308,9 @@ impl LogStore for DynamoStore {
             let mut meta_item = key(logs_pk(hostname), "META");
             meta_item.insert("bytes".into(), n(bytes + added));
             meta_item.insert("next_seq".into(), n(next_seq + chunks.len() as i64));
+            if let Some(first) = first_seq {
+                meta_item.insert("first_seq".into(), n(first));
+            }
             meta_item.insert(table::TTL_ATTRIBUTE.into(), ttl_from(now));
             let meta_put = match meta {
                 None => self.put_item(meta_item, "attribute_not_exists(pk)", vec![])?,
@@ -1230,23 +1329,28 @@ impl LogStore for DynamoStore {
         //    transaction conditional on the chunk being as read, so concurrent trimmers never
         //    remove the same bytes twice.
         for _ in 0..10_000 {
-            let total: i64 = self
-                .get(&logs_pk(hostname), "META", true)
-                .await?
-                .and_then(|m| get_n(&m, "bytes"))
-                .unwrap_or(0);
+            let Some(meta) = self.get(&logs_pk(hostname), "META", true).await? else {
+                return Ok(());
+            };
+            let total: i64 = get_n(&meta, "bytes").unwrap_or(0);
             if total <= cap {
                 return Ok(());
             }
-            let Some((seq, body)) = self.oldest_chunk(hostname).await? else {
-                return Ok(());
+            let next_seq: i64 = get_n(&meta, "next_seq").unwrap_or(1);
+            let first_seq: Option<i64> = get_n(&meta, "first_seq");
+            let oldest = self.oldest_chunk(hostname).await?;
+            let Some((seq, body)) = oldest.filter(|(seq, _)| first_seq == Some(*seq)) else {
+                // Chunks the total counts have expired (or the start is unknown).
+                self.recount_logs(hostname, total, next_seq).await?;
+                continue;
             };
             let size = body.len() as i64;
             let chunk_key = key(logs_pk(hostname), chunk_sk(seq));
-            let (chunk_write, removed) = if total - size >= cap {
+            let (chunk_write, removed, first_seq) = if total - size >= cap {
                 (
                     self.delete_item(chunk_key, Some(("bytes = :b", vec![(":b", n(size))])))?,
                     size,
+                    Some(seq + 1),
                 )
             } else {
                 let mut kept = body.as_str();
@@ -1271,11 +1375,15 @@ impl LogStore for DynamoStore {
                 (
                     TransactWriteItem::builder().update(update).build(),
                     size - kept.len() as i64,
+                    None,
                 )
             };
             // A cancelled step means another writer trimmed first: look again.
-            self.transact(vec![chunk_write, self.meta_update(hostname, -removed)?])
-                .await?;
+            self.transact(vec![
+                chunk_write,
+                self.meta_update(hostname, -removed, first_seq)?,
+            ])
+            .await?;
         }
         Err(internal("trimming logs", "did not converge"))
     }
@@ -2087,6 +2195,35 @@ impl HostPoolStore for DynamoStore {
                 )))
             }
             Err(e) => Err(internal("UpdateItem host pool", DisplayErrorContext(e))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_vms_own_condition_means_it_exists_or_changed() {
+        assert_eq!(VmWrite::of_transaction(None), VmWrite::Written);
+        let codes = |c: &[&str]| Some(c.iter().map(|s| s.to_string()).collect());
+        assert_eq!(
+            VmWrite::of_transaction(codes(&["ConditionalCheckFailed", "None"])),
+            VmWrite::ConditionFailed
+        );
+        // Throttling, a conflicting transaction or the counter's item: try again, never
+        // "already exists".
+        for other in [
+            &["ThrottlingError", "None"][..],
+            &["TransactionConflict", "None"],
+            &["None", "ConditionalCheckFailed"],
+            &["ProvisionedThroughputExceededException"],
+        ] {
+            assert_eq!(
+                VmWrite::of_transaction(codes(other)),
+                VmWrite::Transient,
+                "{other:?}"
+            );
         }
     }
 }

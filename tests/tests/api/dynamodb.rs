@@ -253,3 +253,57 @@ async fn refused_credentials_cost_at_most_one_write() {
     assert!(per_bad_key <= 1.0, "{per_bad_key}");
     assert!(per_bad_password <= 1.0, "{per_bad_password}");
 }
+
+/// A log chunk that expires by TTL (DynamoDB deletes it, not the trim) stops counting
+/// against the VM's cap: fresh lines are not trimmed early.
+#[tokio::test]
+async fn expired_log_chunks_stop_counting_against_the_cap() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use shared::ports::LogStore;
+    let (store, client, table) = dynamo_store_and_table().await;
+    let cap = shared::domain::logs::MIN_CAP_BYTES; // 64 KiB
+    let batch = |tag: &str, n: usize| -> Vec<String> {
+        (0..n)
+            .map(|i| format!("{tag}-{i:03} {}", "x".repeat(990)))
+            .collect()
+    };
+    store
+        .append_logs("aging", &batch("old", 40), cap, 1)
+        .await
+        .unwrap();
+    store
+        .append_logs("aging", &batch("mid", 20), cap, 2)
+        .await
+        .unwrap();
+    // What TTL does 30 days later: the oldest chunk vanishes, the total is not told.
+    client
+        .delete_item()
+        .table_name(&table)
+        .key("pk", AttributeValue::S("LOGS#aging".into()))
+        .key("sk", AttributeValue::S(format!("CHUNK#{:020}", 1)))
+        .send()
+        .await
+        .unwrap();
+    store
+        .append_logs("aging", &batch("new", 20), cap, 3)
+        .await
+        .unwrap();
+    let page = store.read_logs("aging", 0).await.unwrap().unwrap();
+    let kept: Vec<&str> = page.lines.iter().map(|l| &l[..7]).collect();
+    let mid = kept.iter().filter(|l| l.starts_with("mid")).count();
+    let new = kept.iter().filter(|l| l.starts_with("new")).count();
+    assert_eq!(
+        (mid, new),
+        (20, 20),
+        "40 KB of live lines fit a 64 KB cap: {kept:?}"
+    );
+    // The recounted total goes on working: more lines trim the oldest live ones only.
+    store
+        .append_logs("aging", &batch("more", 40), cap, 4)
+        .await
+        .unwrap();
+    let page = store.read_logs("aging", 0).await.unwrap().unwrap();
+    let bytes: usize = page.lines.iter().map(|l| l.len() + 1).sum();
+    assert!(bytes <= cap && bytes > cap - 2_000, "{bytes}");
+    assert!(page.lines.last().unwrap().starts_with("more-039"));
+}

@@ -297,6 +297,15 @@ pub fn aws_endpoint() -> String {
 
 /// A DynamoDB store on a fresh table in the emulator, through the real SDK over HTTP.
 pub async fn dynamo_store() -> shared::adapters::DynamoStore {
+    dynamo_store_and_table().await.0
+}
+
+/// The same, with a client and the table's name (to touch items behind the store's back).
+pub async fn dynamo_store_and_table() -> (
+    shared::adapters::DynamoStore,
+    aws_sdk_dynamodb::Client,
+    String,
+) {
     use aws_sdk_dynamodb::config::{Credentials, Region};
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(aws_endpoint())
@@ -305,12 +314,13 @@ pub async fn dynamo_store() -> shared::adapters::DynamoStore {
         .load()
         .await;
     let table = format!("gpufleet-test-{}", uuid_like());
-    let store = shared::adapters::DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), table);
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    let store = shared::adapters::DynamoStore::new(client.clone(), table.clone());
     store
         .create_table_if_missing()
         .await
         .expect("create the table");
-    store
+    (store, client, table)
 }
 
 fn uuid_like() -> String {
