@@ -47,7 +47,8 @@ struct ApiKeyArgs {
     /// The user the key acts as.
     #[arg(long)]
     user: String,
-    /// The user's total GPUs across active requests [default: GPUFLEET_GPU_QUOTA, 8].
+    /// The user's total GPUs across active requests and live instances [default:
+    /// GPUFLEET_GPU_QUOTA, 8].
     #[arg(long)]
     gpu_quota: Option<u32>,
     #[arg(long, default_value = "")]

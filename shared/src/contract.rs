@@ -9,7 +9,9 @@ use crate::domain::{
     VmChange, VmStatus,
 };
 use crate::error::Error;
-use crate::ports::{ClaimOutcome, ClaimRequest, MoveOutcome, MoveSeat, Store};
+use crate::ports::{
+    ClaimOutcome, ClaimRequest, CreateRequestOutcome, MoveOutcome, MoveSeat, Store,
+};
 
 /// Runs every contract check against a fresh, empty store.
 pub async fn run_all(store: Arc<dyn Store>) {
@@ -34,6 +36,8 @@ pub async fn run_all(store: Arc<dyn Store>) {
     instances_records(&*store).await;
     instance_idempotency(&*store).await;
     instance_saves_race(store.clone()).await;
+    one_quota_for_requests_and_instances(&*store).await;
+    instance_quota_race(store.clone()).await;
     rate_counters(store.clone()).await;
     command_log_pages_and_clears(&*store).await;
     host_pools_move_conditionally(store.clone()).await;
@@ -145,6 +149,9 @@ async fn command_log_pages_and_clears(store: &dyn Store) {
     );
 }
 
+/// A quota no test reaches (the quota has checks of its own).
+const UNLIMITED: u32 = 1_000_000;
+
 fn cloud_instance(
     id: &str,
     owner: &str,
@@ -190,7 +197,7 @@ async fn instances_records(store: &dyn Store) {
     ] {
         assert_eq!(
             store
-                .create_instance(&cloud_instance(id, owner, at), None)
+                .create_instance(&cloud_instance(id, owner, at), UNLIMITED, None)
                 .await
                 .expect("create"),
             CreateInstanceOutcome::Created
@@ -198,7 +205,7 @@ async fn instances_records(store: &dyn Store) {
     }
     assert!(matches!(
         store
-            .create_instance(&cloud_instance("vast_a1", "ann", 10), None)
+            .create_instance(&cloud_instance("vast_a1", "ann", 10), UNLIMITED, None)
             .await,
         Err(Error::Conflict(_))
     ));
@@ -270,21 +277,29 @@ async fn instance_idempotency(store: &dyn Store) {
     let first = cloud_instance("vast_i1", "cat", 5);
     assert_eq!(
         store
-            .create_instance(&first, Some(&idem("f1")))
+            .create_instance(&first, UNLIMITED, Some(&idem("f1")))
             .await
             .expect("create"),
         CreateInstanceOutcome::Created
     );
     assert_eq!(
         store
-            .create_instance(&cloud_instance("vast_i2", "cat", 6), Some(&idem("f1")))
+            .create_instance(
+                &cloud_instance("vast_i2", "cat", 6),
+                UNLIMITED,
+                Some(&idem("f1"))
+            )
             .await
             .expect("replay"),
         CreateInstanceOutcome::Replayed(Box::new(first))
     );
     assert_eq!(
         store
-            .create_instance(&cloud_instance("vast_i3", "cat", 7), Some(&idem("f2")))
+            .create_instance(
+                &cloud_instance("vast_i3", "cat", 7),
+                UNLIMITED,
+                Some(&idem("f2"))
+            )
             .await
             .expect("mismatch"),
         CreateInstanceOutcome::IdempotencyMismatch
@@ -292,7 +307,11 @@ async fn instance_idempotency(store: &dyn Store) {
     // Keys are per user.
     assert_eq!(
         store
-            .create_instance(&cloud_instance("vast_i4", "dan", 8), Some(&idem("f1")))
+            .create_instance(
+                &cloud_instance("vast_i4", "dan", 8),
+                UNLIMITED,
+                Some(&idem("f1"))
+            )
             .await
             .expect("other user"),
         CreateInstanceOutcome::Created
@@ -304,7 +323,7 @@ async fn instance_idempotency(store: &dyn Store) {
 /// Concurrent saves of one version: exactly one wins.
 async fn instance_saves_race(store: Arc<dyn Store>) {
     store
-        .create_instance(&cloud_instance("vast_r1", "eve", 1), None)
+        .create_instance(&cloud_instance("vast_r1", "eve", 1), UNLIMITED, None)
         .await
         .expect("create");
     let base = store
@@ -398,7 +417,7 @@ fn gpu_request(id: &str, user: &str, gpus: u32, created_at: i64) -> crate::domai
 
 async fn requests_quota_listing_and_state_machine(store: &dyn Store) {
     use crate::domain::{RequestChange, RequestStatus};
-    use crate::ports::CreateRequestOutcome;
+
     for (i, gpus) in [(1, 4), (2, 3)] {
         let r = gpu_request(&format!("q-{i}"), "quota-user", gpus, 100 + i);
         assert_eq!(
@@ -549,7 +568,6 @@ async fn request_idempotency(store: &dyn Store) {
 
 /// 20 concurrent requests of 2 GPUs against a quota of 8: exactly 4 recorded.
 async fn quota_race(store: Arc<dyn Store>) {
-    use crate::ports::CreateRequestOutcome;
     let mut tasks = Vec::new();
     for i in 0..20 {
         let store = store.clone();
@@ -1233,4 +1251,111 @@ async fn same_email_race(store: Arc<dyn Store>) {
     assert_eq!(hostnames.len(), 1, "everyone got the same VM");
     assert_eq!(store.count_assignable(0).await.expect("count"), 4);
     clear(&*store).await;
+}
+
+/// One GPU quota covers requests and instances: neither API escapes it, ending an instance
+/// frees its GPUs exactly once.
+async fn one_quota_for_requests_and_instances(store: &dyn Store) {
+    use crate::domain::instances::InstanceStatus;
+    use crate::ports::CreateInstanceOutcome;
+    let user = "quota-both";
+    let request = gpu_request("qb-r1", user, 4, 1);
+    assert_eq!(
+        store
+            .create_request(&request, 8, None)
+            .await
+            .expect("request"),
+        CreateRequestOutcome::Created
+    );
+    let mut four = cloud_instance("vast_qb1", user, 2);
+    four.gpu_count = 4;
+    assert_eq!(
+        store
+            .create_instance(&four, 8, None)
+            .await
+            .expect("instance"),
+        CreateInstanceOutcome::Created
+    );
+    assert_eq!(store.gpus_in_use(user).await.expect("in use"), 8);
+    // Full: one more GPU is refused by either API, and nothing is recorded.
+    let one = cloud_instance("vast_qb2", user, 3);
+    assert_eq!(
+        store.create_instance(&one, 8, None).await.expect("over"),
+        CreateInstanceOutcome::OverQuota {
+            in_use: 8,
+            quota: 8
+        }
+    );
+    assert!(store.get_instance("vast_qb2").await.expect("get").is_none());
+    assert!(matches!(
+        store
+            .create_request(&gpu_request("qb-r2", user, 1, 4), 8, None)
+            .await
+            .expect("over"),
+        CreateRequestOutcome::OverQuota {
+            in_use: 8,
+            quota: 8
+        }
+    ));
+    // Running and stopped still hold the GPUs; destroyed frees them, once.
+    let mut stored = store
+        .get_instance("vast_qb1")
+        .await
+        .expect("get")
+        .expect("there");
+    for status in [InstanceStatus::Running, InstanceStatus::Stopped] {
+        stored.status = status;
+        stored = store.save_instance(&stored).await.expect("save");
+        assert_eq!(store.gpus_in_use(user).await.expect("in use"), 8);
+    }
+    stored.status = InstanceStatus::Destroyed;
+    stored = store.save_instance(&stored).await.expect("save");
+    assert_eq!(store.gpus_in_use(user).await.expect("in use"), 4);
+    stored.status_reason = Some("seen destroyed again".into());
+    store.save_instance(&stored).await.expect("save again");
+    assert_eq!(
+        store.gpus_in_use(user).await.expect("in use"),
+        4,
+        "freed once"
+    );
+    assert_eq!(
+        store
+            .create_instance(&one, 8, None)
+            .await
+            .expect("fits now"),
+        CreateInstanceOutcome::Created
+    );
+    // A failed instance frees its GPUs too.
+    let mut failed = store
+        .get_instance("vast_qb2")
+        .await
+        .expect("get")
+        .expect("there");
+    failed.status = InstanceStatus::Failed;
+    store.save_instance(&failed).await.expect("save");
+    assert_eq!(store.gpus_in_use(user).await.expect("in use"), 4);
+}
+
+/// Concurrent instance creates against one quota: exactly as many as fit.
+async fn instance_quota_race(store: Arc<dyn Store>) {
+    use crate::ports::CreateInstanceOutcome;
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut two = cloud_instance(&format!("vast_qr{i:02}"), "quota-race-i", 10 + i);
+            two.gpu_count = 2;
+            store.create_instance(&two, 8, None).await.expect("create")
+        }));
+    }
+    let mut created = 0;
+    for t in tasks {
+        match t.await.expect("join") {
+            CreateInstanceOutcome::Created => created += 1,
+            CreateInstanceOutcome::OverQuota { quota: 8, .. } => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(created, 4, "8 GPUs of quota, 2 each");
+    assert_eq!(store.gpus_in_use("quota-race-i").await.expect("in use"), 8);
 }

@@ -223,7 +223,7 @@ pub trait RequestStore: Send + Sync {
     ) -> Result<GpuRequest>;
     /// Every active request (pending, provisioning, completed), for the lease sweep.
     async fn active_requests(&self) -> Result<Vec<GpuRequest>>;
-    /// GPUs held by `user_id`'s active requests.
+    /// GPUs held by `user_id`: active requests plus instances not destroyed or failed.
     async fn gpus_in_use(&self, user_id: &str) -> Result<u32>;
 }
 
@@ -250,15 +250,23 @@ pub enum CreateInstanceOutcome {
     Replayed(Box<CloudInstance>),
     /// The idempotency key was used before with a different body.
     IdempotencyMismatch,
+    /// Recording it would take the owner over their GPU quota; nothing was recorded.
+    OverQuota {
+        in_use: u32,
+        quota: u32,
+    },
 }
 
 /// Records of instances created through `/api/v1/instances`.
 #[async_trait]
 pub trait InstanceStore: Send + Sync {
-    /// Records a new instance, or replays the record an idempotency key already names.
+    /// Atomically: replays the record an idempotency key already names; refuses an
+    /// instance that would take its owner's GPUs (active requests plus instances not yet
+    /// destroyed or failed: one quota for both APIs) over `quota`; otherwise records it.
     async fn create_instance(
         &self,
         record: &CloudInstance,
+        quota: u32,
         idempotency: Option<&Idempotency>,
     ) -> Result<CreateInstanceOutcome>;
     async fn get_instance(&self, id: &str) -> Result<Option<CloudInstance>>;
@@ -266,6 +274,8 @@ pub trait InstanceStore: Send + Sync {
     async fn list_instances(&self, owner: Option<&str>) -> Result<Vec<CloudInstance>>;
     /// Writes `record` if the stored version is still `record.version` and returns it with
     /// the next version; `Conflict` if someone saved in between, `NotFound` if it is gone.
+    /// An instance that becomes final (destroyed, failed) frees its GPUs of the owner's
+    /// quota in the same step, exactly once.
     async fn save_instance(&self, record: &CloudInstance) -> Result<CloudInstance>;
 }
 

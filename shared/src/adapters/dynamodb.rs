@@ -1887,6 +1887,7 @@ impl InstanceStore for DynamoStore {
     async fn create_instance(
         &self,
         record: &CloudInstance,
+        quota: u32,
         idempotency: Option<&Idempotency>,
     ) -> Result<CreateInstanceOutcome> {
         for _ in 0..MAX_ATTEMPTS {
@@ -1908,8 +1909,27 @@ impl InstanceStore for DynamoStore {
                     return Ok(CreateInstanceOutcome::Replayed(Box::new(original)));
                 }
             }
-            let mut items =
-                vec![self.put_item(instance_item(record)?, "attribute_not_exists(pk)", vec![])?];
+            if record.gpu_count > quota {
+                let in_use = self.gpus_in_use(&record.owner).await?;
+                return Ok(CreateInstanceOutcome::OverQuota { in_use, quota });
+            }
+            // The record says how many GPUs it holds of the quota counter (shared with
+            // requests), so the save that ends it frees them exactly once.
+            let mut item = instance_item(record)?;
+            item.insert("holds_gpus".into(), n(record.gpu_count));
+            let mut items = vec![
+                self.put_item(item, "attribute_not_exists(pk)", vec![])?,
+                self.update_item(
+                    quota_key(&record.owner),
+                    "SET in_use = if_not_exists(in_use, :zero) + :n",
+                    Some("attribute_not_exists(in_use) OR in_use <= :most_before"),
+                    vec![
+                        (":zero", n(0)),
+                        (":n", n(record.gpu_count)),
+                        (":most_before", n(quota - record.gpu_count)),
+                    ],
+                )?,
+            ];
             if let Some(idem) = idempotency {
                 let mut item = instance_idempotency_key(&record.owner, &idem.key);
                 item.insert("fingerprint".into(), s(idem.fingerprint.clone()));
@@ -1921,6 +1941,10 @@ impl InstanceStore for DynamoStore {
                 Some(codes) => {
                     if codes.first().map(String::as_str) == Some("ConditionalCheckFailed") {
                         return Err(Error::Conflict(format!("instance {} exists", record.id)));
+                    }
+                    if codes.get(1).map(String::as_str) == Some("ConditionalCheckFailed") {
+                        let in_use = self.gpus_in_use(&record.owner).await?;
+                        return Ok(CreateInstanceOutcome::OverQuota { in_use, quota });
                     }
                     // A concurrent create with the same key, or a transaction conflict:
                     // look again.
@@ -1970,20 +1994,77 @@ impl InstanceStore for DynamoStore {
     async fn save_instance(&self, record: &CloudInstance) -> Result<CloudInstance> {
         let mut next = record.clone();
         next.version = record.version + 1;
+        let frees = next.status.is_final();
+        let body = serde_json::to_string(&next).map_err(|e| internal("encoding an instance", e))?;
+        // An update, not a put: `holds_gpus` stays as the create (or the freeing save) left it.
+        let update = |condition: &str, holds: Option<u32>| -> Result<Update> {
+            let mut u = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(format!("INST#{}", next.id), "INST")))
+                .update_expression(if frees {
+                    "SET body = :body, version = :next, holds_gpus = :zero"
+                } else {
+                    "SET body = :body, version = :next"
+                })
+                .condition_expression(condition)
+                .expression_attribute_values(":body", s(body.clone()))
+                .expression_attribute_values(":next", n(next.version))
+                .expression_attribute_values(":v", n(record.version));
+            if frees {
+                u = u.expression_attribute_values(":zero", n(0));
+            }
+            if let Some(g) = holds {
+                u = u.expression_attribute_values(":g", n(g));
+            }
+            u.build()
+                .map_err(|e| internal("building an instance update", e))
+        };
+        if frees && next.gpu_count > 0 {
+            // Ending it frees its GPUs in the same transaction, if it still holds them.
+            for _ in 0..MAX_ATTEMPTS {
+                let items = vec![
+                    TransactWriteItem::builder()
+                        .update(update(
+                            "attribute_exists(pk) AND version = :v AND holds_gpus = :g",
+                            Some(next.gpu_count),
+                        )?)
+                        .build(),
+                    self.update_item(
+                        quota_key(&next.owner),
+                        "SET in_use = in_use - :n",
+                        None,
+                        vec![(":n", n(next.gpu_count))],
+                    )?,
+                ];
+                match self.transact(items).await? {
+                    None => return Ok(next),
+                    // Not holding (freed before, or a record older than the quota), or
+                    // changed: the plain save below tells which.
+                    Some(codes)
+                        if codes.first().map(String::as_str) == Some("ConditionalCheckFailed") =>
+                    {
+                        break
+                    }
+                    Some(_) => continue,
+                }
+            }
+        }
+        let u = update("attribute_exists(pk) AND version = :v", None)?;
         let result = self
             .client
-            .put_item()
+            .update_item()
             .table_name(&self.table)
-            .set_item(Some(instance_item(&next)?))
-            .condition_expression("attribute_exists(pk) AND version = :v")
-            .expression_attribute_values(":v", n(record.version))
+            .set_key(Some(u.key))
+            .update_expression(u.update_expression)
+            .set_condition_expression(u.condition_expression)
+            .set_expression_attribute_values(u.expression_attribute_values)
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await;
         match result {
             Ok(out) => {
                 self.stats
-                    .record("PutItem", capacity_of(out.consumed_capacity()));
+                    .record("UpdateItem", capacity_of(out.consumed_capacity()));
                 Ok(next)
             }
             Err(e) if code(&e).as_deref() == Some("ConditionalCheckFailedException") => {
@@ -1995,7 +2076,7 @@ impl InstanceStore for DynamoStore {
                     ))),
                 }
             }
-            Err(e) => Err(internal("PutItem instance", DisplayErrorContext(e))),
+            Err(e) => Err(internal("UpdateItem instance", DisplayErrorContext(e))),
         }
     }
 }

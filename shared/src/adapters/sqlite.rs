@@ -1222,15 +1222,22 @@ fn request_of(body: String) -> Result<GpuRequest> {
     serde_json::from_str(&body).map_err(json_err)
 }
 
+/// A user's GPUs: active requests plus instances not yet final (one quota for both).
+/// Inside the writer's transaction this cannot interleave with another create.
 fn gpus_in_use_tx(conn: &Connection, user_id: &str) -> Result<u32> {
     conn.prepare_cached(&format!(
-        "SELECT COALESCE(SUM(gpu_count), 0) FROM gpu_requests
-         WHERE user_id = ?1 AND status IN {ACTIVE_STATUSES}"
+        "SELECT (SELECT COALESCE(SUM(gpu_count), 0) FROM gpu_requests
+                 WHERE user_id = ?1 AND status IN {ACTIVE_STATUSES})
+              + (SELECT COALESCE(SUM(json_extract(body, '$.gpu_count')), 0) FROM cloud_instances
+                 WHERE owner = ?1 AND json_extract(body, '$.status') NOT IN {FINAL_INSTANCE_STATUSES})"
     ))
     .and_then(|mut stmt| stmt.query_row([user_id], |r| r.get::<_, i64>(0)))
     .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
     .map_err(sql_err("summing a user's GPUs"))
 }
+
+/// Instance statuses that hold no GPUs (`InstanceStatus::is_final`), as SQL.
+const FINAL_INSTANCE_STATUSES: &str = "('destroyed', 'failed')";
 
 fn get_request_tx(conn: &Connection, request_id: &str) -> Result<Option<GpuRequest>> {
     conn.prepare_cached("SELECT body FROM gpu_requests WHERE request_id = ?1")
@@ -1529,11 +1536,17 @@ impl InstanceStore for SqliteStore {
     async fn create_instance(
         &self,
         record: &CloudInstance,
+        quota: u32,
         idempotency: Option<&Idempotency>,
     ) -> Result<CreateInstanceOutcome> {
         let record = record.clone();
         let idempotency = idempotency.cloned();
         self.write(move |conn| {
+            let quota_check = |conn: &Connection| -> Result<Option<CreateInstanceOutcome>> {
+                let in_use = gpus_in_use_tx(conn, &record.owner)?;
+                Ok((in_use.saturating_add(record.gpu_count) > quota)
+                    .then_some(CreateInstanceOutcome::OverQuota { in_use, quota }))
+            };
             if let Some(idem) = &idempotency {
                 let seen: Option<(String, String)> = conn
                     .query_row(
@@ -1553,6 +1566,11 @@ impl InstanceStore for SqliteStore {
                     })?;
                     return Ok(CreateInstanceOutcome::Replayed(Box::new(original)));
                 }
+            }
+            if let Some(over) = quota_check(conn)? {
+                return Ok(over);
+            }
+            if let Some(idem) = &idempotency {
                 conn.execute(
                     "INSERT INTO instance_idempotency_keys (user_id, key, fingerprint, instance_id)
                      VALUES (?1, ?2, ?3, ?4)",

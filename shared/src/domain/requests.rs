@@ -276,6 +276,14 @@ pub fn plan_machines(gpu_count: u32, shapes: &[GpuShape]) -> Result<Vec<GpuShape
     Ok(plan)
 }
 
+/// The refusal of a request or an instance over the user's GPU quota (one quota covers
+/// both APIs, and both say so the same way).
+pub fn over_quota_message(gpu_count: u32, in_use: u32, quota: u32) -> String {
+    format!(
+        "gpu_count {gpu_count} would exceed your GPU quota: {in_use} of {quota} GPUs are in use by your active requests and instances"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

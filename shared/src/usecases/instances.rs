@@ -127,10 +127,15 @@ pub async fn create(
     };
     let record = match state
         .store
-        .create_instance(&record, idempotency.as_ref())
+        .create_instance(&record, caller.gpu_quota, idempotency.as_ref())
         .await?
     {
         CreateInstanceOutcome::Created => record,
+        CreateInstanceOutcome::OverQuota { in_use, quota } => {
+            return Err(Error::validation(
+                crate::domain::requests::over_quota_message(record.gpu_count, in_use, quota),
+            ))
+        }
         CreateInstanceOutcome::IdempotencyMismatch => {
             return Err(Error::Conflict(
                 "this Idempotency-Key was used for a different instance".into(),

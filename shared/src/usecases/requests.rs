@@ -90,10 +90,9 @@ pub async fn create(
             ))
         }
         CreateRequestOutcome::OverQuota { in_use, quota } => {
-            return Err(Error::validation(format!(
-                "gpu_count {} would exceed your GPU quota: {in_use} of {quota} GPUs are in active requests",
-                input.gpu_count
-            )))
+            return Err(Error::validation(
+                crate::domain::requests::over_quota_message(input.gpu_count, in_use, quota),
+            ))
         }
     }
     let job = Job::ProvisionRequest {

@@ -1283,3 +1283,81 @@ fn the_price_table_generator_reads_the_price_list_format() {
         "GPU families only"
     );
 }
+
+/// One GPU quota covers provisioning requests and instances: 30 instance creates from one
+/// key get exactly what the quota has left after a request, the rest a 400 saying why, and
+/// destroying an instance gives its GPUs back.
+#[tokio::test]
+async fn instances_and_requests_share_one_gpu_quota() {
+    let fake = FakeVast::start().await;
+    let app = vast_app(&fake, None).await;
+    let bob = app.api_key("bob", 8).await;
+    let (s, request) = app
+        .post_request(
+            &bob,
+            &json!({"user_id": "bob", "gpu_count": 4, "duration_hours": 1}),
+        )
+        .await;
+    assert_eq!(s, 201, "{request}");
+    let (_, offers) = app
+        .v1_get(
+            &bob,
+            "/api/v1/offers/search?provider=vast_ai&available=true&limit=500",
+        )
+        .await;
+    let singles: Vec<Value> = offers["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["gpu_count"] == 1)
+        .take(30)
+        .cloned()
+        .collect();
+    assert_eq!(singles.len(), 30);
+    let mut created = Vec::new();
+    for offer in &singles {
+        let body = json!({"provider": "vast_ai", "offer_id": offer["provider_id"], "image": "ubuntu:22.04"});
+        let (s, answer, _) = app.create_instance(&bob, body, None).await;
+        match s {
+            201 => created.push(answer["data"]["id"].as_str().unwrap().to_string()),
+            400 => {
+                let e = answer["error"].as_str().unwrap();
+                assert!(
+                    e.contains("GPU quota")
+                        && e.contains(
+                            "8 of 8 GPUs are in use by your active requests and instances"
+                        ),
+                    "{e}"
+                );
+            }
+            other => panic!("{other}: {answer}"),
+        }
+    }
+    assert_eq!(created.len(), 4, "4 GPUs left after the 4-GPU request");
+    // The requests API is held to the same quota.
+    let (s, refused) = app
+        .post_request(
+            &bob,
+            &json!({"user_id": "bob", "gpu_count": 1, "duration_hours": 1}),
+        )
+        .await;
+    assert_eq!(s, 400, "{refused}");
+    assert!(refused["error"].as_str().unwrap().contains("GPU quota"));
+    // Another user is not affected.
+    let cat = app.api_key("cat", 8).await;
+    let body = json!({"provider": "vast_ai", "offer_id": singles[29]["provider_id"], "image": "ubuntu:22.04"});
+    let (s, answer, _) = app.create_instance(&cat, body, None).await;
+    assert_eq!(s, 201, "{answer}");
+    // Destroying one of bob's gives its GPU back.
+    let resp = app
+        .client
+        .delete(app.url(&format!("/api/v1/instances/{}", created[0])))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = json!({"provider": "vast_ai", "offer_id": singles[28]["provider_id"], "image": "ubuntu:22.04"});
+    let (s, answer, _) = app.create_instance(&bob, body, None).await;
+    assert_eq!(s, 201, "{answer}");
+}
