@@ -520,7 +520,17 @@ pub async fn serve_route(route: &Route, state: AppState, req: Request) -> Respon
         return e.into_response();
     }
     if let Err(e) = check_admin_login(route.access, &state, &req).await {
-        return e.into_response();
+        // Answered before the handler, so in a body every route's envelope accepts: the
+        // plain `{error, code}` plus the capacity (`status`) and v1 (`success`) markers.
+        let mut resp = e.into_response();
+        if let Body::Text(text) = resp.body() {
+            if let Ok(mut body) = serde_json::from_str::<serde_json::Value>(text) {
+                body["status"] = json!("error");
+                body["success"] = json!(false);
+                *resp.body_mut() = Body::Text(body.to_string());
+            }
+        }
+        return resp;
     }
     if require_admin(&state, &req).is_ok() {
         let label = caller_label(&state, None);
