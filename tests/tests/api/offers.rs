@@ -89,14 +89,22 @@ async fn every_offers_and_instances_route_needs_an_api_key() {
     let app = spawn_app().await;
     let routes = v1_routes();
     assert_eq!(routes.len(), 8);
-    for route in routes {
+    for (n, route) in routes.into_iter().enumerate() {
         let path = route.path.replace("{id}", "local_0000000000000000");
         for auth in [
             None,
             Some("Bearer gpf_garbage"),
             Some("Basic YWRtaW46d3Jvbmc="),
         ] {
-            let mut req = app.client.request(route.method.clone(), app.url(&path));
+            // Wrong Basic credentials from an address per route: the failed-login throttle
+            // (tested in auth.rs) answers them before the v1 pipeline and its headers.
+            let basic = auth.is_some_and(|a| a.starts_with("Basic"));
+            let client = if basic {
+                crate::helpers::client_from(40 + n as u8)
+            } else {
+                app.client.clone()
+            };
+            let mut req = client.request(route.method.clone(), app.url(&path));
             if let Some(a) = auth {
                 req = req.header("Authorization", a);
             }
@@ -105,7 +113,7 @@ async fn every_offers_and_instances_route_needs_an_api_key() {
             }
             let resp = req.send().await.unwrap();
             assert_eq!(resp.status(), 401, "{} {path} {auth:?}", route.method);
-            assert!(resp.headers().contains_key("x-ratelimit-remaining"));
+            assert!(basic || resp.headers().contains_key("x-ratelimit-remaining"));
             let body: Value = resp.json().await.unwrap();
             assert_eq!(body["success"], false);
             assert!(body["error"].is_string());

@@ -395,15 +395,19 @@ async fn every_capacity_route_needs_credentials() {
         })
         .collect();
     assert_eq!(capacity.len(), 20);
-    for route in capacity {
+    for (n, route) in capacity.into_iter().enumerate() {
         let path = route
             .path
             .replace("{gpu_type}", "A10G")
             .replace("{aggregate_type}", "spot")
             .replace("{hostname}", "w3");
         for auth in [None, Some("Bearer gpf_nope"), Some("Basic YWRtaW46bm8=")] {
-            let mut req = app
-                .client
+            let client = if auth.is_some_and(|a| a.starts_with("Basic")) {
+                client_from(40 + n as u8) // one address per route: below the login throttle
+            } else {
+                app.client.clone()
+            };
+            let mut req = client
                 .request(route.method.clone(), app.url(&path))
                 .json(&json!({"host": "w3", "source_aggregate": "A10G-spot", "target_aggregate": "A10G-runpod", "hostname": "w3", "gpu_type": "A10G"}));
             if let Some(a) = auth {
