@@ -397,15 +397,9 @@ pub fn require_admin(state: &AppState, req: &Request) -> Result<(), ApiError> {
 /// (a cached Basic login, the seat cookie) or to a page that acts on whoever submits it
 /// (the claim form): then a page on another site could make the browser send it.
 fn carries_ambient_credentials(access: Access, req: &Request) -> bool {
-    let basic = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_whitespace().next())
-        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("basic"));
     match access {
         Access::Public | Access::Seat | Access::Admin => true,
-        Access::ApiKeyOrAdmin | Access::VmOrAdmin => basic,
+        Access::ApiKeyOrAdmin | Access::VmOrAdmin => carries_basic(req),
         // Bearer tokens are never attached by a browser on its own.
         Access::Vm | Access::ApiKey => false,
     }
@@ -573,8 +567,8 @@ fn carries_basic(req: &Request) -> bool {
     req.headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+        .and_then(|v| v.split_whitespace().next())
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("basic"))
 }
 
 /// Methods a browser may use cross-origin (the API Gateway side is configured the same in

@@ -42,16 +42,17 @@ impl Allocation {
     }
 }
 
-/// Hosts with their allocations as `viewer` (`None`: an admin; `Some(user)`: a key
-/// holder) may see them.
+impl Host {
+    /// The host with its allocations as `viewer` (`None`: an admin; `Some(user)`: a key
+    /// holder) may see them.
+    fn seen_by(mut self, viewer: Option<&str>) -> Host {
+        self.allocations = self.allocations.iter().map(|a| a.seen_by(viewer)).collect();
+        self
+    }
+}
+
 fn seen_by(hosts: Vec<Host>, viewer: Option<&str>) -> Vec<Host> {
-    hosts
-        .into_iter()
-        .map(|mut h| {
-            h.allocations = h.allocations.iter().map(|a| a.seen_by(viewer)).collect();
-            h
-        })
-        .collect()
+    hosts.into_iter().map(|h| h.seen_by(viewer)).collect()
 }
 
 /// One fleet machine as a capacity host.
@@ -344,8 +345,7 @@ async fn host(state: &AppState, hostname: &str) -> Result<(Host, Vec<Pool>)> {
 
 /// `GET /api/host-vms/{hostname}`.
 pub async fn host_vms(state: &AppState, hostname: &str, viewer: Option<&str>) -> Result<Value> {
-    let (mut host, _) = host(state, hostname).await?;
-    host.allocations = host.allocations.iter().map(|a| a.seen_by(viewer)).collect();
+    let host = host(state, hostname).await?.0.seen_by(viewer);
     Ok(json!({
         "hostname": host.hostname,
         "vms": host.allocations.iter().map(|a| json!({
