@@ -12,6 +12,8 @@ pub mod http;
 pub mod lambda;
 pub mod logs_subscriber;
 pub mod pages;
+#[cfg(test)]
+mod parser_properties;
 pub mod provision;
 pub mod routes;
 pub mod telemetry;

@@ -13,6 +13,9 @@ pub mod ports;
 pub mod state;
 pub mod usecases;
 
+#[cfg(test)]
+mod parser_properties;
+
 #[cfg(any(test, feature = "contract-tests"))]
 pub mod contract;
 

@@ -19,7 +19,7 @@ pub struct Page {
 }
 
 /// `<20 digits>-<16 hex digits>`, checked byte by byte (no slicing of user input).
-fn valid_cursor(c: &str) -> bool {
+pub(crate) fn valid_cursor(c: &str) -> bool {
     let bytes = c.as_bytes();
     bytes.len() == 37
         && bytes.iter().enumerate().all(|(i, b)| match i {
