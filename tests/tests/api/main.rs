@@ -15,6 +15,7 @@ mod durability;
 mod dynamodb;
 mod end_to_end;
 mod escaping;
+mod fuzz;
 mod helpers;
 mod liveness;
 mod logs;
