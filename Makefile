@@ -1,5 +1,5 @@
 # Shortcuts; each target is one documented command.
-.PHONY: local test bench coldstart lambdas lambda-build template-check events fmt
+.PHONY: local test bench coldstart lambda lambda-build template template-check events fmt
 
 local:     ## run the whole system locally on http://127.0.0.1:8000
 	cargo run --release --bin gpufleet -- serve
@@ -13,11 +13,14 @@ bench:     ## claim / free-count / wake-latency benchmark (release build)
 coldstart: ## cold start (exec to ready, to first answer) and peak RSS of Lambda bootstraps
 	scripts/coldstart.sh
 
-lambdas:   ## debug build of every Lambda binary
-	cargo build -p gpufleet-functions --bins
+lambda:    ## debug build of the Lambda artifact (for this machine)
+	cargo build -p gpufleet-functions --bin gpufleet-lambda
 
-lambda-build: ## release build of every function for deployment (target/lambda/<function>/bootstrap)
+lambda-build: ## release build of the one artifact every function runs (target/lambda/gpufleet-lambda/bootstrap)
 	scripts/lambda_build.sh
+
+template:  ## regenerate template.yaml from infra/template.base.yaml, the function catalogue and the routes
+	cargo run -q --bin gpufleet -- template --out template.yaml
 
 template-check: ## cfn-lint and sam validate --lint on template.yaml (tools in .venv)
 	.venv/bin/cfn-lint --regions us-east-1 -- template.yaml

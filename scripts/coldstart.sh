@@ -1,17 +1,15 @@
 #!/usr/bin/env bash
-# Cold start of Lambda bootstraps: each function's release binary (built for this machine)
-# is started against a minimal Lambda Runtime API on 127.0.0.1 (tests/src/bin/coldstart.rs),
-# handed one sample event, and timed from exec to ready (first `next`), to its answer, with
-# its peak RSS. The store is DynamoDB on the emulator (moto on 127.0.0.1, plain HTTP: no TLS
-# handshake, unlike AWS), so answers that read the table include one real SDK round trip.
+# Cold start of the Lambda artifact as several functions: its release build for this machine
+# is started with GPUFLEET_FUNCTION set as the template sets it, against a minimal Lambda
+# Runtime API on 127.0.0.1 (tests/src/bin/coldstart.rs), handed one sample event, and timed
+# from exec to ready (first `next`), to its answer, with its peak RSS. The store is DynamoDB
+# on the emulator (moto on 127.0.0.1, plain HTTP: no TLS handshake, unlike AWS), so answers
+# that read the table include one real SDK round trip.
 # Prints numbers, asserts nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${RUNS:-15}"
-functions=(home request-vm get-request create-api-key provision)
-bins=()
-for f in "${functions[@]}"; do bins+=(--bin "$f"); done
-cargo build --release -p gpufleet-functions "${bins[@]}" -p gpufleet-tests --bin gpufleet-coldstart
+cargo build --release -p gpufleet-functions --bin gpufleet-lambda -p gpufleet-tests --bin gpufleet-coldstart
 
 # The emulator, with a table to read.
 [ -x .venv/bin/python ] || python3 -m venv .venv
@@ -41,7 +39,8 @@ export GPUFLEET_ADMIN_PASSWORD=coldstart-password RUST_LOG=info
 
 echo "machine: $(nproc) cores, $(uname -m), $(date -u +%Y-%m-%d); $runs starts each"
 measure() {
-  target/release/gpufleet-coldstart --bootstrap "target/release/$1" --event "events/$2" --runs "$runs"
+  GPUFLEET_FUNCTION="$1" target/release/gpufleet-coldstart --bootstrap target/release/gpufleet-lambda \
+    --event "events/$2" --runs "$runs"
 }
 measure home home/get.json
 measure request-vm request-vm/injection.json

@@ -1,7 +1,8 @@
-//! Every Lambda function of a deployment: what invokes it and which AWS services its handler
-//! uses. The Lambda wiring builds only those adapters (and reads only their configuration),
-//! and the template check (tests) proves `template.yaml` gives each function exactly these
-//! permissions and the environment its configuration needs.
+//! Every Lambda function of a deployment: what invokes it, which AWS services its handler
+//! uses, its timeout and memory. All of them run one artifact, which learns its function
+//! from `GPUFLEET_FUNCTION`; the Lambda wiring then builds only that function's adapters
+//! (and reads only their configuration). `crate::template` writes each function's resource
+//! in `template.yaml` from its entry here, and the template tests check the result.
 
 use crate::routes::{Access, ROUTES};
 
@@ -66,9 +67,27 @@ pub enum NetworkAccess {
     Write,
 }
 
+/// A setting a function reads beyond what its access implies (its template environment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setting {
+    /// `GPUFLEET_JOIN_CODE`: the claim form's join code.
+    JoinCode,
+    /// `GPUFLEET_CLAIMS_PER_IP_PER_HOUR`.
+    ClaimsPerIp,
+    /// `GPUFLEET_LONG_POLL_SECONDS` and `GPUFLEET_POLL_INTERVAL_MS`: the VM's wait for work.
+    LongPoll,
+}
+
+/// Lambda's defaults in the template's `Globals`; a function states only what differs.
+pub const DEFAULT_TIMEOUT_SECS: u32 = 10;
+pub const DEFAULT_MEMORY_MB: u32 = 128;
+/// For functions that call other AWS services or wait: just under API Gateway's 30 s.
+pub const API_TIMEOUT_SECS: u32 = 29;
+
 #[derive(Debug, Clone, Copy)]
 pub struct LambdaFunction {
-    /// The binary in `functions/src/bin/` and the function's name in the template.
+    /// The function's name: its `GPUFLEET_FUNCTION` and, in CamelCase, its logical id in
+    /// the template.
     pub name: &'static str,
     pub trigger: Trigger,
     pub store: StoreAccess,
@@ -79,6 +98,11 @@ pub struct LambdaFunction {
     pub ec2: Ec2Access,
     pub clouds: CloudAccess,
     pub network: NetworkAccess,
+    pub timeout_secs: u32,
+    pub memory_mb: u32,
+    pub settings: &'static [Setting],
+    /// A line for the template, above the function's resource (empty: none).
+    pub about: &'static str,
 }
 
 impl LambdaFunction {
@@ -109,20 +133,45 @@ const fn http(name: &'static str, store: StoreAccess) -> LambdaFunction {
         ec2: Ec2Access::None,
         clouds: CloudAccess::None,
         network: NetworkAccess::None,
+        timeout_secs: DEFAULT_TIMEOUT_SECS,
+        memory_mb: DEFAULT_MEMORY_MB,
+        settings: &[],
+        about: "",
+    }
+}
+
+/// `f`, given API Gateway's whole time: it calls other AWS services, or waits.
+const fn slow(f: LambdaFunction) -> LambdaFunction {
+    LambdaFunction {
+        timeout_secs: API_TIMEOUT_SECS,
+        ..f
     }
 }
 
 use StoreAccess::{Read, ReadWrite};
 
 pub static FUNCTIONS: &[LambdaFunction] = &[
-    http("home", Read),
-    http("request-vm", ReadWrite),
-    http("seat-page", Read),
+    LambdaFunction {
+        settings: &[Setting::JoinCode],
+        ..http("home", Read)
+    },
+    LambdaFunction {
+        settings: &[Setting::JoinCode, Setting::ClaimsPerIp],
+        ..http("request-vm", ReadWrite)
+    },
+    LambdaFunction {
+        about: "A participant's seat: reached with the seat cookie or the private seat link.",
+        ..http("seat-page", Read)
+    },
     http("seat-command", ReadWrite),
     http("seat-move", ReadWrite),
     http("reissue-seat", ReadWrite),
     http("move-seat", ReadWrite),
-    http("vm-startup", Read),
+    slow(LambdaFunction {
+        settings: &[Setting::LongPoll],
+        about: "Long-poll: waits up to 25 s for the VM's assignment (API Gateway cuts at 30 s).",
+        ..http("vm-startup", Read)
+    }),
     http("unassigned-vms-count", Read),
     http("update-inuse-status", ReadWrite),
     http("gpu-health", ReadWrite),
@@ -132,22 +181,22 @@ pub static FUNCTIONS: &[LambdaFunction] = &[
     },
     http("list-vm-status", Read),
     http("get-vm-status", Read),
-    LambdaFunction {
+    slow(LambdaFunction {
         sends_jobs: true,
         ..http("launch", ReadWrite)
-    },
-    LambdaFunction {
+    }),
+    slow(LambdaFunction {
         ec2: Ec2Access::Terminate,
         ..http("destroy", ReadWrite)
-    },
+    }),
     http("get-operation", Read),
     // Reconciling sweeps provisioning requests, which re-queues lost ones.
-    LambdaFunction {
+    slow(LambdaFunction {
         ec2: Ec2Access::Terminate,
         sends_jobs: true,
         clouds: CloudAccess::Terminate,
         ..http("reconcile-now", ReadWrite)
-    },
+    }),
     http("admin-dashboard", Read),
     http("admin-instances", Read),
     http("admin-logs", Read),
@@ -166,10 +215,10 @@ pub static FUNCTIONS: &[LambdaFunction] = &[
     },
     http("list-requests", Read),
     http("get-request", Read),
-    LambdaFunction {
+    slow(LambdaFunction {
         ec2: Ec2Access::Terminate,
         ..http("release-request", ReadWrite)
-    },
+    }),
     http("create-api-key", ReadWrite),
     http("list-api-keys", Read),
     http("revoke-api-key", ReadWrite),
@@ -177,37 +226,43 @@ pub static FUNCTIONS: &[LambdaFunction] = &[
     // even the listings write to the table.
     LambdaFunction {
         clouds: CloudAccess::Read,
+        about: "The offers and instances API (GPU offers across providers; docs/offers.md).",
         ..http("list-providers", ReadWrite)
     },
-    LambdaFunction {
+    slow(LambdaFunction {
         clouds: CloudAccess::Read,
         ..http("search-offers", ReadWrite)
-    },
+    }),
     http("list-instances", ReadWrite),
-    LambdaFunction {
+    slow(LambdaFunction {
         clouds: CloudAccess::Read,
         ..http("get-instance", ReadWrite)
-    },
-    LambdaFunction {
+    }),
+    slow(LambdaFunction {
         clouds: CloudAccess::Create,
         ..http("create-instance", ReadWrite)
-    },
-    LambdaFunction {
+    }),
+    slow(LambdaFunction {
         clouds: CloudAccess::Start,
         ..http("start-instance", ReadWrite)
-    },
-    LambdaFunction {
+    }),
+    slow(LambdaFunction {
         clouds: CloudAccess::Stop,
         ..http("stop-instance", ReadWrite)
-    },
-    LambdaFunction {
+    }),
+    slow(LambdaFunction {
         clouds: CloudAccess::Terminate,
         ..http("destroy-instance", ReadWrite)
+    }),
+    LambdaFunction {
+        about: "The command log: every mutating cloud command, who caused it, how it went (append-only).",
+        ..http("command-log", Read)
     },
-    http("command-log", Read),
     http("clear-log", ReadWrite),
-    // Capacity pools (docs/pools.md).
-    http("gpu-types", Read),
+    LambdaFunction {
+        about: "Capacity pools per GPU type: utilisation, previewed and verified host migrations (docs/pools.md).",
+        ..http("gpu-types", Read)
+    },
     http("get-aggregates", Read),
     http("contract-aggregates", Read),
     http("host-vms", Read),
@@ -215,80 +270,74 @@ pub static FUNCTIONS: &[LambdaFunction] = &[
         ec2: Ec2Access::Describe,
         ..http("preview-migration", Read)
     },
-    LambdaFunction {
+    slow(LambdaFunction {
         ec2: Ec2Access::Tag,
         ..http("execute-migration", ReadWrite)
-    },
+    }),
     http("get-target-aggregate", Read),
     http("preview-runpod-launch", Read),
-    // Launches a machine (the provisioner's grant) and tags its pool.
-    LambdaFunction {
+    slow(LambdaFunction {
         ec2: Ec2Access::Launch,
+        about: "Launches an added machine onto a host's runpod pool: the provisioner's launch grant.",
         ..http("execute-runpod-launch", ReadWrite)
-    },
-    // Network and firewall (the AWS analogues of the capacity tooling's OpenStack calls).
-    LambdaFunction {
+    }),
+    slow(LambdaFunction {
         network: NetworkAccess::Read,
+        about: "Network and firewall: the AWS analogues of the capacity tooling's OpenStack/Hyperstack calls (docs/pools.md).",
         ..http("network-show", Read)
-    },
-    LambdaFunction {
+    }),
+    slow(LambdaFunction {
         network: NetworkAccess::Write,
         ..http("port-create", ReadWrite)
-    },
-    LambdaFunction {
+    }),
+    slow(LambdaFunction {
         network: NetworkAccess::Write,
         ..http("server-add-network", ReadWrite)
-    },
-    LambdaFunction {
+    }),
+    slow(LambdaFunction {
         network: NetworkAccess::Read,
         ..http("server-get-uuid", Read)
-    },
-    LambdaFunction {
+    }),
+    slow(LambdaFunction {
         network: NetworkAccess::Read,
         ..http("server-status", Read)
-    },
-    LambdaFunction {
+    }),
+    slow(LambdaFunction {
         network: NetworkAccess::Read,
         ..http("firewall-get-attachments", Read)
-    },
-    LambdaFunction {
+    }),
+    slow(LambdaFunction {
         network: NetworkAccess::Write,
         ..http("firewall-update-attachments", ReadWrite)
-    },
-    LambdaFunction {
+    }),
+    slow(LambdaFunction {
         network: NetworkAccess::Read,
         ..http("list-images", Read)
-    },
+    }),
     LambdaFunction {
-        name: "provision",
         trigger: Trigger::Queue,
-        store: ReadWrite,
         // A provisioning request's job queues its machines' launches.
         sends_jobs: true,
-        checks_queue: false,
         ec2: Ec2Access::Launch,
-        clouds: CloudAccess::None,
-        network: NetworkAccess::None,
+        timeout_secs: 120,
+        memory_mb: 256,
+        about: "Launch jobs → EC2 (two-phase, ClientToken-idempotent; docs/provisioning.md). Visibility 720 s = 6 × timeout.",
+        ..http("provision", ReadWrite)
     },
     LambdaFunction {
-        name: "reconcile",
         trigger: Trigger::Schedule,
-        store: ReadWrite,
         sends_jobs: true,
-        checks_queue: false,
         ec2: Ec2Access::Terminate,
         clouds: CloudAccess::Terminate,
-        network: NetworkAccess::None,
+        timeout_secs: 120,
+        about: "Ends orphaned instances, settles stuck launches and destroys, sweeps provisioning requests (leases end here).",
+        ..http("reconcile", ReadWrite)
     },
     LambdaFunction {
-        name: "logs-subscriber",
         trigger: Trigger::LogsSubscription,
-        store: ReadWrite,
-        sends_jobs: false,
-        checks_queue: false,
-        ec2: Ec2Access::None,
-        clouds: CloudAccess::None,
-        network: NetworkAccess::None,
+        timeout_secs: 30,
+        about: "CloudWatch Logs subscription on the VMs' log group: a stream <hostname>.<proof> is filed under that VM only if the proof is its own.",
+        ..http("logs-subscriber", ReadWrite)
     },
 ];
 
@@ -317,21 +366,9 @@ mod tests {
     }
 
     #[test]
-    fn names_are_unique_and_match_a_binary() {
-        let bins = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/src/bin")).unwrap();
-        let mut bins: Vec<String> = bins
-            .map(|e| {
-                e.unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .trim_end_matches(".rs")
-                    .to_string()
-            })
-            .collect();
-        bins.sort();
-        let mut names: Vec<String> = FUNCTIONS.iter().map(|f| f.name.to_string()).collect();
-        names.sort();
-        assert_eq!(names, bins);
+    fn names_are_unique() {
+        let names: std::collections::BTreeSet<&str> = FUNCTIONS.iter().map(|f| f.name).collect();
+        assert_eq!(names.len(), FUNCTIONS.len());
     }
 
     #[test]

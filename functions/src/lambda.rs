@@ -1,5 +1,6 @@
-//! Wiring for the Lambda binaries: tracing, state from the environment (read once, before
-//! the first invocation), then the runtime loop around one handler.
+//! Wiring for the Lambda artifact: which function this is (`GPUFLEET_FUNCTION`), tracing,
+//! state from the environment (read once, before the first invocation), then the runtime
+//! loop around that function's handler.
 //!
 //! Each function builds only the adapters its entry in [`crate::catalog::FUNCTIONS`] names
 //! and reads only their configuration; the rest are [`NotGranted`] (its IAM role has no
@@ -166,20 +167,41 @@ pub async fn state_from_env(name: &str) -> Result<AppState, Error> {
     })
 }
 
-/// The whole `main` of every Lambda binary: builds the runtime, reads the configuration of
-/// function `name` and serves its trigger. Everything generic (the HTTP stack, the runtime
-/// loop) is instantiated here once, in the library, so each of the many binaries is only a
-/// call to this and compiles and links in seconds.
-pub fn main(name: &'static str) -> Result<(), Error> {
+/// Which function this process is: `GPUFLEET_FUNCTION`, one of the catalogue's names. The
+/// error names the variable (and, for an unknown name, where the names are listed).
+pub fn function_from(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<&'static LambdaFunction, ConfigError> {
+    let name = lookup(crate::template::FUNCTION_VARIABLE)
+        .filter(|n| !n.trim().is_empty())
+        .ok_or(ConfigError::Missing("GPUFLEET_FUNCTION"))?;
+    catalog::function(name.trim()).ok_or_else(|| ConfigError::Invalid {
+        name: "GPUFLEET_FUNCTION",
+        value: name.clone(),
+        reason: "not a function of this deployment (functions::catalog::FUNCTIONS; the template sets it)".into(),
+    })
+}
+
+/// The whole `main` of the Lambda artifact: learns which function it is, builds the
+/// runtime, reads that function's configuration and serves its trigger. Refuses to start,
+/// naming the variable, when `GPUFLEET_FUNCTION` is missing or unknown.
+pub fn main() -> Result<(), Error> {
+    crate::telemetry::init_tracing(true);
+    let function = match function_from(|k| std::env::var(k).ok()) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            return Err(e.into());
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(serve(name))
+    runtime.block_on(serve(function))
 }
 
-async fn serve(name: &'static str) -> Result<(), Error> {
-    crate::telemetry::init_tracing(true);
-    let function = catalog::function(name).ok_or_else(|| format!("unknown function {name}"))?;
+async fn serve(function: &'static LambdaFunction) -> Result<(), Error> {
+    let name = function.name;
     let state = state_from_env(name).await?;
     match function.trigger {
         Trigger::Http => {

@@ -40,6 +40,16 @@ enum Command {
     /// Create an API key for a user of the requests API (local mode's store; on AWS use
     /// `POST /api/v1/api-keys`). Prints the key once.
     ApiKey(ApiKeyArgs),
+    /// Write the deployment template: infra/template.base.yaml with one Lambda function per
+    /// entry of the function catalogue, wired from the route table (what template.yaml is).
+    Template(TemplateArgs),
+}
+
+#[derive(clap::Args)]
+struct TemplateArgs {
+    /// Write here instead of stdout (e.g. template.yaml).
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -129,6 +139,7 @@ pub fn main() -> ExitCode {
             Command::SeedVms(args) => seed(args).await,
             Command::CreateTable(args) => create_table(&args.table).await,
             Command::ApiKey(args) => create_api_key(args).await,
+            Command::Template(args) => write_template(args),
         }
     });
     match result {
@@ -289,6 +300,15 @@ async fn create_api_key(args: ApiKeyArgs) -> anyhow::Result<()> {
         "API key {} for user {} (GPU quota {quota}); shown once, keep it secret",
         key.key_id, key.user_id
     );
+    Ok(())
+}
+
+fn write_template(args: TemplateArgs) -> anyhow::Result<()> {
+    let text = functions::template::render();
+    match args.out {
+        Some(path) => std::fs::write(&path, text)?,
+        None => std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes())?,
+    }
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 //! API on 127.0.0.1 (what the Lambda service provides), hands it one event, and reports the
 //! time from exec to its first `next` call (ready), to its response, and its peak RSS.
 //!
-//! `gpufleet-coldstart --bootstrap target/lambda/home/bootstrap --event events/home/claim-page.json --runs 9`
+//! `GPUFLEET_FUNCTION=home gpufleet-coldstart --bootstrap target/release/gpufleet-lambda --event events/home/get.json --runs 9`
 //!
 //! The function's configuration comes from this process's environment (scripts/coldstart.sh
 //! sets dummy values; events that need no store call measure the whole path without one).
@@ -171,12 +171,15 @@ fn main() -> anyhow::Result<()> {
     for v in [&mut ready, &mut response, &mut rss] {
         v.sort_by(f64::total_cmp);
     }
-    let name = args
-        .bootstrap
-        .trim_end_matches("/bootstrap")
-        .rsplit('/')
-        .next()
-        .unwrap_or_default();
+    // The function the artifact runs as (its GPUFLEET_FUNCTION, inherited), else the binary.
+    let name = std::env::var("GPUFLEET_FUNCTION").unwrap_or_else(|_| {
+        args.bootstrap
+            .trim_end_matches("/bootstrap")
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    });
     println!(
         "{name:<22} runs {:>2}  ready p50 {:>6.1} ms (max {:>6.1})  first response p50 {:>6.1} ms  peak RSS p50 {:>5.1} MiB (max {:>5.1})  answer {}",
         samples.len(),

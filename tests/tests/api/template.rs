@@ -1,5 +1,5 @@
-//! `template.yaml` against the code: every function exists and is wired to what the catalogue
-//! says, every HTTP route in the template is the local router's route with the same function
+//! `template.yaml` against the code: it is exactly what the generator writes; every function
+//! exists, runs the shared artifact and is wired to what the catalogue says, every HTTP route in the template is the local router's route with the same function
 //! (and back), each function's environment satisfies its configuration loader, and its IAM
 //! statements grant what its catalogue entry needs and nothing more.
 
@@ -16,20 +16,25 @@ fn template() -> Value {
     serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-/// `(logical id, binary name, properties)` of every `AWS::Serverless::Function`.
+/// `(logical id, function name, properties)` of every `AWS::Serverless::Function`: the name
+/// is its `GPUFLEET_FUNCTION`, and it runs the one shared artifact.
 fn functions(t: &Value) -> Vec<(String, String, Value)> {
+    let shared_code = t["Globals"]["Function"]["CodeUri"].as_str().unwrap();
+    assert_eq!(shared_code, "target/lambda/gpufleet-lambda/");
     let mut out = Vec::new();
     for (id, resource) in t["Resources"].as_mapping().unwrap() {
         if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
             continue;
         }
         let props = resource["Properties"].clone();
-        let code_uri = props["CodeUri"].as_str().unwrap();
-        let bin = code_uri
-            .strip_prefix("target/lambda/")
-            .and_then(|s| s.strip_suffix('/'))
-            .unwrap_or_else(|| panic!("{code_uri} is not target/lambda/<bin>/"));
-        out.push((id.as_str().unwrap().to_string(), bin.to_string(), props));
+        assert!(
+            props["CodeUri"].is_null(),
+            "{id:?} has its own code: every function runs the shared artifact"
+        );
+        let name = props["Environment"]["Variables"]["GPUFLEET_FUNCTION"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{id:?} does not say which function it is"));
+        out.push((id.as_str().unwrap().to_string(), name.to_string(), props));
     }
     out
 }
@@ -165,8 +170,33 @@ fn policy_templates(props: &Value) -> BTreeSet<String> {
         .collect()
 }
 
+/// The committed template is exactly what the generator writes: regenerate with
+/// `make template` after changing the catalogue, the routes or `infra/template.base.yaml`.
 #[test]
-fn every_function_in_the_template_is_a_binary_of_the_catalogue_and_back() {
+fn the_committed_template_is_the_generated_one() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
+    let committed = std::fs::read_to_string(path).unwrap();
+    let generated = functions::template::render();
+    if committed != generated {
+        let line = committed
+            .lines()
+            .zip(generated.lines())
+            .position(|(a, b)| a != b)
+            .map_or(
+                committed.lines().count().min(generated.lines().count()),
+                |n| n,
+            );
+        panic!(
+            "template.yaml is not what `make template` writes; first difference at line {}:\n  committed: {:?}\n  generated: {:?}",
+            line + 1,
+            committed.lines().nth(line),
+            generated.lines().nth(line)
+        );
+    }
+}
+
+#[test]
+fn every_function_in_the_template_is_one_of_the_catalogue_and_back() {
     let t = template();
     let in_template: BTreeSet<String> = functions(&t).into_iter().map(|f| f.1).collect();
     let in_catalogue: BTreeSet<String> = FUNCTIONS.iter().map(|f| f.name.to_string()).collect();
@@ -174,14 +204,37 @@ fn every_function_in_the_template_is_a_binary_of_the_catalogue_and_back() {
     assert_eq!(
         functions(&t).len(),
         FUNCTIONS.len(),
-        "a binary deployed twice"
+        "a function deployed twice"
     );
-    for bin in &in_template {
-        let source = format!(
-            "{}/../functions/src/bin/{bin}.rs",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        assert!(std::path::Path::new(&source).exists(), "{source}");
+}
+
+/// The artifact refuses to start, naming the variable, unless it is told which function of
+/// the catalogue it is.
+#[test]
+fn the_artifact_needs_to_know_which_function_it_is() {
+    let missing = functions::lambda::function_from(|_| None).err().unwrap();
+    assert!(
+        missing.to_string().contains("GPUFLEET_FUNCTION"),
+        "{missing}"
+    );
+    let blank = functions::lambda::function_from(|_| Some("  ".into()))
+        .err()
+        .unwrap();
+    assert!(blank.to_string().contains("GPUFLEET_FUNCTION"), "{blank}");
+    let unknown = functions::lambda::function_from(|_| Some("launch-everything".into()))
+        .err()
+        .unwrap();
+    let message = unknown.to_string();
+    assert!(
+        message.contains("GPUFLEET_FUNCTION") && message.contains("launch-everything"),
+        "{message}"
+    );
+    for f in FUNCTIONS {
+        let found = functions::lambda::function_from(|k| {
+            (k == "GPUFLEET_FUNCTION").then(|| f.name.to_string())
+        })
+        .unwrap();
+        assert_eq!(found.name, f.name);
     }
 }
 

@@ -1,5 +1,0 @@
-//! Lambda function `get-target-aggregate` (see `functions::catalog` and `functions::routes`).
-
-fn main() -> Result<(), lambda_runtime::Error> {
-    functions::lambda::main("get-target-aggregate")
-}

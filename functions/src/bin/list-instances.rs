@@ -1,5 +1,0 @@
-//! Lambda function `list-instances` (see `functions::catalog` and `functions::routes`).
-
-fn main() -> Result<(), lambda_runtime::Error> {
-    functions::lambda::main("list-instances")
-}

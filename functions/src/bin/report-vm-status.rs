@@ -1,5 +1,0 @@
-//! Lambda function `report-vm-status` (see `functions::catalog` and `functions::routes`).
-
-fn main() -> Result<(), lambda_runtime::Error> {
-    functions::lambda::main("report-vm-status")
-}
