@@ -1,8 +1,10 @@
-//! Adapters: implementations of the ports. Local mode uses SQLite, agent processes and an
-//! in-process notifier; AWS adapters (DynamoDB, SQS, EC2) sit beside these.
+//! Adapters: implementations of the ports. Local mode uses SQLite (feature `sqlite`), agent
+//! processes and an in-process notifier; AWS adapters (feature `aws`: DynamoDB, SQS, EC2)
+//! sit beside these.
 
 pub mod audited;
 pub mod clock;
+#[cfg(feature = "sqlite")]
 pub mod durable_queue;
 #[cfg(feature = "aws")]
 pub mod dynamodb;
@@ -18,6 +20,7 @@ pub mod local_compute;
 pub mod not_granted;
 pub mod notifier;
 pub mod offer_cache;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 #[cfg(feature = "aws")]
 pub mod sqs;
@@ -25,6 +28,7 @@ pub mod vast;
 
 pub use audited::{AuditedCloud, AuditedCompute, CommandLogger, Dialect};
 pub use clock::{OffsetClock, SystemClock};
+#[cfg(feature = "sqlite")]
 pub use durable_queue::{DurableJobWorker, DurableQueue};
 #[cfg(feature = "aws")]
 pub use dynamodb::DynamoStore;
@@ -39,6 +43,7 @@ pub use local_cloud::LocalCloud;
 pub use local_compute::{LocalCompute, LocalComputeConfig};
 pub use not_granted::{NoNetwork, NotGranted};
 pub use notifier::{InProcessNotifier, PollingNotifier};
+#[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 #[cfg(feature = "aws")]
 pub use sqs::SqsQueue;
