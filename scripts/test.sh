@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
 # The one test command (README, CI): installs what the tests need, then runs formatting,
 # lints and every test. Safe to run on a fresh machine; repeat runs reuse what is there.
+#
+# The Lambda artifact is proven from the test build itself (functions/tests/artifact.rs runs
+# it as several functions against a local Lambda Runtime API and the AWS emulator), so CI
+# compiles the dependencies once for the tests, not again for a release cross build.
+# `scripts/test.sh --lambda-build` adds the release arm64 build (`make lambda-build`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+lambda_build=0
+[ "${1:-}" = "--lambda-build" ] && lambda_build=1
+
+started=$(date +%s)
+step() { printf '\n==> [%4d s] %s\n' "$(( $(date +%s) - started ))" "$*"; }
 
 step "toolchain components"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
@@ -42,8 +51,10 @@ echo "moto on $GPUFLEET_TEST_AWS_ENDPOINT"
 step "cargo test (SQLite, and DynamoDB on the emulator)"
 cargo test --workspace --locked
 
-step "Lambda build: cargo lambda build --release of every function (arm64, or x86_64 fallback)"
-scripts/lambda_build.sh
+if [ "$lambda_build" = 1 ]; then
+  step "Lambda build: cargo lambda build --release of the artifact (arm64, or x86_64 fallback)"
+  scripts/lambda_build.sh
+fi
 
 step "browser test: Debian's Chromium and playwright-core"
 if ! command -v chromium >/dev/null 2>&1; then
@@ -57,3 +68,5 @@ fi
 step "browser test: dashboard, logs, metrics, claim, destroy (screenshots in test-output/browser/)"
 cargo build -p gpufleet --bin gpufleet --locked
 (cd tests/browser && node --test dashboard.test.mjs)
+
+step "done"
