@@ -152,7 +152,8 @@ async fn command_log_pages_and_clears(store: &dyn Store) {
 /// A quota no test reaches (the quota has checks of its own).
 const UNLIMITED: u32 = 1_000_000;
 
-fn cloud_instance(
+/// An instance record for store tests (a pending vast_ai instance of `owner`).
+pub fn cloud_instance(
     id: &str,
     owner: &str,
     created_at: i64,

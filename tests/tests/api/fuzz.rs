@@ -97,31 +97,10 @@ async fn world() -> World {
         .await
         .unwrap();
     let instance = CloudInstance {
-        id: CloudInstance::new_id("local"),
-        owner: "alice".into(),
         provider: "local".into(),
         provider_id: Some("local-fuzz".into()),
-        offer_id: "local-1x".into(),
-        name: "alice-box".into(),
         status: InstanceStatus::Running,
-        status_reason: None,
-        gpu_model: "RTX 4090".into(),
-        gpu_count: 1,
-        cpu_count: 8,
-        ram_gb: 32.0,
-        storage_gb: 100.0,
-        price_per_hour: 0.5,
-        region: "local".into(),
-        image: Some("ubuntu:22.04".into()),
-        onstart_script: None,
-        ssh_key: None,
-        public_ip: None,
-        ssh_host: None,
-        ssh_port: None,
-        offer_data: Value::Null,
-        created_at: now,
-        updated_at: now,
-        version: 0,
+        ..shared::contract::cloud_instance(&CloudInstance::new_id("local"), "alice", now)
     };
     app.state
         .store
@@ -268,13 +247,13 @@ async fn no_refused_credential_changes_or_shows_anything() {
             Credential::OtherUsersKey,
             Credential::ForgedSeat,
         ] {
-            // Bob creating his own request or instance is what those routes are for.
-            if acts_for_itself(route, credential) && route.access == Access::ApiKey {
-                if route.function == "create-request" {
-                    // ...but not one in Alice's name.
-                } else {
-                    continue;
-                }
+            // Bob creating his own instance is what that route is for (a request in Alice's
+            // name, which the body asks for, must still be refused).
+            if acts_for_itself(route, credential)
+                && route.access == Access::ApiKey
+                && route.function != "create-request"
+            {
+                continue;
             }
             let url = w.app.url(&w.target(route, &forged_seat));
             for as_json in [true, false] {
