@@ -24,24 +24,31 @@ for _ in $(seq 1 100); do grep -q ready target/coldstart-moto.log 2>/dev/null &&
 # What a deployed function has in its environment (template.yaml), with dummy values.
 export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
 export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
+# The table exactly as template.yaml declares it (keys and indexes).
 .venv/bin/python - <<'PY'
-import os, boto3
+import os, boto3, yaml
+class Loader(yaml.SafeLoader):
+    pass
+Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+table = yaml.load(open("template.yaml"), Loader)["Resources"]["Table"]["Properties"]
 boto3.client("dynamodb", endpoint_url=os.environ["AWS_ENDPOINT_URL"]).create_table(
     TableName="gpufleet-coldstart", BillingMode="PAY_PER_REQUEST",
-    AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
-    KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}])
+    **{k: table[k] for k in ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes")})
 PY
 export GPUFLEET_TABLE=gpufleet-coldstart GPUFLEET_DEPLOYMENT=gpufleet
 export GPUFLEET_QUEUE_URL=http://127.0.0.1:9/123456789012/launch
 export GPUFLEET_API_URL=https://abc123.execute-api.us-east-1.amazonaws.com
 export GPUFLEET_AMI=ami-0123456789abcdef0 GPUFLEET_AGENT_URL=https://downloads.example.org/gpufleet
 export GPUFLEET_ADMIN_PASSWORD=coldstart-password RUST_LOG=info
+# Lambda sets neither; a captured backtrace would cost an error path tens of MiB.
+unset RUST_BACKTRACE RUST_LIB_BACKTRACE
 
 echo "machine: $(nproc) cores, $(uname -m), $(date -u +%Y-%m-%d); $runs starts each"
 measure() {
   GPUFLEET_FUNCTION="$1" target/release/gpufleet-coldstart --bootstrap target/release/gpufleet-lambda \
-    --event "events/$2" --runs "$runs"
+    --event "events/$2" --runs "$runs" --log "target/coldstart-fn-$1.log"
 }
+rm -f target/coldstart-fn-*.log
 measure home home/get.json
 measure request-vm request-vm/injection.json
 measure get-request get-request/no-key.json

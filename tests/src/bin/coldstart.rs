@@ -18,6 +18,8 @@ struct Args {
     bootstrap: String,
     event: String,
     runs: usize,
+    /// Where the function's own output goes (appended), so a wrong answer can be explained.
+    log: Option<String>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -26,6 +28,7 @@ fn parse_args() -> anyhow::Result<Args> {
         bootstrap: String::new(),
         event: String::new(),
         runs: 9,
+        log: None,
     };
     for pair in raw.chunks(2) {
         let value = pair.get(1).context("every flag takes a value")?;
@@ -33,11 +36,12 @@ fn parse_args() -> anyhow::Result<Args> {
             "--bootstrap" => args.bootstrap = value.clone(),
             "--event" => args.event = value.clone(),
             "--runs" => args.runs = value.parse()?,
+            "--log" => args.log = Some(value.clone()),
             other => bail!("unknown flag {other}"),
         }
     }
     if args.bootstrap.is_empty() || args.event.is_empty() {
-        bail!("usage: gpufleet-coldstart --bootstrap PATH --event PATH [--runs N]");
+        bail!("usage: gpufleet-coldstart --bootstrap PATH --event PATH [--runs N] [--log PATH]");
     }
     Ok(args)
 }
@@ -89,6 +93,17 @@ fn peak_rss_kib(child: &Child) -> u64 {
 fn one_start(args: &Args, event: &[u8]) -> anyhow::Result<Sample> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let address = listener.local_addr()?;
+    let output = match &args.log {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening {path}"))?;
+            (Stdio::from(file.try_clone()?), Stdio::from(file))
+        }
+        None => (Stdio::null(), Stdio::null()),
+    };
     let started = Instant::now();
     let mut child = Command::new(&args.bootstrap)
         .env("AWS_LAMBDA_RUNTIME_API", address.to_string())
@@ -97,8 +112,8 @@ fn one_start(args: &Args, event: &[u8]) -> anyhow::Result<Sample> {
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
         .env("AWS_LAMBDA_LOG_STREAM_NAME", "coldstart")
         .env("AWS_LAMBDA_LOG_GROUP_NAME", "coldstart")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(output.0)
+        .stderr(output.1)
         .spawn()
         .with_context(|| format!("starting {}", args.bootstrap))?;
     let mut ready = None;
@@ -127,6 +142,8 @@ fn one_start(args: &Args, event: &[u8]) -> anyhow::Result<Sample> {
                 let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
                 let status = if path.ends_with("/error") {
                     format!("error: {}", String::from_utf8_lossy(&body))
+                } else if let Some(failures) = value["batchItemFailures"].as_array() {
+                    format!("{} batch item failure(s)", failures.len())
                 } else {
                     value["statusCode"].to_string()
                 };
