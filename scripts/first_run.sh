@@ -41,6 +41,6 @@ until [ "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8000/ 2>/dev/
 done
 elapsed=$(($(date +%s) - start))
 crates=$(grep -c '^ *Compiling ' "$work/serve.log" || true)
-sdks=$(grep -o 'Compiling aws-[a-z0-9-]*' "$work/serve.log" | sed 's/Compiling //' | sort -u | tr '\n' ' ')
+sdks=$(grep -o 'Compiling aws-[a-z0-9-]*' "$work/serve.log" | sed 's/Compiling //' | sort -u | tr '\n' ' ' || true)
 echo "first page after $((elapsed / 60)) min $((elapsed % 60)) s, from a fresh clone with an empty target directory and $registry"
 echo "$(nproc) cores; $crates crates compiled; AWS crates compiled: ${sdks:-none}"
