@@ -112,7 +112,7 @@ impl LambdaFunction {
             r.function == self.name
                 && matches!(
                     r.access,
-                    Access::Admin | Access::ApiKeyOrAdmin | Access::VmOrAdmin
+                    Access::Admin | Access::ApiKeyOrAdmin | Access::VmOrAdmin(_)
                 )
         })
     }

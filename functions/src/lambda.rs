@@ -210,7 +210,7 @@ async fn serve(function: &'static LambdaFunction) -> Result<(), Error> {
             lambda_http::run(service_fn(move |req: Request| {
                 let state = state.clone();
                 async move {
-                    Ok::<Response, Error>(crate::http::serve_route(route, state, req).await)
+                    Ok::<Response, Error>(crate::router::serve_route(route, state, req).await)
                 }
             }))
             .await

@@ -16,6 +16,7 @@ pub mod pages;
 #[cfg(test)]
 mod parser_properties;
 pub mod provision;
+pub mod router;
 pub mod routes;
 pub mod telemetry;
 pub mod template;

@@ -98,7 +98,7 @@ proptest! {
         prop_assert_eq!(passed, origin_ok && site_ok);
         // API-key and VM routes carry no ambient credential: the check does not apply.
         prop_assert!(check_route_origin(Access::ApiKey, &req).is_ok());
-        prop_assert!(check_route_origin(Access::Vm, &req).is_ok());
+        prop_assert!(check_route_origin(Access::Vm(crate::http::VmHostname::InPath), &req).is_ok());
     }
 
     #[test]

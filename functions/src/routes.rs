@@ -9,29 +9,13 @@ use http::Method;
 use shared::AppState;
 
 use crate::handlers;
-use crate::http::{Request, Response};
+use crate::http::VmHostname::{InBody, InPath};
+pub use crate::http::{Access, Envelope, VmHostname};
+use crate::http::{Principal, Request, Response};
 
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
-pub type Handler = fn(AppState, Request) -> HandlerFuture;
-
-/// Who may call a route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// Anyone (participants, the claim page).
-    Public,
-    /// A participant, with their seat token (the seat cookie, or the seat link's path).
-    Seat,
-    /// A VM, with its own bearer token.
-    Vm,
-    /// A VM with its own token, or an admin (Basic) forwarding for it.
-    VmOrAdmin,
-    /// An admin, with HTTP Basic credentials.
-    Admin,
-    /// A user's API key (`Authorization: Bearer gpf_…`).
-    ApiKey,
-    /// A user's API key, or an admin (Basic) acting on everyone's.
-    ApiKeyOrAdmin,
-}
+/// A handler gets the principal the router authenticated for the route's `access`.
+pub type Handler = fn(AppState, Principal, Request) -> HandlerFuture;
 
 pub struct Route {
     pub method: Method,
@@ -40,90 +24,95 @@ pub struct Route {
     /// The Lambda function serving this route (its `GPUFLEET_FUNCTION`, see `catalog`).
     pub function: &'static str,
     pub access: Access,
+    /// The shape of its answers, errors before the handler included.
+    pub envelope: Envelope,
     pub handler: Handler,
 }
 
 macro_rules! route {
-    ($method:ident $path:literal => $function:literal, $module:ident, $access:ident) => {
+    ($method:ident $path:literal => $function:literal, $module:ident, $access:ident $(($at:expr))?, $envelope:ident) => {
         Route {
             method: Method::$method,
             path: $path,
             function: $function,
-            access: Access::$access,
-            handler: |state, req| Box::pin(handlers::$module::handle(state, req)),
+            access: Access::$access $(($at))?,
+            envelope: Envelope::$envelope,
+            handler: |state, principal, req| {
+                Box::pin(handlers::$module::handle(state, principal, req))
+            },
         }
     };
 }
 
 pub static ROUTES: &[Route] = &[
-    route!(GET "/" => "home", home, Public),
-    route!(POST "/api/request_vm" => "request-vm", request_vm, Public),
-    route!(POST "/request_vm" => "request-vm", request_vm, Public),
-    route!(GET "/seat" => "seat-page", seat_page, Seat),
-    route!(GET "/seat/{token}" => "seat-page", seat_page, Seat),
-    route!(POST "/seat/command" => "seat-command", seat_command, Seat),
-    route!(POST "/seat/{token}/command" => "seat-command", seat_command, Seat),
-    route!(POST "/seat/move" => "seat-move", seat_move, Seat),
-    route!(POST "/seat/{token}/move" => "seat-move", seat_move, Seat),
-    route!(POST "/api/seats/{hostname}/reissue" => "reissue-seat", reissue_seat, Admin),
-    route!(POST "/api/seats/{hostname}/move" => "move-seat", move_seat, Admin),
-    route!(POST "/vm_startup" => "vm-startup", vm_startup, Vm),
-    route!(GET "/api/unassigned_vms_count" => "unassigned-vms-count", unassigned_vms_count, Public),
-    route!(POST "/api/update_inuse_status" => "update-inuse-status", update_inuse_status, Vm),
-    route!(POST "/api/gpu_health" => "gpu-health", gpu_health, Vm),
-    route!(POST "/api/vm-status" => "report-vm-status", report_vm_status, Vm),
-    route!(GET "/api/vm-status" => "list-vm-status", list_vm_status, Admin),
-    route!(GET "/api/vm-status/{hostname}" => "get-vm-status", get_vm_status, Admin),
-    route!(POST "/api/launch" => "launch", launch, Admin),
-    route!(POST "/admin/create" => "launch", launch, Admin),
-    route!(POST "/destroy" => "destroy", destroy, Admin),
-    route!(POST "/admin/destroy" => "destroy", destroy, Admin),
-    route!(GET "/api/operations/{id}" => "get-operation", get_operation, Admin),
-    route!(POST "/api/reconcile" => "reconcile-now", reconcile, Admin),
-    route!(GET "/admin" => "admin-dashboard", admin_dashboard, Admin),
-    route!(GET "/admin/instances" => "admin-instances", admin_instances, Admin),
-    route!(GET "/admin/logs/{hostname}" => "admin-logs", admin_logs, Admin),
-    route!(GET "/admin/metrics" => "admin-metrics", admin_metrics, Admin),
-    route!(POST "/api/vm-metrics/{hostname}" => "vm-metrics", vm_metrics, Vm),
-    route!(POST "/api/vm-logs" => "ingest-vm-logs", ingest_vm_logs, VmOrAdmin),
-    route!(POST "/api/vm-logs/{hostname}" => "push-vm-logs", push_vm_logs, Vm),
-    route!(GET "/api/vm-logs/{hostname}" => "get-vm-logs", get_vm_logs, Admin),
-    route!(GET "/health" => "health", health, Public),
-    route!(POST "/api/v1/requests" => "create-request", create_request, ApiKey),
-    route!(GET "/api/v1/requests" => "list-requests", list_requests, ApiKeyOrAdmin),
-    route!(GET "/api/v1/requests/{request_id}" => "get-request", get_request, ApiKeyOrAdmin),
-    route!(POST "/api/v1/requests/{request_id}/release" => "release-request", release_request, ApiKeyOrAdmin),
-    route!(POST "/api/v1/api-keys" => "create-api-key", create_api_key, Admin),
-    route!(GET "/api/v1/api-keys" => "list-api-keys", list_api_keys, Admin),
-    route!(DELETE "/api/v1/api-keys/{key_id}" => "revoke-api-key", revoke_api_key, Admin),
-    route!(GET "/api/v1/providers" => "list-providers", list_providers, ApiKeyOrAdmin),
-    route!(GET "/api/v1/offers/search" => "search-offers", search_offers, ApiKeyOrAdmin),
-    route!(GET "/api/v1/instances" => "list-instances", list_instances, ApiKeyOrAdmin),
-    route!(POST "/api/v1/instances" => "create-instance", create_instance, ApiKey),
-    route!(GET "/api/v1/instances/{id}" => "get-instance", get_instance, ApiKeyOrAdmin),
-    route!(DELETE "/api/v1/instances/{id}" => "destroy-instance", destroy_instance, ApiKeyOrAdmin),
-    route!(POST "/api/v1/instances/{id}/start" => "start-instance", start_instance, ApiKeyOrAdmin),
-    route!(POST "/api/v1/instances/{id}/stop" => "stop-instance", stop_instance, ApiKeyOrAdmin),
-    route!(GET "/api/command-log" => "command-log", command_log, Admin),
-    route!(POST "/api/clear-log" => "clear-log", clear_log, Admin),
-    route!(GET "/api/gpu-types" => "gpu-types", gpu_types, ApiKeyOrAdmin),
-    route!(GET "/api/aggregates/{gpu_type}" => "get-aggregates", get_aggregates, ApiKeyOrAdmin),
-    route!(GET "/api/aggregates/{gpu_type}/{aggregate_type}" => "get-aggregates", get_aggregates, ApiKeyOrAdmin),
-    route!(GET "/api/contract-aggregates/{gpu_type}" => "contract-aggregates", contract_aggregates, ApiKeyOrAdmin),
-    route!(GET "/api/host-vms/{hostname}" => "host-vms", host_vms, ApiKeyOrAdmin),
-    route!(POST "/api/preview-migration" => "preview-migration", preview_migration, Admin),
-    route!(POST "/api/execute-migration" => "execute-migration", execute_migration, Admin),
-    route!(POST "/api/get-target-aggregate" => "get-target-aggregate", get_target_aggregate, ApiKeyOrAdmin),
-    route!(POST "/api/preview-runpod-launch" => "preview-runpod-launch", preview_runpod_launch, Admin),
-    route!(POST "/api/execute-runpod-launch" => "execute-runpod-launch", execute_runpod_launch, Admin),
-    route!(POST "/api/openstack/network/show" => "network-show", network_show, ApiKeyOrAdmin),
-    route!(POST "/api/openstack/port/create" => "port-create", port_create, Admin),
-    route!(POST "/api/openstack/server/add-network" => "server-add-network", server_add_network, Admin),
-    route!(POST "/api/openstack/server/get-uuid" => "server-get-uuid", server_get_uuid, ApiKeyOrAdmin),
-    route!(POST "/api/openstack/server/status" => "server-status", server_status, ApiKeyOrAdmin),
-    route!(POST "/api/hyperstack/firewall/get-attachments" => "firewall-get-attachments", firewall_get_attachments, ApiKeyOrAdmin),
-    route!(POST "/api/hyperstack/firewall/update-attachments" => "firewall-update-attachments", firewall_update_attachments, Admin),
-    route!(GET "/api/hyperstack/images" => "list-images", list_images, ApiKeyOrAdmin),
+    route!(GET "/" => "home", home, Public, Plain),
+    route!(POST "/api/request_vm" => "request-vm", request_vm, Public, Plain),
+    route!(POST "/request_vm" => "request-vm", request_vm, Public, Plain),
+    route!(GET "/seat" => "seat-page", seat_page, Seat, Plain),
+    route!(GET "/seat/{token}" => "seat-page", seat_page, Seat, Plain),
+    route!(POST "/seat/command" => "seat-command", seat_command, Seat, Plain),
+    route!(POST "/seat/{token}/command" => "seat-command", seat_command, Seat, Plain),
+    route!(POST "/seat/move" => "seat-move", seat_move, Seat, Plain),
+    route!(POST "/seat/{token}/move" => "seat-move", seat_move, Seat, Plain),
+    route!(POST "/api/seats/{hostname}/reissue" => "reissue-seat", reissue_seat, Admin, Plain),
+    route!(POST "/api/seats/{hostname}/move" => "move-seat", move_seat, Admin, Plain),
+    route!(POST "/vm_startup" => "vm-startup", vm_startup, Vm(InBody("hostname")), Plain),
+    route!(GET "/api/unassigned_vms_count" => "unassigned-vms-count", unassigned_vms_count, Public, Plain),
+    route!(POST "/api/update_inuse_status" => "update-inuse-status", update_inuse_status, Vm(InBody("hostname")), Plain),
+    route!(POST "/api/gpu_health" => "gpu-health", gpu_health, Vm(InBody("hostname")), Plain),
+    route!(POST "/api/vm-status" => "report-vm-status", report_vm_status, Vm(InBody("hostname")), Plain),
+    route!(GET "/api/vm-status" => "list-vm-status", list_vm_status, Admin, Plain),
+    route!(GET "/api/vm-status/{hostname}" => "get-vm-status", get_vm_status, Admin, Plain),
+    route!(POST "/api/launch" => "launch", launch, Admin, Plain),
+    route!(POST "/admin/create" => "launch", launch, Admin, Plain),
+    route!(POST "/destroy" => "destroy", destroy, Admin, Plain),
+    route!(POST "/admin/destroy" => "destroy", destroy, Admin, Plain),
+    route!(GET "/api/operations/{id}" => "get-operation", get_operation, Admin, Plain),
+    route!(POST "/api/reconcile" => "reconcile-now", reconcile, Admin, Plain),
+    route!(GET "/admin" => "admin-dashboard", admin_dashboard, Admin, Plain),
+    route!(GET "/admin/instances" => "admin-instances", admin_instances, Admin, Plain),
+    route!(GET "/admin/logs/{hostname}" => "admin-logs", admin_logs, Admin, Plain),
+    route!(GET "/admin/metrics" => "admin-metrics", admin_metrics, Admin, Plain),
+    route!(POST "/api/vm-metrics/{hostname}" => "vm-metrics", vm_metrics, Vm(InPath), Plain),
+    route!(POST "/api/vm-logs" => "ingest-vm-logs", ingest_vm_logs, VmOrAdmin(InBody("log_stream")), Plain),
+    route!(POST "/api/vm-logs/{hostname}" => "push-vm-logs", push_vm_logs, Vm(InPath), Plain),
+    route!(GET "/api/vm-logs/{hostname}" => "get-vm-logs", get_vm_logs, Admin, Plain),
+    route!(GET "/health" => "health", health, Public, Plain),
+    route!(POST "/api/v1/requests" => "create-request", create_request, ApiKey, Plain),
+    route!(GET "/api/v1/requests" => "list-requests", list_requests, ApiKeyOrAdmin, Plain),
+    route!(GET "/api/v1/requests/{request_id}" => "get-request", get_request, ApiKeyOrAdmin, Plain),
+    route!(POST "/api/v1/requests/{request_id}/release" => "release-request", release_request, ApiKeyOrAdmin, Plain),
+    route!(POST "/api/v1/api-keys" => "create-api-key", create_api_key, Admin, Plain),
+    route!(GET "/api/v1/api-keys" => "list-api-keys", list_api_keys, Admin, Plain),
+    route!(DELETE "/api/v1/api-keys/{key_id}" => "revoke-api-key", revoke_api_key, Admin, Plain),
+    route!(GET "/api/v1/providers" => "list-providers", list_providers, ApiKeyOrAdmin, Success),
+    route!(GET "/api/v1/offers/search" => "search-offers", search_offers, ApiKeyOrAdmin, Success),
+    route!(GET "/api/v1/instances" => "list-instances", list_instances, ApiKeyOrAdmin, Success),
+    route!(POST "/api/v1/instances" => "create-instance", create_instance, ApiKey, Success),
+    route!(GET "/api/v1/instances/{id}" => "get-instance", get_instance, ApiKeyOrAdmin, Success),
+    route!(DELETE "/api/v1/instances/{id}" => "destroy-instance", destroy_instance, ApiKeyOrAdmin, Success),
+    route!(POST "/api/v1/instances/{id}/start" => "start-instance", start_instance, ApiKeyOrAdmin, Success),
+    route!(POST "/api/v1/instances/{id}/stop" => "stop-instance", stop_instance, ApiKeyOrAdmin, Success),
+    route!(GET "/api/command-log" => "command-log", command_log, Admin, Status),
+    route!(POST "/api/clear-log" => "clear-log", clear_log, Admin, Status),
+    route!(GET "/api/gpu-types" => "gpu-types", gpu_types, ApiKeyOrAdmin, Status),
+    route!(GET "/api/aggregates/{gpu_type}" => "get-aggregates", get_aggregates, ApiKeyOrAdmin, Status),
+    route!(GET "/api/aggregates/{gpu_type}/{aggregate_type}" => "get-aggregates", get_aggregates, ApiKeyOrAdmin, Status),
+    route!(GET "/api/contract-aggregates/{gpu_type}" => "contract-aggregates", contract_aggregates, ApiKeyOrAdmin, Status),
+    route!(GET "/api/host-vms/{hostname}" => "host-vms", host_vms, ApiKeyOrAdmin, Status),
+    route!(POST "/api/preview-migration" => "preview-migration", preview_migration, Admin, Status),
+    route!(POST "/api/execute-migration" => "execute-migration", execute_migration, Admin, Status),
+    route!(POST "/api/get-target-aggregate" => "get-target-aggregate", get_target_aggregate, ApiKeyOrAdmin, Status),
+    route!(POST "/api/preview-runpod-launch" => "preview-runpod-launch", preview_runpod_launch, Admin, Status),
+    route!(POST "/api/execute-runpod-launch" => "execute-runpod-launch", execute_runpod_launch, Admin, Status),
+    route!(POST "/api/openstack/network/show" => "network-show", network_show, ApiKeyOrAdmin, Status),
+    route!(POST "/api/openstack/port/create" => "port-create", port_create, Admin, Status),
+    route!(POST "/api/openstack/server/add-network" => "server-add-network", server_add_network, Admin, Status),
+    route!(POST "/api/openstack/server/get-uuid" => "server-get-uuid", server_get_uuid, ApiKeyOrAdmin, Status),
+    route!(POST "/api/openstack/server/status" => "server-status", server_status, ApiKeyOrAdmin, Status),
+    route!(POST "/api/hyperstack/firewall/get-attachments" => "firewall-get-attachments", firewall_get_attachments, ApiKeyOrAdmin, Status),
+    route!(POST "/api/hyperstack/firewall/update-attachments" => "firewall-update-attachments", firewall_update_attachments, Admin, Status),
+    route!(GET "/api/hyperstack/images" => "list-images", list_images, ApiKeyOrAdmin, Status),
 ];
 
 /// A route of function `name`: all routes of one function share one handler and one access
@@ -229,14 +218,15 @@ mod tests {
     }
 
     #[test]
-    fn routes_of_one_function_share_their_access() {
-        // A Lambda function checks origins for all its routes with the first one's rule.
+    fn routes_of_one_function_share_their_access_and_envelope() {
+        // A Lambda function serves all its routes with the first one's rules.
         for route in ROUTES {
             let first = ROUTES
                 .iter()
                 .find(|r| r.function == route.function)
                 .expect("itself");
             assert_eq!(first.access, route.access, "{}", route.path);
+            assert_eq!(first.envelope, route.envelope, "{}", route.path);
         }
     }
 }

@@ -318,7 +318,13 @@ async fn dispatch(
     // stop half way because a browser tab closed), and a panic becomes a 500, not a crash.
     // From here the connection is serving (not to be closed to make room for others).
     let _busy = activity.as_ref().map(crate::connections::Activity::busy);
-    match tokio::spawn(functions::http::serve_route(route, state.clone(), request)).await {
+    match tokio::spawn(functions::router::serve_route(
+        route,
+        state.clone(),
+        request,
+    ))
+    .await
+    {
         Ok(mut resp) => {
             add_cors_headers(&state, &request_headers, &mut resp);
             resp.map(|body| AxumBody::from(body.to_vec()))

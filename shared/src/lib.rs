@@ -9,6 +9,7 @@ pub mod adapters;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod idempotency;
 pub mod ports;
 pub mod state;
 pub mod usecases;

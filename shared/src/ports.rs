@@ -149,53 +149,10 @@ pub trait LogStore: Send + Sync {
     async fn delete_logs(&self, hostname: &str) -> Result<()>;
 }
 
-/// An `Idempotency-Key` a caller sent with a create: the same key from the same user gets
-/// the first result back; the fingerprint (a digest of the request body) tells a true repeat
-/// from a different request reusing the key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Idempotency {
-    pub key: String,
-    pub fingerprint: String,
-}
-
-/// Longest accepted `Idempotency-Key`.
-pub const MAX_IDEMPOTENCY_KEY: usize = 200;
-
-impl Idempotency {
-    /// The `Idempotency-Key` a caller sent (if any), with the fingerprint of its body.
-    pub fn from_header(
-        key: Option<&str>,
-        fingerprint: impl FnOnce() -> String,
-    ) -> Result<Option<Self>> {
-        match key {
-            None => Ok(None),
-            Some(key) if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY => {
-                Err(crate::error::Error::validation(format!(
-                    "Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} characters"
-                )))
-            }
-            Some(key) => Ok(Some(Idempotency {
-                key: key.to_string(),
-                fingerprint: fingerprint(),
-            })),
-        }
-    }
-}
+pub use crate::idempotency::{CreateOutcome, Idempotency, MAX_IDEMPOTENCY_KEY};
 
 /// How recording a provisioning request ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum CreateRequestOutcome {
-    Created,
-    /// The idempotency key was used before with the same body: the original request.
-    Replayed(Box<GpuRequest>),
-    /// The idempotency key was used before with a different body.
-    IdempotencyMismatch,
-    /// Recording it would take the user over their quota; nothing was recorded.
-    OverQuota {
-        in_use: u32,
-        quota: u32,
-    },
-}
+pub type CreateRequestOutcome = CreateOutcome<GpuRequest>;
 
 /// GPU provisioning requests, with the per-user quota enforced by the store.
 #[async_trait]
@@ -243,19 +200,7 @@ pub trait ApiKeyStore: Send + Sync {
 }
 
 /// How recording an instance ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum CreateInstanceOutcome {
-    Created,
-    /// The idempotency key was used before with the same body: the original record.
-    Replayed(Box<CloudInstance>),
-    /// The idempotency key was used before with a different body.
-    IdempotencyMismatch,
-    /// Recording it would take the owner over their GPU quota; nothing was recorded.
-    OverQuota {
-        in_use: u32,
-        quota: u32,
-    },
-}
+pub type CreateInstanceOutcome = CreateOutcome<CloudInstance>;
 
 /// Records of instances created through `/api/v1/instances`.
 #[async_trait]

@@ -5,26 +5,21 @@ use http::StatusCode;
 use shared::AppState;
 
 use crate::handlers::launch::admin_page;
-use crate::http::{require_admin, respond, Request, Response};
+use crate::http::{respond, Principal, Request, Response};
 
-pub async fn handle(state: AppState, req: Request) -> Response {
-    respond(async {
-        require_admin(&state, &req)?;
-        admin_page(&state, StatusCode::OK, None, None).await
-    })
-    .await
+pub async fn handle(state: AppState, _principal: Principal, _req: Request) -> Response {
+    respond(async { admin_page(&state, StatusCode::OK, None, None).await }).await
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::handlers::test_support::*;
 
     #[tokio::test]
     async fn renders_the_fleet() {
         let t = TestState::new();
         t.running_vm("vm-1").await;
-        let resp = handle(t.state.clone(), event("admin-dashboard/get.json")).await;
+        let resp = serve(t.state.clone(), event("admin-dashboard/get.json")).await;
         assert_eq!(resp.status(), 200);
         let html = body_text(&resp);
         assert!(html.contains("data-hostname=\"vm-1\""), "{html}");

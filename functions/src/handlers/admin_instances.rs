@@ -5,13 +5,12 @@ use http::StatusCode;
 use shared::usecases::admin;
 use shared::AppState;
 
-use crate::http::{no_store, ok_json, require_admin, respond, wants_json, Request, Response};
+use crate::http::{no_store, ok_json, respond, wants_json, Principal, Request, Response};
 use crate::pages::{render, InstancesPage};
 use crate::views::FleetView;
 
-pub async fn handle(state: AppState, req: Request) -> Response {
+pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond(async {
-        require_admin(&state, &req)?;
         let vms = admin::list_vms(&state).await?;
         let fleet = FleetView::new(
             &vms,

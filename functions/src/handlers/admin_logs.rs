@@ -5,12 +5,11 @@ use http::StatusCode;
 use shared::usecases::admin;
 use shared::AppState;
 
-use crate::http::{no_store, path_param, require_admin, respond, Request, Response};
+use crate::http::{no_store, path_param, respond, Principal, Request, Response};
 use crate::pages::{render, LogsPage};
 
-pub async fn handle(state: AppState, req: Request) -> Response {
+pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond(async {
-        require_admin(&state, &req)?;
         let hostname = path_param(&req, "hostname")?;
         let vm = admin::get_vm(&state, &hostname).await?;
         let mut resp = render(

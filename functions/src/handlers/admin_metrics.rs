@@ -5,13 +5,12 @@ use http::StatusCode;
 use shared::usecases::admin;
 use shared::AppState;
 
-use crate::http::{no_store, require_admin, respond, Request, Response};
+use crate::http::{no_store, respond, Principal, Request, Response};
 use crate::pages::{render, MetricsPage};
 use crate::views::MetricsChart;
 
-pub async fn handle(state: AppState, req: Request) -> Response {
+pub async fn handle(state: AppState, _principal: Principal, _req: Request) -> Response {
     respond(async {
-        require_admin(&state, &req)?;
         let vms = admin::list_vms(&state).await?;
         let mut resp = render(
             StatusCode::OK,

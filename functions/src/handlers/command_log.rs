@@ -6,11 +6,10 @@ use serde_json::json;
 use shared::usecases::command_log;
 use shared::AppState;
 
-use crate::http::{query_param, require_admin, respond_status, rfc3339, Request, Response};
+use crate::http::{query_param, respond_status, rfc3339, Principal, Request, Response};
 
-pub async fn handle(state: AppState, req: Request) -> Response {
+pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond_status(async {
-        require_admin(&state, &req)?;
         let page = command_log::list(
             &state,
             query_param(&req, "limit").as_deref(),

@@ -4,11 +4,11 @@
 use shared::usecases::pools;
 use shared::AppState;
 
-use crate::http::{path_param, require_api_key_or_admin, respond_status, Request, Response};
+use crate::http::{path_param, respond_status, Principal, Request, Response};
 
-pub async fn handle(state: AppState, req: Request) -> Response {
+pub async fn handle(state: AppState, principal: Principal, req: Request) -> Response {
     respond_status(async {
-        let caller = require_api_key_or_admin(&state, &req).await?;
+        let caller = principal.caller().cloned();
         // Key holders see their own allocations; others' appear as anonymous usage.
         let viewer = caller.as_ref().map(|c| c.user_id.as_str());
         let gpu_type = path_param(&req, "gpu_type")?;

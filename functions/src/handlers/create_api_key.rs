@@ -8,7 +8,7 @@ use shared::domain::requests::MAX_USER_ID_CHARS;
 use shared::domain::ApiKey;
 use shared::AppState;
 
-use crate::http::{json_body, json_response, require_admin, respond, ApiError, Request, Response};
+use crate::http::{json_body, json_response, respond, ApiError, Principal, Request, Response};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,9 +19,8 @@ struct Body {
     gpu_quota: Option<u32>,
 }
 
-pub async fn handle(state: AppState, req: Request) -> Response {
+pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond(async {
-        require_admin(&state, &req)?;
         let body: Body = json_body(&req)?;
         let chars = body.user_id.chars().count();
         if chars == 0 || chars > MAX_USER_ID_CHARS || body.user_id.chars().any(char::is_control) {

@@ -5,12 +5,13 @@ use http::StatusCode;
 use shared::usecases::instances;
 use shared::AppState;
 
-use crate::http::{json_body, v1, ApiError, Request, Response, V1Auth, V1Ok};
+use crate::http::{json_body, respond_v1, ApiError, Principal, Request, Response, V1Ok};
 use crate::views::instance_json;
 
-pub async fn handle(state: AppState, req: Request) -> Response {
+pub async fn handle(state: AppState, principal: Principal, req: Request) -> Response {
     let (state, req) = (&state, &req);
-    v1(state, req, V1Auth::ApiKey, |caller| async move {
+    let caller = principal.caller().cloned();
+    respond_v1(async move {
         let caller = caller.ok_or(ApiError::Core(shared::Error::Unauthorized))?;
         let body: serde_json::Value = json_body(req)?;
         let idempotency_key = match req.headers().get("idempotency-key") {

@@ -6,11 +6,11 @@ use serde_json::json;
 use shared::usecases::requests;
 use shared::AppState;
 
-use crate::http::{json_body, json_response, require_api_key, respond, Request, Response};
+use crate::http::{json_body, json_response, respond, Principal, Request, Response};
 
-pub async fn handle(state: AppState, req: Request) -> Response {
+pub async fn handle(state: AppState, principal: Principal, req: Request) -> Response {
     respond(async {
-        let caller = require_api_key(&state, &req).await?;
+        let caller = principal.user()?.clone();
         let body: serde_json::Value = json_body(&req)?;
         let idempotency_key = match req.headers().get("idempotency-key") {
             None => None,

@@ -10,13 +10,10 @@ use shared::usecases::admin;
 use shared::{AppState, Error};
 
 use crate::handlers::launch::admin_page;
-use crate::http::{
-    form_body, json_response, require_admin, respond, wants_json, Request, Response,
-};
+use crate::http::{form_body, json_response, respond, wants_json, Principal, Request, Response};
 
-pub async fn handle(state: AppState, req: Request) -> Response {
+pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond(async {
-        require_admin(&state, &req)?;
         let form = form_body(&req)?;
         let yes = |field: &str| form.get(field).map(String::as_str) == Some("yes");
         if !wants_json(&req) && !yes("confirm") {
@@ -55,17 +52,15 @@ pub async fn handle(state: AppState, req: Request) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::handlers::test_support::*;
 
     #[tokio::test]
     async fn terminates_then_forgets() {
         let t = TestState::new();
-        let resp =
-            crate::handlers::launch::handle(t.state.clone(), event("launch/two-vms.json")).await;
+        let resp = serve(t.state.clone(), event("launch/two-vms.json")).await;
         assert_eq!(resp.status(), 202);
         t.launched(2).await;
-        let resp = handle(t.state.clone(), event("destroy/admin.json")).await;
+        let resp = serve(t.state.clone(), event("destroy/admin.json")).await;
         assert_eq!(resp.status(), 200, "{}", body_text(&resp));
         assert_eq!(t.compute.terminated().len(), 2);
         assert!(t.state.store.list_vms().await.unwrap().is_empty());
@@ -78,7 +73,7 @@ mod tests {
         // The same-origin check runs from the route table, before any handler.
         let route = crate::routes::of_function("destroy").unwrap();
         let resp =
-            crate::http::serve_route(route, t.state.clone(), event("destroy/cross-site.json"))
+            crate::router::serve_route(route, t.state.clone(), event("destroy/cross-site.json"))
                 .await;
         assert_eq!(resp.status(), 403);
         assert_eq!(t.state.store.list_vms().await.unwrap().len(), 1);

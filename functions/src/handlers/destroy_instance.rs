@@ -6,12 +6,13 @@ use shared::domain::instances::InstanceStatus;
 use shared::usecases::instances;
 use shared::AppState;
 
-use crate::http::{path_param, v1, Request, Response, V1Auth, V1Ok};
+use crate::http::{path_param, respond_v1, Principal, Request, Response, V1Ok};
 use crate::views::instance_json;
 
-pub async fn handle(state: AppState, req: Request) -> Response {
+pub async fn handle(state: AppState, principal: Principal, req: Request) -> Response {
     let (state, req) = (&state, &req);
-    v1(state, req, V1Auth::ApiKeyOrAdmin, |caller| async move {
+    let caller = principal.caller().cloned();
+    respond_v1(async move {
         let id = path_param(req, "id")?;
         let instance = instances::destroy(state, caller.as_ref(), &id).await?;
         let confirmed = instance.status != InstanceStatus::Destroying;

@@ -4,13 +4,10 @@
 use serde_json::json;
 use shared::AppState;
 
-use crate::http::{
-    body_field, json_body, require_api_key_or_admin, respond_status, Request, Response,
-};
+use crate::http::{body_field, json_body, respond_status, Principal, Request, Response};
 
-pub async fn handle(state: AppState, req: Request) -> Response {
+pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond_status(async {
-        require_api_key_or_admin(&state, &req).await?;
         let body: serde_json::Value = json_body(&req)?;
         let group = body_field(&body, "firewall_id")?;
         let attached = state.network.firewall_attachments(&group).await?;

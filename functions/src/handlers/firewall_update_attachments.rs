@@ -4,13 +4,10 @@
 use serde_json::json;
 use shared::AppState;
 
-use crate::http::{
-    body_field, json_body, require_admin, respond_status, ApiError, Request, Response,
-};
+use crate::http::{body_field, json_body, respond_status, ApiError, Principal, Request, Response};
 
-pub async fn handle(state: AppState, req: Request) -> Response {
+pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond_status(async {
-        require_admin(&state, &req)?;
         let body: serde_json::Value = json_body(&req)?;
         let group = body_field(&body, "firewall_id")?;
         let ids: Vec<String> = match body.get("vm_ids") {

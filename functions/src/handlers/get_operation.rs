@@ -4,11 +4,10 @@ use serde_json::json;
 use shared::usecases::admin;
 use shared::AppState;
 
-use crate::http::{ok_json, path_param, require_admin, respond, Request, Response};
+use crate::http::{ok_json, path_param, respond, Principal, Request, Response};
 
-pub async fn handle(state: AppState, req: Request) -> Response {
+pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond(async {
-        require_admin(&state, &req)?;
         let id = path_param(&req, "id")?;
         let op = admin::get_operation(&state, &id).await?;
         let mut vms = Vec::with_capacity(op.hostnames.len());

@@ -3,12 +3,12 @@
 use shared::usecases::requests;
 use shared::AppState;
 
-use crate::http::{ok_json, path_param, require_api_key_or_admin, respond, Request, Response};
+use crate::http::{ok_json, path_param, respond, Principal, Request, Response};
 use crate::views::request_json;
 
-pub async fn handle(state: AppState, req: Request) -> Response {
+pub async fn handle(state: AppState, principal: Principal, req: Request) -> Response {
     respond(async {
-        let caller = require_api_key_or_admin(&state, &req).await?;
+        let caller = principal.caller().cloned();
         let id = path_param(&req, "request_id")?;
         let request = requests::get(&state, caller.as_ref(), &id).await?;
         ok_json(request_json(&request))

@@ -4,11 +4,10 @@
 use shared::usecases::pools;
 use shared::AppState;
 
-use crate::http::{json_body, require_api_key_or_admin, respond_status, Request, Response};
+use crate::http::{json_body, respond_status, Principal, Request, Response};
 
-pub async fn handle(state: AppState, req: Request) -> Response {
+pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond_status(async {
-        require_api_key_or_admin(&state, &req).await?;
         let body: serde_json::Value = json_body(&req)?;
         Ok((
             pools::target(&state, &body).await?,

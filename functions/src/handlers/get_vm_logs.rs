@@ -8,12 +8,11 @@ use shared::usecases::admin;
 use shared::{AppState, Error};
 
 use crate::http::{
-    no_store, ok_json, path_param, query_param, require_admin, respond, ApiError, Request, Response,
+    no_store, ok_json, path_param, query_param, respond, ApiError, Principal, Request, Response,
 };
 
-pub async fn handle(state: AppState, req: Request) -> Response {
+pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond(async {
-        require_admin(&state, &req)?;
         let hostname = path_param(&req, "hostname")?;
         let after = match query_param(&req, "after") {
             None => 0,
@@ -41,19 +40,18 @@ pub async fn handle(state: AppState, req: Request) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::handlers::test_support::*;
 
     #[tokio::test]
     async fn unavailable_until_the_first_line() {
         let t = TestState::new();
         t.vm("vm-1").await;
-        let resp = handle(t.state.clone(), event("get-vm-logs/vm-1.json")).await;
+        let resp = serve(t.state.clone(), event("get-vm-logs/vm-1.json")).await;
         assert_eq!(resp.status(), 503);
         shared::usecases::vm_agent::append_logs(&t.state, "vm-1", &["hello"])
             .await
             .unwrap();
-        let resp = handle(t.state.clone(), event("get-vm-logs/vm-1.json")).await;
+        let resp = serve(t.state.clone(), event("get-vm-logs/vm-1.json")).await;
         assert_eq!(resp.status(), 200);
         let body = body_json(&resp);
         assert_eq!(body["logs"], "hello\n");

@@ -6,26 +6,18 @@ use shared::domain::{GpuHealth, VmChange};
 use shared::usecases::vm_agent;
 use shared::AppState;
 
-use crate::http::{bearer_token, json_body, ok_json, required, respond, Request, Response};
+use crate::http::{json_body, ok_json, required, respond, Principal, Request, Response};
 
 #[derive(Deserialize)]
 struct Body {
-    hostname: Option<String>,
     gpu_status: Option<String>,
 }
 
-pub async fn handle(state: AppState, req: Request) -> Response {
+pub async fn handle(state: AppState, principal: Principal, req: Request) -> Response {
     respond(async {
         let body: Body = json_body(&req)?;
-        let hostname = required(&body.hostname, "hostname")?;
         let health = GpuHealth::parse(required(&body.gpu_status, "gpu_status")?)?;
-        vm_agent::report(
-            &state,
-            hostname,
-            bearer_token(&req),
-            VmChange::GpuHealth(health),
-        )
-        .await?;
+        vm_agent::report(&state, principal.vm()?, VmChange::GpuHealth(health)).await?;
         ok_json(json!({"message": "GPU health status updated successfully."}))
     })
     .await
@@ -40,7 +32,7 @@ mod tests {
     async fn sample_event_marks_the_gpu_unhealthy() {
         let t = TestState::new();
         t.running_vm("vm-1").await;
-        let resp = handle(t.state.clone(), event("gpu-health/unhealthy.json")).await;
+        let resp = serve(t.state.clone(), event("gpu-health/unhealthy.json")).await;
         assert_eq!(resp.status(), 200, "{}", body_text(&resp));
         let vm = t.state.store.get_vm("vm-1").await.unwrap().unwrap();
         assert_eq!(vm.gpu_health, GpuHealth::Unhealthy);

@@ -3,11 +3,10 @@
 use shared::usecases::pools;
 use shared::AppState;
 
-use crate::http::{require_api_key_or_admin, respond_status, Request, Response};
+use crate::http::{respond_status, Principal, Request, Response};
 
-pub async fn handle(state: AppState, req: Request) -> Response {
+pub async fn handle(state: AppState, _principal: Principal, _req: Request) -> Response {
     respond_status(async {
-        require_api_key_or_admin(&state, &req).await?;
         Ok((
             pools::gpu_types(&state).await?,
             "GPU types retrieved successfully",

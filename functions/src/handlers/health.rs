@@ -5,9 +5,9 @@ use http::StatusCode;
 use serde_json::json;
 use shared::AppState;
 
-use crate::http::{json_response, Request, Response};
+use crate::http::{json_response, Principal, Request, Response};
 
-pub async fn handle(state: AppState, _req: Request) -> Response {
+pub async fn handle(state: AppState, _principal: Principal, _req: Request) -> Response {
     let mut checks = serde_json::Map::new();
     let mut healthy = true;
     for (name, result) in [

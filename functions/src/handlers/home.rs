@@ -4,10 +4,10 @@ use http::StatusCode;
 use shared::usecases::participant;
 use shared::AppState;
 
-use crate::http::{respond, Request, Response};
+use crate::http::{respond, Principal, Request, Response};
 use crate::pages::{render, HomePage};
 
-pub async fn handle(state: AppState, _req: Request) -> Response {
+pub async fn handle(state: AppState, _principal: Principal, _req: Request) -> Response {
     respond(async {
         let free_count = participant::free_vm_count(&state).await?;
         render(

@@ -8,9 +8,7 @@ use serde_json::json;
 use shared::usecases::vm_agent;
 use shared::AppState;
 
-use crate::http::{
-    json_body, ok_json, require_admin_or_vm, required, respond, ApiError, Request, Response,
-};
+use crate::http::{json_body, ok_json, required, respond, ApiError, Principal, Request, Response};
 
 #[derive(Deserialize)]
 struct Body {
@@ -19,7 +17,7 @@ struct Body {
     messages: Option<Vec<String>>,
 }
 
-pub async fn handle(state: AppState, req: Request) -> Response {
+pub async fn handle(state: AppState, principal: Principal, req: Request) -> Response {
     respond(async {
         let body: Body = json_body(&req)?;
         required(&body.log_group, "log_group")?;
@@ -27,7 +25,11 @@ pub async fn handle(state: AppState, req: Request) -> Response {
         let messages = body
             .messages
             .ok_or_else(|| ApiError::bad_request("messages (a list of strings) is required"))?;
-        require_admin_or_vm(&state, &req, hostname).await?;
+        // The router authenticated a VM for this same `log_stream`, or an admin.
+        let hostname = match &principal {
+            Principal::Vm(vm) => vm.hostname(),
+            _ => hostname,
+        };
         vm_agent::append_logs(&state, hostname, &messages).await?;
         ok_json(json!({"message": "VM logs posted successfully."}))
     })
@@ -36,14 +38,13 @@ pub async fn handle(state: AppState, req: Request) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::handlers::test_support::*;
 
     #[tokio::test]
     async fn cloudwatch_shaped_logs_are_stored_clean() {
         let t = TestState::new();
         t.vm("vm-1").await;
-        let resp = handle(
+        let resp = serve(
             t.state.clone(),
             event("ingest-vm-logs/cloudwatch-shape.json"),
         )

@@ -8,14 +8,13 @@ use shared::usecases::admin;
 use shared::{AppState, Error};
 
 use crate::http::{
-    form_body, json_response, require_admin, respond, wants_json, ApiError, Request, Response,
+    form_body, json_response, respond, wants_json, ApiError, Principal, Request, Response,
 };
 use crate::pages::{render, AdminPage};
 use crate::views::FleetView;
 
-pub async fn handle(state: AppState, req: Request) -> Response {
+pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond(async {
-        require_admin(&state, &req)?;
         let form = form_body(&req)?;
         let raw = form
             .get("num_vms")
@@ -79,13 +78,12 @@ pub(crate) async fn admin_page(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::handlers::test_support::*;
 
     #[tokio::test]
     async fn launches_through_the_compute_provider() {
         let t = TestState::new();
-        let resp = handle(t.state.clone(), event("launch/two-vms.json")).await;
+        let resp = serve(t.state.clone(), event("launch/two-vms.json")).await;
         assert_eq!(resp.status(), 202, "{}", body_text(&resp));
         let body = body_json(&resp);
         assert_eq!(body["operation"]["hostnames"].as_array().unwrap().len(), 2);
@@ -112,7 +110,7 @@ mod tests {
     #[tokio::test]
     async fn bad_counts_are_400_and_change_nothing() {
         let t = TestState::new();
-        let resp = handle(t.state.clone(), event("launch/zero-vms.json")).await;
+        let resp = serve(t.state.clone(), event("launch/zero-vms.json")).await;
         assert_eq!(resp.status(), 400);
         assert!(t.state.store.list_vms().await.unwrap().is_empty());
         assert!(t.compute.launched().is_empty());

@@ -2,12 +2,11 @@
 
 use shared::AppState;
 
-use crate::http::{ok_json, require_admin, respond, Request, Response};
+use crate::http::{ok_json, respond, Principal, Request, Response};
 use crate::views::api_key_json;
 
-pub async fn handle(state: AppState, req: Request) -> Response {
+pub async fn handle(state: AppState, _principal: Principal, _req: Request) -> Response {
     respond(async {
-        require_admin(&state, &req)?;
         let keys = state.store.list_api_keys().await?;
         ok_json(serde_json::Value::Array(
             keys.iter().map(api_key_json).collect(),

@@ -3,13 +3,10 @@
 
 use shared::AppState;
 
-use crate::http::{
-    query_param, require_api_key_or_admin, respond_status, ApiError, Request, Response,
-};
+use crate::http::{query_param, respond_status, ApiError, Principal, Request, Response};
 
-pub async fn handle(state: AppState, req: Request) -> Response {
+pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond_status(async {
-        require_api_key_or_admin(&state, &req).await?;
         if let Some(region) = query_param(&req, "region") {
             let ok = !region.is_empty()
                 && region.len() <= 32

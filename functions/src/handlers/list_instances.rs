@@ -3,12 +3,13 @@
 use shared::usecases::instances;
 use shared::AppState;
 
-use crate::http::{v1, Request, Response, V1Auth, V1Ok};
+use crate::http::{respond_v1, Principal, Request, Response, V1Ok};
 use crate::views::instance_json;
 
-pub async fn handle(state: AppState, req: Request) -> Response {
-    let (state, req) = (&state, &req);
-    v1(state, req, V1Auth::ApiKeyOrAdmin, |caller| async move {
+pub async fn handle(state: AppState, principal: Principal, _req: Request) -> Response {
+    let state = &state;
+    let caller = principal.caller().cloned();
+    respond_v1(async move {
         let list = instances::list(state, caller.as_ref()).await?;
         V1Ok::ok(
             "Instances retrieved successfully",

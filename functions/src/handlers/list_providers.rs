@@ -3,11 +3,11 @@
 use shared::usecases::instances;
 use shared::AppState;
 
-use crate::http::{v1, Request, Response, V1Auth, V1Ok};
+use crate::http::{respond_v1, Principal, Request, Response, V1Ok};
 
-pub async fn handle(state: AppState, req: Request) -> Response {
-    let (state, req) = (&state, &req);
-    v1(state, req, V1Auth::ApiKeyOrAdmin, |_caller| async {
+pub async fn handle(state: AppState, _principal: Principal, _req: Request) -> Response {
+    let state = &state;
+    respond_v1(async {
         V1Ok::ok(
             "Providers retrieved successfully",
             serde_json::json!(instances::providers(state)),

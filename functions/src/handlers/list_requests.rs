@@ -3,17 +3,15 @@
 use shared::usecases::requests;
 use shared::AppState;
 
-use crate::http::{
-    ok_json, query_param, require_api_key_or_admin, respond, ApiError, Request, Response,
-};
+use crate::http::{ok_json, query_param, respond, ApiError, Principal, Request, Response};
 use crate::views::request_json;
 
 /// Most requests one listing returns.
 const MAX_LIMIT: usize = 1000;
 
-pub async fn handle(state: AppState, req: Request) -> Response {
+pub async fn handle(state: AppState, principal: Principal, req: Request) -> Response {
     respond(async {
-        let caller = require_api_key_or_admin(&state, &req).await?;
+        let caller = principal.caller().cloned();
         let limit = match query_param(&req, "limit") {
             None => 100,
             Some(raw) => match raw.parse::<usize>() {

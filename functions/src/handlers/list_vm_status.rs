@@ -3,11 +3,10 @@
 use shared::usecases::admin;
 use shared::AppState;
 
-use crate::http::{no_store, ok_json, require_admin, respond, Request, Response};
+use crate::http::{no_store, ok_json, respond, Principal, Request, Response};
 
-pub async fn handle(state: AppState, req: Request) -> Response {
+pub async fn handle(state: AppState, _principal: Principal, _req: Request) -> Response {
     respond(async {
-        require_admin(&state, &req)?;
         let statuses: serde_json::Map<String, serde_json::Value> = admin::vm_statuses(&state)
             .await?
             .into_iter()
@@ -22,7 +21,6 @@ pub async fn handle(state: AppState, req: Request) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::handlers::test_support::*;
 
     #[tokio::test]
@@ -30,7 +28,7 @@ mod tests {
         let t = TestState::new();
         t.running_vm("vm-1").await;
         t.vm("vm-2").await;
-        let resp = handle(t.state.clone(), event("list-vm-status/admin.json")).await;
+        let resp = serve(t.state.clone(), event("list-vm-status/admin.json")).await;
         assert_eq!(
             body_json(&resp),
             serde_json::json!({"vm-1": "running", "vm-2": "initializing"})
@@ -40,7 +38,7 @@ mod tests {
     #[tokio::test]
     async fn needs_admin_credentials() {
         let t = TestState::new();
-        let resp = handle(t.state.clone(), event("list-vm-status/no-auth.json")).await;
+        let resp = serve(t.state.clone(), event("list-vm-status/no-auth.json")).await;
         assert_eq!(resp.status(), 401);
         assert!(resp.headers()["www-authenticate"]
             .to_str()

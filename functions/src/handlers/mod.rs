@@ -1,5 +1,6 @@
 //! One module per endpoint (= one Lambda function). Each exposes
-//! `pub async fn handle(state: AppState, req: Request) -> Response`.
+//! `pub async fn handle(state: AppState, principal: Principal, req: Request) -> Response`;
+//! the router (`crate::router`) has authenticated the principal for the route's access.
 
 pub mod admin_dashboard;
 pub mod admin_instances;

@@ -9,13 +9,12 @@ use shared::usecases::admin;
 use shared::AppState;
 
 use crate::http::{
-    declares_json, form_body, json_body, ok_json, path_param, require_admin, respond, ApiError,
+    declares_json, form_body, json_body, ok_json, path_param, respond, ApiError, Principal,
     Request, Response,
 };
 
-pub async fn handle(state: AppState, req: Request) -> Response {
+pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond(async {
-        require_admin(&state, &req)?;
         let hostname = path_param(&req, "hostname")?;
         let to = if req.body().is_empty() {
             None

@@ -3,11 +3,10 @@
 
 use shared::AppState;
 
-use crate::http::{body_field, json_body, require_admin, respond_status, Request, Response};
+use crate::http::{body_field, json_body, respond_status, Principal, Request, Response};
 
-pub async fn handle(state: AppState, req: Request) -> Response {
+pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond_status(async {
-        require_admin(&state, &req)?;
         let body: serde_json::Value = json_body(&req)?;
         let subnet = body_field(&body, "network_id")?;
         let name = body_field(&body, "port_name")?;

@@ -5,11 +5,10 @@ use serde_json::json;
 use shared::usecases::pools;
 use shared::AppState;
 
-use crate::http::{json_body, require_admin, respond_status, Request, Response};
+use crate::http::{json_body, respond_status, Principal, Request, Response};
 
-pub async fn handle(state: AppState, req: Request) -> Response {
+pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond_status(async {
-        require_admin(&state, &req)?;
         let body: serde_json::Value = json_body(&req)?;
         let plan = pools::plan(&state, &body).await?;
         Ok((

@@ -4,11 +4,10 @@
 use shared::usecases::reconcile;
 use shared::AppState;
 
-use crate::http::{ok_json, require_admin, respond, Request, Response};
+use crate::http::{ok_json, respond, Principal, Request, Response};
 
-pub async fn handle(state: AppState, req: Request) -> Response {
+pub async fn handle(state: AppState, _principal: Principal, _req: Request) -> Response {
     respond(async {
-        require_admin(&state, &req)?;
         let report = reconcile::reconcile(&state).await?;
         ok_json(serde_json::to_value(report).map_err(|e| shared::Error::Internal(e.into()))?)
     })

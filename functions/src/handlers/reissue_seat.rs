@@ -6,13 +6,10 @@ use serde_json::json;
 use shared::usecases::admin;
 use shared::AppState;
 
-use crate::http::{
-    no_store, ok_json, path_param, require_admin, respond, site_url, Request, Response,
-};
+use crate::http::{no_store, ok_json, path_param, respond, site_url, Principal, Request, Response};
 
-pub async fn handle(state: AppState, req: Request) -> Response {
+pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond(async {
-        require_admin(&state, &req)?;
         let hostname = path_param(&req, "hostname")?;
         let (vm, seat) = admin::reissue_seat(&state, &hostname).await?;
         let mut resp = ok_json(json!({

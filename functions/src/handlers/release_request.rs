@@ -4,18 +4,14 @@
 use shared::usecases::requests;
 use shared::AppState;
 
-use crate::http::{ok_json, path_param, require_api_key_or_admin, respond, Request, Response};
+use crate::http::{ok_json, path_param, respond, Principal, Request, Response};
 use crate::views::request_json;
 
-pub async fn handle(state: AppState, req: Request) -> Response {
+pub async fn handle(state: AppState, principal: Principal, req: Request) -> Response {
     respond(async {
-        let caller = require_api_key_or_admin(&state, &req).await?;
+        let caller = principal.caller().cloned();
         let id = path_param(&req, "request_id")?;
-        let request = shared::domain::command_log::as_caller(
-            crate::http::caller_label(&state, caller.as_ref()),
-            requests::release(&state, caller.as_ref(), &id),
-        )
-        .await?;
+        let request = requests::release(&state, caller.as_ref(), &id).await?;
         ok_json(request_json(&request))
     })
     .await

@@ -7,22 +7,18 @@ use shared::domain::{VmChange, VmStatus};
 use shared::usecases::vm_agent;
 use shared::AppState;
 
-use crate::http::{
-    bearer_token, json_body, ok_json, required, respond, ApiError, Request, Response,
-};
+use crate::http::{json_body, ok_json, required, respond, ApiError, Principal, Request, Response};
 
 #[derive(Deserialize)]
 struct Body {
-    hostname: Option<String>,
     status: Option<String>,
     /// Why, with `status: "error"` (shown on the dashboard and the participant's seat page).
     reason: Option<String>,
 }
 
-pub async fn handle(state: AppState, req: Request) -> Response {
+pub async fn handle(state: AppState, principal: Principal, req: Request) -> Response {
     respond(async {
         let body: Body = json_body(&req)?;
-        let hostname = required(&body.hostname, "hostname")?;
         let status = VmStatus::parse(required(&body.status, "status")?)?;
         let change = match (status, body.reason.as_deref()) {
             (VmStatus::Error, Some(reason)) => VmChange::reported_error(reason)?,
@@ -33,7 +29,7 @@ pub async fn handle(state: AppState, req: Request) -> Response {
             }
             (status, None) => VmChange::Status(status),
         };
-        vm_agent::report(&state, hostname, bearer_token(&req), change).await?;
+        vm_agent::report(&state, principal.vm()?, change).await?;
         // The agent heartbeats at this interval, so it always fits the server's window.
         ok_json(json!({
             "message": "VM status updated successfully.",
@@ -45,14 +41,13 @@ pub async fn handle(state: AppState, req: Request) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::handlers::test_support::*;
 
     #[tokio::test]
     async fn sample_event_sets_running() {
         let t = TestState::new();
         t.vm("vm-1").await;
-        let resp = handle(t.state.clone(), event("report-vm-status/running.json")).await;
+        let resp = serve(t.state.clone(), event("report-vm-status/running.json")).await;
         assert_eq!(resp.status(), 200, "{}", body_text(&resp));
         assert_eq!(
             body_json(&resp)["message"],
@@ -70,7 +65,7 @@ mod tests {
     async fn unknown_status_is_refused() {
         let t = TestState::new();
         t.vm("vm-1").await;
-        let resp = handle(t.state.clone(), event("report-vm-status/bogus.json")).await;
+        let resp = serve(t.state.clone(), event("report-vm-status/bogus.json")).await;
         assert_eq!(resp.status(), 400);
         assert!(body_text(&resp).contains("status must be one of"));
     }

@@ -12,12 +12,12 @@ use shared::usecases::participant::{self, ClaimInput, Claimed};
 use shared::{AppState, Error};
 
 use crate::http::{
-    client_ip, cookie, form_body, no_store, respond, set_seat_cookie, site_url, ApiError, Request,
-    Response, SEAT_COOKIE,
+    client_ip, cookie, form_body, no_store, respond, set_seat_cookie, site_url, ApiError,
+    Principal, Request, Response, SEAT_COOKIE,
 };
 use crate::pages::{render, HomePage, SuccessPage};
 
-pub async fn handle(state: AppState, req: Request) -> Response {
+pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond(async {
         let form = form_body(&req)?;
         let field = |name: &str| form.get(name).map(String::as_str);
@@ -90,14 +90,13 @@ pub async fn handle(state: AppState, req: Request) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::handlers::test_support::*;
 
     #[tokio::test]
     async fn claims_from_the_sample_event() {
         let t = TestState::new();
         t.running_vm("vm-free").await;
-        let resp = handle(t.state.clone(), event("request-vm/claim.json")).await;
+        let resp = serve(t.state.clone(), event("request-vm/claim.json")).await;
         assert_eq!(resp.status(), 200);
         let body = body_text(&resp);
         assert!(body.contains("vm-free"), "{body}");
@@ -123,7 +122,7 @@ mod tests {
     async fn a_repeat_claim_without_the_cookie_reveals_nothing() {
         let t = TestState::new();
         t.running_vm("vm-free").await;
-        let first = handle(t.state.clone(), event("request-vm/claim.json")).await;
+        let first = serve(t.state.clone(), event("request-vm/claim.json")).await;
         let pin = t
             .state
             .store
@@ -134,7 +133,7 @@ mod tests {
             .assignment
             .unwrap()
             .pin;
-        let again = handle(t.state.clone(), event("request-vm/claim.json")).await;
+        let again = serve(t.state.clone(), event("request-vm/claim.json")).await;
         assert_eq!(again.status(), 200);
         let body = body_text(&again);
         assert!(body.contains("already has a VM"), "{body}");
@@ -145,14 +144,14 @@ mod tests {
         let cookie = cookie.split(';').next().unwrap().to_string();
         let mut req = event("request-vm/claim.json");
         req.headers_mut().insert("cookie", cookie.parse().unwrap());
-        let body = body_text(&handle(t.state.clone(), req).await);
+        let body = body_text(&serve(t.state.clone(), req).await);
         assert!(body.contains("vm-free") && body.contains(&pin), "{body}");
     }
 
     #[tokio::test]
     async fn no_free_vm_shows_the_form_again() {
         let t = TestState::new();
-        let resp = handle(t.state.clone(), event("request-vm/claim.json")).await;
+        let resp = serve(t.state.clone(), event("request-vm/claim.json")).await;
         assert_eq!(resp.status(), 200);
         let body = body_text(&resp);
         assert!(body.contains("no VM is available"), "{body}");
@@ -166,7 +165,7 @@ mod tests {
     async fn invalid_crd_command_changes_nothing() {
         let t = TestState::new();
         t.running_vm("vm-free").await;
-        let resp = handle(t.state.clone(), event("request-vm/injection.json")).await;
+        let resp = serve(t.state.clone(), event("request-vm/injection.json")).await;
         assert_eq!(resp.status(), 200);
         assert!(body_text(&resp).contains("Invalid CRD command"));
         assert_eq!(

@@ -2,12 +2,11 @@
 
 use shared::AppState;
 
-use crate::http::{ok_json, path_param, require_admin, respond, Request, Response};
+use crate::http::{ok_json, path_param, respond, Principal, Request, Response};
 use crate::views::api_key_json;
 
-pub async fn handle(state: AppState, req: Request) -> Response {
+pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond(async {
-        require_admin(&state, &req)?;
         let id = path_param(&req, "key_id")?;
         let key = state
             .store

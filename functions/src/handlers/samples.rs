@@ -75,11 +75,7 @@ async fn every_http_sample_event_gets_a_deliberate_answer() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../events");
     let mut ran = 0;
     for function in FUNCTIONS.iter().filter(|f| f.trigger == Trigger::Http) {
-        let handler = ROUTES
-            .iter()
-            .find(|r| r.function == function.name)
-            .unwrap()
-            .handler;
+        let route = ROUTES.iter().find(|r| r.function == function.name).unwrap();
         let folder = format!("{dir}/{}", function.name);
         let mut files: Vec<String> = std::fs::read_dir(&folder)
             .unwrap_or_else(|e| panic!("{folder}: every function has sample events ({e})"))
@@ -96,7 +92,7 @@ async fn every_http_sample_event_gets_a_deliberate_answer() {
             t.state.store.insert_api_key(&key).await.unwrap();
             // Only the ports the function is granted on AWS: using another is a 500.
             let state = as_granted_to(&t.state, function.name);
-            let resp = handler(state, event(&name)).await;
+            let resp = crate::router::serve_route(route, state, event(&name)).await;
             let status = resp.status().as_u16();
             match expected.get(name.as_str()) {
                 Some(want) => assert_eq!(status, *want, "{name}"),

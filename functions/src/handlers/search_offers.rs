@@ -6,11 +6,11 @@ use shared::domain::offers::OfferQuery;
 use shared::usecases::instances;
 use shared::AppState;
 
-use crate::http::{v1, Request, Response, V1Auth, V1Ok};
+use crate::http::{respond_v1, Principal, Request, Response, V1Ok};
 
-pub async fn handle(state: AppState, req: Request) -> Response {
+pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     let (state, req) = (&state, &req);
-    v1(state, req, V1Auth::ApiKeyOrAdmin, |_caller| async {
+    respond_v1(async {
         let params = req.query_string_parameters();
         let pairs: Vec<(String, String)> = params
             .iter()

@@ -6,10 +6,10 @@ use http::StatusCode;
 use shared::usecases::participant;
 use shared::{AppState, Error};
 
-use crate::http::{form_body, respond, seat_credential, ApiError, Request, Response};
+use crate::http::{form_body, respond, seat_credential, ApiError, Principal, Request, Response};
 use crate::pages::{render_no_seat, render_seat};
 
-pub async fn handle(state: AppState, req: Request) -> Response {
+pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond(async {
         let Some((token, base)) = seat_credential(&req) else {
             return render_no_seat();

@@ -8,11 +8,12 @@ use shared::usecases::participant;
 use shared::{AppState, Error};
 
 use crate::http::{
-    cookie, respond, seat_credential, set_seat_cookie, ApiError, Request, Response, SEAT_COOKIE,
+    cookie, respond, seat_credential, set_seat_cookie, ApiError, Principal, Request, Response,
+    SEAT_COOKIE,
 };
 use crate::pages::{render_no_seat, render_seat};
 
-pub async fn handle(state: AppState, req: Request) -> Response {
+pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond(async {
         let Some((token, base)) = seat_credential(&req) else {
             return render_no_seat();
@@ -36,14 +37,13 @@ pub async fn handle(state: AppState, req: Request) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::handlers::test_support::*;
 
     #[tokio::test]
     async fn unknown_and_malformed_seats_are_404() {
         let t = TestState::new();
         for name in ["seat-page/cookie.json", "seat-page/link.json"] {
-            let resp = handle(t.state.clone(), event(name)).await;
+            let resp = serve(t.state.clone(), event(name)).await;
             assert_eq!(resp.status(), 404, "{name}");
             assert!(body_text(&resp).contains("No seat here"));
         }

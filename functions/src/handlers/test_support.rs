@@ -194,3 +194,15 @@ pub fn as_granted_to(state: &AppState, name: &str) -> AppState {
     }
     state
 }
+
+/// Serves `req` as a deployment does: the route its method and path match, through the
+/// router's whole pipeline (origin check, authentication, envelope).
+pub async fn serve(state: AppState, req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    match crate::routes::find(req.method(), &path) {
+        crate::routes::Match::Found(route, _) => {
+            crate::router::serve_route(route, state, req).await
+        }
+        _ => panic!("no route for {} {path}", req.method()),
+    }
+}

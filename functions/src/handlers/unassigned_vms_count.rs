@@ -4,9 +4,9 @@ use serde_json::json;
 use shared::usecases::participant;
 use shared::AppState;
 
-use crate::http::{ok_json, respond, Request, Response};
+use crate::http::{ok_json, respond, Principal, Request, Response};
 
-pub async fn handle(state: AppState, _req: Request) -> Response {
+pub async fn handle(state: AppState, _principal: Principal, _req: Request) -> Response {
     respond(async {
         let count = participant::free_vm_count(&state).await?;
         ok_json(json!({"count": count}))
@@ -16,7 +16,6 @@ pub async fn handle(state: AppState, _req: Request) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::handlers::test_support::*;
 
     #[tokio::test]
@@ -24,7 +23,7 @@ mod tests {
         let t = TestState::new();
         t.running_vm("vm-1").await;
         t.vm("vm-2").await; // still initializing
-        let resp = handle(t.state.clone(), event("unassigned-vms-count/get.json")).await;
+        let resp = serve(t.state.clone(), event("unassigned-vms-count/get.json")).await;
         assert_eq!(body_json(&resp), serde_json::json!({"count": 1}));
     }
 }

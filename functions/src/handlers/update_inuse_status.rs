@@ -6,30 +6,20 @@ use shared::domain::VmChange;
 use shared::usecases::vm_agent;
 use shared::AppState;
 
-use crate::http::{
-    bearer_token, json_body, ok_json, required, respond, ApiError, Request, Response,
-};
+use crate::http::{json_body, ok_json, respond, ApiError, Principal, Request, Response};
 
 #[derive(Deserialize)]
 struct Body {
-    hostname: Option<String>,
     status: Option<bool>,
 }
 
-pub async fn handle(state: AppState, req: Request) -> Response {
+pub async fn handle(state: AppState, principal: Principal, req: Request) -> Response {
     respond(async {
         let body: Body = json_body(&req)?;
-        let hostname = required(&body.hostname, "hostname")?;
         let in_use = body
             .status
             .ok_or_else(|| ApiError::bad_request("status (true or false) is required"))?;
-        vm_agent::report(
-            &state,
-            hostname,
-            bearer_token(&req),
-            VmChange::InUse(in_use),
-        )
-        .await?;
+        vm_agent::report(&state, principal.vm()?, VmChange::InUse(in_use)).await?;
         ok_json(json!({"message": "In-use status updated successfully."}))
     })
     .await
@@ -37,14 +27,13 @@ pub async fn handle(state: AppState, req: Request) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::handlers::test_support::*;
 
     #[tokio::test]
     async fn sample_event_updates_the_flag() {
         let t = TestState::new();
         t.running_vm("vm-1").await;
-        let resp = handle(t.state.clone(), event("update-inuse-status/in-use.json")).await;
+        let resp = serve(t.state.clone(), event("update-inuse-status/in-use.json")).await;
         assert_eq!(resp.status(), 200, "{}", body_text(&resp));
         assert_eq!(
             body_json(&resp)["message"],
@@ -57,7 +46,7 @@ mod tests {
     async fn wrong_type_is_a_400_and_changes_nothing() {
         let t = TestState::new();
         t.running_vm("vm-1").await;
-        let resp = handle(
+        let resp = serve(
             t.state.clone(),
             event("update-inuse-status/wrong-type.json"),
         )

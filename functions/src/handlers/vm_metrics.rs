@@ -6,13 +6,12 @@ use serde_json::json;
 use shared::usecases::vm_agent;
 use shared::AppState;
 
-use crate::http::{bearer_token, json_body, ok_json, path_param, respond, Request, Response};
+use crate::http::{json_body, ok_json, respond, Principal, Request, Response};
 
-pub async fn handle(state: AppState, req: Request) -> Response {
+pub async fn handle(state: AppState, principal: Principal, req: Request) -> Response {
     respond(async {
-        let hostname = path_param(&req, "hostname")?;
         let fields: serde_json::Map<String, serde_json::Value> = json_body(&req)?;
-        vm_agent::report_metrics(&state, &hostname, bearer_token(&req), &fields).await?;
+        vm_agent::report_metrics(&state, principal.vm()?, &fields).await?;
         ok_json(json!({"message": "VM metrics posted successfully."}))
     })
     .await
@@ -20,18 +19,17 @@ pub async fn handle(state: AppState, req: Request) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::handlers::test_support::*;
 
     #[tokio::test]
     async fn sample_event_records_the_stage() {
         let t = TestState::new();
         t.vm("vm-1").await;
-        let resp = handle(t.state.clone(), event("vm-metrics/cloud-init.json")).await;
+        let resp = serve(t.state.clone(), event("vm-metrics/cloud-init.json")).await;
         assert_eq!(resp.status(), 200, "{}", body_text(&resp));
         let vm = t.state.store.get_vm("vm-1").await.unwrap().unwrap();
         assert_eq!(vm.metrics.total_seconds(), Some(60.0));
-        let resp = handle(t.state.clone(), event("vm-metrics/bad-value.json")).await;
+        let resp = serve(t.state.clone(), event("vm-metrics/bad-value.json")).await;
         assert_eq!(resp.status(), 400);
     }
 }

@@ -7,23 +7,20 @@ use serde_json::json;
 use shared::usecases::vm_agent::{self, StartupAnswer};
 use shared::AppState;
 
-use crate::http::{bearer_token, json_body, ok_json, required, respond, Request, Response};
+use crate::http::{json_body, ok_json, respond, Principal, Request, Response};
 
 #[derive(Deserialize)]
 struct Body {
-    hostname: Option<String>,
     /// The `command_at` of the command the agent already ran: answer only with a newer one.
     after: Option<i64>,
 }
 
-pub async fn handle(state: AppState, req: Request) -> Response {
+pub async fn handle(state: AppState, principal: Principal, req: Request) -> Response {
     respond(async {
         let body: Body = json_body(&req)?;
-        let hostname = required(&body.hostname, "hostname")?;
         let answer = vm_agent::wait_for_assignment(
             &state,
-            hostname,
-            bearer_token(&req),
+            principal.vm()?,
             body.after,
             state.config.long_poll,
         )
@@ -50,19 +47,18 @@ pub async fn handle(state: AppState, req: Request) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::handlers::test_support::*;
 
     #[tokio::test]
     async fn waiting_then_assigned() {
         let t = TestState::with_long_poll_secs(1);
         t.running_vm("vm-1").await;
-        let resp = handle(t.state.clone(), event("vm-startup/poll.json")).await;
+        let resp = serve(t.state.clone(), event("vm-startup/poll.json")).await;
         assert_eq!(resp.status(), 200);
         assert_eq!(body_json(&resp)["status"], "waiting");
 
         t.claim("someone@example.org").await;
-        let resp = handle(t.state.clone(), event("vm-startup/poll.json")).await;
+        let resp = serve(t.state.clone(), event("vm-startup/poll.json")).await;
         let body = body_json(&resp);
         assert_eq!(body["status"], "success");
         assert_eq!(body["pin"].as_str().unwrap().len(), 6);
@@ -73,11 +69,11 @@ mod tests {
     async fn rejects_bad_requests() {
         let t = TestState::new();
         t.running_vm("vm-1").await;
-        let resp = handle(t.state.clone(), event("vm-startup/missing-hostname.json")).await;
+        let resp = serve(t.state.clone(), event("vm-startup/missing-hostname.json")).await;
         assert_eq!(resp.status(), 400);
         // An unknown hostname and a wrong token get the same answer: no probing for names.
-        let unknown = handle(t.state.clone(), event("vm-startup/unknown-vm.json")).await;
-        let wrong = handle(t.state.clone(), event("vm-startup/wrong-token.json")).await;
+        let unknown = serve(t.state.clone(), event("vm-startup/unknown-vm.json")).await;
+        let wrong = serve(t.state.clone(), event("vm-startup/wrong-token.json")).await;
         for resp in [&unknown, &wrong] {
             assert_eq!(resp.status(), 401);
             assert_eq!(resp.headers()["www-authenticate"], "Bearer");

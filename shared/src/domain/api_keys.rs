@@ -44,6 +44,25 @@ impl ApiKey {
     }
 }
 
+/// Who calls a user route: the holder of an active API key, with what the key grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub user_id: String,
+    pub gpu_quota: u32,
+    /// The API key used (its public id), for per-key rate limits.
+    pub key_id: String,
+}
+
+impl Caller {
+    pub fn of(key: &ApiKey) -> Self {
+        Caller {
+            user_id: key.user_id.clone(),
+            gpu_quota: key.gpu_quota,
+            key_id: key.key_id.clone(),
+        }
+    }
+}
+
 /// The stored form of a presented key.
 pub fn hash_key(plain: &str) -> String {
     TokenHash::of(plain).as_str().to_string()

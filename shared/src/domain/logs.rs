@@ -110,6 +110,71 @@ pub fn chunk_lines(lines: &[String]) -> Vec<Vec<String>> {
     chunks
 }
 
+/// A chunk's body as stored: its lines, each ending in a newline.
+pub fn chunk_body(lines: &[String]) -> String {
+    let mut body = String::with_capacity(lines.iter().map(|l| line_bytes(l)).sum());
+    for line in lines {
+        body.push_str(line);
+        body.push('\n');
+    }
+    body
+}
+
+/// The lines of stored chunk bodies, in order (a chunk trimmed to nothing has none).
+pub fn body_lines<S: AsRef<str>>(bodies: &[S]) -> Vec<String> {
+    bodies
+        .iter()
+        .map(AsRef::as_ref)
+        .filter(|b| !b.is_empty())
+        .flat_map(|b| b.strip_suffix('\n').unwrap_or(b).split('\n'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// One step of trimming a VM's log down to its cap, taken on its oldest chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trim<'a> {
+    /// Delete the chunk whole.
+    Drop { removed: i64 },
+    /// Keep only this tail of the chunk: whole lines, the oldest dropped.
+    KeepTail { tail: &'a str, removed: i64 },
+}
+
+/// The trimming policy of every store: while a log of `total` bytes is over `cap`, drop its
+/// oldest chunk whole if that still leaves at least the cap, else drop just enough of that
+/// chunk's first lines. `None` when the log is within its cap. Lines are never cut.
+pub fn trim_oldest(total: i64, cap: i64, oldest: &str) -> Option<Trim<'_>> {
+    if total <= cap {
+        return None;
+    }
+    let size = oldest.len() as i64;
+    if total - size >= cap {
+        return Some(Trim::Drop { removed: size });
+    }
+    let mut tail = oldest;
+    let mut remaining = total;
+    while remaining > cap {
+        let Some((dropped, rest)) = tail.split_once('\n') else {
+            break;
+        };
+        remaining -= (dropped.len() + 1) as i64;
+        tail = rest;
+    }
+    Some(Trim::KeepTail {
+        tail,
+        removed: size - tail.len() as i64,
+    })
+}
+
+impl Trim<'_> {
+    /// Bytes this step takes off the log's total.
+    pub fn removed(&self) -> i64 {
+        match self {
+            Trim::Drop { removed } | Trim::KeepTail { removed, .. } => *removed,
+        }
+    }
+}
+
 /// Whether a line looks like an error (the log viewer's errors-only filter uses the same
 /// words, in its script).
 pub fn is_error_line(line: &str) -> bool {
@@ -154,5 +219,31 @@ mod tests {
         for c in &chunks {
             assert!(c.iter().map(|l| line_bytes(l)).sum::<usize>() <= MAX_CHUNK_BYTES);
         }
+    }
+
+    #[test]
+    fn trimming_drops_whole_chunks_then_whole_lines() {
+        let oldest = chunk_body(&["aaaa".into(), "bb".into(), "c".into()]); // 5 + 3 + 2 bytes
+        assert_eq!(trim_oldest(100, 100, &oldest), None);
+        // Dropping the chunk (10) still leaves 100: drop it.
+        assert_eq!(
+            trim_oldest(110, 100, &oldest),
+            Some(Trim::Drop { removed: 10 })
+        );
+        // 4 over: the first line (5 bytes) goes, and no more.
+        let step = trim_oldest(104, 100, &oldest).unwrap();
+        assert_eq!(
+            step,
+            Trim::KeepTail {
+                tail: "bb\nc\n",
+                removed: 5
+            }
+        );
+        // 6 over: two lines (8 bytes).
+        assert_eq!(trim_oldest(106, 100, &oldest).unwrap().removed(), 8);
+        assert_eq!(
+            body_lines(&[oldest.as_str(), "", "d\n"]),
+            vec!["aaaa", "bb", "c", "d"]
+        );
     }
 }

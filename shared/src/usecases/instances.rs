@@ -6,11 +6,11 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
+use crate::domain::api_keys::Caller;
 use crate::domain::instances::{CloudInstance, InstanceStatus, NewInstance, ProviderInstance};
 use crate::domain::offers::{Offer, OfferQuery};
 use crate::error::{Error, Result};
 use crate::ports::{CreateInstanceOutcome, CreateInstanceSpec, GpuCloud, Idempotency, LaunchError};
-use crate::usecases::requests::Caller;
 use crate::AppState;
 
 /// The providers this deployment has credentials for.

@@ -15,34 +15,16 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
+use crate::domain::api_keys::Caller;
 use crate::domain::requests::plan_machines;
 use crate::domain::rfc3339;
 use crate::domain::{
-    ApiKey, Assignment, GpuRequest, Job, LeaseAccess, LeaseHost, LeaseLaunch, NewRequest,
-    RequestChange, RequestStatus, Vm, VmStatus, VmToken,
+    Assignment, GpuRequest, Job, LeaseAccess, LeaseHost, LeaseLaunch, NewRequest, RequestChange,
+    RequestStatus, Vm, VmStatus, VmToken,
 };
 use crate::error::{Error, Result};
 use crate::ports::{CreateRequestOutcome, Idempotency};
 use crate::AppState;
-
-/// The caller of the requests API, from their API key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    pub user_id: String,
-    pub gpu_quota: u32,
-    /// The API key used (its public id), for per-key rate limits.
-    pub key_id: String,
-}
-
-impl Caller {
-    pub fn of(key: &ApiKey) -> Self {
-        Caller {
-            user_id: key.user_id.clone(),
-            gpu_quota: key.gpu_quota,
-            key_id: key.key_id.clone(),
-        }
-    }
-}
 
 /// What `create` did.
 #[derive(Debug, Clone, PartialEq)]

@@ -8,17 +8,37 @@ use crate::domain::{Millis, StartupMetrics, TokenHash, Vm, VmChange, VmStatus};
 use crate::error::{Error, Result};
 use crate::AppState;
 
+/// A VM that proved who it is with its own token. Only `authenticate` makes one, so a use
+/// case that takes it cannot be reached without that proof.
+#[derive(Debug, Clone)]
+pub struct AuthenticatedVm(Vm);
+
+impl AuthenticatedVm {
+    pub fn hostname(&self) -> &str {
+        &self.0.hostname
+    }
+
+    /// The VM as it was when it authenticated.
+    pub fn vm(&self) -> &Vm {
+        &self.0
+    }
+}
+
 /// Loads the VM and checks the presented bearer token against its stored hash.
 /// `Unauthorized` for an unknown hostname and for a missing or foreign token alike (and
 /// after the same work), so nobody can probe which hostnames exist.
-pub async fn authenticate(state: &AppState, hostname: &str, token: Option<&str>) -> Result<Vm> {
+pub async fn authenticate(
+    state: &AppState,
+    hostname: &str,
+    token: Option<&str>,
+) -> Result<AuthenticatedVm> {
     let vm = state.store.get_vm(hostname).await?;
     let hash = vm
         .as_ref()
         .map_or_else(|| TokenHash::of(UNKNOWN_VM), |v| v.token_hash.clone());
     let matches = token.is_some_and(|t| hash.matches(t));
     match vm {
-        Some(vm) if matches => Ok(vm),
+        Some(vm) if matches => Ok(AuthenticatedVm(vm)),
         _ => Err(Error::Unauthorized),
     }
 }
@@ -27,13 +47,8 @@ pub async fn authenticate(state: &AppState, hostname: &str, token: Option<&str>)
 const UNKNOWN_VM: &str = "no such VM";
 
 /// A VM reports a change about itself (status, GPU health, in-use, metrics).
-pub async fn report(
-    state: &AppState,
-    hostname: &str,
-    token: Option<&str>,
-    change: VmChange,
-) -> Result<Vm> {
-    authenticate(state, hostname, token).await?;
+pub async fn report(state: &AppState, vm: &AuthenticatedVm, change: VmChange) -> Result<Vm> {
+    let hostname = vm.hostname();
     let vm = state
         .store
         .update_vm(hostname, &change, state.clock.now_millis())
@@ -70,12 +85,11 @@ pub enum StartupAnswer {
 /// thread and no store connection.
 pub async fn wait_for_assignment(
     state: &AppState,
-    hostname: &str,
-    token: Option<&str>,
+    vm: &AuthenticatedVm,
     after: Option<Millis>,
     timeout: Duration,
 ) -> Result<StartupAnswer> {
-    authenticate(state, hostname, token).await?;
+    let hostname = vm.hostname();
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         // Subscribe before reading, so an assignment landing in between still wakes us.
@@ -109,12 +123,11 @@ pub async fn wait_for_assignment(
 /// A VM reports startup timings (any subset of stages; see `StartupMetrics`).
 pub async fn report_metrics(
     state: &AppState,
-    hostname: &str,
-    token: Option<&str>,
+    vm: &AuthenticatedVm,
     fields: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<Vm> {
     let metrics = StartupMetrics::from_report(fields)?;
-    report(state, hostname, token, VmChange::Metrics(metrics)).await
+    report(state, vm, VmChange::Metrics(metrics)).await
 }
 
 /// Appends log messages to a VM's log: cleaned (ANSI stripped, split into lines) and
@@ -168,10 +181,8 @@ pub async fn append_stream_logs<S: AsRef<str>>(
 /// The same, for a VM pushing its own logs with its token.
 pub async fn push_own_logs<S: AsRef<str>>(
     state: &AppState,
-    hostname: &str,
-    token: Option<&str>,
+    vm: &AuthenticatedVm,
     messages: &[S],
 ) -> Result<usize> {
-    authenticate(state, hostname, token).await?;
-    append_logs(state, hostname, messages).await
+    append_logs(state, vm.hostname(), messages).await
 }

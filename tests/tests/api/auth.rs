@@ -75,7 +75,7 @@ async fn vm_routes_refuse_another_vms_token() {
     let before = app.state.store.get_vm("victim").await.unwrap().unwrap();
     let vm_routes: Vec<_> = ROUTES
         .iter()
-        .filter(|r| matches!(r.access, Access::Vm | Access::VmOrAdmin))
+        .filter(|r| matches!(r.access, Access::Vm(_) | Access::VmOrAdmin(_)))
         .collect();
     assert_eq!(vm_routes.len(), 7);
     for route in vm_routes {
@@ -119,7 +119,10 @@ async fn an_unknown_vm_answers_like_a_wrong_token() {
     })
     .await;
     let (_, token) = app.register_vm("known").await;
-    let routes: Vec<_> = ROUTES.iter().filter(|r| r.access == Access::Vm).collect();
+    let routes: Vec<_> = ROUTES
+        .iter()
+        .filter(|r| matches!(r.access, Access::Vm(_)))
+        .collect();
     assert!(routes.len() >= 6);
     for route in routes {
         let answer = |host: &'static str, token: String| {

@@ -9,7 +9,6 @@ use async_trait::async_trait;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_ec2::types::{Filter, InstanceStateName, ResourceType, Tag, TagSpecification};
 use base64::Engine as _;
-use functions::handlers;
 use lambda_http::Body;
 use serde_json::{json, Value};
 use shared::adapters::dynamodb::RequestStats;
@@ -129,7 +128,7 @@ fn body_json(resp: &functions::Response) -> Value {
 impl Aws {
     /// `POST /api/launch` through the real Lambda handler.
     async fn launch(&self, n: u32) -> Value {
-        let resp = handlers::launch::handle(
+        let resp = crate::helpers::serve_in_process(
             self.state.clone(),
             admin_request("POST", "/api/launch", &format!("num_vms={n}")),
         )
@@ -497,7 +496,7 @@ async fn destroy_ends_every_tagged_instance_and_nothing_else() {
         .await;
 
     let resp =
-        handlers::destroy::handle(aws.state.clone(), admin_request("POST", "/api/destroy", ""))
+        crate::helpers::serve_in_process(aws.state.clone(), admin_request("POST", "/destroy", ""))
             .await;
     assert_eq!(resp.status(), 200, "{:?}", resp.body());
     assert_eq!(body_json(&resp)["operation"]["status"], "succeeded");
@@ -527,7 +526,8 @@ async fn records_stay_until_termination_is_confirmed_and_in_use_needs_confirmati
     aws.launch(2).await;
     aws.provision_all(&aws.receive(2).await).await;
     let resp =
-        handlers::destroy::handle(aws.state.clone(), admin_request("POST", "/destroy", "")).await;
+        crate::helpers::serve_in_process(aws.state.clone(), admin_request("POST", "/destroy", ""))
+            .await;
     assert_eq!(resp.status(), 200);
     let vms = aws.state.store.list_vms().await.unwrap();
     assert_eq!(vms.len(), 2, "not confirmed gone: kept");
@@ -546,7 +546,8 @@ async fn records_stay_until_termination_is_confirmed_and_in_use_needs_confirmati
         .await
         .unwrap();
     let resp =
-        handlers::destroy::handle(aws.state.clone(), admin_request("POST", "/destroy", "")).await;
+        crate::helpers::serve_in_process(aws.state.clone(), admin_request("POST", "/destroy", ""))
+            .await;
     assert_eq!(resp.status(), 409);
     assert!(body_json(&resp)["error"]
         .as_str()
@@ -557,7 +558,7 @@ async fn records_stay_until_termination_is_confirmed_and_in_use_needs_confirmati
         1,
         "nothing was terminated"
     );
-    let resp = handlers::destroy::handle(
+    let resp = crate::helpers::serve_in_process(
         aws.state.clone(),
         admin_request("POST", "/destroy", "confirm_in_use=yes"),
     )
@@ -589,7 +590,7 @@ async fn reconcile_ends_orphans_and_marks_vanished_machines() {
         .await
         .unwrap();
 
-    let resp = handlers::reconcile::handle(
+    let resp = crate::helpers::serve_in_process(
         aws.state.clone(),
         admin_request("POST", "/api/reconcile", ""),
     )
@@ -738,8 +739,8 @@ fn shapes(spec: &[(&str, u32)]) -> Vec<shared::domain::requests::GpuShape> {
         .collect()
 }
 
-fn caller(user: &str) -> shared::usecases::requests::Caller {
-    shared::usecases::requests::Caller {
+fn caller(user: &str) -> shared::domain::api_keys::Caller {
+    shared::domain::api_keys::Caller {
         user_id: user.into(),
         gpu_quota: 8,
         key_id: format!("key-of-{user}"),
@@ -786,10 +787,16 @@ async fn a_gpu_request_launches_tagged_instances_and_its_lease_ends_on_aws() {
     // Each machine's agent reports running with the token its user_data carried.
     for launch in &launches {
         let job: Value = serde_json::from_str(launch["body"].as_str().unwrap()).unwrap();
-        vm_agent::report(
+        let vm = vm_agent::authenticate(
             &aws.state,
             job["hostname"].as_str().unwrap(),
             job["token"].as_str(),
+        )
+        .await
+        .unwrap();
+        vm_agent::report(
+            &aws.state,
+            &vm,
             shared::domain::VmChange::Status(VmStatus::Running),
         )
         .await
@@ -883,7 +890,7 @@ async fn a_request_that_cannot_be_queued_is_a_500_and_leaves_nothing_pending() {
             json!({"user_id": "ivy", "gpu_count": 2, "duration_hours": 1}).to_string(),
         ))
         .unwrap();
-    let resp = handlers::create_request::handle(state.clone(), req).await;
+    let resp = crate::helpers::serve_in_process(state.clone(), req).await;
     assert_eq!(resp.status(), 500);
     let body = body_json(&resp);
     assert!(body["error_id"].is_string(), "{body}");

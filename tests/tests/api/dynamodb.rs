@@ -108,14 +108,12 @@ async fn dynamodb_request_costs() {
     store.insert_vm(&vm).await.unwrap();
     let before = now();
     for _ in 0..10 {
-        shared::usecases::vm_agent::report(
-            &state,
-            "cost-uc",
-            Some(token.as_str()),
-            VmChange::InUse(false),
-        )
-        .await
-        .unwrap();
+        let vm = shared::usecases::vm_agent::authenticate(&state, "cost-uc", Some(token.as_str()))
+            .await
+            .unwrap();
+        shared::usecases::vm_agent::report(&state, &vm, VmChange::InUse(false))
+            .await
+            .unwrap();
     }
     measure(
         "VM report through the use case (token check + update)",
@@ -123,10 +121,12 @@ async fn dynamodb_request_costs() {
         10,
     );
     let before = now();
+    let vm = shared::usecases::vm_agent::authenticate(&state, "cost-uc", Some(token.as_str()))
+        .await
+        .unwrap();
     let answer = shared::usecases::vm_agent::wait_for_assignment(
         &state,
-        "cost-uc",
-        Some(token.as_str()),
+        &vm,
         None,
         std::time::Duration::from_millis(1_050),
     )

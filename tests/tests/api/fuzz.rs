@@ -545,14 +545,16 @@ fn fuzz_case(rng: &mut StdRng, route: &Route, method: &'static str, w: &World) -
                 base64_of(&format!("{ADMIN_USER}:wrong-password"))
             ))
         }
-        (_, Access::Admin | Access::ApiKeyOrAdmin | Access::VmOrAdmin) if rng.random_bool(0.7) => {
+        (_, Access::Admin | Access::ApiKeyOrAdmin | Access::VmOrAdmin(_))
+            if rng.random_bool(0.7) =>
+        {
             Some(format!(
                 "Basic {}",
                 base64_of(&format!("{ADMIN_USER}:{ADMIN_PASSWORD}"))
             ))
         }
         (_, Access::ApiKey | Access::ApiKeyOrAdmin) => Some(format!("Bearer {}", w.alice_key)),
-        (_, Access::Vm | Access::VmOrAdmin) => Some(format!("Bearer {}", w.victim_token)),
+        (_, Access::Vm(_) | Access::VmOrAdmin(_)) => Some(format!("Bearer {}", w.victim_token)),
         _ => None,
     };
     if let Some(c) = credential {

@@ -368,3 +368,18 @@ pub fn can_sandbox() -> bool {
         .status()
         .is_ok_and(|s| s.success())
 }
+
+/// Serves `req` in process as a deployment does: the route its method and path match,
+/// through the router's whole pipeline.
+pub async fn serve_in_process(
+    state: shared::AppState,
+    req: lambda_http::Request,
+) -> functions::http::Response {
+    let path = req.uri().path().to_string();
+    match functions::routes::find(req.method(), &path) {
+        functions::routes::Match::Found(route, _) => {
+            functions::router::serve_route(route, state, req).await
+        }
+        _ => panic!("no route for {} {path}", req.method()),
+    }
+}

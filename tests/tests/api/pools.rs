@@ -515,11 +515,8 @@ async fn a_migration_on_ec2_moves_the_tag_and_the_record() {
             .body(lambda_http::Body::Text(body.to_string()))
             .unwrap()
     };
-    let preview = functions::handlers::preview_migration::handle(
-        state.clone(),
-        request("/api/preview-migration"),
-    )
-    .await;
+    let preview =
+        crate::helpers::serve_in_process(state.clone(), request("/api/preview-migration")).await;
     assert_eq!(preview.status(), 200);
     let preview: Value = serde_json::from_slice(preview.body().as_ref()).unwrap();
     assert_eq!(
@@ -528,7 +525,7 @@ async fn a_migration_on_ec2_moves_the_tag_and_the_record() {
             "aws ec2 create-tags --resources {instance_id} --tags Key=gpufleet:pool,Value=T4-spot"
         )])
     );
-    let resp = functions::http::serve_route(
+    let resp = functions::router::serve_route(
         functions::routes::of_function("execute-migration").expect("route"),
         state.clone(),
         request("/api/execute-migration"),
@@ -577,7 +574,7 @@ async fn a_migration_on_ec2_moves_the_tag_and_the_record() {
     // A launch onto the host's runpod pool: the given image, the host's type, the pool tag.
     let launch =
         json!({"hostname": hostname, "image_name": "RunPod", "image_id": emulator_ami(&ec2).await});
-    let resp = functions::http::serve_route(
+    let resp = functions::router::serve_route(
         functions::routes::of_function("execute-runpod-launch").expect("route"),
         state.clone(),
         http::Request::builder()

@@ -77,10 +77,3 @@ impl ApiKeyStore for DynamoStore {
         DynamoStore::ping(self).await
     }
 }
-
-// Instances of the offers API.
-//
-// Items: `INST#<id>`/`INST` (the record as JSON, `version`, and for the `requests` index
-// `req_pk = IUSER#<owner>`, `req_sk = <created>#<id>`); `IDEM#<user>#instances#<key>`/`IDEM`
-// per idempotency key, written in one transaction with the record. Saves are conditional
-// on the version read.

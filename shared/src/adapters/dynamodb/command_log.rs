@@ -1,4 +1,9 @@
 //! The append-only command log.
+//!
+//! The command log: one partition `CMDLOG`, sort key = entry id (time-ordered), so a page is
+//! one Query newest first with the cursor and the last clear as sort-key bounds. Cloud
+//! commands are rare (launches, terminations), so one partition is far from its limits.
+//! The last clear is `CMDLOG`/`CLEAR`, only ever moved forward.
 
 use super::*;
 
@@ -101,6 +106,3 @@ impl CommandLogStore for DynamoStore {
             .and_then(|item| get_n::<i64>(&item, "cleared_at")))
     }
 }
-
-// Host pools: `HOSTPOOL#<hostname>`/`POOL` with `pool`; moves are conditional on the pool
-// read (or on the item's absence).

@@ -1,4 +1,7 @@
 //! Capacity pools: which pool each host is in, moved conditionally.
+//!
+//! Host pools: `HOSTPOOL#<hostname>`/`POOL` with `pool`; moves are conditional on the pool
+//! read (or on the item's absence).
 
 use super::*;
 

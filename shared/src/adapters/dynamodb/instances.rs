@@ -1,6 +1,12 @@
 //! Cloud instances of the offers API: records written before any provider call, with idempotency keys.
+//!
+//! Items: `INST#<id>`/`INST` (the record as JSON, `version`, and for the `requests` index
+//! `req_pk = IUSER#<owner>`, `req_sk = <created>#<id>`); `IDEM#<user>#instances#<key>`/`IDEM`
+//! per idempotency key, written in one transaction with the record. Saves are conditional
+//! on the version read.
 
 use super::*;
+use crate::idempotency::Scope;
 
 pub(super) fn instance_item(r: &CloudInstance) -> Result<Item> {
     let mut item = key(format!("INST#{}", r.id), "INST");
@@ -20,10 +26,6 @@ pub(super) fn item_to_instance(item: &Item) -> Result<CloudInstance> {
     serde_json::from_str(&body).map_err(|e| internal("decoding an instance", e))
 }
 
-pub(super) fn instance_idempotency_key(user: &str, idem_key: &str) -> Item {
-    key(format!("IDEM#{user}#instances#{idem_key}"), "IDEM")
-}
-
 #[async_trait]
 impl InstanceStore for DynamoStore {
     async fn create_instance(
@@ -34,21 +36,10 @@ impl InstanceStore for DynamoStore {
     ) -> Result<CreateInstanceOutcome> {
         for _ in 0..MAX_ATTEMPTS {
             if let Some(idem) = idempotency {
-                if let Some(item) = self
-                    .get_item(instance_idempotency_key(&record.owner, &idem.key), true)
-                    .await?
-                {
-                    if get_s(&item, "fingerprint").as_deref() != Some(idem.fingerprint.as_str()) {
-                        return Ok(CreateInstanceOutcome::IdempotencyMismatch);
-                    }
-                    let id = get_s(&item, "instance_id").unwrap_or_default();
-                    let original = self.get_instance(&id).await?.ok_or_else(|| {
-                        internal(
-                            "replaying an instance",
-                            "idempotency key without its instance",
-                        )
-                    })?;
-                    return Ok(CreateInstanceOutcome::Replayed(Box::new(original)));
+                let load = |id: String| async move { self.get_instance(&id).await };
+                let owner = &record.owner;
+                if let Some(outcome) = self.replay(Scope::Instances, owner, idem, load).await? {
+                    return Ok(outcome);
                 }
             }
             if record.gpu_count > quota {
@@ -73,9 +64,7 @@ impl InstanceStore for DynamoStore {
                 )?,
             ];
             if let Some(idem) = idempotency {
-                let mut item = instance_idempotency_key(&record.owner, &idem.key);
-                item.insert("fingerprint".into(), s(idem.fingerprint.clone()));
-                item.insert("instance_id".into(), s(record.id.clone()));
+                let item = idempotency_item(Scope::Instances, &record.owner, idem, &record.id);
                 items.push(self.put_item(item, "attribute_not_exists(pk)", vec![])?);
             }
             match self.transact(items).await? {

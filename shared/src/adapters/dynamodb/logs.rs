@@ -1,6 +1,7 @@
 //! VM logs: chunk items of whole lines under the VM's log partition, a meta item with the byte total and next sequence number, trimmed to the cap.
 
 use super::*;
+use crate::domain::logs::{body_lines, chunk_body, trim_oldest, Trim};
 
 impl DynamoStore {
     /// Oldest chunk of a VM's log: (seq, body).
@@ -154,8 +155,8 @@ impl LogStore for DynamoStore {
             let mut items = Vec::new();
             let mut added = 0i64;
             for (i, chunk) in chunks.iter().enumerate() {
-                let body: String = chunk.iter().map(|l| format!("{l}\n")).collect();
-                added += chunk.iter().map(|l| line_bytes(l) as i64).sum::<i64>();
+                let body = chunk_body(chunk);
+                added += body.len() as i64;
                 let seq = next_seq + i as i64;
                 let mut item = key(logs_pk(hostname), chunk_sk(seq));
                 item.insert("seq".into(), n(seq));
@@ -203,70 +204,52 @@ impl LogStore for DynamoStore {
                 self.recount_logs(hostname, total, next_seq).await?;
                 continue;
             };
+            let Some(step) = trim_oldest(total, cap, &body) else {
+                return Ok(());
+            };
             let size = body.len() as i64;
             let chunk_key = key(logs_pk(hostname), chunk_sk(seq));
-            let (chunk_write, removed, first_seq) = if total - size >= cap {
-                (
+            let (chunk_write, first_seq) = match &step {
+                Trim::Drop { .. } => (
                     self.delete_item(chunk_key, Some(("bytes = :b", vec![(":b", n(size))])))?,
-                    size,
                     Some(seq + 1),
-                )
-            } else {
-                let mut kept = body.as_str();
-                let mut remaining = total;
-                while remaining > cap {
-                    let Some((dropped, rest)) = kept.split_once('\n') else {
-                        break;
-                    };
-                    remaining -= (dropped.len() + 1) as i64;
-                    kept = rest;
+                ),
+                Trim::KeepTail { tail, .. } => {
+                    let update = Update::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(chunk_key))
+                        .update_expression("SET body = :body, bytes = :new")
+                        .condition_expression("bytes = :b")
+                        .expression_attribute_values(":body", s(*tail))
+                        .expression_attribute_values(":new", n(tail.len()))
+                        .expression_attribute_values(":b", n(size))
+                        .build()
+                        .map_err(|e| internal("building a log trim", e))?;
+                    (TransactWriteItem::builder().update(update).build(), None)
                 }
-                let update = Update::builder()
-                    .table_name(&self.table)
-                    .set_key(Some(chunk_key))
-                    .update_expression("SET body = :body, bytes = :new")
-                    .condition_expression("bytes = :b")
-                    .expression_attribute_values(":body", s(kept))
-                    .expression_attribute_values(":new", n(kept.len()))
-                    .expression_attribute_values(":b", n(size))
-                    .build()
-                    .map_err(|e| internal("building a log trim", e))?;
-                (
-                    TransactWriteItem::builder().update(update).build(),
-                    size - kept.len() as i64,
-                    None,
-                )
             };
             // A cancelled step means another writer trimmed first: look again.
             self.transact(vec![
                 chunk_write,
-                self.meta_update(hostname, -removed, first_seq)?,
+                self.meta_update(hostname, -step.removed(), first_seq)?,
             ])
             .await?;
         }
         Err(internal("trimming logs", "did not converge"))
     }
-
     async fn read_logs(&self, hostname: &str, after: u64) -> Result<Option<LogPage>> {
         let Some(meta) = self.get(&logs_pk(hostname), "META", true).await? else {
             return Ok(None);
         };
         let next_seq: i64 = get_n(&meta, "next_seq").unwrap_or(1);
         let after = i64::try_from(after).unwrap_or(i64::MAX - 1);
-        let lines = self
+        let bodies: Vec<String> = self
             .chunks_after(hostname, after)
             .await?
             .iter()
             .filter_map(|i| get_s(i, "body"))
-            .filter(|b| !b.is_empty())
-            .flat_map(|b| {
-                b.strip_suffix('\n')
-                    .unwrap_or(&b)
-                    .split('\n')
-                    .map(str::to_string)
-                    .collect::<Vec<_>>()
-            })
             .collect();
+        let lines = body_lines(&bodies);
         Ok(Some(LogPage {
             lines,
             cursor: (next_seq - 1).max(0) as u64,
@@ -317,14 +300,3 @@ impl LogStore for DynamoStore {
         Ok(())
     }
 }
-
-// GPU provisioning requests.
-//
-// Items: `REQ#<id>`/`REQ` (the request as JSON, plus `status`, `user_id` and, for the
-// `requests` index, `req_pk = USER#<user>`, `req_sk = <created>#<id>`); `ACTIVE`/`<id>`
-// while a request is active (the sweep queries this partition); `USER#<user>`/`GPUS` with
-// `in_use`, the user's active GPUs; `IDEM#<user>#<key>`/`IDEM` per idempotency key. The
-// create is one transaction: the quota update (conditional on staying within the quota),
-// the request, its ACTIVE pointer and its idempotency key. Ending a request is one
-// transaction too: the request (conditional on its old status), the pointer deleted, and
-// `in_use` decremented, so a quota is freed exactly once.

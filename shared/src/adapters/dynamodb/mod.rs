@@ -35,7 +35,7 @@ use rand::seq::SliceRandom;
 
 use crate::domain::command_log::CommandEntry;
 use crate::domain::instances::CloudInstance;
-use crate::domain::logs::{chunk_lines, line_bytes};
+use crate::domain::logs::chunk_lines;
 use crate::domain::{ApiKey, GpuRequest, RequestChange};
 use crate::domain::{
     AssignableRule, Assignment, GpuHealth, Millis, Operation, OperationStatus, StartupMetrics,
@@ -52,6 +52,7 @@ mod api_keys;
 mod codec;
 mod command_log;
 mod host_pools;
+mod idempotency;
 mod instances;
 mod logs;
 mod operations;
@@ -61,6 +62,7 @@ mod schema;
 mod vms;
 
 use codec::*;
+use idempotency::*;
 use operations::*;
 use requests::*;
 

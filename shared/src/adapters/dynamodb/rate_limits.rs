@@ -41,8 +41,3 @@ impl RateLimitStore for DynamoStore {
             .unwrap_or(0))
     }
 }
-
-// The command log: one partition `CMDLOG`, sort key = entry id (time-ordered), so a page is
-// one Query newest first with the cursor and the last clear as sort-key bounds. Cloud
-// commands are rare (launches, terminations), so one partition is far from its limits.
-// The last clear is `CMDLOG`/`CLEAR`, only ever moved forward.

@@ -1,6 +1,16 @@
 //! Provisioning requests: request items, the per-user quota item and idempotency keys, all written in one transaction.
+//!
+//! Items: `REQ#<id>`/`REQ` (the request as JSON, plus `status`, `user_id` and, for the
+//! `requests` index, `req_pk = USER#<user>`, `req_sk = <created>#<id>`); `ACTIVE`/`<id>`
+//! while a request is active (the sweep queries this partition); `USER#<user>`/`GPUS` with
+//! `in_use`, the user's active GPUs; `IDEM#<user>#<key>`/`IDEM` per idempotency key. The
+//! create is one transaction: the quota update (conditional on staying within the quota),
+//! the request, its ACTIVE pointer and its idempotency key. Ending a request is one
+//! transaction too: the request (conditional on its old status), the pointer deleted, and
+//! `in_use` decremented, so a quota is freed exactly once.
 
 use super::*;
+use crate::idempotency::Scope;
 
 pub(super) fn request_pk(id: &str) -> String {
     format!("REQ#{id}")
@@ -8,10 +18,6 @@ pub(super) fn request_pk(id: &str) -> String {
 
 pub(super) fn quota_key(user: &str) -> Item {
     key(format!("USER#{user}"), "GPUS")
-}
-
-pub(super) fn idempotency_key(user: &str, idem_key: &str) -> Item {
-    key(format!("IDEM#{user}#{idem_key}"), "IDEM")
 }
 
 pub(super) fn request_item(r: &GpuRequest) -> Result<Item> {
@@ -33,35 +39,6 @@ pub(super) fn item_to_request(item: &Item) -> Result<GpuRequest> {
     serde_json::from_str(&body).map_err(|e| internal("decoding a request", e))
 }
 
-impl DynamoStore {
-    /// What an existing idempotency key means for a create with `fingerprint`.
-    pub(super) async fn replay(
-        &self,
-        user: &str,
-        idem: &Idempotency,
-    ) -> Result<Option<CreateRequestOutcome>> {
-        let Some(item) = self
-            .get_item(idempotency_key(user, &idem.key), true)
-            .await?
-        else {
-            return Ok(None);
-        };
-        if get_s(&item, "fingerprint").as_deref() != Some(idem.fingerprint.as_str()) {
-            return Ok(Some(CreateRequestOutcome::IdempotencyMismatch));
-        }
-        let id = get_s(&item, "request_id").unwrap_or_default();
-        let original = self
-            .get(&request_pk(&id), "REQ", true)
-            .await?
-            .ok_or_else(|| {
-                internal("replaying a request", "idempotency key without its request")
-            })?;
-        Ok(Some(CreateRequestOutcome::Replayed(Box::new(
-            item_to_request(&original)?,
-        ))))
-    }
-}
-
 #[async_trait]
 impl RequestStore for DynamoStore {
     async fn create_request(
@@ -73,7 +50,8 @@ impl RequestStore for DynamoStore {
         let user = request.user_id.as_str();
         for _ in 0..MAX_ATTEMPTS {
             if let Some(idem) = idempotency {
-                if let Some(outcome) = self.replay(user, idem).await? {
+                let load = |id: String| async move { self.get_request(&id).await };
+                if let Some(outcome) = self.replay(Scope::Requests, user, idem, load).await? {
                     return Ok(outcome);
                 }
             }
@@ -100,9 +78,7 @@ impl RequestStore for DynamoStore {
                 )?,
             ];
             if let Some(idem) = idempotency {
-                let mut item = idempotency_key(user, &idem.key);
-                item.insert("fingerprint".into(), s(idem.fingerprint.clone()));
-                item.insert("request_id".into(), s(request.request_id.clone()));
+                let item = idempotency_item(Scope::Requests, user, idem, &request.request_id);
                 items.push(self.put_item(item, "attribute_not_exists(pk)", vec![])?);
             }
             match self.transact(items).await? {

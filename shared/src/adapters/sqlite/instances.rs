@@ -1,6 +1,7 @@
 //! Cloud instances: idempotent create under the one GPU quota, status changes.
 
 use super::*;
+use crate::idempotency::{CreateOutcome, Scope};
 
 pub(super) fn get_instance_tx(conn: &Connection, id: &str) -> Result<Option<CloudInstance>> {
     conn.query_row(
@@ -31,35 +32,15 @@ impl InstanceStore for SqliteStore {
                     .then_some(CreateInstanceOutcome::OverQuota { in_use, quota }))
             };
             if let Some(idem) = &idempotency {
-                let seen: Option<(String, String)> = conn
-                    .query_row(
-                        "SELECT fingerprint, instance_id FROM instance_idempotency_keys
-                         WHERE user_id = ?1 AND key = ?2",
-                        params![record.owner, idem.key],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
-                    .optional()
-                    .map_err(sql_err("reading an idempotency key"))?;
-                if let Some((fingerprint, id)) = seen {
-                    if fingerprint != idem.fingerprint {
-                        return Ok(CreateInstanceOutcome::IdempotencyMismatch);
-                    }
-                    let original = get_instance_tx(conn, &id)?.ok_or_else(|| {
-                        Error::Internal(anyhow::anyhow!("idempotency key without its instance"))
-                    })?;
-                    return Ok(CreateInstanceOutcome::Replayed(Box::new(original)));
+                if let Some(prior) = prior_tx(conn, Scope::Instances, &record.owner, idem)? {
+                    return CreateOutcome::of_prior(prior, |id| get_instance_tx(conn, id));
                 }
             }
             if let Some(over) = quota_check(conn)? {
                 return Ok(over);
             }
             if let Some(idem) = &idempotency {
-                conn.execute(
-                    "INSERT INTO instance_idempotency_keys (user_id, key, fingerprint, instance_id)
-                     VALUES (?1, ?2, ?3, ?4)",
-                    params![record.owner, idem.key, idem.fingerprint, record.id],
-                )
-                .map_err(sql_err("recording an idempotency key"))?;
+                record_key_tx(conn, Scope::Instances, &record.owner, idem, &record.id)?;
             }
             let body = serde_json::to_string(&record).map_err(json_err)?;
             let inserted = conn

@@ -1,16 +1,7 @@
 //! VM logs: chunks of whole lines per VM, trimmed to the cap.
 
 use super::*;
-
-/// A chunk's body: its lines, each ending in a newline.
-pub(super) fn chunk_body(lines: &[String]) -> String {
-    let mut body = String::with_capacity(lines.iter().map(|l| line_bytes(l)).sum());
-    for line in lines {
-        body.push_str(line);
-        body.push('\n');
-    }
-    body
-}
+use crate::domain::logs::{body_lines, chunk_body, trim_oldest, Trim};
 
 #[async_trait]
 impl LogStore for SqliteStore {
@@ -43,8 +34,6 @@ impl LogStore for SqliteStore {
                 total += body.len() as i64;
                 seq += 1;
             }
-            // Trim from the oldest chunk: drop it whole while that still leaves at least
-            // the cap, else drop just enough of its first lines.
             while total > cap {
                 let (oldest_seq, body): (i64, String) = conn
                     .prepare_cached(
@@ -52,29 +41,21 @@ impl LogStore for SqliteStore {
                     )
                     .and_then(|mut st| st.query_row([&hostname], |r| Ok((r.get(0)?, r.get(1)?))))
                     .map_err(sql_err("reading the oldest log chunk"))?;
-                let size = body.len() as i64;
-                if total - size >= cap {
-                    conn.execute(
+                let Some(step) = trim_oldest(total, cap, &body) else {
+                    break;
+                };
+                match &step {
+                    Trim::Drop { .. } => conn.execute(
                         "DELETE FROM log_chunks WHERE hostname = ?1 AND seq = ?2",
                         params![hostname, oldest_seq],
-                    )
-                    .map_err(sql_err("trimming logs"))?;
-                    total -= size;
-                    continue;
+                    ),
+                    Trim::KeepTail { tail, .. } => conn.execute(
+                        "UPDATE log_chunks SET body = ?3, bytes = ?4 WHERE hostname = ?1 AND seq = ?2",
+                        params![hostname, oldest_seq, tail, tail.len() as i64],
+                    ),
                 }
-                let mut kept = body.as_str();
-                while total > cap {
-                    let Some((dropped, rest)) = kept.split_once('\n') else {
-                        break;
-                    };
-                    total -= (dropped.len() + 1) as i64;
-                    kept = rest;
-                }
-                conn.execute(
-                    "UPDATE log_chunks SET body = ?3, bytes = ?4 WHERE hostname = ?1 AND seq = ?2",
-                    params![hostname, oldest_seq, kept, kept.len() as i64],
-                )
                 .map_err(sql_err("trimming logs"))?;
+                total -= step.removed();
             }
             conn.prepare_cached(
                 "INSERT INTO log_totals (hostname, bytes, next_seq) VALUES (?1, ?2, ?3)
@@ -107,12 +88,7 @@ impl LogStore for SqliteStore {
                 .query_map(params![hostname, after], |r| r.get::<_, String>(0))
                 .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
                 .map_err(sql_err("reading logs"))?;
-            let lines = bodies
-                .iter()
-                .filter(|b| !b.is_empty())
-                .flat_map(|b| b.strip_suffix('\n').unwrap_or(b).split('\n'))
-                .map(str::to_string)
-                .collect();
+            let lines = body_lines(&bodies);
             Ok(Some(LogPage {
                 lines,
                 cursor: (next_seq - 1).max(0) as u64,

@@ -21,7 +21,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 
 use crate::domain::command_log::CommandEntry;
 use crate::domain::instances::CloudInstance;
-use crate::domain::logs::{chunk_lines, line_bytes};
+use crate::domain::logs::chunk_lines;
 use crate::domain::{ApiKey, GpuRequest, Job as QueueJob, RequestChange};
 use crate::domain::{
     AssignableRule, Assignment, GpuHealth, Millis, Operation, OperationStatus, StartupMetrics,
@@ -37,6 +37,7 @@ use crate::ports::{
 mod api_keys;
 mod command_log;
 mod host_pools;
+mod idempotency;
 mod instances;
 mod logs;
 mod migrations;
@@ -47,6 +48,7 @@ mod requests;
 mod vms;
 mod writer;
 
+use idempotency::*;
 use migrations::*;
 
 pub use queue::QueuedJob;

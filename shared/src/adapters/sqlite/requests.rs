@@ -1,6 +1,7 @@
 //! GPU requests: idempotent create under the one GPU quota, status changes, listings.
 
 use super::*;
+use crate::idempotency::{CreateOutcome, Scope};
 
 /// The SQL list of active request statuses (the quota counts these).
 pub(super) const ACTIVE_STATUSES: &str = "('pending', 'provisioning', 'completed')";
@@ -51,23 +52,8 @@ impl RequestStore for SqliteStore {
         // interleave with another create.
         self.write(move |conn| {
             if let Some(idem) = &idempotency {
-                let seen: Option<(String, String)> = conn
-                    .query_row(
-                        "SELECT fingerprint, request_id FROM idempotency_keys
-                         WHERE user_id = ?1 AND key = ?2",
-                        params![request.user_id, idem.key],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )
-                    .optional()
-                    .map_err(sql_err("reading an idempotency key"))?;
-                if let Some((fingerprint, request_id)) = seen {
-                    if fingerprint != idem.fingerprint {
-                        return Ok(CreateRequestOutcome::IdempotencyMismatch);
-                    }
-                    let original = get_request_tx(conn, &request_id)?.ok_or_else(|| {
-                        Error::Internal(anyhow::anyhow!("idempotency key without its request"))
-                    })?;
-                    return Ok(CreateRequestOutcome::Replayed(Box::new(original)));
+                if let Some(prior) = prior_tx(conn, Scope::Requests, &request.user_id, idem)? {
+                    return CreateOutcome::of_prior(prior, |id| get_request_tx(conn, id));
                 }
             }
             let in_use = gpus_in_use_tx(conn, &request.user_id)?;
@@ -89,17 +75,8 @@ impl RequestStore for SqliteStore {
             )
             .map_err(sql_err("recording a request"))?;
             if let Some(idem) = &idempotency {
-                conn.execute(
-                    "INSERT INTO idempotency_keys (user_id, key, fingerprint, request_id)
-                     VALUES (?1, ?2, ?3, ?4)",
-                    params![
-                        request.user_id,
-                        idem.key,
-                        idem.fingerprint,
-                        request.request_id
-                    ],
-                )
-                .map_err(sql_err("recording an idempotency key"))?;
+                let user = &request.user_id;
+                record_key_tx(conn, Scope::Requests, user, idem, &request.request_id)?;
             }
             Ok(CreateRequestOutcome::Created)
         })

@@ -1,0 +1,281 @@
+//! Errors and envelopes: the one place core errors become HTTP responses, in the envelope
+//! the route declares (plain `{error, code}`, the v1 `{success, ...}` or the capacity API's
+//! `{status, ...}`), and the response builders handlers share.
+
+use http::{header, HeaderValue, StatusCode};
+use lambda_http::Body;
+use serde_json::json;
+use shared::Error;
+
+use super::{Response, MAX_BODY_BYTES};
+
+/// The body shape of a route's answers, declared in the route table: errors raised before
+/// the handler (authentication, origin, rate limits) are rendered in it too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Envelope {
+    /// `{"error", "code"}` on failure; success bodies are the handler's own (JSON or HTML).
+    Plain,
+    /// The offers/instances API: `{"success", "message", "data"}`, rate-limited with
+    /// `X-RateLimit-*` headers on every answer.
+    Success,
+    /// The capacity API: `{"status": "success", "data", "message"}` /
+    /// `{"status": "error", "error", "details"}`.
+    Status,
+}
+
+/// Why a request failed, as the HTTP layer sees it.
+#[derive(Debug)]
+pub enum ApiError {
+    /// A core error (validation, not found, conflict, internal, ...).
+    Core(Error),
+    /// Admin route without valid Basic credentials: 401 with a Basic challenge.
+    AdminAuth,
+    /// A state-changing admin request sent from another site (CSRF): 403.
+    CrossSite,
+    PayloadTooLarge,
+    /// A JSON route got a body declared as something else (a cross-site form can send
+    /// `text/plain` that happens to be JSON): 415.
+    NotJson,
+    /// Too many failed admin logins from this address: 429 with `Retry-After` (seconds).
+    TooManyLogins(i64),
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError::Core(e)
+    }
+}
+
+pub type ApiResult = Result<Response, ApiError>;
+
+impl ApiError {
+    pub fn bad_request(msg: impl Into<String>) -> Self {
+        ApiError::Core(Error::Validation(msg.into()))
+    }
+
+    /// The same error in the offers/instances API's envelope:
+    /// `{"success": false, "error": message, "code": code}` (same status and headers).
+    pub fn into_envelope_response(self) -> Response {
+        let mut resp = self.into_response();
+        let body: serde_json::Value = match resp.body() {
+            Body::Text(t) => serde_json::from_str(t).unwrap_or_default(),
+            _ => serde_json::Value::Null,
+        };
+        let mut envelope = json!({
+            "success": false,
+            "error": body.get("error").cloned().unwrap_or_else(|| json!("error")),
+            "code": body.get("code").cloned().unwrap_or_else(|| json!("error")),
+        });
+        if let Some(id) = body.get("error_id") {
+            envelope["error_id"] = id.clone();
+        }
+        *resp.body_mut() = Body::Text(envelope.to_string());
+        resp
+    }
+
+    /// The same error in the capacity API's envelope:
+    /// `{"status": "error", "error": message, "details": {"code": code}}`.
+    pub fn into_status_envelope_response(self) -> Response {
+        let mut resp = self.into_response();
+        let body: serde_json::Value = match resp.body() {
+            Body::Text(t) => serde_json::from_str(t).unwrap_or_default(),
+            _ => serde_json::Value::Null,
+        };
+        let mut details =
+            json!({"code": body.get("code").cloned().unwrap_or_else(|| json!("error"))});
+        if let Some(id) = body.get("error_id") {
+            details["error_id"] = id.clone();
+        }
+        let envelope = json!({
+            "status": "error",
+            "error": body.get("error").cloned().unwrap_or_else(|| json!("error")),
+            "details": details,
+        });
+        *resp.body_mut() = Body::Text(envelope.to_string());
+        resp
+    }
+
+    /// The error in `envelope`.
+    pub fn render(self, envelope: Envelope) -> Response {
+        match envelope {
+            Envelope::Plain => self.into_response(),
+            Envelope::Success => self.into_envelope_response(),
+            Envelope::Status => self.into_status_envelope_response(),
+        }
+    }
+
+    /// The status code and the stable, safe body `{"error": message, "code": code}`.
+    /// Internal errors are logged with an id; only the id reaches the client.
+    pub fn into_response(self) -> Response {
+        let (status, code, message) = match &self {
+            ApiError::AdminAuth => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "admin credentials required".to_string(),
+            ),
+            ApiError::CrossSite => (
+                StatusCode::FORBIDDEN,
+                "cross_site",
+                "requests from another site are refused".to_string(),
+            ),
+            ApiError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+            ),
+            ApiError::TooManyLogins(retry_after) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many failed admin logins from this address; retry in {retry_after} s"),
+            ),
+            ApiError::NotJson => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the body must be JSON, sent with Content-Type: application/json".to_string(),
+            ),
+            ApiError::Core(e) => match e {
+                Error::Validation(m) => (StatusCode::BAD_REQUEST, "invalid_request", m.clone()),
+                Error::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()),
+                Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", e.to_string()),
+                Error::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m.clone()),
+                Error::Conflict(m) => (StatusCode::CONFLICT, "conflict", m.clone()),
+                Error::Unavailable(m) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m.clone())
+                }
+                Error::NoVmAvailable => (StatusCode::CONFLICT, "no_vm_available", e.to_string()),
+                Error::Internal(cause) => {
+                    let id = uuid::Uuid::new_v4();
+                    tracing::error!(error_id = %id, error = ?cause, "internal error");
+                    let mut resp = json_response(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        &json!({"error": "internal error", "code": "internal", "error_id": id.to_string()}),
+                    );
+                    no_store(&mut resp);
+                    return resp;
+                }
+            },
+        };
+        let mut resp = json_response(status, &json!({"error": message, "code": code}));
+        match self {
+            ApiError::AdminAuth => {
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"gpufleet admin\", charset=\"UTF-8\""),
+                );
+            }
+            ApiError::Core(Error::Unauthorized) => {
+                resp.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::TooManyLogins(retry_after) => {
+                if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+                    resp.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+/// Like `respond`, in the capacity API's envelope: `{"status": "success", "data", "message"}`
+/// and errors as `{"status": "error", "error", "details"}`.
+pub async fn respond_status(
+    result: impl std::future::Future<Output = Result<(serde_json::Value, &'static str), ApiError>>,
+) -> Response {
+    match result.await {
+        Ok((data, message)) => json_response(
+            StatusCode::OK,
+            &json!({"status": "success", "data": data, "message": message}),
+        ),
+        Err(e) => e.into_status_envelope_response(),
+    }
+}
+
+/// Runs a fallible handler body and renders its error, so handlers can use `?`.
+pub async fn respond(result: impl std::future::Future<Output = ApiResult>) -> Response {
+    match result.await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    }
+}
+
+pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response {
+    let mut resp = http::Response::new(Body::Text(value.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+pub fn ok_json(value: serde_json::Value) -> ApiResult {
+    Ok(json_response(StatusCode::OK, &value))
+}
+
+pub fn html_response(status: StatusCode, html: String) -> Response {
+    let mut resp = http::Response::new(Body::Text(html));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    // Pages are self-contained: no inline framing by other sites, no remote scripts.
+    resp.headers_mut()
+        .insert("x-frame-options", HeaderValue::from_static("DENY"));
+    // Seat links carry a secret in the path: never send it to another site as a referrer.
+    resp.headers_mut()
+        .insert("referrer-policy", HeaderValue::from_static("same-origin"));
+    resp.headers_mut().insert(
+        "content-security-policy",
+        HeaderValue::from_static("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"),
+    );
+    resp
+}
+
+/// Pages showing secrets (PINs) or admin data must not be cached.
+pub fn no_store(resp: &mut Response) {
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+/// A successful answer of the offers/instances API, before the envelope.
+pub struct V1Ok {
+    pub status: StatusCode,
+    pub message: &'static str,
+    pub data: Option<serde_json::Value>,
+    pub replayed: bool,
+}
+
+impl V1Ok {
+    pub fn ok(message: &'static str, data: serde_json::Value) -> Result<Self, ApiError> {
+        Ok(V1Ok {
+            status: StatusCode::OK,
+            message,
+            data: Some(data),
+            replayed: false,
+        })
+    }
+}
+
+/// Like `respond`, in the v1 envelope `{"success": true, "message", "data"}`.
+pub async fn respond_v1(
+    result: impl std::future::Future<Output = Result<V1Ok, ApiError>>,
+) -> Response {
+    match result.await {
+        Ok(ok) => {
+            let mut envelope = json!({"success": true, "message": ok.message});
+            if let Some(data) = ok.data {
+                envelope["data"] = data;
+            }
+            let mut resp = json_response(ok.status, &envelope);
+            if ok.replayed {
+                resp.headers_mut()
+                    .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            }
+            resp
+        }
+        Err(e) => e.into_envelope_response(),
+    }
+}
