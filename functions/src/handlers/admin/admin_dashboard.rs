@@ -4,7 +4,7 @@
 use http::StatusCode;
 use shared::AppState;
 
-use crate::handlers::launch::admin_page;
+use super::launch::admin_page;
 use crate::http::{respond, Principal, Request, Response};
 
 pub async fn handle(state: AppState, _principal: Principal, _req: Request) -> Response {

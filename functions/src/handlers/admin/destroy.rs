@@ -9,7 +9,7 @@ use serde_json::json;
 use shared::usecases::admin;
 use shared::{AppState, Error};
 
-use crate::handlers::launch::admin_page;
+use super::launch::admin_page;
 use crate::http::{form_body, json_response, respond, wants_json, Principal, Request, Response};
 
 pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
