@@ -1,5 +1,5 @@
 #!/bin/bash
-# Runs a rendered VM bootstrap (infra/user_data.sh) as root in a private mount namespace
+# Runs a rendered VM bootstrap (shared/src/adapters/aws/ec2/user_data.sh) as root in a private mount namespace
 # where /etc is a throwaway copy and /opt, /home, /usr/local/bin and /var/log are empty
 # throwaway directories, all under ROOT, and /root, /run, /var/spool, /var/lib, /var/cache
 # and /var/tmp are empty memory file systems; stub commands (STUBS) come first on PATH. The real

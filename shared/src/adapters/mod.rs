@@ -1,50 +1,26 @@
-//! Adapters: implementations of the ports. Local mode uses SQLite (feature `sqlite`), agent
-//! processes and an in-process notifier; AWS adapters (feature `aws`: DynamoDB, SQS, EC2)
-//! sit beside these.
+//! Adapters: implementations of the ports, grouped by where they run. `local/` is local
+//! mode (SQLite, agent processes, in-process queues); `aws/` is the deployment (DynamoDB,
+//! SQS, EC2; feature `aws`). Beside them, what both use: the command-log decorators
+//! (`audited`), the clock, the null objects for ports a Lambda function is not granted,
+//! the assignment notifiers, and the Vast.ai provider with its offer cache.
 
 pub mod audited;
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod clock;
-#[cfg(feature = "sqlite")]
-pub mod durable_queue;
-#[cfg(feature = "aws")]
-pub mod dynamodb;
-#[cfg(feature = "aws")]
-pub mod ec2;
-#[cfg(feature = "aws")]
-pub mod ec2_cloud;
-#[cfg(feature = "aws")]
-pub mod ec2_network;
-pub mod in_process_queue;
-pub mod local_cloud;
-pub mod local_compute;
+pub mod local;
 pub mod not_granted;
 pub mod notifier;
 pub mod offer_cache;
-#[cfg(feature = "sqlite")]
-pub mod sqlite;
-#[cfg(feature = "aws")]
-pub mod sqs;
 pub mod vast;
 
 pub use audited::{AuditedCloud, AuditedCompute, CommandLogger, Dialect};
+#[cfg(feature = "aws")]
+pub use aws::{DynamoStore, Ec2Cloud, Ec2Compute, Ec2Config, Ec2Network, SqsQueue};
 pub use clock::{OffsetClock, SystemClock};
 #[cfg(feature = "sqlite")]
-pub use durable_queue::{DurableJobWorker, DurableQueue};
-#[cfg(feature = "aws")]
-pub use dynamodb::DynamoStore;
-#[cfg(feature = "aws")]
-pub use ec2::{Ec2Compute, Ec2Config};
-#[cfg(feature = "aws")]
-pub use ec2_cloud::Ec2Cloud;
-#[cfg(feature = "aws")]
-pub use ec2_network::Ec2Network;
-pub use in_process_queue::{InProcessQueue, JobWorker};
-pub use local_cloud::LocalCloud;
-pub use local_compute::{LocalCompute, LocalComputeConfig};
+pub use local::{DurableJobWorker, DurableQueue, SqliteStore};
+pub use local::{InProcessQueue, JobWorker, LocalCloud, LocalCompute, LocalComputeConfig};
 pub use not_granted::{NoNetwork, NotGranted};
 pub use notifier::{InProcessNotifier, PollingNotifier};
-#[cfg(feature = "sqlite")]
-pub use sqlite::SqliteStore;
-#[cfg(feature = "aws")]
-pub use sqs::SqsQueue;
 pub use vast::VastCloud;

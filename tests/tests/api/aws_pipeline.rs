@@ -11,7 +11,7 @@ use aws_sdk_ec2::types::{Filter, InstanceStateName, ResourceType, Tag, TagSpecif
 use base64::Engine as _;
 use lambda_http::Body;
 use serde_json::{json, Value};
-use shared::adapters::dynamodb::RequestStats;
+use shared::adapters::aws::RequestStats;
 use shared::adapters::{Ec2Compute, Ec2Config, PollingNotifier, SqsQueue, SystemClock};
 use shared::config::Config;
 use shared::domain::{TokenHash, VmStatus};

@@ -7,7 +7,7 @@
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
-use shared::adapters::ec2::{render_user_data, BootOptions};
+use shared::adapters::aws::ec2::{render_user_data, BootOptions};
 use shared::domain::VmToken;
 use shared::ports::{LaunchSpec, Market};
 

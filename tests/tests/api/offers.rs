@@ -775,7 +775,7 @@ impl TestApp {
 struct Ec2App {
     app: TestApp,
     ec2: aws_sdk_ec2::Client,
-    stats: Arc<shared::adapters::dynamodb::RequestStats>,
+    stats: Arc<shared::adapters::aws::RequestStats>,
     deployment: String,
 }
 
@@ -1276,7 +1276,7 @@ fn the_price_table_generator_reads_the_price_list_format() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let table: shared::adapters::ec2_cloud::PriceTable =
+    let table: shared::adapters::aws::ec2::PriceTable =
         serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(table.as_of, "2026-11-01");
     assert_eq!(

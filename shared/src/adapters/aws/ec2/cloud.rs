@@ -12,27 +12,25 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_ec2::types::{
-    Filter, InstanceStateName, InstanceType, LocationType, ResourceType, Tag, TagSpecification,
+    Filter, InstanceStateName, InstanceType, LocationType, ResourceType, TagSpecification,
 };
 use aws_sdk_ec2::Client;
 use base64::Engine as _;
 use serde_json::json;
 
-use super::dynamodb::RequestStats;
-use super::ec2::{Ec2Config, TAG_DEPLOYMENT, USER_DATA_LIMIT};
-use super::offer_cache::OfferCache;
+use super::compute::Ec2Config;
+use super::{filter, internal, tag, TAG_DEPLOYMENT, TAG_INSTANCE, TAG_OWNER, USER_DATA_LIMIT};
+use crate::adapters::aws::RequestStats;
+use crate::adapters::offer_cache::OfferCache;
 use crate::domain::instances::{InstanceStatus, ProviderInstance};
 use crate::domain::offers::{Offer, OfferQuery};
 use crate::error::{Error, Result};
 use crate::ports::{CreateInstanceSpec, GpuCloud, LaunchError};
 
 pub const PROVIDER: &str = "aws_ec2";
-/// On instances of the offers API: the record's id, and its owner.
-pub const TAG_INSTANCE: &str = "gpufleet:instance";
-pub const TAG_OWNER: &str = "gpufleet:owner";
 
-const TEMPLATE: &str = include_str!("../../../infra/instance_user_data.sh");
-const PRICES: &str = include_str!("../../data/ec2_on_demand_prices.json");
+const TEMPLATE: &str = include_str!("instance_user_data.sh");
+const PRICES: &str = include_str!("../../../../data/ec2_on_demand_prices.json");
 
 /// The shipped on-demand price table: region → instance type → USD/hour.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -99,21 +97,6 @@ pub struct Ec2Cloud {
     prices: PriceTable,
     cache: OfferCache,
     stats: Arc<RequestStats>,
-}
-
-fn filter(name: &str, values: &[&str]) -> Filter {
-    Filter::builder()
-        .name(name)
-        .set_values(Some(values.iter().map(|v| v.to_string()).collect()))
-        .build()
-}
-
-fn tag(key: &str, value: &str) -> Tag {
-    Tag::builder().key(key).value(value).build()
-}
-
-fn internal(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Internal(anyhow::anyhow!("EC2 {what}: {e}"))
 }
 
 fn status_of(name: Option<&InstanceStateName>) -> Option<InstanceStatus> {
@@ -487,7 +470,7 @@ impl GpuCloud for Ec2Cloud {
         };
         // The record id is the idempotency token: a retried create returns the instance the
         // first one started.
-        let mut request = super::ec2::run_instances_request(
+        let mut request = super::compute::run_instances_request(
             &self.client,
             &self.config,
             &self.config.ami,
@@ -498,7 +481,7 @@ impl GpuCloud for Ec2Cloud {
         .tag_specifications(tags(ResourceType::Instance))
         .tag_specifications(tags(ResourceType::Volume));
         if spot {
-            request = request.instance_market_options(super::ec2::spot_market_options());
+            request = request.instance_market_options(super::compute::spot_market_options());
         }
         self.stats.record("RunInstances", 0.0);
         match request.send().await {
@@ -520,9 +503,7 @@ impl GpuCloud for Ec2Cloud {
                 })
             }
             Err(e) => Err(match e.code() {
-                Some(code) => {
-                    super::ec2::classify(code, e.message().unwrap_or_default().to_string())
-                }
+                Some(code) => super::classify(code, e.message().unwrap_or_default().to_string()),
                 None => LaunchError::Other(internal("RunInstances", DisplayErrorContext(e))),
             }),
         }

@@ -10,30 +10,16 @@ use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use aws_sdk_ec2::Client;
 use serde_json::{json, Value};
 
-use super::audited::CommandLogger;
-use super::ec2::TAG_DEPLOYMENT;
+use super::{filter, internal, TAG_DEPLOYMENT, TAG_IMAGE};
+use crate::adapters::audited::CommandLogger;
 use crate::error::{Error, Result};
 use crate::ports::NetworkProvider;
-
-/// Images tagged with this (any value) are offered besides the account's own.
-pub const TAG_IMAGE: &str = "gpufleet:image";
 
 pub struct Ec2Network {
     client: Client,
     deployment: String,
     region: String,
     logger: CommandLogger,
-}
-
-fn filter(name: &str, values: &[&str]) -> Filter {
-    Filter::builder()
-        .name(name)
-        .set_values(Some(values.iter().map(|v| v.to_string()).collect()))
-        .build()
-}
-
-fn internal(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Internal(anyhow::anyhow!("EC2 {what}: {e}"))
 }
 
 fn name_tag(tags: &[Tag]) -> Option<String> {

@@ -11,30 +11,22 @@ use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_ec2::types::{
     Filter, HttpTokensState, IamInstanceProfileSpecification, InstanceInterruptionBehavior,
     InstanceMarketOptionsRequest, InstanceMetadataOptionsRequest, InstanceStateName, InstanceType,
-    MarketType, ResourceType, SpotInstanceType, SpotMarketOptions, Tag, TagSpecification,
+    MarketType, ResourceType, SpotInstanceType, SpotMarketOptions, TagSpecification,
 };
 use aws_sdk_ec2::Client;
 use base64::Engine as _;
 
-use super::dynamodb::RequestStats;
+use super::{
+    classify, filter, tag, TAG_DEPLOYMENT, TAG_HOSTNAME, TAG_LEASE_EXPIRES, TAG_OPERATION,
+    TAG_POOL, TAG_REQUEST, USER_DATA_LIMIT,
+};
+use crate::adapters::aws::RequestStats;
 use crate::config::ConfigError;
 use crate::error::{Error, Result};
 use crate::ports::{ComputeProvider, Instance, InstanceState, LaunchError, LaunchSpec, Market};
 
-pub const TAG_DEPLOYMENT: &str = "gpufleet:deployment";
-pub const TAG_HOSTNAME: &str = "gpufleet:hostname";
-pub const TAG_OPERATION: &str = "gpufleet:operation";
-/// On machines of a provisioning request: its id, and the latest its lease can end.
-pub const TAG_REQUEST: &str = "gpufleet:request";
-pub const TAG_LEASE_EXPIRES: &str = "gpufleet:lease-expires";
-/// The capacity pool a host is in (mirrors the store).
-pub use crate::domain::pools::TAG_POOL;
-
-/// EC2's limit on user_data (before base64).
-pub const USER_DATA_LIMIT: usize = 16 * 1024;
-
-/// The bootstrap script template (infra/user_data.sh).
-const USER_DATA_TEMPLATE: &str = include_str!("../../../infra/user_data.sh");
+/// The bootstrap script template, rendered by `render_user_data`.
+const USER_DATA_TEMPLATE: &str = include_str!("user_data.sh");
 
 /// Launch options, from the environment.
 #[derive(Debug, Clone)]
@@ -313,17 +305,6 @@ pub struct Ec2Compute {
     stats: Arc<RequestStats>,
 }
 
-fn tag(key: &str, value: &str) -> Tag {
-    Tag::builder().key(key).value(value).build()
-}
-
-fn filter(name: &str, values: &[&str]) -> Filter {
-    Filter::builder()
-        .name(name)
-        .set_values(Some(values.iter().map(|v| v.to_string()).collect()))
-        .build()
-}
-
 /// States of an instance that still exists in a way we care about.
 const LIVE_STATES: [&str; 5] = ["pending", "running", "stopping", "stopped", "shutting-down"];
 
@@ -335,36 +316,6 @@ fn state_of(name: Option<&InstanceStateName>) -> InstanceState {
         Some(InstanceStateName::Stopped) => InstanceState::Stopped,
         Some(InstanceStateName::ShuttingDown) => InstanceState::ShuttingDown,
         _ => InstanceState::Terminated,
-    }
-}
-
-/// How a RunInstances error code should be treated (codes, never messages).
-pub(crate) fn classify(code: &str, message: String) -> LaunchError {
-    match code {
-        "InsufficientInstanceCapacity"
-        | "InsufficientCapacity"
-        | "InsufficientHostCapacity"
-        | "SpotMaxPriceTooLow"
-        | "MaxSpotInstanceCountExceeded"
-        | "InsufficientFreeAddressesInSubnet" => {
-            LaunchError::Capacity(format!("{code}: {message}"))
-        }
-        "RequestLimitExceeded" | "Throttling" | "ThrottlingException" => {
-            LaunchError::Throttled(format!("{code}: {message}"))
-        }
-        c if c.starts_with("Invalid")
-            || c.starts_with("Unsupported")
-            || matches!(
-                c,
-                "UnauthorizedOperation"
-                    | "InstanceLimitExceeded"
-                    | "VcpuLimitExceeded"
-                    | "OptInRequired"
-            ) =>
-        {
-            LaunchError::Rejected(format!("{code}: {message}"))
-        }
-        _ => LaunchError::Other(Error::Internal(anyhow::anyhow!("EC2 {code}: {message}"))),
     }
 }
 
@@ -415,7 +366,7 @@ impl Ec2Compute {
                     // Instances of the offers API have records of their own (see ec2_cloud).
                     if i.tags()
                         .iter()
-                        .any(|t| t.key() == Some(super::ec2_cloud::TAG_INSTANCE))
+                        .any(|t| t.key() == Some(super::TAG_INSTANCE))
                     {
                         continue;
                     }

@@ -18,7 +18,7 @@
 //!   a meta item holding the byte total and next sequence number.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+
 use std::sync::Arc;
 
 use anyhow::anyhow;
@@ -33,6 +33,7 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use rand::seq::SliceRandom;
 
+use super::RequestStats;
 use crate::domain::command_log::CommandEntry;
 use crate::domain::instances::CloudInstance;
 use crate::domain::logs::chunk_lines;
@@ -81,40 +82,6 @@ const COUNTER_PK: &str = "COUNTER";
 const COUNTER_FREE_SK: &str = "FREE";
 const LOCK_PK: &str = "LOCK";
 const LOCK_SK: &str = "OPERATION";
-
-/// Requests and consumed capacity, per operation kind (for the cost measurements).
-#[derive(Default, Debug)]
-pub struct RequestStats {
-    counts: std::sync::Mutex<HashMap<&'static str, (u64, f64)>>,
-    total: AtomicU64,
-}
-
-impl RequestStats {
-    pub(crate) fn record(&self, op: &'static str, capacity: f64) {
-        self.total.fetch_add(1, Ordering::Relaxed);
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = counts.entry(op).or_default();
-        entry.0 += 1;
-        entry.1 += capacity;
-    }
-
-    /// Total requests so far.
-    pub fn requests(&self) -> u64 {
-        self.total.load(Ordering::Relaxed)
-    }
-
-    /// (requests, consumed capacity units) per DynamoDB operation.
-    pub fn snapshot(&self) -> HashMap<&'static str, (u64, f64)> {
-        self.counts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    pub fn capacity(&self) -> f64 {
-        self.snapshot().values().map(|(_, c)| c).sum()
-    }
-}
 
 fn capacity_of(c: Option<&ConsumedCapacity>) -> f64 {
     c.and_then(|c| c.capacity_units()).unwrap_or(0.0)

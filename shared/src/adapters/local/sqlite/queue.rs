@@ -28,7 +28,7 @@ pub struct QueuedJob {
 
 /// Local mode's durable job queue: jobs are rows of the store itself, so the VMs of a launch
 /// and their launch jobs commit in one transaction, and jobs a crashed process left are
-/// picked up by the next one. (See `adapters::durable_queue` for the worker.)
+/// picked up by the next one. (See `adapters::local::durable_queue` for the worker.)
 impl SqliteStore {
     /// Records `vms` and queues `jobs` in one transaction: both or neither.
     pub async fn insert_vms_and_jobs(&self, vms: &[Vm], jobs: &[QueueJob]) -> Result<()> {

@@ -1,0 +1,12 @@
+//! The AWS adapters (feature `aws`): DynamoDB for every store port, SQS for the job queue,
+//! EC2 for compute, the offers/instances provider and network operations.
+
+pub mod dynamodb;
+pub mod ec2;
+pub mod sqs;
+mod stats;
+
+pub use dynamodb::DynamoStore;
+pub use ec2::{Ec2Cloud, Ec2Compute, Ec2Config, Ec2Network};
+pub use sqs::SqsQueue;
+pub use stats::RequestStats;
