@@ -11,21 +11,29 @@ use shared::AppState;
 /// Processes every record of the batch concurrently.
 pub async fn handle_batch(state: &AppState, event: SqsEvent) -> SqsBatchResponse {
     let mut tasks = tokio::task::JoinSet::new();
+    let mut message_of_task = std::collections::HashMap::new();
     for record in event.records {
+        let message_id = record.message_id.clone().unwrap_or_default();
         let state = state.clone();
-        tasks.spawn(async move {
+        let task = tasks.spawn(async move {
             let id = record.message_id.clone().unwrap_or_default();
             (id, handle_message(&state, &record).await)
         });
+        message_of_task.insert(task.id(), message_id);
     }
     let mut response = SqsBatchResponse::default();
     while let Some(done) = tasks.join_next().await {
         match done {
             Ok((_, true)) => {}
             Ok((id, false)) => response.add_failure(id),
-            // A panicking job: its message id is lost with the task, so fail the batch's
-            // remaining ids conservatively is impossible; log it loudly instead.
-            Err(e) => tracing::error!(error = %e, "a job task panicked"),
+            // A job that panicked is reported failed, so SQS redelivers it (and after
+            // maxReceiveCount parks it in the DLQ) instead of deleting it.
+            Err(e) => {
+                tracing::error!(error = %e, "a job task panicked");
+                if let Some(id) = message_of_task.get(&e.id()) {
+                    response.add_failure(id.clone());
+                }
+            }
         }
     }
     response

@@ -330,7 +330,7 @@ pub fn api_key_json(k: &shared::domain::ApiKey) -> serde_json::Value {
     })
 }
 
-/// An instance of the offers API, in the shape of the seed document (`provider_data`
+/// An instance, in the offers API's published shape (`provider_data`
 /// carries how to reach it and what it runs).
 pub fn instance_json(r: &shared::domain::instances::CloudInstance) -> serde_json::Value {
     let mut provider_data = serde_json::json!({

@@ -193,10 +193,6 @@ pub trait ApiKeyStore: Send + Sync {
     async fn list_api_keys(&self) -> Result<Vec<ApiKey>>;
     /// Marks a key revoked and returns it; `NotFound` for an unknown id.
     async fn revoke_api_key(&self, key_id: &str, now: Millis) -> Result<ApiKey>;
-    /// A cheap call proving the store works (for `/health`): where the store can lose the
-    /// ability to write on its own (a local disk: SQLite), a real write; DynamoDB, whose
-    /// writes fail only with the service, a read.
-    async fn ping(&self) -> Result<()>;
 }
 
 /// How recording an instance ended.
@@ -276,6 +272,15 @@ pub trait HostPoolStore: Send + Sync {
     ) -> Result<()>;
 }
 
+/// Whether the store works at all (for `/health`).
+#[async_trait]
+pub trait StoreHealth: Send + Sync {
+    /// A cheap call proving the store works: where the store can lose the ability to write
+    /// on its own (a local disk: SQLite), a real write; DynamoDB, whose writes fail only
+    /// with the service, a read.
+    async fn ping(&self) -> Result<()>;
+}
+
 /// Everything the core keeps.
 pub trait Store:
     VmStore
@@ -287,6 +292,7 @@ pub trait Store:
     + RateLimitStore
     + CommandLogStore
     + HostPoolStore
+    + StoreHealth
 {
 }
 impl<
@@ -298,7 +304,8 @@ impl<
             + InstanceStore
             + RateLimitStore
             + CommandLogStore
-            + HostPoolStore,
+            + HostPoolStore
+            + StoreHealth,
     > Store for T
 {
 }
@@ -407,22 +414,22 @@ pub trait ComputeProvider: Send + Sync {
     /// launch adopt a machine an earlier attempt started).
     async fn find_by_hostname(&self, hostname: &str) -> Result<Option<Instance>>;
     /// Every machine of this deployment that is not terminated (paginated by the provider).
-    async fn list_instances(&self) -> Result<Vec<Instance>>;
+    async fn list_machines(&self) -> Result<Vec<Instance>>;
     /// Asks for each machine to end and returns the ids confirmed ending or gone. Machines
     /// of other deployments are never touched.
     async fn terminate(&self, instance_ids: &[String]) -> Result<Vec<String>>;
-    /// Whether machines carry tags (EC2), so a host's pool is mirrored on its machine.
-    fn has_tags(&self) -> bool {
-        false
-    }
+    /// The provider's machine tags, where machines carry them (EC2: a host's pool is
+    /// mirrored on its machine); `None` for machines without tags (local processes).
+    fn tags(&self) -> Option<&dyn MachineTags>;
+}
+
+/// Tags on this deployment's machines.
+#[async_trait]
+pub trait MachineTags: Send + Sync {
     /// Sets tag `key` on this deployment's machine `instance_id` (`NotFound` if it is not ours).
-    async fn set_tag(&self, _instance_id: &str, _key: &str, _value: &str) -> Result<()> {
-        Ok(())
-    }
+    async fn set_tag(&self, instance_id: &str, key: &str, value: &str) -> Result<()>;
     /// Reads tag `key` of this deployment's machine (`None`: no such tag).
-    async fn get_tag(&self, _instance_id: &str, _key: &str) -> Result<Option<String>> {
-        Ok(None)
-    }
+    async fn get_tag(&self, instance_id: &str, key: &str) -> Result<Option<String>>;
 }
 
 /// What a provider needs to create one instance from an offer.

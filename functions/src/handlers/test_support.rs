@@ -45,7 +45,7 @@ impl ComputeProvider for RecordingCompute {
     async fn find_by_hostname(&self, _hostname: &str) -> shared::Result<Option<Instance>> {
         Ok(None)
     }
-    async fn list_instances(&self) -> shared::Result<Vec<Instance>> {
+    async fn list_machines(&self) -> shared::Result<Vec<Instance>> {
         let terminated = self.terminated();
         Ok(self
             .launched()
@@ -69,6 +69,10 @@ impl ComputeProvider for RecordingCompute {
             .unwrap()
             .extend(instance_ids.iter().cloned());
         Ok(instance_ids.to_vec())
+    }
+
+    fn tags(&self) -> Option<&dyn shared::ports::MachineTags> {
+        None
     }
 }
 

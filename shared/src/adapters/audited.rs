@@ -12,10 +12,10 @@ use async_trait::async_trait;
 use crate::domain::command_log::{current_caller, CommandEntry};
 use crate::domain::instances::ProviderInstance;
 use crate::domain::offers::{Offer, OfferQuery};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ports::{
     Clock, CommandLogStore, ComputeProvider, CreateInstanceSpec, GpuCloud, Instance, LaunchError,
-    LaunchSpec,
+    LaunchSpec, MachineTags,
 };
 
 /// Which CLI the logged commands are written in.
@@ -127,8 +127,8 @@ impl ComputeProvider for AuditedCompute {
         self.inner.find_by_hostname(hostname).await
     }
 
-    async fn list_instances(&self) -> Result<Vec<Instance>> {
-        self.inner.list_instances().await
+    async fn list_machines(&self) -> Result<Vec<Instance>> {
+        self.inner.list_machines().await
     }
 
     async fn terminate(&self, instance_ids: &[String]) -> Result<Vec<String>> {
@@ -150,10 +150,22 @@ impl ComputeProvider for AuditedCompute {
             .await
     }
 
-    fn has_tags(&self) -> bool {
-        self.inner.has_tags()
+    fn tags(&self) -> Option<&dyn MachineTags> {
+        self.inner.tags().map(|_| self as &dyn MachineTags)
     }
+}
 
+impl AuditedCompute {
+    fn inner_tags(&self) -> Result<&dyn MachineTags> {
+        self.inner
+            .tags()
+            .ok_or_else(|| Error::Unavailable("these machines carry no tags".into()))
+    }
+}
+
+/// Only reachable through `tags()`, which offers it only when the wrapped provider has tags.
+#[async_trait]
+impl MachineTags for AuditedCompute {
     async fn set_tag(&self, instance_id: &str, key: &str, value: &str) -> Result<()> {
         let command = match self.dialect {
             Dialect::Aws => format!(
@@ -162,14 +174,16 @@ impl ComputeProvider for AuditedCompute {
             _ => format!("tag {instance_id} {key}={value}"),
         };
         self.logger
-            .run(command, self.inner.set_tag(instance_id, key, value), |_| {
-                None
-            })
+            .run(
+                command,
+                async { self.inner_tags()?.set_tag(instance_id, key, value).await },
+                |_| None,
+            )
             .await
     }
 
     async fn get_tag(&self, instance_id: &str, key: &str) -> Result<Option<String>> {
-        self.inner.get_tag(instance_id, key).await
+        self.inner_tags()?.get_tag(instance_id, key).await
     }
 }
 

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 
 use crate::domain::Job;
 use crate::error::{Error, Result};
-use crate::ports::{ComputeProvider, Instance, JobQueue, LaunchError, LaunchSpec};
+use crate::ports::{ComputeProvider, Instance, JobQueue, LaunchError, LaunchSpec, MachineTags};
 
 /// A port this function was not given; the string names it in the error.
 pub struct NotGranted(pub &'static str);
@@ -28,12 +28,19 @@ impl ComputeProvider for NotGranted {
     async fn find_by_hostname(&self, _hostname: &str) -> Result<Option<Instance>> {
         Err(self.error())
     }
-    async fn list_instances(&self) -> Result<Vec<Instance>> {
+    async fn list_machines(&self) -> Result<Vec<Instance>> {
         Err(self.error())
     }
     async fn terminate(&self, _instance_ids: &[String]) -> Result<Vec<String>> {
         Err(self.error())
     }
+    fn tags(&self) -> Option<&dyn MachineTags> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl MachineTags for NotGranted {
     async fn set_tag(&self, _: &str, _: &str, _: &str) -> Result<()> {
         Err(self.error())
     }
@@ -92,7 +99,7 @@ mod tests {
     async fn every_call_fails_as_internal() {
         let compute = NotGranted("EC2");
         assert!(matches!(
-            compute.list_instances().await,
+            compute.list_machines().await,
             Err(Error::Internal(_))
         ));
         assert!(matches!(

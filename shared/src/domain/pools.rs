@@ -106,7 +106,7 @@ pub fn parse_pools(raw: &str) -> Result<Vec<Pool>> {
     Ok(pools)
 }
 
-/// `used/capacity` and the percentage, as the seed shows them.
+/// `used/capacity` and the percentage, as the capacity API shows them.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct GpuUsage {
     pub used: u32,

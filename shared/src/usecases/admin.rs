@@ -152,7 +152,7 @@ async fn terminate_and_forget(
 ) -> Result<()> {
     let mut ids: Vec<String> = state
         .compute
-        .list_instances()
+        .list_machines()
         .await?
         .into_iter()
         .filter(|i| !i.state.is_ending())

@@ -388,7 +388,7 @@ pub async fn plan(state: &AppState, body: &Value) -> Result<Plan> {
         source_pool.gpu_type == host.gpu_type && target_pool.gpu_type == host.gpu_type;
     let has_live = !host.allocations.is_empty();
     let mut commands = Vec::new();
-    match (&host.instance_id, state.compute.has_tags()) {
+    match (&host.instance_id, state.compute.tags().is_some()) {
         (Some(id), true) => commands.push(format!(
             "aws ec2 create-tags --resources {id} --tags Key={TAG_POOL},Value={target}"
         )),
@@ -447,8 +447,8 @@ pub async fn execute(state: &AppState, body: &Value, is_admin: bool) -> Result<V
         .move_host(&hostname, from.as_deref(), &plan.target.name, now)
         .await?;
     let mut executed = Vec::new();
-    if let (Some(id), true) = (&plan.host.instance_id, state.compute.has_tags()) {
-        if let Err(e) = state.compute.set_tag(id, TAG_POOL, &plan.target.name).await {
+    if let (Some(id), Some(tags)) = (&plan.host.instance_id, state.compute.tags()) {
+        if let Err(e) = tags.set_tag(id, TAG_POOL, &plan.target.name).await {
             tracing::error!(host = %hostname, error = ?e, "pool tag not set after the store moved");
             // Said to the caller (an internal error would show only an id): the state left.
             return Err(Error::Unavailable(format!(
@@ -460,8 +460,8 @@ pub async fn execute(state: &AppState, body: &Value, is_admin: bool) -> Result<V
     executed.extend(plan.commands.iter().cloned());
     // Verify: read both back.
     let recorded = state.store.host_pools().await?.get(&hostname).cloned();
-    let tag = match (&plan.host.instance_id, state.compute.has_tags()) {
-        (Some(id), true) => state.compute.get_tag(id, TAG_POOL).await?,
+    let tag = match (&plan.host.instance_id, state.compute.tags()) {
+        (Some(id), Some(tags)) => tags.get_tag(id, TAG_POOL).await?,
         _ => recorded.clone(),
     };
     let verified = recorded.as_deref() == Some(plan.target.name.as_str())
@@ -627,11 +627,8 @@ pub async fn runpod_launch(state: &AppState, body: &Value) -> Result<Value> {
             state.clock.now_millis(),
         )
         .await?;
-    if state.compute.has_tags() {
-        state
-            .compute
-            .set_tag(&instance_id, TAG_POOL, &plan.pool)
-            .await?;
+    if let Some(tags) = state.compute.tags() {
+        tags.set_tag(&instance_id, TAG_POOL, &plan.pool).await?;
     }
     Ok(json!({
         "vm_id": hostname,

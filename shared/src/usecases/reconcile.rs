@@ -41,7 +41,7 @@ pub async fn reconcile_with_grace(state: &AppState, grace: i64) -> Result<Reconc
     // free or stuck boots unmarked.
     let liveness = super::liveness::sweep(state).await?;
     let now = state.clock.now_millis();
-    let instances = state.compute.list_instances().await?;
+    let instances = state.compute.list_machines().await?;
     let vms = state.store.list_vms().await?;
     let by_host: HashMap<&str, &crate::domain::Vm> =
         vms.iter().map(|v| (v.hostname.as_str(), v)).collect();

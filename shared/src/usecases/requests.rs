@@ -441,7 +441,7 @@ async fn end_machines(state: &AppState, request: &GpuRequest) -> Result<bool> {
 
 async fn access_of(state: &AppState, machines: &[Vm], request: &GpuRequest) -> Result<LeaseAccess> {
     let shapes = plan_machines(request.gpu_count, &state.config.gpu_shapes)?;
-    let instances = state.compute.list_instances().await?;
+    let instances = state.compute.list_machines().await?;
     let address_of: HashMap<&str, Option<String>> = instances
         .iter()
         .map(|i| (i.id.as_str(), i.address.clone()))

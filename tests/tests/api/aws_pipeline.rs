@@ -413,14 +413,18 @@ impl ComputeProvider for Faulty {
     async fn find_by_hostname(&self, hostname: &str) -> shared::Result<Option<Instance>> {
         self.inner.find_by_hostname(hostname).await
     }
-    async fn list_instances(&self) -> shared::Result<Vec<Instance>> {
-        self.inner.list_instances().await
+    async fn list_machines(&self) -> shared::Result<Vec<Instance>> {
+        self.inner.list_machines().await
     }
     async fn terminate(&self, ids: &[String]) -> shared::Result<Vec<String>> {
         match self.fault {
             Fault::WontDie => Ok(Vec::new()),
             _ => self.inner.terminate(ids).await,
         }
+    }
+
+    fn tags(&self) -> Option<&dyn shared::ports::MachineTags> {
+        None
     }
 }
 

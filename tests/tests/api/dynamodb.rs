@@ -188,11 +188,14 @@ impl shared::ports::ComputeProvider for NoCompute {
     async fn find_by_hostname(&self, _: &str) -> shared::Result<Option<shared::ports::Instance>> {
         Ok(None)
     }
-    async fn list_instances(&self) -> shared::Result<Vec<shared::ports::Instance>> {
+    async fn list_machines(&self) -> shared::Result<Vec<shared::ports::Instance>> {
         Ok(Vec::new())
     }
     async fn terminate(&self, _: &[String]) -> shared::Result<Vec<String>> {
         Ok(Vec::new())
+    }
+    fn tags(&self) -> Option<&dyn shared::ports::MachineTags> {
+        None
     }
 }
 

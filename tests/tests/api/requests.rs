@@ -398,7 +398,7 @@ async fn a_request_is_provisioned_for_real_and_its_lease_ends() {
     assert!(done["completed_at"].is_string() && done["expires_at"].is_string());
     // Leased machines are never offered to workshop participants.
     assert_eq!(app.free_count().await, 0);
-    let running = app.state.compute.list_instances().await.unwrap();
+    let running = app.state.compute.list_machines().await.unwrap();
     assert_eq!(running.len(), 3);
     assert_eq!(app.state.store.gpus_in_use("carol").await.unwrap(), 5);
 
@@ -407,7 +407,7 @@ async fn a_request_is_provisioned_for_real_and_its_lease_ends() {
     let ended = app.wait_for_status(&key, &id, "expired").await;
     assert_eq!(ended["gpu_count"], 5);
     eventually(Duration::from_secs(10), "agents terminated", || async {
-        app.state.compute.list_instances().await.unwrap().is_empty()
+        app.state.compute.list_machines().await.unwrap().is_empty()
     })
     .await;
     for h in &hosts {
@@ -446,7 +446,7 @@ async fn release_ends_the_lease_now_and_only_for_its_owner() {
     assert_eq!(released.status(), 200);
     let released: Value = released.json().await.unwrap();
     assert_eq!(released["status"], "released");
-    assert!(app.state.compute.list_instances().await.unwrap().is_empty());
+    assert!(app.state.compute.list_machines().await.unwrap().is_empty());
     assert_eq!(app.state.store.gpus_in_use("dave").await.unwrap(), 0);
     let again = app
         .client

@@ -13,7 +13,9 @@ use tokio::process::{Child, Command};
 
 use crate::adapters::clock::SystemClock;
 use crate::error::{Error, Result};
-use crate::ports::{Clock, ComputeProvider, Instance, InstanceState, LaunchError, LaunchSpec};
+use crate::ports::{
+    Clock, ComputeProvider, Instance, InstanceState, LaunchError, LaunchSpec, MachineTags,
+};
 
 /// Prefix of the instance ids this provider hands out: `local-<pid>`.
 const ID_PREFIX: &str = "local-";
@@ -84,13 +86,13 @@ impl ComputeProvider for LocalCompute {
 
     async fn find_by_hostname(&self, hostname: &str) -> Result<Option<Instance>> {
         Ok(self
-            .list_instances()
+            .list_machines()
             .await?
             .into_iter()
             .find(|i| i.hostname.as_deref() == Some(hostname)))
     }
 
-    async fn list_instances(&self) -> Result<Vec<Instance>> {
+    async fn list_machines(&self) -> Result<Vec<Instance>> {
         let mut agents = self.agents.lock().unwrap_or_else(|e| e.into_inner());
         // Reap agents that exited, so they do not linger as zombies.
         for agent in agents.values_mut() {
@@ -123,6 +125,11 @@ impl ComputeProvider for LocalCompute {
             }
         }
         Ok(confirmed)
+    }
+
+    /// Local processes carry no tags: a host's pool lives in the store alone.
+    fn tags(&self) -> Option<&dyn MachineTags> {
+        None
     }
 }
 

@@ -72,8 +72,4 @@ impl ApiKeyStore for DynamoStore {
         self.stats.record("PutItem", 0.0);
         Ok(api_key)
     }
-
-    async fn ping(&self) -> Result<()> {
-        DynamoStore::ping(self).await
-    }
 }

@@ -46,7 +46,7 @@ use crate::error::{Error, Result};
 use crate::ports::{
     ApiKeyStore, ClaimOutcome, ClaimRequest, CommandLogStore, CreateInstanceOutcome,
     CreateRequestOutcome, HostPoolStore, Idempotency, InstanceStore, LogPage, LogStore,
-    MoveOutcome, MoveSeat, OperationStore, RateLimitStore, RequestStore, VmStore,
+    MoveOutcome, MoveSeat, OperationStore, RateLimitStore, RequestStore, StoreHealth, VmStore,
 };
 
 mod api_keys;
@@ -239,13 +239,6 @@ impl DynamoStore {
 
     pub fn stats(&self) -> Arc<RequestStats> {
         self.stats.clone()
-    }
-
-    /// Checks the table answers (for `/health`).
-    pub async fn ping(&self) -> Result<()> {
-        self.get(COUNTER_PK, COUNTER_FREE_SK, false)
-            .await
-            .map(|_| ())
     }
 
     async fn get(&self, pk: &str, sk: &str, consistent: bool) -> Result<Option<Item>> {
@@ -511,6 +504,16 @@ enum TryClaim {
     Lost,
     /// This email already holds a VM.
     EmailHasAVm,
+}
+
+/// A read: DynamoDB's writes fail only with the service.
+#[async_trait]
+impl StoreHealth for DynamoStore {
+    async fn ping(&self) -> Result<()> {
+        self.get(COUNTER_PK, COUNTER_FREE_SK, false)
+            .await
+            .map(|_| ())
+    }
 }
 
 #[cfg(test)]

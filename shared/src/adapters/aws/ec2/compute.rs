@@ -23,7 +23,9 @@ use super::{
 use crate::adapters::aws::RequestStats;
 use crate::config::ConfigError;
 use crate::error::{Error, Result};
-use crate::ports::{ComputeProvider, Instance, InstanceState, LaunchError, LaunchSpec, Market};
+use crate::ports::{
+    ComputeProvider, Instance, InstanceState, LaunchError, LaunchSpec, MachineTags, Market,
+};
 
 /// The bootstrap script template, rendered by `render_user_data`.
 const USER_DATA_TEMPLATE: &str = include_str!("user_data.sh");
@@ -484,7 +486,7 @@ impl ComputeProvider for Ec2Compute {
             .next())
     }
 
-    async fn list_instances(&self) -> Result<Vec<Instance>> {
+    async fn list_machines(&self) -> Result<Vec<Instance>> {
         self.describe(vec![filter("instance-state-name", &LIVE_STATES)])
             .await
     }
@@ -530,10 +532,13 @@ impl ComputeProvider for Ec2Compute {
         Ok(confirmed)
     }
 
-    fn has_tags(&self) -> bool {
-        true
+    fn tags(&self) -> Option<&dyn MachineTags> {
+        Some(self)
     }
+}
 
+#[async_trait]
+impl MachineTags for Ec2Compute {
     async fn set_tag(&self, instance_id: &str, key: &str, value: &str) -> Result<()> {
         if self
             .describe(vec![filter("instance-id", &[instance_id])])

@@ -83,18 +83,4 @@ impl ApiKeyStore for SqliteStore {
         })
         .await
     }
-
-    async fn ping(&self) -> Result<()> {
-        // A write through the writer thread (a full commit): a read-only directory or a
-        // full disk fails here, not first on a participant's claim.
-        self.write(|conn| {
-            conn.execute(
-                "UPDATE counters SET value = value WHERE name = 'assignable'",
-                [],
-            )
-            .map(|_| ())
-            .map_err(sql_err("writing the free counter"))
-        })
-        .await
-    }
 }

@@ -31,7 +31,7 @@ use crate::error::{Error, Result};
 use crate::ports::{
     ApiKeyStore, ClaimOutcome, ClaimRequest, CommandLogStore, CreateInstanceOutcome,
     CreateRequestOutcome, HostPoolStore, Idempotency, InstanceStore, LogPage, LogStore,
-    MoveOutcome, MoveSeat, OperationStore, RateLimitStore, RequestStore, VmStore,
+    MoveOutcome, MoveSeat, OperationStore, RateLimitStore, RequestStore, StoreHealth, VmStore,
 };
 
 mod api_keys;
@@ -249,6 +249,23 @@ fn sql_err(context: &'static str) -> impl FnOnce(rusqlite::Error) -> Error {
 
 fn json_err(e: serde_json::Error) -> Error {
     Error::Internal(anyhow::Error::new(e).context("a stored record does not parse"))
+}
+
+#[async_trait]
+impl StoreHealth for SqliteStore {
+    async fn ping(&self) -> Result<()> {
+        // A write through the writer thread (a full commit): a read-only directory or a
+        // full disk fails here, not first on a participant's claim.
+        self.write(|conn| {
+            conn.execute(
+                "UPDATE counters SET value = value WHERE name = 'assignable'",
+                [],
+            )
+            .map(|_| ())
+            .map_err(sql_err("writing the free counter"))
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
