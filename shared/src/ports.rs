@@ -4,6 +4,9 @@
 //! The store port is shaped for DynamoDB as much as for SQLite: every hot-path method is a
 //! single-key lookup, a conditional write or an index query/counter, and `claim_vm` is one
 //! atomic step (a transaction in SQLite; a conditional write per candidate in DynamoDB).
+//!
+//! Length: every port in one file, so the core's whole boundary reads in one place; about half
+//! of it is doc comments.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -3,6 +3,9 @@
 //! provisioning request's lease), pools come from `GPUFLEET_POOLS` plus each GPU type's
 //! defaults. Moving a host between pools is previewed, then executed: the store (one
 //! conditional write) and the machine's `gpufleet:pool` tag, verified by reading both back.
+//!
+//! Length: the capacity API's answers are still assembled here as JSON values (hosts, pools,
+//! plans), which is most of it; typing them would move that shaping to the handlers.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;

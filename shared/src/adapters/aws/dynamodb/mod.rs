@@ -16,6 +16,9 @@
 //!   written, moved and deleted in the same transactions as the assignment.
 //! - Logs are chunk items of whole lines (≤ 64 KiB each) under the VM's log partition, with
 //!   a meta item holding the byte total and next sequence number.
+//!
+//! Length: the client helpers every concern shares (get, put, transact, query, scan with
+//! pagination and error codes), ~520 lines; the rest is tests.
 
 use std::collections::HashMap;
 

@@ -3,9 +3,11 @@
 //! the on-demand price table in `shared/data/`), and the lifecycle of instances created
 //! from them. Every such instance carries the deployment tag and `gpufleet:instance`
 //! (its record id); the VM reconcile leaves these to `usecases::instances::reconcile`.
+//!
+//! Length: one provider, ~530 lines, because offers and the instance lifecycle share the
+//! ownership checks and pagination; the rest is tests.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,11 +17,11 @@ use aws_sdk_ec2::types::{
     Filter, InstanceStateName, InstanceType, LocationType, ResourceType, TagSpecification,
 };
 use aws_sdk_ec2::Client;
-use base64::Engine as _;
 use serde_json::json;
 
-use super::compute::Ec2Config;
-use super::{filter, internal, tag, TAG_DEPLOYMENT, TAG_INSTANCE, TAG_OWNER, USER_DATA_LIMIT};
+use super::config::Ec2Config;
+use super::user_data::render_instance_user_data;
+use super::{filter, internal, tag, TAG_DEPLOYMENT, TAG_INSTANCE, TAG_OWNER};
 use crate::adapters::aws::RequestStats;
 use crate::adapters::offer_cache::OfferCache;
 use crate::domain::instances::{InstanceStatus, ProviderInstance};
@@ -29,7 +31,6 @@ use crate::ports::{CreateInstanceSpec, GpuCloud, LaunchError};
 
 pub const PROVIDER: &str = "aws_ec2";
 
-const TEMPLATE: &str = include_str!("instance_user_data.sh");
 const PRICES: &str = include_str!("../../../../data/ec2_on_demand_prices.json");
 
 /// The shipped on-demand price table: region → instance type → USD/hour.
@@ -49,44 +50,6 @@ impl PriceTable {
     pub fn price(&self, region: &str, instance_type: &str) -> Option<f64> {
         self.regions.get(region)?.get(instance_type).copied()
     }
-}
-
-/// Renders an instance's bootstrap: the caller's values only as base64 in single quotes.
-pub fn render_instance_user_data(spec: &CreateInstanceSpec, ssh_user: &str) -> Result<Vec<u8>> {
-    let user_ok = !ssh_user.is_empty()
-        && ssh_user.len() <= 32
-        && ssh_user.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && ssh_user
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
-    if !user_ok {
-        return Err(Error::validation(
-            "the SSH login user must match [a-z_][a-z0-9_-]*",
-        ));
-    }
-    let b64 = |v: Option<&String>| {
-        base64::engine::general_purpose::STANDARD.encode(v.map(String::as_bytes).unwrap_or(b""))
-    };
-    let script = TEMPLATE
-        .replace("__SSH_USER__", ssh_user)
-        .replace("__SSH_KEY_B64__", &b64(spec.request.ssh_key.as_ref()))
-        .replace("__IMAGE_B64__", &b64(spec.request.image.as_ref()))
-        .replace(
-            "__ONSTART_B64__",
-            &b64(spec.request.onstart_script.as_ref()),
-        );
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    let bytes = gz
-        .write_all(script.as_bytes())
-        .and_then(|()| gz.finish())
-        .map_err(|e| Error::Internal(anyhow::anyhow!("gzip: {e}")))?;
-    if bytes.len() > USER_DATA_LIMIT {
-        return Err(Error::validation(format!(
-            "the instance's user_data would be {} bytes, over EC2's {USER_DATA_LIMIT}; shorten onstart_script",
-            bytes.len()
-        )));
-    }
-    Ok(bytes)
 }
 
 pub struct Ec2Cloud {
@@ -572,6 +535,7 @@ impl GpuCloud for Ec2Cloud {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::aws::ec2::user_data::*;
     use crate::domain::instances::NewInstance;
 
     const HOSTILE: &str = "#!/bin/bash\necho 'a'\"b\" $(touch MARKER) `touch MARKER` ${HOME}\nGPUFLEET_ENV\n'; touch MARKER; echo '\nEOF\n\\\n";
@@ -624,7 +588,7 @@ mod tests {
     fn an_onstart_script_with_shell_metacharacters_cannot_break_out() {
         let rendered =
             gunzip(&render_instance_user_data(&spec(HOSTILE), "ubuntu").expect("renders"));
-        let template_lines: Vec<&str> = TEMPLATE.lines().collect();
+        let template_lines: Vec<&str> = INSTANCE_USER_DATA_TEMPLATE.lines().collect();
         let lines: Vec<&str> = rendered.lines().collect();
         assert_eq!(lines.len(), template_lines.len(), "no line was added");
         for (got, want) in lines.iter().zip(&template_lines) {

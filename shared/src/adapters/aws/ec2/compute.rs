@@ -1,9 +1,10 @@
 //! The compute provider on AWS: EC2. Every instance (and its volumes) is tagged with the
 //! deployment, hostname and operation; listing, adopting and terminating only ever look at
 //! instances carrying this deployment's tag.
+//!
+//! Length: ~360 lines of adapter; the rest is tests.
 
 use std::collections::HashSet;
-use std::io::Write as _;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -16,244 +17,17 @@ use aws_sdk_ec2::types::{
 use aws_sdk_ec2::Client;
 use base64::Engine as _;
 
+use super::config::Ec2Config;
+use super::user_data::render_user_data;
 use super::{
     classify, filter, tag, TAG_DEPLOYMENT, TAG_HOSTNAME, TAG_LEASE_EXPIRES, TAG_OPERATION,
-    TAG_POOL, TAG_REQUEST, USER_DATA_LIMIT,
+    TAG_POOL, TAG_REQUEST,
 };
 use crate::adapters::aws::RequestStats;
-use crate::config::ConfigError;
 use crate::error::{Error, Result};
 use crate::ports::{
     ComputeProvider, Instance, InstanceState, LaunchError, LaunchSpec, MachineTags, Market,
 };
-
-/// The bootstrap script template, rendered by `render_user_data`.
-const USER_DATA_TEMPLATE: &str = include_str!("user_data.sh");
-
-/// Launch options, from the environment.
-#[derive(Debug, Clone)]
-pub struct Ec2Config {
-    /// `GPUFLEET_DEPLOYMENT`
-    pub deployment: String,
-    /// `GPUFLEET_AMI` (required)
-    pub ami: String,
-    /// `GPUFLEET_INSTANCE_TYPE` (default g4dn.xlarge)
-    pub instance_type: String,
-    /// `GPUFLEET_SUBNET_ID`
-    pub subnet_id: Option<String>,
-    /// `GPUFLEET_SECURITY_GROUP_IDS`, comma-separated
-    pub security_group_ids: Vec<String>,
-    /// `GPUFLEET_KEY_NAME`
-    pub key_name: Option<String>,
-    /// `GPUFLEET_INSTANCE_PROFILE` (name)
-    pub instance_profile: Option<String>,
-    /// `GPUFLEET_VM_LOG_GROUP`: the CloudWatch Logs group the VMs ship their logs to (one
-    /// stream per hostname); unset, VMs push logs through the API only.
-    pub vm_log_group: Option<String>,
-    /// `GPUFLEET_AGENT_URL`: where user_data downloads the agent when the AMI lacks it.
-    pub agent_url: String,
-    /// `GPUFLEET_DESKTOP_USER` (default `participant`): the unprivileged user the remote
-    /// desktop runs as; its home is the participant's working directory.
-    pub desktop_user: String,
-    /// `GPUFLEET_IN_USE_PROCESS`: the process name (as in `/proc/<pid>/comm`) whose running
-    /// means the VM is in use, e.g. the workshop's research program; unset, none.
-    pub in_use_process: Option<String>,
-}
-
-/// Boot options that go into every VM's user_data.
-#[derive(Debug, Clone, Copy)]
-pub struct BootOptions<'a> {
-    pub agent_url: &'a str,
-    pub vm_log_group: Option<&'a str>,
-    pub desktop_user: &'a str,
-    pub in_use_process: Option<&'a str>,
-}
-
-impl Ec2Config {
-    pub fn boot_options(&self) -> BootOptions<'_> {
-        BootOptions {
-            agent_url: &self.agent_url,
-            vm_log_group: self.vm_log_group.as_deref(),
-            desktop_user: &self.desktop_user,
-            in_use_process: self.in_use_process.as_deref(),
-        }
-    }
-}
-
-pub use crate::domain::crd::valid_user_name as safe_user_name;
-
-/// A process name as the kernel keeps it (`comm`: at most 15 bytes), from a safe set.
-pub fn safe_process_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 15
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
-}
-
-impl Ec2Config {
-    /// For functions that list and terminate this deployment's machines but never launch.
-    pub fn terminate_only(deployment: &str) -> Self {
-        Ec2Config {
-            deployment: deployment.to_string(),
-            ami: String::new(),
-            instance_type: String::new(),
-            subnet_id: None,
-            security_group_ids: Vec::new(),
-            key_name: None,
-            instance_profile: None,
-            vm_log_group: None,
-            agent_url: String::new(),
-            desktop_user: "participant".into(),
-            in_use_process: None,
-        }
-    }
-
-    pub fn from_env(deployment: &str) -> std::result::Result<Self, ConfigError> {
-        Self::from_lookup(deployment, |k| std::env::var(k).ok())
-    }
-
-    pub fn from_lookup(
-        deployment: &str,
-        lookup: impl Fn(&str) -> Option<String>,
-    ) -> std::result::Result<Self, ConfigError> {
-        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let agent_url =
-            get("GPUFLEET_AGENT_URL").ok_or(ConfigError::Missing("GPUFLEET_AGENT_URL"))?;
-        if !safe_url(&agent_url) {
-            return Err(ConfigError::Invalid {
-                name: "GPUFLEET_AGENT_URL",
-                value: agent_url,
-                reason: "must be an http(s) URL of letters, digits and -._~:/?=&%+".into(),
-            });
-        }
-        let vm_log_group = get("GPUFLEET_VM_LOG_GROUP");
-        if let Some(group) = &vm_log_group {
-            if !safe_log_group(group) {
-                return Err(ConfigError::Invalid {
-                    name: "GPUFLEET_VM_LOG_GROUP",
-                    value: group.clone(),
-                    reason: "must be 1-512 of letters, digits and _-./#".into(),
-                });
-            }
-        }
-        let desktop_user = get("GPUFLEET_DESKTOP_USER").unwrap_or_else(|| "participant".into());
-        if !safe_user_name(&desktop_user) {
-            return Err(ConfigError::Invalid {
-                name: "GPUFLEET_DESKTOP_USER",
-                value: desktop_user,
-                reason:
-                    "must be a user name: 1-32 of a-z, 0-9, _ and -, not starting with a digit or -"
-                        .into(),
-            });
-        }
-        let in_use_process = get("GPUFLEET_IN_USE_PROCESS");
-        if let Some(name) = &in_use_process {
-            if !safe_process_name(name) {
-                return Err(ConfigError::Invalid {
-                    name: "GPUFLEET_IN_USE_PROCESS",
-                    value: name.clone(),
-                    reason: "must be a process name: 1-15 of letters, digits, _, - and .".into(),
-                });
-            }
-        }
-        Ok(Ec2Config {
-            desktop_user,
-            in_use_process,
-            deployment: deployment.to_string(),
-            ami: get("GPUFLEET_AMI").ok_or(ConfigError::Missing("GPUFLEET_AMI"))?,
-            instance_type: get("GPUFLEET_INSTANCE_TYPE").unwrap_or_else(|| "g4dn.xlarge".into()),
-            subnet_id: get("GPUFLEET_SUBNET_ID"),
-            security_group_ids: get("GPUFLEET_SECURITY_GROUP_IDS")
-                .map(|v| {
-                    v.split(',')
-                        .map(|s| s.trim().to_string())
-                        .filter(|s| !s.is_empty())
-                        .collect()
-                })
-                .unwrap_or_default(),
-            key_name: get("GPUFLEET_KEY_NAME"),
-            instance_profile: get("GPUFLEET_INSTANCE_PROFILE"),
-            vm_log_group,
-            agent_url,
-        })
-    }
-}
-
-/// CloudWatch Logs group names (their documented character set), safe inside the script.
-fn safe_log_group(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 512
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-./#".contains(c))
-}
-
-/// URLs we are willing to put into a shell script: no quotes, spaces, `$`, backticks, `;`.
-fn safe_url(url: &str) -> bool {
-    (url.starts_with("https://") || url.starts_with("http://"))
-        && url.len() <= 2048
-        && url
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-._~:/?=&%+".contains(c))
-}
-
-/// Renders the bootstrap script for one VM, refusing any value that could escape it, and
-/// gzips it (cloud-init unpacks gzip) so it stays far below EC2's 16 KB limit.
-pub fn render_user_data(spec: &LaunchSpec, boot: &BootOptions<'_>) -> Result<Vec<u8>> {
-    let BootOptions {
-        agent_url,
-        vm_log_group,
-        desktop_user,
-        in_use_process,
-    } = *boot;
-    let hostname_ok = !spec.hostname.is_empty()
-        && spec.hostname.len() <= 63
-        && spec
-            .hostname
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    let token_ok = !spec.token.as_str().is_empty()
-        && spec.token.as_str().chars().all(|c| c.is_ascii_hexdigit());
-    let log_group_ok = vm_log_group.is_none_or(safe_log_group);
-    if !hostname_ok
-        || !token_ok
-        || !log_group_ok
-        || !safe_user_name(desktop_user)
-        || !in_use_process.is_none_or(safe_process_name)
-        || !safe_url(&spec.allocator_url)
-        || !safe_url(agent_url)
-    {
-        return Err(Error::validation(
-            "refusing to render user_data: a hostname, token, URL, user or process name has characters outside its allowed set",
-        ));
-    }
-    let script = USER_DATA_TEMPLATE
-        .replace("__API_URL__", spec.allocator_url.trim_end_matches('/'))
-        .replace("__HOSTNAME__", &spec.hostname)
-        .replace("__TOKEN__", spec.token.as_str())
-        .replace("__AGENT_URL__", agent_url)
-        .replace("__LOG_GROUP__", vm_log_group.unwrap_or(""))
-        .replace(
-            "__LOG_STREAM__",
-            &crate::domain::TokenHash::of(spec.token.as_str()).log_stream(&spec.hostname),
-        )
-        .replace("__DESKTOP_USER__", desktop_user)
-        .replace("__IN_USE_PROCESS__", in_use_process.unwrap_or(""));
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    gz.write_all(script.as_bytes())
-        .and_then(|()| gz.finish())
-        .map_err(|e| Error::Internal(anyhow::anyhow!("gzip: {e}")))
-        .and_then(|bytes| {
-            if bytes.len() > USER_DATA_LIMIT {
-                return Err(Error::Internal(anyhow::anyhow!(
-                    "user_data is {} bytes, over EC2's {USER_DATA_LIMIT}",
-                    bytes.len()
-                )));
-            }
-            Ok(bytes)
-        })
-}
 
 /// A RunInstances call with what every launch shares: one machine of `instance_type` from
 /// `image`, the idempotency token, gzipped user_data, IMDSv2 only (a token in user_data is
@@ -365,7 +139,7 @@ impl Ec2Compute {
             for reservation in page.reservations() {
                 for i in reservation.instances() {
                     let Some(id) = i.instance_id() else { continue };
-                    // Instances of the offers API have records of their own (see ec2_cloud).
+                    // Instances of the offers API have records of their own (see `cloud`).
                     if i.tags()
                         .iter()
                         .any(|t| t.key() == Some(super::TAG_INSTANCE))
@@ -591,6 +365,7 @@ impl MachineTags for Ec2Compute {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::aws::ec2::user_data::*;
     use crate::domain::VmToken;
 
     fn spec(hostname: &str, url: &str) -> LaunchSpec {

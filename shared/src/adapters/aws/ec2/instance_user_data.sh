@@ -1,6 +1,6 @@
 #!/bin/bash
 # gpufleet instance bootstrap for POST /api/v1/instances on aws_ec2, rendered per instance by
-# shared/src/adapters/ec2_cloud.rs and sent gzipped as EC2 user_data.
+# shared/src/adapters/aws/ec2/user_data.rs and sent gzipped as EC2 user_data.
 # The caller's values (SSH key, image, start-up script) arrive only as base64 inside single
 # quotes: the shell never parses them, so no value can break out of this script. The login
 # user is validated against [a-z_][a-z0-9_-]* before it is put here.

@@ -10,13 +10,17 @@ use crate::ports::LaunchError;
 
 mod cloud;
 mod compute;
+mod config;
 mod network;
+mod user_data;
 
-pub use cloud::{render_instance_user_data, Ec2Cloud, PriceTable, PROVIDER};
-pub use compute::{
-    render_user_data, safe_process_name, safe_user_name, BootOptions, Ec2Compute, Ec2Config,
-};
+pub use cloud::{Ec2Cloud, PriceTable, PROVIDER};
+pub use compute::Ec2Compute;
+pub use config::Ec2Config;
 pub use network::Ec2Network;
+pub use user_data::{
+    render_instance_user_data, render_user_data, safe_process_name, safe_user_name, BootOptions,
+};
 
 pub const TAG_DEPLOYMENT: &str = "gpufleet:deployment";
 pub const TAG_HOSTNAME: &str = "gpufleet:hostname";

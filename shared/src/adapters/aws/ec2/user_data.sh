@@ -1,5 +1,5 @@
 #!/bin/bash
-# gpufleet VM bootstrap, rendered per VM by the provisioner (shared/src/adapters/ec2.rs) and
+# gpufleet VM bootstrap, rendered per VM by the provisioner (shared/src/adapters/aws/ec2/user_data.rs) and
 # sent gzipped as EC2 user_data. Every __PLACEHOLDER__ is validated before it is put here
 # (hostname: [a-z0-9-]; token: hex; URLs: a strict character set; user and process names:
 # [a-z0-9_-]), and the values only ever appear inside single quotes, quoted heredocs or as
