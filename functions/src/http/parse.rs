@@ -184,3 +184,15 @@ pub fn client_ip(req: &Request) -> String {
         _ => "unknown".into(),
     }
 }
+
+/// The `Idempotency-Key` header, if sent (its length and characters are checked by the
+/// idempotency module).
+pub fn idempotency_key(req: &Request) -> Result<Option<&str>, ApiError> {
+    match req.headers().get("idempotency-key") {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .map(Some)
+            .map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII")),
+    }
+}

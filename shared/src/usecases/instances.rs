@@ -70,10 +70,9 @@ fn fingerprint(owner: &str, body: &NewInstance) -> String {
 pub async fn create(
     state: &AppState,
     caller: &Caller,
-    body: &serde_json::Value,
+    input: NewInstance,
     idempotency_key: Option<&str>,
 ) -> Result<Created> {
-    let input = NewInstance::parse(body)?;
     let cloud = cloud(state, &input.provider)?.clone();
     if cloud.requires_image() && input.image.is_none() {
         return Err(Error::validation(format!(

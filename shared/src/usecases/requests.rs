@@ -41,10 +41,9 @@ const REQUEUE_AFTER_MS: i64 = 5 * 60 * 1000;
 pub async fn create(
     state: &AppState,
     caller: &Caller,
-    body: &serde_json::Value,
+    input: NewRequest,
     idempotency_key: Option<&str>,
 ) -> Result<Created> {
-    let input = NewRequest::parse(body, state.config.max_lease_hours)?;
     if input.user_id != caller.user_id {
         return Err(Error::Forbidden(format!(
             "user_id {:?} is not the user of this API key",

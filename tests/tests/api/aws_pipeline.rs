@@ -763,7 +763,7 @@ async fn a_gpu_request_launches_tagged_instances_and_its_lease_ends_on_aws() {
     )
     .await;
     let body = json!({"user_id": "gina", "gpu_count": 5, "duration_hours": 1});
-    let created = requests::create(&aws.state, &caller("gina"), &body, None)
+    let created = requests::create(&aws.state, &caller("gina"), new_request(&body), None)
         .await
         .unwrap();
     let id = created.request.request_id.clone();
@@ -857,7 +857,7 @@ async fn a_gpu_request_ec2_refuses_fails_with_the_reason() {
     )
     .await;
     let body = json!({"user_id": "hal", "gpu_count": 2, "duration_hours": 1});
-    let id = requests::create(&aws.state, &caller("hal"), &body, None)
+    let id = requests::create(&aws.state, &caller("hal"), new_request(&body), None)
         .await
         .unwrap()
         .request
@@ -906,4 +906,8 @@ async fn a_request_that_cannot_be_queued_is_a_500_and_leaves_nothing_pending() {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].status.as_str(), "failed");
     assert_eq!(state.store.gpus_in_use("ivy").await.unwrap(), 0);
+}
+
+fn new_request(body: &Value) -> shared::domain::requests::NewRequest {
+    shared::domain::requests::NewRequest::parse(body, 24).expect("a valid request")
 }

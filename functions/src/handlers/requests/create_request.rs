@@ -3,22 +3,20 @@
 
 use http::StatusCode;
 use serde_json::json;
+use shared::domain::requests::NewRequest;
 use shared::usecases::requests;
 use shared::AppState;
 
-use crate::http::{json_body, json_response, respond, Principal, Request, Response};
+use crate::http::{
+    idempotency_key, json_body, json_response, respond, Principal, Request, Response,
+};
 
 pub async fn handle(state: AppState, principal: Principal, req: Request) -> Response {
     respond(async {
         let caller = principal.user()?.clone();
         let body: serde_json::Value = json_body(&req)?;
-        let idempotency_key = match req.headers().get("idempotency-key") {
-            None => None,
-            Some(v) => Some(v.to_str().map_err(|_| {
-                crate::http::ApiError::bad_request("Idempotency-Key must be visible ASCII")
-            })?),
-        };
-        let created = requests::create(&state, &caller, &body, idempotency_key).await?;
+        let input = NewRequest::parse(&body, state.config.max_lease_hours)?;
+        let created = requests::create(&state, &caller, input, idempotency_key(&req)?).await?;
         let mut resp = json_response(
             StatusCode::CREATED,
             &json!({
