@@ -129,13 +129,9 @@ impl GpuUsage {
         (f64::from(self.used) * 10_000.0 / f64::from(self.capacity)).round() / 100.0
     }
 
-    pub fn to_json(self) -> serde_json::Value {
-        serde_json::json!({
-            "gpu_used": self.used,
-            "gpu_capacity": self.capacity,
-            "gpu_usage_ratio": format!("{}/{}", self.used, self.capacity),
-            "gpu_usage_percentage": self.percentage(),
-        })
+    /// `used/capacity`, as the capacity API shows it.
+    pub fn ratio(self) -> String {
+        format!("{}/{}", self.used, self.capacity)
     }
 }
 
@@ -216,7 +212,7 @@ mod tests {
             used: 132,
             capacity: 240,
         });
-        assert_eq!(u.to_json()["gpu_usage_ratio"], "156/320");
+        assert_eq!(u.ratio(), "156/320");
         assert_eq!(u.percentage(), 48.75);
         assert_eq!(GpuUsage::default().percentage(), 0.0);
     }

@@ -18,8 +18,11 @@ pub async fn handle(state: AppState, principal: Principal, req: Request) -> Resp
             .path_parameters()
             .first("aggregate_type")
             .map(str::to_string);
-        let data = pools::aggregates(&state, &gpu_type, kind.as_deref(), viewer).await?;
-        Ok((data, "Aggregates retrieved successfully"))
+        let found = pools::aggregates(&state, &gpu_type, kind.as_deref(), viewer).await?;
+        Ok((
+            super::views::aggregates(&found),
+            "Aggregates retrieved successfully",
+        ))
     })
     .await
 }

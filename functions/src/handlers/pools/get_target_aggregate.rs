@@ -4,13 +4,16 @@
 use shared::usecases::pools;
 use shared::AppState;
 
-use crate::http::{json_body, respond_status, Principal, Request, Response};
+use crate::http::{body_field, json_body, respond_status, Principal, Request, Response};
 
 pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond_status(async {
         let body: serde_json::Value = json_body(&req)?;
+        let hostname = body_field(&body, "hostname")?;
+        let gpu_type = body_field(&body, "gpu_type")?;
+        let recommendation = pools::target(&state, &hostname, &gpu_type).await?;
         Ok((
-            pools::target(&state, &body).await?,
+            super::views::recommendation(&recommendation),
             "Target aggregate determined",
         ))
     })

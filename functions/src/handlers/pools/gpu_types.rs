@@ -7,8 +7,9 @@ use crate::http::{respond_status, Principal, Request, Response};
 
 pub async fn handle(state: AppState, _principal: Principal, _req: Request) -> Response {
     respond_status(async {
+        let types = pools::gpu_types(&state).await?;
         Ok((
-            pools::gpu_types(&state).await?,
+            super::views::gpu_types(&types),
             "GPU types retrieved successfully",
         ))
     })

@@ -11,8 +11,11 @@ pub async fn handle(state: AppState, principal: Principal, req: Request) -> Resp
         // Key holders see their own allocations; others' appear as anonymous usage.
         let viewer = caller.as_ref().map(|c| c.user_id.as_str());
         let hostname = path_param(&req, "hostname")?;
-        let data = pools::host_vms(&state, &hostname, viewer).await?;
-        Ok((data, "Host allocations retrieved successfully"))
+        let host = pools::host_vms(&state, &hostname, viewer).await?;
+        Ok((
+            super::views::host_vms(&host),
+            "Host allocations retrieved successfully",
+        ))
     })
     .await
 }

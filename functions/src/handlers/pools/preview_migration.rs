@@ -1,7 +1,6 @@
 //! `POST /api/preview-migration` (admin) `{host, source_aggregate,
 //! target_aggregate}`: the commands execute would run and the validation; changes nothing.
 
-use serde_json::json;
 use shared::usecases::pools;
 use shared::AppState;
 
@@ -10,9 +9,9 @@ use crate::http::{json_body, respond_status, Principal, Request, Response};
 pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond_status(async {
         let body: serde_json::Value = json_body(&req)?;
-        let plan = pools::plan(&state, &body).await?;
+        let plan = pools::plan(&state, &super::migration(&body)?).await?;
         Ok((
-            json!({"commands": plan.commands, "validation": plan.validation, "allowed": plan.ok}),
+            super::views::migration_preview(&plan),
             "Migration preview generated",
         ))
     })
