@@ -13,6 +13,8 @@ use std::pin::Pin;
 
 use async_trait::async_trait;
 
+use crate::domain::network::{Image, Network, Port, PortAttachment};
+
 use crate::domain::instances::{CloudInstance, NewInstance, ProviderInstance};
 use crate::domain::offers::{Offer, OfferQuery};
 use crate::domain::{
@@ -545,11 +547,11 @@ pub trait Clock: Send + Sync {
 #[async_trait]
 pub trait NetworkProvider: Send + Sync {
     /// A VPC by id or Name tag, with its subnets.
-    async fn show_network(&self, name_or_id: &str) -> Result<serde_json::Value>;
+    async fn show_network(&self, name_or_id: &str) -> Result<Network>;
     /// Creates a network interface in `subnet_id`, tagged with the deployment and `name`.
-    async fn create_port(&self, subnet_id: &str, name: &str) -> Result<serde_json::Value>;
+    async fn create_port(&self, subnet_id: &str, name: &str) -> Result<Port>;
     /// Attaches interface `port_id` to this deployment's instance `instance_id`.
-    async fn attach_port(&self, instance_id: &str, port_id: &str) -> Result<serde_json::Value>;
+    async fn attach_port(&self, instance_id: &str, port_id: &str) -> Result<PortAttachment>;
     /// This deployment's instance whose Name tag is `name`.
     async fn instance_by_name(&self, name: &str) -> Result<Option<String>>;
     /// The state of this deployment's instance.
@@ -565,5 +567,5 @@ pub trait NetworkProvider: Send + Sync {
     ) -> Result<Vec<String>>;
     /// Images this deployment may launch: owned by this account or tagged `gpufleet:image`
     /// (none for another `region` than the deployment's).
-    async fn images(&self, region: Option<&str>) -> Result<Vec<serde_json::Value>>;
+    async fn images(&self, region: Option<&str>) -> Result<Vec<Image>>;
 }

@@ -65,13 +65,17 @@ pub struct NoNetwork(pub &'static str);
 
 #[async_trait]
 impl crate::ports::NetworkProvider for NoNetwork {
-    async fn show_network(&self, _: &str) -> Result<serde_json::Value> {
+    async fn show_network(&self, _: &str) -> Result<crate::domain::network::Network> {
         Err(Error::Unavailable(self.0.into()))
     }
-    async fn create_port(&self, _: &str, _: &str) -> Result<serde_json::Value> {
+    async fn create_port(&self, _: &str, _: &str) -> Result<crate::domain::network::Port> {
         Err(Error::Unavailable(self.0.into()))
     }
-    async fn attach_port(&self, _: &str, _: &str) -> Result<serde_json::Value> {
+    async fn attach_port(
+        &self,
+        _: &str,
+        _: &str,
+    ) -> Result<crate::domain::network::PortAttachment> {
         Err(Error::Unavailable(self.0.into()))
     }
     async fn instance_by_name(&self, _: &str) -> Result<Option<String>> {
@@ -86,7 +90,7 @@ impl crate::ports::NetworkProvider for NoNetwork {
     async fn set_firewall_attachments(&self, _: &str, _: &[String]) -> Result<Vec<String>> {
         Err(Error::Unavailable(self.0.into()))
     }
-    async fn images(&self, _: Option<&str>) -> Result<Vec<serde_json::Value>> {
+    async fn images(&self, _: Option<&str>) -> Result<Vec<crate::domain::network::Image>> {
         Err(Error::Unavailable(self.0.into()))
     }
 }

@@ -9,6 +9,7 @@ pub mod instances;
 pub mod jobs;
 pub mod logs;
 pub mod metrics;
+pub mod network;
 pub mod offers;
 pub mod operation;
 pub mod pools;

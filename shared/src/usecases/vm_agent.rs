@@ -124,9 +124,8 @@ pub async fn wait_for_assignment(
 pub async fn report_metrics(
     state: &AppState,
     vm: &AuthenticatedVm,
-    fields: &serde_json::Map<String, serde_json::Value>,
+    metrics: StartupMetrics,
 ) -> Result<Vm> {
-    let metrics = StartupMetrics::from_report(fields)?;
     report(state, vm, VmChange::Metrics(metrics)).await
 }
 

@@ -23,7 +23,10 @@ pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Res
             .network
             .images(query_param(&req, "region").as_deref())
             .await?;
-        Ok((serde_json::json!(images), "Images retrieved successfully"))
+        Ok((
+            super::views::images(&images),
+            "Images retrieved successfully",
+        ))
     })
     .await
 }

@@ -8,3 +8,4 @@ pub mod port_create;
 pub mod server_add_network;
 pub mod server_get_uuid;
 pub mod server_status;
+mod views;

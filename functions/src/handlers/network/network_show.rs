@@ -9,8 +9,9 @@ pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Res
     respond_status(async {
         let body: serde_json::Value = json_body(&req)?;
         let name = body_field(&body, "network_name")?;
+        let network = state.network.show_network(&name).await?;
         Ok((
-            state.network.show_network(&name).await?,
+            super::views::network(&network),
             "Network retrieved successfully",
         ))
     })

@@ -10,10 +10,8 @@ pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Res
         let body: serde_json::Value = json_body(&req)?;
         let subnet = body_field(&body, "network_id")?;
         let name = body_field(&body, "port_name")?;
-        Ok((
-            state.network.create_port(&subnet, &name).await?,
-            "Port created successfully",
-        ))
+        let port = state.network.create_port(&subnet, &name).await?;
+        Ok((super::views::port(&port), "Port created successfully"))
     })
     .await
 }

@@ -10,8 +10,9 @@ pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Res
         let body: serde_json::Value = json_body(&req)?;
         let instance = body_field(&body, "server_uuid")?;
         let port = body_field(&body, "port_id")?;
+        let attached = state.network.attach_port(&instance, &port).await?;
         Ok((
-            state.network.attach_port(&instance, &port).await?,
+            super::views::attachment(&attached),
             "Network added to server",
         ))
     })

@@ -3,6 +3,7 @@
 //! container and agent. Stages may arrive separately; 400 for unknown fields or bad values.
 
 use serde_json::json;
+use shared::domain::StartupMetrics;
 use shared::usecases::vm_agent;
 use shared::AppState;
 
@@ -11,7 +12,8 @@ use crate::http::{json_body, ok_json, respond, Principal, Request, Response};
 pub async fn handle(state: AppState, principal: Principal, req: Request) -> Response {
     respond(async {
         let fields: serde_json::Map<String, serde_json::Value> = json_body(&req)?;
-        vm_agent::report_metrics(&state, principal.vm()?, &fields).await?;
+        let metrics = StartupMetrics::from_report(&fields)?;
+        vm_agent::report_metrics(&state, principal.vm()?, metrics).await?;
         ok_json(json!({"message": "VM metrics posted successfully."}))
     })
     .await

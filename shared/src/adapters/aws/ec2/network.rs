@@ -8,10 +8,10 @@ use async_trait::async_trait;
 use aws_sdk_ec2::error::DisplayErrorContext;
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use aws_sdk_ec2::Client;
-use serde_json::{json, Value};
 
 use super::{filter, internal, TAG_DEPLOYMENT, TAG_IMAGE};
 use crate::adapters::audited::CommandLogger;
+use crate::domain::network::{Image, Network, Port, PortAttachment, Subnet};
 use crate::error::{Error, Result};
 use crate::ports::NetworkProvider;
 
@@ -105,7 +105,7 @@ impl Ec2Network {
 
 #[async_trait]
 impl NetworkProvider for Ec2Network {
-    async fn show_network(&self, name_or_id: &str) -> Result<Value> {
+    async fn show_network(&self, name_or_id: &str) -> Result<Network> {
         let by = if name_or_id.starts_with("vpc-") {
             filter("vpc-id", &[checked(name_or_id, "vpc-", "network_name")?])
         } else {
@@ -130,21 +130,25 @@ impl NetworkProvider for Ec2Network {
             .send()
             .await
             .map_err(|e| internal("DescribeSubnets", DisplayErrorContext(e)))?;
-        Ok(json!({
-            "id": vpc_id,
-            "name": name_tag(vpc.tags()),
-            "cidr_block": vpc.cidr_block(),
-            "state": vpc.state().map(|s| s.as_str().to_string()),
-            "subnets": subnets.subnets().iter().map(|s| json!({
-                "id": s.subnet_id(),
-                "name": name_tag(s.tags()),
-                "cidr_block": s.cidr_block(),
-                "availability_zone": s.availability_zone(),
-            })).collect::<Vec<_>>(),
-        }))
+        Ok(Network {
+            id: vpc_id.to_string(),
+            name: name_tag(vpc.tags()),
+            cidr_block: vpc.cidr_block().map(str::to_string),
+            state: vpc.state().map(|s| s.as_str().to_string()),
+            subnets: subnets
+                .subnets()
+                .iter()
+                .map(|s| Subnet {
+                    id: s.subnet_id().map(str::to_string),
+                    name: name_tag(s.tags()),
+                    cidr_block: s.cidr_block().map(str::to_string),
+                    availability_zone: s.availability_zone().map(str::to_string),
+                })
+                .collect(),
+        })
     }
 
-    async fn create_port(&self, subnet_id: &str, name: &str) -> Result<Value> {
+    async fn create_port(&self, subnet_id: &str, name: &str) -> Result<Port> {
         let subnet = checked(subnet_id, "subnet-", "network_id")?;
         let command = format!(
             "aws ec2 create-network-interface --subnet-id {subnet} --tag-specifications 'ResourceType=network-interface,Tags=[{{Key={TAG_DEPLOYMENT},Value={}}},{{Key=Name,Value={name}}}]'",
@@ -174,18 +178,18 @@ impl NetworkProvider for Ec2Network {
             let eni = out
                 .network_interface()
                 .ok_or_else(|| internal("CreateNetworkInterface", "no interface returned"))?;
-            Ok(json!({
-                "id": eni.network_interface_id(),
-                "name": name,
-                "network_id": subnet,
-                "private_ip": eni.private_ip_address(),
-                "status": eni.status().map(|s| s.as_str().to_string()),
-            }))
+            Ok(Port {
+                id: eni.network_interface_id().map(str::to_string),
+                name: name.to_string(),
+                network_id: subnet.to_string(),
+                private_ip: eni.private_ip_address().map(str::to_string),
+                status: eni.status().map(|s| s.as_str().to_string()),
+            })
         };
         self.logged(command, call).await
     }
 
-    async fn attach_port(&self, instance_id: &str, port_id: &str) -> Result<Value> {
+    async fn attach_port(&self, instance_id: &str, port_id: &str) -> Result<PortAttachment> {
         let port = checked(port_id, "eni-", "port_id")?;
         let instance = self.require_ours(instance_id).await?;
         // The interface must be ours too.
@@ -225,12 +229,12 @@ impl NetworkProvider for Ec2Network {
                 .send()
                 .await
                 .map_err(|e| internal("AttachNetworkInterface", DisplayErrorContext(e)))?;
-            Ok(json!({
-                "server_uuid": instance_id,
-                "port_id": port,
-                "attachment_id": out.attachment_id(),
-                "device_index": device_index,
-            }))
+            Ok(PortAttachment {
+                instance_id: instance_id.to_string(),
+                port_id: port.to_string(),
+                attachment_id: out.attachment_id().map(str::to_string),
+                device_index,
+            })
         };
         self.logged(command, call).await
     }
@@ -324,7 +328,7 @@ impl NetworkProvider for Ec2Network {
         self.firewall_attachments(group_id).await
     }
 
-    async fn images(&self, region: Option<&str>) -> Result<Vec<Value>> {
+    async fn images(&self, region: Option<&str>) -> Result<Vec<Image>> {
         if region.is_some_and(|r| r != self.region) {
             return Ok(Vec::new());
         }
@@ -345,16 +349,19 @@ impl NetworkProvider for Ec2Network {
         Ok(images
             .iter()
             .filter(|i| seen.insert(i.image_id().unwrap_or_default().to_string()))
-            .map(|i| {
-                json!({
-                    "id": i.image_id(),
-                    "name": i.name(),
-                    "description": i.description(),
-                    "architecture": i.architecture().map(|a| a.as_str().to_string()),
-                    "type": i.tags().iter().find(|t| t.key() == Some(TAG_IMAGE)).and_then(|t| t.value()),
-                    "state": i.state().map(|s| s.as_str().to_string()),
-                    "region": self.region,
-                })
+            .map(|i| Image {
+                id: i.image_id().map(str::to_string),
+                name: i.name().map(str::to_string),
+                description: i.description().map(str::to_string),
+                architecture: i.architecture().map(|a| a.as_str().to_string()),
+                kind: i
+                    .tags()
+                    .iter()
+                    .find(|t| t.key() == Some(TAG_IMAGE))
+                    .and_then(|t| t.value())
+                    .map(str::to_string),
+                state: i.state().map(|s| s.as_str().to_string()),
+                region: self.region.clone(),
             })
             .collect())
     }
