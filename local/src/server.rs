@@ -193,7 +193,13 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Err(e) = shared::usecases::liveness::sweep(&liveness_state).await {
+            if let Err(e) = shared::usecases::liveness::sweep(
+                &*liveness_state.store,
+                &*liveness_state.clock,
+                &liveness_state.config,
+            )
+            .await
+            {
                 tracing::warn!(error = ?e, "liveness sweep failed");
             }
         }

@@ -102,7 +102,7 @@ pub async fn authenticate(
         }
         Access::Vm(at) | Access::VmOrAdmin(at) => {
             let hostname = vm_hostname(req, at)?;
-            let vm = vm_agent::authenticate(state, &hostname, bearer_token(req)).await?;
+            let vm = vm_agent::authenticate(&*state.store, &hostname, bearer_token(req)).await?;
             Ok(Principal::Vm(Box::new(vm)))
         }
     }
@@ -222,13 +222,13 @@ pub async fn check_admin_login(
         return Ok(());
     }
     let ip = client_ip(req);
-    if let Some(retry_after) = rate_limit::login_throttled(state, &ip).await? {
+    if let Some(retry_after) = rate_limit::login_throttled(state.into(), &ip).await? {
         return Err(ApiError::TooManyLogins(retry_after));
     }
     if require_admin(state, req).is_ok() {
         return Ok(());
     }
-    match rate_limit::login_failed(state, &ip).await? {
+    match rate_limit::login_failed(state.into(), &ip).await? {
         Some(retry_after) => Err(ApiError::TooManyLogins(retry_after)),
         None => Err(ApiError::AdminAuth),
     }

@@ -12,13 +12,13 @@ use super::{client_ip, json_response, ApiError, Request, Response};
 /// Counts the request against its client address.
 pub async fn hit_address(state: &AppState, req: &Request) -> Result<RateDecision, ApiError> {
     let bucket = format!("ip:{}", client_ip(req));
-    Ok(rate_limit::hit(state, &bucket, state.config.rate_limit_per_ip).await?)
+    Ok(rate_limit::hit(state.into(), &bucket, state.config.rate_limit_per_ip).await?)
 }
 
 /// Counts the request against the caller's key.
 pub async fn hit_key(state: &AppState, caller: &Caller) -> Result<RateDecision, ApiError> {
     let bucket = format!("key:{}", caller.key_id);
-    Ok(rate_limit::hit(state, &bucket, state.config.rate_limit_per_key).await?)
+    Ok(rate_limit::hit(state.into(), &bucket, state.config.rate_limit_per_key).await?)
 }
 
 /// `X-RateLimit-*` (and `Retry-After` once refused) for decision `d`.

@@ -4,7 +4,7 @@
 use crate::domain::command_log::{current_caller, CommandEntry};
 use crate::domain::Millis;
 use crate::error::{Error, Result};
-use crate::AppState;
+use crate::ports::{Clock, CommandLogStore};
 
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 500;
@@ -30,7 +30,7 @@ pub(crate) fn valid_cursor(c: &str) -> bool {
 }
 
 pub async fn list(
-    state: &AppState,
+    log: &dyn CommandLogStore,
     limit: Option<&str>,
     cursor: Option<&str>,
     include_cleared: Option<&str>,
@@ -56,9 +56,9 @@ pub async fn list(
         Some("true") => true,
         Some(_) => return Err(Error::validation("include_cleared must be true or false")),
     };
-    let cleared_at = state.store.last_clear().await?;
+    let cleared_at = log.last_clear().await?;
     let since = if include_cleared { None } else { cleared_at };
-    let entries = state.store.list_commands(limit + 1, cursor, since).await?;
+    let entries = log.list_commands(limit + 1, cursor, since).await?;
     let more = entries.len() > limit;
     let entries: Vec<CommandEntry> = entries.into_iter().take(limit).collect();
     Ok(Page {
@@ -74,20 +74,18 @@ pub async fn list(
 
 /// Hides every entry logged so far from the default view (they stay, and
 /// `include_cleared=true` shows them); the clear is logged under the caller.
-pub async fn clear(state: &AppState) -> Result<Millis> {
-    let at = state.clock.now_millis();
-    state.store.record_clear(at).await?;
-    state
-        .store
-        .append_command(&CommandEntry::new(
-            at,
-            "clear-log".into(),
-            true,
-            Some("older entries hidden from the default view, kept".into()),
-            0,
-            current_caller(),
-        ))
-        .await?;
+pub async fn clear(log: &dyn CommandLogStore, clock: &dyn Clock) -> Result<Millis> {
+    let at = clock.now_millis();
+    log.record_clear(at).await?;
+    log.append_command(&CommandEntry::new(
+        at,
+        "clear-log".into(),
+        true,
+        Some("older entries hidden from the default view, kept".into()),
+        0,
+        current_caller(),
+    ))
+    .await?;
     Ok(at)
 }
 

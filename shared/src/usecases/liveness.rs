@@ -6,9 +6,10 @@
 
 use serde::Serialize;
 
+use crate::config::Config;
 use crate::domain::{VmChange, VmStatus};
 use crate::error::{Error, Result};
-use crate::AppState;
+use crate::ports::{Clock, VmStore};
 
 #[derive(Debug, Default, Serialize, PartialEq)]
 pub struct LivenessReport {
@@ -24,18 +25,22 @@ impl LivenessReport {
     }
 }
 
-pub async fn sweep(state: &AppState) -> Result<LivenessReport> {
-    let now = state.clock.now_millis();
-    let liveness = state.config.liveness();
+pub async fn sweep(
+    vms: &dyn VmStore,
+    clock: &dyn Clock,
+    config: &Config,
+) -> Result<LivenessReport> {
+    let now = clock.now_millis();
+    let liveness = config.liveness();
     let live_since = liveness.live_since(now);
-    let boot_ms = i64::try_from(state.config.boot_timeout.as_millis()).unwrap_or(i64::MAX);
+    let boot_ms = i64::try_from(config.boot_timeout.as_millis()).unwrap_or(i64::MAX);
     let mut report = LivenessReport::default();
-    for vm in state.store.list_vms().await? {
+    for vm in vms.list_vms().await? {
         let change = match vm.status {
             VmStatus::Running | VmStatus::Rebooting if !vm.is_live(live_since) => VmChange::Lost {
                 reason: format!(
                     "no heartbeat for more than {} s",
-                    state.config.heartbeat_timeout.as_secs()
+                    config.heartbeat_timeout.as_secs()
                 ),
                 live_since,
             },
@@ -47,12 +52,12 @@ pub async fn sweep(state: &AppState) -> Result<LivenessReport> {
             {
                 VmChange::Failed(format!(
                     "did not finish booting within {} s",
-                    state.config.boot_timeout.as_secs()
+                    config.boot_timeout.as_secs()
                 ))
             }
             _ => continue,
         };
-        match state.store.update_vm(&vm.hostname, &change, now).await {
+        match vms.update_vm(&vm.hostname, &change, now).await {
             Ok(_) => {
                 if matches!(change, VmChange::Failed(_)) {
                     report.boot_timed_out.push(vm.hostname);

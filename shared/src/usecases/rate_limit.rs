@@ -3,6 +3,7 @@
 
 use crate::domain::Millis;
 use crate::error::Result;
+use crate::ports::{Clock, RateLimitStore};
 use crate::AppState;
 
 pub const WINDOW_MS: Millis = 60_000;
@@ -34,13 +35,29 @@ impl RateDecision {
     }
 }
 
+/// What rate limiting uses: the hit counters and the time.
+#[derive(Clone, Copy)]
+pub struct Limiter<'a> {
+    pub counters: &'a dyn RateLimitStore,
+    pub clock: &'a dyn Clock,
+}
+
+impl<'a> From<&'a AppState> for Limiter<'a> {
+    fn from(state: &'a AppState) -> Self {
+        Limiter {
+            counters: &*state.store,
+            clock: &*state.clock,
+        }
+    }
+}
+
 /// Counts one request against `bucket` (e.g. `ip:203.0.113.7`, `key:<key id>`).
-pub async fn hit(state: &AppState, bucket: &str, limit: u32) -> Result<RateDecision> {
+pub async fn hit(state: Limiter<'_>, bucket: &str, limit: u32) -> Result<RateDecision> {
     let now = state.clock.now_millis();
     let window_start = now - now.rem_euclid(WINDOW_MS);
     let reset = window_start + WINDOW_MS;
     let hits = state
-        .store
+        .counters
         .count_hit(bucket, window_start, reset + WINDOW_MS)
         .await?;
     let limit = u64::from(limit);
@@ -84,25 +101,31 @@ fn login_standing(now: Millis, previous: u64, current: u64) -> Option<i64> {
 }
 
 /// Whether failed logins from `ip` are throttled now (reads only): `Some(retry_after)`.
-pub async fn login_throttled(state: &AppState, ip: &str) -> Result<Option<i64>> {
+pub async fn login_throttled(state: Limiter<'_>, ip: &str) -> Result<Option<i64>> {
     let now = state.clock.now_millis();
     let window_start = now - now.rem_euclid(WINDOW_MS);
     let bucket = login_bucket(ip);
-    let current = state.store.hits(&bucket, window_start).await?;
-    let previous = state.store.hits(&bucket, window_start - WINDOW_MS).await?;
+    let current = state.counters.hits(&bucket, window_start).await?;
+    let previous = state
+        .counters
+        .hits(&bucket, window_start - WINDOW_MS)
+        .await?;
     Ok(login_standing(now, previous, current))
 }
 
 /// Counts a failed login from `ip` (one write); `Some(retry_after)` when it reached the limit.
-pub async fn login_failed(state: &AppState, ip: &str) -> Result<Option<i64>> {
+pub async fn login_failed(state: Limiter<'_>, ip: &str) -> Result<Option<i64>> {
     let now = state.clock.now_millis();
     let window_start = now - now.rem_euclid(WINDOW_MS);
     let bucket = login_bucket(ip);
     let current = state
-        .store
+        .counters
         .count_hit(&bucket, window_start, window_start + 3 * WINDOW_MS)
         .await?;
-    let previous = state.store.hits(&bucket, window_start - WINDOW_MS).await?;
+    let previous = state
+        .counters
+        .hits(&bucket, window_start - WINDOW_MS)
+        .await?;
     Ok(login_standing(now, previous, current))
 }
 

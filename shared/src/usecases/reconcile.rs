@@ -39,7 +39,7 @@ pub async fn reconcile(state: &AppState) -> Result<ReconcileReport> {
 pub async fn reconcile_with_grace(state: &AppState, grace: i64) -> Result<ReconcileReport> {
     // First, and needing only the store: a cloud error below must not keep quiet VMs marked
     // free or stuck boots unmarked.
-    let liveness = super::liveness::sweep(state).await?;
+    let liveness = super::liveness::sweep(&*state.store, &*state.clock, &state.config).await?;
     let now = state.clock.now_millis();
     let instances = state.compute.list_machines().await?;
     let vms = state.store.list_vms().await?;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::domain::logs::clean_lines;
 use crate::domain::{Millis, StartupMetrics, TokenHash, Vm, VmChange, VmStatus};
 use crate::error::{Error, Result};
+use crate::ports::VmStore;
 use crate::AppState;
 
 /// A VM that proved who it is with its own token. Only `authenticate` makes one, so a use
@@ -28,11 +29,11 @@ impl AuthenticatedVm {
 /// `Unauthorized` for an unknown hostname and for a missing or foreign token alike (and
 /// after the same work), so nobody can probe which hostnames exist.
 pub async fn authenticate(
-    state: &AppState,
+    vms: &dyn VmStore,
     hostname: &str,
     token: Option<&str>,
 ) -> Result<AuthenticatedVm> {
-    let vm = state.store.get_vm(hostname).await?;
+    let vm = vms.get_vm(hostname).await?;
     let hash = vm
         .as_ref()
         .map_or_else(|| TokenHash::of(UNKNOWN_VM), |v| v.token_hash.clone());

@@ -792,7 +792,7 @@ async fn a_gpu_request_launches_tagged_instances_and_its_lease_ends_on_aws() {
     for launch in &launches {
         let job: Value = serde_json::from_str(launch["body"].as_str().unwrap()).unwrap();
         let vm = vm_agent::authenticate(
-            &aws.state,
+            &*aws.state.store,
             job["hostname"].as_str().unwrap(),
             job["token"].as_str(),
         )

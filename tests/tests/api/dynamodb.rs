@@ -108,9 +108,13 @@ async fn dynamodb_request_costs() {
     store.insert_vm(&vm).await.unwrap();
     let before = now();
     for _ in 0..10 {
-        let vm = shared::usecases::vm_agent::authenticate(&state, "cost-uc", Some(token.as_str()))
-            .await
-            .unwrap();
+        let vm = shared::usecases::vm_agent::authenticate(
+            &*state.store,
+            "cost-uc",
+            Some(token.as_str()),
+        )
+        .await
+        .unwrap();
         shared::usecases::vm_agent::report(&state, &vm, VmChange::InUse(false))
             .await
             .unwrap();
@@ -121,9 +125,10 @@ async fn dynamodb_request_costs() {
         10,
     );
     let before = now();
-    let vm = shared::usecases::vm_agent::authenticate(&state, "cost-uc", Some(token.as_str()))
-        .await
-        .unwrap();
+    let vm =
+        shared::usecases::vm_agent::authenticate(&*state.store, "cost-uc", Some(token.as_str()))
+            .await
+            .unwrap();
     let answer = shared::usecases::vm_agent::wait_for_assignment(
         &state,
         &vm,

@@ -232,11 +232,17 @@ async fn a_vm_stuck_booting_is_failed_by_the_sweep() {
     .await;
     app.register_initializing_vm("stuck").await;
     app.register_vm("fine").await;
-    let report = shared::usecases::liveness::sweep(&app.state).await.unwrap();
+    let report =
+        shared::usecases::liveness::sweep(&*app.state.store, &*app.state.clock, &app.state.config)
+            .await
+            .unwrap();
     assert!(report.is_empty(), "{report:?}");
     clock.advance(Duration::from_secs(91));
     // The running VM went quiet too (the clock jumped past its 90 s window).
-    let report = shared::usecases::liveness::sweep(&app.state).await.unwrap();
+    let report =
+        shared::usecases::liveness::sweep(&*app.state.store, &*app.state.clock, &app.state.config)
+            .await
+            .unwrap();
     assert_eq!(report.boot_timed_out, vec!["stuck".to_string()]);
     assert_eq!(report.lost, vec!["fine".to_string()]);
     let vm = app.state.store.get_vm("stuck").await.unwrap().unwrap();
@@ -252,13 +258,19 @@ async fn a_vm_stuck_booting_is_failed_by_the_sweep() {
     )
     .await;
     clock.advance(Duration::from_secs(30));
-    let report = shared::usecases::liveness::sweep(&app.state).await.unwrap();
+    let report =
+        shared::usecases::liveness::sweep(&*app.state.store, &*app.state.clock, &app.state.config)
+            .await
+            .unwrap();
     assert!(
         !report.boot_timed_out.contains(&"restarted".to_string()),
         "{report:?}"
     );
     clock.advance(Duration::from_secs(31));
-    let report = shared::usecases::liveness::sweep(&app.state).await.unwrap();
+    let report =
+        shared::usecases::liveness::sweep(&*app.state.store, &*app.state.clock, &app.state.config)
+            .await
+            .unwrap();
     assert_eq!(report.boot_timed_out, vec!["restarted".to_string()]);
     assert!(vm
         .status_reason

@@ -10,7 +10,7 @@ use crate::http::{respond_status, rfc3339, Principal, Request, Response};
 
 pub async fn handle(state: AppState, _principal: Principal, _req: Request) -> Response {
     respond_status(async {
-        let at = command_log::clear(&state).await?;
+        let at = command_log::clear(&*state.store, &*state.clock).await?;
         Ok((
             json!({"cleared_at": rfc3339(at)}),
             "Command log cleared successfully",

@@ -11,7 +11,7 @@ use crate::http::{query_param, respond_status, rfc3339, Principal, Request, Resp
 pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond_status(async {
         let page = command_log::list(
-            &state,
+            &*state.store,
             query_param(&req, "limit").as_deref(),
             query_param(&req, "cursor").as_deref(),
             query_param(&req, "include_cleared").as_deref(),
