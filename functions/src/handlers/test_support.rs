@@ -152,7 +152,7 @@ impl TestState {
 
     pub async fn claim(&self, email: &str) {
         shared::usecases::participant::claim_vm(
-            &self.state,
+            (&self.state).into(),
             shared::usecases::participant::ClaimInput {
                 email,
                 crd_command: "--code=4/abc",

@@ -260,7 +260,8 @@ pub async fn reissue_seat(state: &AppState, hostname: &str) -> Result<(Vm, SeatT
 /// Moves the participant of `hostname` to `to` (or any free, live VM), whatever the state
 /// of their VM; it is left in `error` so nobody else gets a machine that held their session.
 pub async fn move_participant(state: &AppState, hostname: &str, to: Option<&str>) -> Result<Vm> {
-    super::participant::move_participant(state, hostname, None, to, "moved by an organiser").await
+    super::participant::move_participant(state.into(), hostname, None, to, "moved by an organiser")
+        .await
 }
 
 #[cfg(test)]

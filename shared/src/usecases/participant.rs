@@ -8,18 +8,45 @@
 
 use subtle::ConstantTimeEq;
 
+use crate::config::Config;
 use crate::domain::{CrdCommand, Email, Millis, Pin, SeatToken, Vm};
 use crate::error::{Error, Result};
-use crate::ports::{ClaimOutcome, ClaimRequest, MoveOutcome, MoveSeat};
+use crate::ports::{
+    AssignmentNotifier, ClaimOutcome, ClaimRequest, Clock, MoveOutcome, MoveSeat, RateLimitStore,
+    VmStore,
+};
 use crate::AppState;
 
+/// What a participant's use cases use: the VMs, the claim counters, the time, the
+/// wake-ups of waiting VMs and the settings.
+#[derive(Clone, Copy)]
+pub struct Seats<'a> {
+    pub store: &'a dyn VmStore,
+    pub counters: &'a dyn RateLimitStore,
+    pub clock: &'a dyn Clock,
+    pub notifier: &'a dyn AssignmentNotifier,
+    pub config: &'a Config,
+}
+
+impl<'a> From<&'a AppState> for Seats<'a> {
+    fn from(state: &'a AppState) -> Self {
+        Seats {
+            store: &*state.store,
+            counters: &*state.store,
+            clock: &*state.clock,
+            notifier: &*state.notifier,
+            config: &state.config,
+        }
+    }
+}
+
 /// The oldest `last_seen_at` that counts as alive now.
-pub fn live_since(state: &AppState) -> Millis {
+pub fn live_since(state: Seats<'_>) -> Millis {
     state.config.liveness().live_since(state.clock.now_millis())
 }
 
 /// Number of VMs a claim could get right now (`Vm::is_assignable`).
-pub async fn free_vm_count(state: &AppState) -> Result<u64> {
+pub async fn free_vm_count(state: Seats<'_>) -> Result<u64> {
     state.store.count_assignable(live_since(state)).await
 }
 
@@ -51,7 +78,7 @@ pub enum Claimed {
 /// Checks the join code and the per-IP limit, validates the inputs, then assigns a free,
 /// live VM to the email in one atomic store step with a fresh PIN and seat token. Nothing
 /// changes on any refusal. A waiting VM is woken at once.
-pub async fn claim_vm(state: &AppState, input: ClaimInput<'_>) -> Result<Claimed> {
+pub async fn claim_vm(state: Seats<'_>, input: ClaimInput<'_>) -> Result<Claimed> {
     check_join_code(state, input.join_code)?;
     let email = Email::parse(input.email)?;
     let crd = CrdCommand::parse(input.crd_command)?;
@@ -90,7 +117,7 @@ pub async fn claim_vm(state: &AppState, input: ClaimInput<'_>) -> Result<Claimed
     }
 }
 
-fn check_join_code(state: &AppState, presented: Option<&str>) -> Result<()> {
+fn check_join_code(state: Seats<'_>, presented: Option<&str>) -> Result<()> {
     let Some(expected) = &state.config.join_code else {
         return Ok(());
     };
@@ -111,7 +138,7 @@ fn check_join_code(state: &AppState, presented: Option<&str>) -> Result<()> {
 
 /// The optional per-client-IP limit (`GPUFLEET_CLAIMS_PER_IP_PER_HOUR`), in fixed
 /// one-hour windows counted in the store, so every Lambda instance shares it.
-async fn check_claim_limit(state: &AppState, client_ip: &str) -> Result<()> {
+async fn check_claim_limit(state: Seats<'_>, client_ip: &str) -> Result<()> {
     let limit = state.config.claims_per_ip_per_hour;
     if limit == 0 {
         return Ok(());
@@ -127,19 +154,19 @@ async fn check_claim_limit(state: &AppState, client_ip: &str) -> Result<()> {
 
 /// Counts one hit on `bucket` in the current one-hour window (in the store, so every
 /// process shares it) and returns the hits so far in it.
-async fn hits_this_hour(state: &AppState, bucket: &str) -> Result<u64> {
+async fn hits_this_hour(state: Seats<'_>, bucket: &str) -> Result<u64> {
     const HOUR: Millis = 3_600_000;
     let now = state.clock.now_millis();
     let window = now - now.rem_euclid(HOUR);
     state
-        .store
+        .counters
         .count_hit(bucket, window, window + 2 * HOUR)
         .await
 }
 
 /// The VM whose participant holds `token`. A malformed or unknown token is `NotFound`,
 /// the same either way.
-pub async fn seat(state: &AppState, token: &str) -> Result<Vm> {
+pub async fn seat(state: Seats<'_>, token: &str) -> Result<Vm> {
     let not_found = || Error::NotFound("seat".into());
     let token = SeatToken::parse(token).ok_or_else(not_found)?;
     state
@@ -151,7 +178,7 @@ pub async fn seat(state: &AppState, token: &str) -> Result<Vm> {
 
 /// The participant sends a new CRD command (the first code expired, or they want to
 /// register again): validated like the first, delivered to their VM's agent at once.
-pub async fn resend_command(state: &AppState, token: &str, crd_command: &str) -> Result<Vm> {
+pub async fn resend_command(state: Seats<'_>, token: &str, crd_command: &str) -> Result<Vm> {
     let crd = CrdCommand::parse(crd_command)?;
     let vm = seat(state, token).await?;
     let vm = state
@@ -169,7 +196,7 @@ pub async fn resend_command(state: &AppState, token: &str, crd_command: &str) ->
 /// A participant whose VM died moves to a free, live VM: new hostname, new PIN, the same
 /// email, seat and CRD command; the dead VM stays out of the pool, marked `error`. A
 /// participant whose VM works cannot move themselves (an organiser can).
-pub async fn move_to_working_vm(state: &AppState, token: &str) -> Result<Vm> {
+pub async fn move_to_working_vm(state: Seats<'_>, token: &str) -> Result<Vm> {
     let vm = seat(state, token).await?;
     let since = live_since(state);
     if !vm.is_dead(since) {
@@ -208,7 +235,7 @@ pub fn death_reason(vm: &Vm, live_since: Millis) -> String {
 /// Moves the participant of `from` (with `seat_hash`, when they move themselves) to `to`
 /// or any assignable VM. Shared by the participant's and the organiser's move.
 pub(crate) async fn move_participant(
-    state: &AppState,
+    state: Seats<'_>,
     from: &str,
     seat_hash: Option<String>,
     to: Option<&str>,

@@ -15,7 +15,7 @@ pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Res
         let fleet = FleetView::new(
             &vms,
             state.clock.now_millis(),
-            shared::usecases::participant::live_since(&state),
+            shared::usecases::participant::live_since((&state).into()),
         );
         let mut resp = if wants_json(&req) {
             ok_json(serde_json::to_value(&fleet).map_err(|e| shared::Error::Internal(e.into()))?)?

@@ -65,7 +65,7 @@ pub(crate) async fn admin_page(
             fleet: FleetView::new(
                 &vms,
                 state.clock.now_millis(),
-                shared::usecases::participant::live_since(state),
+                shared::usecases::participant::live_since(state.into()),
             ),
             max_launch: state.config.max_launch,
             message,

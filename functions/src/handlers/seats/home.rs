@@ -9,7 +9,7 @@ use crate::pages::{render, HomePage};
 
 pub async fn handle(state: AppState, _principal: Principal, _req: Request) -> Response {
     respond(async {
-        let free_count = participant::free_vm_count(&state).await?;
+        let free_count = participant::free_vm_count((&state).into()).await?;
         render(
             StatusCode::OK,
             &HomePage {

@@ -44,17 +44,17 @@ pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Res
                 },
             )
         };
-        let (vm, seat) = match participant::claim_vm(&state, input).await {
+        let (vm, seat) = match participant::claim_vm((&state).into(), input).await {
             Ok(Claimed::Assigned { vm, seat }) => (vm, Some(seat)),
             Ok(Claimed::Returning { vm }) => (vm, None),
             Ok(Claimed::HeldElsewhere) => {
-                let free = participant::free_vm_count(&state).await?;
+                let free = participant::free_vm_count((&state).into()).await?;
                 let mut resp = form_again(None, true, free)?;
                 no_store(&mut resp);
                 return Ok(resp);
             }
             Err(e @ (Error::Validation(_) | Error::NoVmAvailable)) => {
-                let free = participant::free_vm_count(&state).await?;
+                let free = participant::free_vm_count((&state).into()).await?;
                 return form_again(Some(&e.to_string()), false, free);
             }
             Err(e) => return Err(ApiError::Core(e)),
@@ -169,7 +169,7 @@ mod tests {
         assert_eq!(resp.status(), 200);
         assert!(body_text(&resp).contains("Invalid CRD command"));
         assert_eq!(
-            shared::usecases::participant::free_vm_count(&t.state)
+            shared::usecases::participant::free_vm_count((&t.state).into())
                 .await
                 .unwrap(),
             1

@@ -16,8 +16,8 @@ pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Res
         };
         let form = form_body(&req)?;
         let command = form.get("crd_command").map(String::as_str).unwrap_or("");
-        let since = participant::live_since(&state);
-        match participant::resend_command(&state, &token, command).await {
+        let since = participant::live_since((&state).into());
+        match participant::resend_command((&state).into(), &token, command).await {
             Ok(vm) => {
                 let message = format!(
                     "Sent to {}. It appears under \"Remote devices\" within a minute or two.",
@@ -27,7 +27,7 @@ pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Res
             }
             Err(Error::NotFound(_)) => render_no_seat(),
             Err(e @ Error::Validation(_)) => {
-                let vm = match participant::seat(&state, &token).await {
+                let vm = match participant::seat((&state).into(), &token).await {
                     Ok(vm) => vm,
                     Err(_) => return render_no_seat(),
                 };

@@ -14,17 +14,17 @@ pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Res
         let Some((token, base)) = seat_credential(&req) else {
             return render_no_seat();
         };
-        let since = participant::live_since(&state);
+        let since = participant::live_since((&state).into());
         let refused = |status: StatusCode, error: String| {
             let (state, token, base) = (state.clone(), token.clone(), base.clone());
             async move {
-                match participant::seat(&state, &token).await {
+                match participant::seat((&state).into(), &token).await {
                     Ok(vm) => render_seat(status, &vm, since, base, None, Some(&error)),
                     Err(_) => render_no_seat(),
                 }
             }
         };
-        match participant::move_to_working_vm(&state, &token).await {
+        match participant::move_to_working_vm((&state).into(), &token).await {
             Ok(vm) => {
                 let message = format!(
                     "You moved to {}, with a new PIN. Chrome Remote Desktop codes work once: make a new command and send it below to register this VM.",

@@ -18,12 +18,12 @@ pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Res
         let Some((token, base)) = seat_credential(&req) else {
             return render_no_seat();
         };
-        let vm = match participant::seat(&state, &token).await {
+        let vm = match participant::seat((&state).into(), &token).await {
             Ok(vm) => vm,
             Err(Error::NotFound(_)) => return render_no_seat(),
             Err(e) => return Err(ApiError::Core(e)),
         };
-        let since = participant::live_since(&state);
+        let since = participant::live_since((&state).into());
         let mut resp = render_seat(StatusCode::OK, &vm, since, base, None, None)?;
         // Remember a seat opened by its link on this device, but never replace another seat
         // this browser holds: a link someone else sent must not take over this one's.

@@ -8,7 +8,7 @@ use crate::http::{ok_json, respond, Principal, Request, Response};
 
 pub async fn handle(state: AppState, _principal: Principal, _req: Request) -> Response {
     respond(async {
-        let count = participant::free_vm_count(&state).await?;
+        let count = participant::free_vm_count((&state).into()).await?;
         ok_json(json!({"count": count}))
     })
     .await

@@ -37,7 +37,7 @@ mod tests {
         let vm = t.state.store.get_vm("vm-1").await.unwrap().unwrap();
         assert_eq!(vm.gpu_health, GpuHealth::Unhealthy);
         assert_eq!(
-            shared::usecases::participant::free_vm_count(&t.state)
+            shared::usecases::participant::free_vm_count((&t.state).into())
                 .await
                 .unwrap(),
             0

@@ -54,7 +54,7 @@ mod tests {
             "VM status updated successfully."
         );
         assert_eq!(
-            shared::usecases::participant::free_vm_count(&t.state)
+            shared::usecases::participant::free_vm_count((&t.state).into())
                 .await
                 .unwrap(),
             1
