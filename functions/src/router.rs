@@ -183,4 +183,19 @@ mod tests {
             assert_eq!(resp.status(), 401, "{token}");
         }
     }
+
+    #[test]
+    fn only_an_admin_gets_everyones_view() {
+        let caller = shared::domain::api_keys::Caller {
+            key_id: "k".into(),
+            user_id: "alice".into(),
+            gpu_quota: 1,
+        };
+        assert!(matches!(Principal::Admin.caller(), Ok(None)));
+        let user = Principal::User(caller);
+        assert_eq!(user.caller().unwrap().unwrap().user_id, "alice");
+        assert!(Principal::Anonymous.caller().is_err());
+        assert!(Principal::Anonymous.user().is_err());
+        assert!(Principal::Admin.user().is_err());
+    }
 }

@@ -52,17 +52,23 @@ pub enum Principal {
 }
 
 impl Principal {
-    /// The API-key caller; `None` for an admin, who acts on everyone's.
-    pub fn caller(&self) -> Option<&Caller> {
+    /// Whose data a key-or-admin route acts on: the key holder's own (`Some`), or everyone's
+    /// for an admin (`None`). Anyone else is refused, so a route declared with another
+    /// access can never hand out the admin's view.
+    pub fn caller(&self) -> Result<Option<&Caller>, ApiError> {
         match self {
-            Principal::User(caller) => Some(caller),
-            _ => None,
+            Principal::User(caller) => Ok(Some(caller)),
+            Principal::Admin => Ok(None),
+            Principal::Anonymous | Principal::Vm(_) => Err(ApiError::Core(Error::Unauthorized)),
         }
     }
 
     /// The API-key caller of a route only a key may call.
     pub fn user(&self) -> Result<&Caller, ApiError> {
-        self.caller().ok_or(ApiError::Core(Error::Unauthorized))
+        match self {
+            Principal::User(caller) => Ok(caller),
+            _ => Err(ApiError::Core(Error::Unauthorized)),
+        }
     }
 
     /// The VM of a VM route.

@@ -8,8 +8,8 @@ use crate::views::instance_json;
 
 pub async fn handle(state: AppState, principal: Principal, _req: Request) -> Response {
     let state = &state;
-    let caller = principal.caller().cloned();
     respond_v1(async move {
+        let caller = principal.caller()?.cloned();
         let list = instances::list(state, caller.as_ref()).await?;
         V1Ok::ok(
             "Instances retrieved successfully",

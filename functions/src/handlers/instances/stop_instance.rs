@@ -8,8 +8,8 @@ use crate::views::instance_json;
 
 pub async fn handle(state: AppState, principal: Principal, req: Request) -> Response {
     let (state, req) = (&state, &req);
-    let caller = principal.caller().cloned();
     respond_v1(async move {
+        let caller = principal.caller()?.cloned();
         let id = path_param(req, "id")?;
         let instance = instances::power(state, caller.as_ref(), &id, false).await?;
         V1Ok::ok("Instance stopped successfully", instance_json(&instance))

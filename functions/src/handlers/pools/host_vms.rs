@@ -7,7 +7,7 @@ use crate::http::{path_param, respond_status, Principal, Request, Response};
 
 pub async fn handle(state: AppState, principal: Principal, req: Request) -> Response {
     respond_status(async {
-        let caller = principal.caller().cloned();
+        let caller = principal.caller()?.cloned();
         // Key holders see their own allocations; others' appear as anonymous usage.
         let viewer = caller.as_ref().map(|c| c.user_id.as_str());
         let hostname = path_param(&req, "hostname")?;

@@ -8,7 +8,7 @@ use crate::views::request_json;
 
 pub async fn handle(state: AppState, principal: Principal, req: Request) -> Response {
     respond(async {
-        let caller = principal.caller().cloned();
+        let caller = principal.caller()?.cloned();
         let id = path_param(&req, "request_id")?;
         let request = requests::get(&state, caller.as_ref(), &id).await?;
         ok_json(request_json(&request))

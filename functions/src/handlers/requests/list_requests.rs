@@ -11,7 +11,7 @@ const MAX_LIMIT: usize = 1000;
 
 pub async fn handle(state: AppState, principal: Principal, req: Request) -> Response {
     respond(async {
-        let caller = principal.caller().cloned();
+        let caller = principal.caller()?.cloned();
         let limit = match query_param(&req, "limit") {
             None => 100,
             Some(raw) => match raw.parse::<usize>() {

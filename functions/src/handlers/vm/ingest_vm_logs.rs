@@ -28,7 +28,10 @@ pub async fn handle(state: AppState, principal: Principal, req: Request) -> Resp
         // The router authenticated a VM for this same `log_stream`, or an admin.
         let hostname = match &principal {
             Principal::Vm(vm) => vm.hostname(),
-            _ => hostname,
+            Principal::Admin => hostname,
+            Principal::Anonymous | Principal::User(_) => {
+                return Err(ApiError::Core(shared::Error::Unauthorized))
+            }
         };
         vm_agent::append_logs(&state, hostname, &messages).await?;
         ok_json(json!({"message": "VM logs posted successfully."}))
