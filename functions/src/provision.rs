@@ -125,7 +125,7 @@ mod tests {
         let r = GpuRequest::new("00000000-0000-4000-8000-00000000000a".into(), &input, now);
         t.state.store.create_request(&r, 8, None).await.unwrap();
         let state = crate::handlers::test_support::as_granted_to(&t.state, "provision");
-        shared::usecases::requests::provision(&state, &r.request_id)
+        shared::usecases::requests::provision((&state).into(), &r.request_id)
             .await
             .unwrap();
         let planned = t

@@ -211,7 +211,7 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            match shared::usecases::requests::sweep(&sweeper).await {
+            match shared::usecases::requests::sweep((&sweeper).into()).await {
                 Ok(report) if report != Default::default() => {
                     tracing::info!(?report, "provisioning requests swept")
                 }

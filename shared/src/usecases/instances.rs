@@ -6,19 +6,43 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
+use crate::config::Config;
 use crate::domain::api_keys::Caller;
 use crate::domain::instances::{CloudInstance, InstanceStatus, NewInstance, ProviderInstance};
 use crate::domain::offers::{Offer, OfferQuery};
 use crate::error::{Error, Result};
+use crate::ports::{Clock, InstanceStore};
 use crate::ports::{CreateInstanceOutcome, CreateInstanceSpec, GpuCloud, Idempotency, LaunchError};
+use crate::state::Clouds;
 use crate::AppState;
 
+/// What the instances API's use cases use: the instance records, the GPU clouds, the
+/// time and the settings.
+#[derive(Clone, Copy)]
+pub struct Instances<'a> {
+    pub store: &'a dyn InstanceStore,
+    pub clouds: &'a Clouds,
+    pub clock: &'a dyn Clock,
+    pub config: &'a Config,
+}
+
+impl<'a> From<&'a AppState> for Instances<'a> {
+    fn from(state: &'a AppState) -> Self {
+        Instances {
+            store: &*state.store,
+            clouds: &state.clouds,
+            clock: &*state.clock,
+            config: &state.config,
+        }
+    }
+}
+
 /// The providers this deployment has credentials for.
-pub fn providers(state: &AppState) -> Vec<&'static str> {
+pub fn providers(state: Instances<'_>) -> Vec<&'static str> {
     state.clouds.names()
 }
 
-fn cloud<'a>(state: &'a AppState, name: &str) -> Result<&'a std::sync::Arc<dyn GpuCloud>> {
+fn cloud<'a>(state: Instances<'a>, name: &str) -> Result<&'a std::sync::Arc<dyn GpuCloud>> {
     state.clouds.get(name).ok_or_else(|| {
         Error::validation(format!(
             "provider {name:?} is not configured here; GET /api/v1/providers lists those that are"
@@ -28,7 +52,7 @@ fn cloud<'a>(state: &'a AppState, name: &str) -> Result<&'a std::sync::Arc<dyn G
 
 /// Offers from every provider (or the one asked for), filtered and sorted by `query`. A
 /// provider that fails is left out (and logged) unless it was the only one asked.
-pub async fn search(state: &AppState, query: &OfferQuery) -> Result<Vec<Offer>> {
+pub async fn search(state: Instances<'_>, query: &OfferQuery) -> Result<Vec<Offer>> {
     let clouds: Vec<_> = match &query.provider {
         Some(name) => vec![cloud(state, name)?.clone()],
         None => state.clouds.all().to_vec(),
@@ -68,7 +92,7 @@ fn fingerprint(owner: &str, body: &NewInstance) -> String {
 /// repeat with the same `Idempotency-Key` returns the first instance, finishing its
 /// creation if the first attempt stopped between the record and the provider.
 pub async fn create(
-    state: &AppState,
+    state: Instances<'_>,
     caller: &Caller,
     input: NewInstance,
     idempotency_key: Option<&str>,
@@ -165,7 +189,7 @@ pub async fn create(
 }
 
 async fn launch(
-    state: &AppState,
+    state: Instances<'_>,
     cloud: &dyn GpuCloud,
     mut record: CloudInstance,
     offer: Offer,
@@ -207,7 +231,7 @@ async fn launch(
 }
 
 /// Saves a record, or reloads it when someone else saved first (their write wins).
-async fn save(state: &AppState, record: CloudInstance) -> Result<CloudInstance> {
+async fn save(state: Instances<'_>, record: CloudInstance) -> Result<CloudInstance> {
     match state.store.save_instance(&record).await {
         Err(Error::Conflict(_)) => state
             .store
@@ -219,7 +243,7 @@ async fn save(state: &AppState, record: CloudInstance) -> Result<CloudInstance> 
 }
 
 /// The caller's instances, newest first (an admin's: everyone's).
-pub async fn list(state: &AppState, caller: Option<&Caller>) -> Result<Vec<CloudInstance>> {
+pub async fn list(state: Instances<'_>, caller: Option<&Caller>) -> Result<Vec<CloudInstance>> {
     state
         .store
         .list_instances(caller.map(|c| c.user_id.as_str()))
@@ -228,7 +252,7 @@ pub async fn list(state: &AppState, caller: Option<&Caller>) -> Result<Vec<Cloud
 
 /// One of the caller's instances; someone else's is "not found" (its existence is not
 /// revealed).
-async fn owned(state: &AppState, caller: Option<&Caller>, id: &str) -> Result<CloudInstance> {
+async fn owned(state: Instances<'_>, caller: Option<&Caller>, id: &str) -> Result<CloudInstance> {
     let valid = !id.is_empty()
         && id.len() <= 64
         && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
@@ -244,12 +268,12 @@ async fn owned(state: &AppState, caller: Option<&Caller>, id: &str) -> Result<Cl
 }
 
 /// One instance, refreshed from its provider (status, address) when it is not final.
-pub async fn get(state: &AppState, caller: Option<&Caller>, id: &str) -> Result<CloudInstance> {
+pub async fn get(state: Instances<'_>, caller: Option<&Caller>, id: &str) -> Result<CloudInstance> {
     let record = owned(state, caller, id).await?;
     refresh(state, record).await
 }
 
-async fn refresh(state: &AppState, mut record: CloudInstance) -> Result<CloudInstance> {
+async fn refresh(state: Instances<'_>, mut record: CloudInstance) -> Result<CloudInstance> {
     let (Some(provider_id), false) = (record.provider_id.clone(), record.status.is_final()) else {
         return Ok(record);
     };
@@ -276,7 +300,7 @@ async fn refresh(state: &AppState, mut record: CloudInstance) -> Result<CloudIns
 /// Start (`true`) or stop a machine. Refused (409) while it is being created or after it
 /// ended.
 pub async fn power(
-    state: &AppState,
+    state: Instances<'_>,
     caller: Option<&Caller>,
     id: &str,
     start: bool,
@@ -317,7 +341,11 @@ pub async fn power(
 
 /// Ends a machine. The record says `destroyed` only once the provider confirms; until
 /// then it says `destroying` (and reconcile finishes the job).
-pub async fn destroy(state: &AppState, caller: Option<&Caller>, id: &str) -> Result<CloudInstance> {
+pub async fn destroy(
+    state: Instances<'_>,
+    caller: Option<&Caller>,
+    id: &str,
+) -> Result<CloudInstance> {
     let mut record = owned(state, caller, id).await?;
     if record.status.is_final() {
         return Ok(record);
@@ -356,7 +384,7 @@ pub struct InstancesReport {
 /// missing or final is ended (after the grace period: its record may be being written);
 /// a pending record adopts its machine; a live record whose machine vanished, or a
 /// `destroying` one now confirmed, becomes `destroyed`.
-pub async fn reconcile(state: &AppState) -> Result<InstancesReport> {
+pub async fn reconcile(state: Instances<'_>) -> Result<InstancesReport> {
     let mut report = InstancesReport::default();
     if state.clouds.all().is_empty() {
         return Ok(report);

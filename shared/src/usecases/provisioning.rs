@@ -45,7 +45,7 @@ pub(crate) fn client_token(operation_id: &str, hostname: &str, market: Market) -
 pub async fn run_job(state: &AppState, job: &Job, attempt: u32) -> JobOutcome {
     match job {
         Job::ProvisionRequest { request_id } => {
-            match super::requests::provision(state, request_id).await {
+            match super::requests::provision(state.into(), request_id).await {
                 Ok(()) => JobOutcome::Done,
                 Err(e) => {
                     tracing::error!(%request_id, error = ?e, "provisioning job failed");

@@ -108,8 +108,8 @@ pub async fn reconcile_with_grace(state: &AppState, grace: i64) -> Result<Reconc
         }
     }
     tracing::info!(?report, "reconciled");
-    report.requests = super::requests::sweep(state).await?;
-    report.instances = super::instances::reconcile(state).await?;
+    report.requests = super::requests::sweep(state.into()).await?;
+    report.instances = super::instances::reconcile(state.into()).await?;
     report.liveness = liveness;
     Ok(report)
 }

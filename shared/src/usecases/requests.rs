@@ -15,6 +15,7 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
+use crate::config::Config;
 use crate::domain::api_keys::Caller;
 use crate::domain::requests::plan_machines;
 use crate::domain::rfc3339;
@@ -23,8 +24,33 @@ use crate::domain::{
     RequestStatus, Vm, VmStatus, VmToken,
 };
 use crate::error::{Error, Result};
+use crate::ports::{Clock, ComputeProvider, JobQueue, Store};
 use crate::ports::{CreateRequestOutcome, Idempotency};
 use crate::AppState;
+
+/// What the GPU requests' use cases use: the store (requests, their machines and logs),
+/// the queue that provisions, the compute provider that ends machines, the time and the
+/// settings.
+#[derive(Clone, Copy)]
+pub struct Leases<'a> {
+    pub store: &'a dyn Store,
+    pub queue: &'a dyn JobQueue,
+    pub compute: &'a dyn ComputeProvider,
+    pub clock: &'a dyn Clock,
+    pub config: &'a Config,
+}
+
+impl<'a> From<&'a AppState> for Leases<'a> {
+    fn from(state: &'a AppState) -> Self {
+        Leases {
+            store: &*state.store,
+            queue: &*state.queue,
+            compute: &*state.compute,
+            clock: &*state.clock,
+            config: &state.config,
+        }
+    }
+}
 
 /// What `create` did.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,7 +65,7 @@ const REQUEUE_AFTER_MS: i64 = 5 * 60 * 1000;
 
 /// Records a request and queues its provisioning, together or not at all.
 pub async fn create(
-    state: &AppState,
+    state: Leases<'_>,
     caller: &Caller,
     input: NewRequest,
     idempotency_key: Option<&str>,
@@ -120,7 +146,7 @@ pub fn parse_request_id(raw: &str) -> Result<String> {
 
 /// One of the caller's requests (`None` caller: an admin); someone else's is "not found".
 pub async fn get(
-    state: &AppState,
+    state: Leases<'_>,
     caller: Option<&Caller>,
     request_id: &str,
 ) -> Result<GpuRequest> {
@@ -133,7 +159,7 @@ pub async fn get(
 
 /// The caller's requests (everyone's for an admin), newest first.
 pub async fn list(
-    state: &AppState,
+    state: Leases<'_>,
     caller: Option<&Caller>,
     limit: usize,
 ) -> Result<Vec<GpuRequest>> {
@@ -145,7 +171,7 @@ pub async fn list(
 
 /// Ends a lease early: its machines are terminated (confirmed) before it says `released`.
 pub async fn release(
-    state: &AppState,
+    state: Leases<'_>,
     caller: Option<&Caller>,
     request_id: &str,
 ) -> Result<GpuRequest> {
@@ -173,7 +199,7 @@ pub async fn release(
 }
 
 /// The provisioning job: plans the machines, records them, queues their launches.
-pub async fn provision(state: &AppState, request_id: &str) -> Result<()> {
+pub async fn provision(state: Leases<'_>, request_id: &str) -> Result<()> {
     let Some(request) = state.store.get_request(request_id).await? else {
         return Ok(()); // nothing to do for an unknown request
     };
@@ -236,7 +262,7 @@ pub async fn provision(state: &AppState, request_id: &str) -> Result<()> {
     if !new_vms.is_empty() {
         state
             .queue
-            .record_and_enqueue(&*state.store, &new_vms, &jobs)
+            .record_and_enqueue(state.store, &new_vms, &jobs)
             .await?;
     }
     state
@@ -262,7 +288,7 @@ pub struct SweepReport {
 }
 
 /// Moves every active request along: see the module documentation.
-pub async fn sweep(state: &AppState) -> Result<SweepReport> {
+pub async fn sweep(state: Leases<'_>) -> Result<SweepReport> {
     let mut report = SweepReport::default();
     for request in state.store.active_requests().await? {
         if let Err(e) = settle(state, &request, &mut report).await {
@@ -274,7 +300,7 @@ pub async fn sweep(state: &AppState) -> Result<SweepReport> {
 
 /// Called when a leased machine reports `running`: completes its request as soon as all of
 /// its machines are up (failures and expiry are the sweep's, which may end machines).
-pub async fn on_machine_report(state: &AppState, request_id: &str) -> Result<()> {
+pub async fn on_machine_report(state: Leases<'_>, request_id: &str) -> Result<()> {
     let Some(request) = state.store.get_request(request_id).await? else {
         return Ok(());
     };
@@ -293,7 +319,7 @@ pub async fn on_machine_report(state: &AppState, request_id: &str) -> Result<()>
 }
 
 async fn complete(
-    state: &AppState,
+    state: Leases<'_>,
     request: &GpuRequest,
     machines: &[Vm],
     report: &mut SweepReport,
@@ -317,7 +343,7 @@ async fn complete(
     Ok(())
 }
 
-async fn settle(state: &AppState, request: &GpuRequest, report: &mut SweepReport) -> Result<()> {
+async fn settle(state: Leases<'_>, request: &GpuRequest, report: &mut SweepReport) -> Result<()> {
     let now = state.clock.now_millis();
     let id = request.request_id.clone();
     let timeout = i64::try_from(state.config.provision_timeout.as_millis()).unwrap_or(i64::MAX);
@@ -373,7 +399,7 @@ async fn settle(state: &AppState, request: &GpuRequest, report: &mut SweepReport
 
 /// Ends the machines, then (only once all are confirmed gone) the request.
 async fn finish(
-    state: &AppState,
+    state: Leases<'_>,
     request: &GpuRequest,
     change: RequestChange,
     report: &mut SweepReport,
@@ -399,7 +425,7 @@ async fn finish(
     Ok(())
 }
 
-async fn machines_of(state: &AppState, request: &GpuRequest) -> Result<Vec<Vm>> {
+async fn machines_of(state: Leases<'_>, request: &GpuRequest) -> Result<Vec<Vm>> {
     let mut machines = Vec::new();
     for host in &request.hosts {
         if let Some(vm) = state.store.get_vm(host).await? {
@@ -411,7 +437,7 @@ async fn machines_of(state: &AppState, request: &GpuRequest) -> Result<Vec<Vm>> 
 
 /// Terminates every machine of the request and forgets those confirmed gone. `true` when
 /// none is left.
-async fn end_machines(state: &AppState, request: &GpuRequest) -> Result<bool> {
+async fn end_machines(state: Leases<'_>, request: &GpuRequest) -> Result<bool> {
     let machines = machines_of(state, request).await?;
     let ids: Vec<String> = machines
         .iter()
@@ -438,7 +464,11 @@ async fn end_machines(state: &AppState, request: &GpuRequest) -> Result<bool> {
     Ok(all_gone)
 }
 
-async fn access_of(state: &AppState, machines: &[Vm], request: &GpuRequest) -> Result<LeaseAccess> {
+async fn access_of(
+    state: Leases<'_>,
+    machines: &[Vm],
+    request: &GpuRequest,
+) -> Result<LeaseAccess> {
     let shapes = plan_machines(request.gpu_count, &state.config.gpu_shapes)?;
     let instances = state.compute.list_machines().await?;
     let address_of: HashMap<&str, Option<String>> = instances

@@ -57,7 +57,7 @@ pub async fn report(state: &AppState, vm: &AuthenticatedVm, change: VmChange) ->
     // A machine of a provisioning request coming up may complete its request.
     let came_up = change == VmChange::Status(VmStatus::Running);
     if let (Some(request_id), true) = (vm.lease_request(), came_up) {
-        if let Err(e) = super::requests::on_machine_report(state, request_id).await {
+        if let Err(e) = super::requests::on_machine_report(state.into(), request_id).await {
             tracing::warn!(%hostname, error = ?e, "could not settle the machine's request; the sweep will");
         }
     }

@@ -763,9 +763,14 @@ async fn a_gpu_request_launches_tagged_instances_and_its_lease_ends_on_aws() {
     )
     .await;
     let body = json!({"user_id": "gina", "gpu_count": 5, "duration_hours": 1});
-    let created = requests::create(&aws.state, &caller("gina"), new_request(&body), None)
-        .await
-        .unwrap();
+    let created = requests::create(
+        (&aws.state).into(),
+        &caller("gina"),
+        new_request(&body),
+        None,
+    )
+    .await
+    .unwrap();
     let id = created.request.request_id.clone();
     // The provisioning job, then the two launch jobs it queued.
     let jobs = aws.receive(1).await;
@@ -857,16 +862,21 @@ async fn a_gpu_request_ec2_refuses_fails_with_the_reason() {
     )
     .await;
     let body = json!({"user_id": "hal", "gpu_count": 2, "duration_hours": 1});
-    let id = requests::create(&aws.state, &caller("hal"), new_request(&body), None)
-        .await
-        .unwrap()
-        .request
-        .request_id;
+    let id = requests::create(
+        (&aws.state).into(),
+        &caller("hal"),
+        new_request(&body),
+        None,
+    )
+    .await
+    .unwrap()
+    .request
+    .request_id;
     let jobs = aws.receive(1).await;
     aws.provision_all(&jobs).await;
     let launches = aws.receive(2).await;
     aws.provision_all(&launches).await;
-    let report = requests::sweep(&aws.state).await.unwrap();
+    let report = requests::sweep((&aws.state).into()).await.unwrap();
     assert_eq!(report.failed, std::slice::from_ref(&id));
     let r = aws.state.store.get_request(&id).await.unwrap().unwrap();
     assert_eq!(r.status.as_str(), "failed");

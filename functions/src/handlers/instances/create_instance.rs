@@ -15,7 +15,7 @@ pub async fn handle(state: AppState, principal: Principal, req: Request) -> Resp
         let caller = principal.user()?;
         let body: serde_json::Value = json_body(req)?;
         let input = NewInstance::parse(&body)?;
-        let created = instances::create(state, caller, input, idempotency_key(req)?).await?;
+        let created = instances::create(state.into(), caller, input, idempotency_key(req)?).await?;
         Ok(V1Ok {
             status: StatusCode::CREATED,
             message: "Instance created successfully",

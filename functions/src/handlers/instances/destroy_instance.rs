@@ -14,7 +14,7 @@ pub async fn handle(state: AppState, principal: Principal, req: Request) -> Resp
     respond_v1(async move {
         let caller = principal.caller()?.cloned();
         let id = path_param(req, "id")?;
-        let instance = instances::destroy(state, caller.as_ref(), &id).await?;
+        let instance = instances::destroy(state.into(), caller.as_ref(), &id).await?;
         let confirmed = instance.status != InstanceStatus::Destroying;
         Ok(V1Ok {
             status: if confirmed {

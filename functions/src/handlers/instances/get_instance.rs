@@ -12,7 +12,7 @@ pub async fn handle(state: AppState, principal: Principal, req: Request) -> Resp
     respond_v1(async move {
         let caller = principal.caller()?.cloned();
         let id = path_param(req, "id")?;
-        let instance = instances::get(state, caller.as_ref(), &id).await?;
+        let instance = instances::get(state.into(), caller.as_ref(), &id).await?;
         V1Ok::ok("Instance retrieved successfully", instance_json(&instance))
     })
     .await

@@ -10,7 +10,7 @@ pub async fn handle(state: AppState, principal: Principal, _req: Request) -> Res
     let state = &state;
     respond_v1(async move {
         let caller = principal.caller()?.cloned();
-        let list = instances::list(state, caller.as_ref()).await?;
+        let list = instances::list(state.into(), caller.as_ref()).await?;
         V1Ok::ok(
             "Instances retrieved successfully",
             list.iter().map(instance_json).collect(),

@@ -10,7 +10,7 @@ pub async fn handle(state: AppState, _principal: Principal, _req: Request) -> Re
     respond_v1(async {
         V1Ok::ok(
             "Providers retrieved successfully",
-            serde_json::json!(instances::providers(state)),
+            serde_json::json!(instances::providers(state.into())),
         )
     })
     .await

@@ -23,7 +23,7 @@ pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Res
             })
             .collect();
         let query = OfferQuery::parse(&pairs)?;
-        let offers = instances::search(state, &query).await?;
+        let offers = instances::search(state.into(), &query).await?;
         V1Ok::ok("Offers retrieved successfully", serde_json::json!(offers))
     })
     .await

@@ -11,7 +11,7 @@ pub async fn handle(state: AppState, principal: Principal, req: Request) -> Resp
     respond_v1(async move {
         let caller = principal.caller()?.cloned();
         let id = path_param(req, "id")?;
-        let instance = instances::power(state, caller.as_ref(), &id, true).await?;
+        let instance = instances::power(state.into(), caller.as_ref(), &id, true).await?;
         V1Ok::ok("Instance started successfully", instance_json(&instance))
     })
     .await

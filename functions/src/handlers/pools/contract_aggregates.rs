@@ -12,7 +12,7 @@ pub async fn handle(state: AppState, principal: Principal, req: Request) -> Resp
         // Key holders see their own allocations; others' appear as anonymous usage.
         let viewer = caller.as_ref().map(|c| c.user_id.as_str());
         let gpu_type = path_param(&req, "gpu_type")?;
-        let pools = pools::contract_aggregates(&state, &gpu_type, viewer).await?;
+        let pools = pools::contract_aggregates((&state).into(), &gpu_type, viewer).await?;
         Ok((
             super::views::contract_aggregates(&pools),
             "Contract aggregates retrieved successfully",

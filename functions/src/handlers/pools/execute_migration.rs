@@ -10,7 +10,7 @@ use crate::http::{json_body, respond_status, Principal, Request, Response};
 pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond_status(async {
         let body: serde_json::Value = json_body(&req)?;
-        let migrated = pools::execute(&state, &super::migration(&body)?, true).await?;
+        let migrated = pools::execute((&state).into(), &super::migration(&body)?, true).await?;
         Ok((
             super::views::migrated(&migrated),
             "Migration executed and verified",

@@ -9,7 +9,7 @@ use crate::http::{json_body, respond_status, Principal, Request, Response};
 pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond_status(async {
         let body: serde_json::Value = json_body(&req)?;
-        let launched = pools::runpod_launch(&state, &super::runpod_launch(&body)?).await?;
+        let launched = pools::runpod_launch((&state).into(), &super::runpod_launch(&body)?).await?;
         Ok((super::views::runpod_launched(&launched), "Launch started"))
     })
     .await

@@ -18,7 +18,7 @@ pub async fn handle(state: AppState, principal: Principal, req: Request) -> Resp
             .path_parameters()
             .first("aggregate_type")
             .map(str::to_string);
-        let found = pools::aggregates(&state, &gpu_type, kind.as_deref(), viewer).await?;
+        let found = pools::aggregates((&state).into(), &gpu_type, kind.as_deref(), viewer).await?;
         Ok((
             super::views::aggregates(&found),
             "Aggregates retrieved successfully",

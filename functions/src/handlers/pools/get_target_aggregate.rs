@@ -11,7 +11,7 @@ pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Res
         let body: serde_json::Value = json_body(&req)?;
         let hostname = body_field(&body, "hostname")?;
         let gpu_type = body_field(&body, "gpu_type")?;
-        let recommendation = pools::target(&state, &hostname, &gpu_type).await?;
+        let recommendation = pools::target((&state).into(), &hostname, &gpu_type).await?;
         Ok((
             super::views::recommendation(&recommendation),
             "Target aggregate determined",

@@ -7,7 +7,7 @@ use crate::http::{respond_status, Principal, Request, Response};
 
 pub async fn handle(state: AppState, _principal: Principal, _req: Request) -> Response {
     respond_status(async {
-        let types = pools::gpu_types(&state).await?;
+        let types = pools::gpu_types((&state).into()).await?;
         Ok((
             super::views::gpu_types(&types),
             "GPU types retrieved successfully",

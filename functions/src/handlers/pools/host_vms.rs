@@ -11,7 +11,7 @@ pub async fn handle(state: AppState, principal: Principal, req: Request) -> Resp
         // Key holders see their own allocations; others' appear as anonymous usage.
         let viewer = caller.as_ref().map(|c| c.user_id.as_str());
         let hostname = path_param(&req, "hostname")?;
-        let host = pools::host_vms(&state, &hostname, viewer).await?;
+        let host = pools::host_vms((&state).into(), &hostname, viewer).await?;
         Ok((
             super::views::host_vms(&host),
             "Host allocations retrieved successfully",

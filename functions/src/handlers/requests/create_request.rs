@@ -16,7 +16,8 @@ pub async fn handle(state: AppState, principal: Principal, req: Request) -> Resp
         let caller = principal.user()?.clone();
         let body: serde_json::Value = json_body(&req)?;
         let input = NewRequest::parse(&body, state.config.max_lease_hours)?;
-        let created = requests::create(&state, &caller, input, idempotency_key(&req)?).await?;
+        let created =
+            requests::create((&state).into(), &caller, input, idempotency_key(&req)?).await?;
         let mut resp = json_response(
             StatusCode::CREATED,
             &json!({

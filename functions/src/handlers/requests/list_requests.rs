@@ -23,7 +23,7 @@ pub async fn handle(state: AppState, principal: Principal, req: Request) -> Resp
                 }
             },
         };
-        let list = requests::list(&state, caller.as_ref(), limit).await?;
+        let list = requests::list((&state).into(), caller.as_ref(), limit).await?;
         ok_json(serde_json::Value::Array(
             list.iter().map(request_json).collect(),
         ))

@@ -11,7 +11,7 @@ pub async fn handle(state: AppState, principal: Principal, req: Request) -> Resp
     respond(async {
         let caller = principal.caller()?.cloned();
         let id = path_param(&req, "request_id")?;
-        let request = requests::release(&state, caller.as_ref(), &id).await?;
+        let request = requests::release((&state).into(), caller.as_ref(), &id).await?;
         ok_json(request_json(&request))
     })
     .await

@@ -33,7 +33,7 @@ pub struct Migration {
 }
 
 /// What a migration would do, and whether it may.
-pub async fn plan(state: &AppState, migration: &Migration) -> Result<Plan> {
+pub async fn plan(state: Capacity<'_>, migration: &Migration) -> Result<Plan> {
     let hostname = migration.host.as_str();
     let source = migration.source_pool.as_str();
     let target = migration.target_pool.as_str();
@@ -85,7 +85,11 @@ pub struct Migrated {
 
 /// `POST /api/execute-migration`: moves the host (store, then tag) and verifies both.
 /// Refused with live allocations unless `force` (admins only).
-pub async fn execute(state: &AppState, migration: &Migration, is_admin: bool) -> Result<Migrated> {
+pub async fn execute(
+    state: Capacity<'_>,
+    migration: &Migration,
+    is_admin: bool,
+) -> Result<Migrated> {
     let force = migration.force;
     if force && !is_admin {
         return Err(Error::Forbidden(
@@ -172,7 +176,7 @@ pub struct Recommendation {
 }
 
 /// `POST /api/get-target-aggregate`.
-pub async fn target(state: &AppState, hostname: &str, gpu_type: &str) -> Result<Recommendation> {
+pub async fn target(state: Capacity<'_>, hostname: &str, gpu_type: &str) -> Result<Recommendation> {
     let (host, pools) = host(state, hostname).await?;
     if host.gpu_type != gpu_type {
         return Err(Error::validation(format!(

@@ -11,11 +11,34 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
+use crate::config::Config;
 use crate::domain::pools::{gpu_of, recommend, GpuUsage, Pool, KINDS, TAG_POOL};
 use crate::domain::Vm;
 use crate::error::{Error, Result};
 use crate::ports::Market;
+use crate::ports::{Clock, ComputeProvider, Store};
 use crate::AppState;
+
+/// What the capacity use cases use: the store (machines, their leases, recorded pools),
+/// the compute provider (machine tags, launches), the time and the settings.
+#[derive(Clone, Copy)]
+pub struct Capacity<'a> {
+    pub store: &'a dyn Store,
+    pub compute: &'a dyn ComputeProvider,
+    pub clock: &'a dyn Clock,
+    pub config: &'a Config,
+}
+
+impl<'a> From<&'a AppState> for Capacity<'a> {
+    fn from(state: &'a AppState) -> Self {
+        Capacity {
+            store: &*state.store,
+            compute: &*state.compute,
+            clock: &*state.clock,
+            config: &state.config,
+        }
+    }
+}
 
 /// What runs on a host.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,7 +113,7 @@ impl Host {
 }
 
 /// Every host of the fleet, with its pool and allocations.
-pub async fn hosts(state: &AppState) -> Result<Vec<Host>> {
+pub async fn hosts(state: Capacity<'_>) -> Result<Vec<Host>> {
     let vms = state.store.list_vms().await?;
     let recorded = state.store.host_pools().await?;
     let mut requests = HashMap::new();
@@ -127,7 +150,7 @@ pub async fn hosts(state: &AppState) -> Result<Vec<Host>> {
 
 /// A VM's instance type and what runs on it.
 async fn machine_of(
-    state: &AppState,
+    state: Capacity<'_>,
     vm: &Vm,
     requests: &mut HashMap<String, Option<crate::domain::GpuRequest>>,
 ) -> Result<Option<(String, Option<Allocation>)>> {
@@ -179,7 +202,7 @@ async fn machine_of(
 
 /// Configured pools plus each GPU type's defaults (for types the fleet holds or the
 /// configuration names).
-pub fn pools(state: &AppState, hosts: &[Host]) -> Vec<Pool> {
+pub fn pools(state: Capacity<'_>, hosts: &[Host]) -> Vec<Pool> {
     let mut pools = state.config.pools.clone();
     let mut types: Vec<String> = hosts.iter().map(|h| h.gpu_type.clone()).collect();
     types.extend(pools.iter().map(|p| p.gpu_type.clone()));
@@ -269,7 +292,7 @@ pub struct GpuTypePools {
 }
 
 /// `GET /api/gpu-types`.
-pub async fn gpu_types(state: &AppState) -> Result<Vec<GpuTypePools>> {
+pub async fn gpu_types(state: Capacity<'_>) -> Result<Vec<GpuTypePools>> {
     let hosts = hosts(state).await?;
     let pools = pools(state, &hosts);
     let mut by_type: BTreeMap<String, BTreeMap<&'static str, Vec<String>>> = BTreeMap::new();
@@ -311,7 +334,7 @@ pub enum Aggregates {
 
 /// `GET /api/aggregates/{gpu_type}[/{kind}]`.
 pub async fn aggregates(
-    state: &AppState,
+    state: Capacity<'_>,
     gpu_type: &str,
     kind: Option<&str>,
     viewer: Option<&str>,
@@ -356,7 +379,7 @@ pub struct ContractPool {
 
 /// `GET /api/contract-aggregates/{gpu_type}`.
 pub async fn contract_aggregates(
-    state: &AppState,
+    state: Capacity<'_>,
     gpu_type: &str,
     viewer: Option<&str>,
 ) -> Result<Vec<ContractPool>> {
@@ -380,7 +403,7 @@ pub async fn contract_aggregates(
         .collect())
 }
 
-async fn host(state: &AppState, hostname: &str) -> Result<(Host, Vec<Pool>)> {
+async fn host(state: Capacity<'_>, hostname: &str) -> Result<(Host, Vec<Pool>)> {
     let hosts = hosts(state).await?;
     let pools = pools(state, &hosts);
     let host = hosts
@@ -391,7 +414,7 @@ async fn host(state: &AppState, hostname: &str) -> Result<(Host, Vec<Pool>)> {
 }
 
 /// `GET /api/host-vms/{hostname}`: the host with its allocations as `viewer` may see them.
-pub async fn host_vms(state: &AppState, hostname: &str, viewer: Option<&str>) -> Result<Host> {
+pub async fn host_vms(state: Capacity<'_>, hostname: &str, viewer: Option<&str>) -> Result<Host> {
     Ok(host(state, hostname).await?.0.seen_by(viewer))
 }
 

@@ -22,7 +22,7 @@ pub struct RunpodLaunch {
     pub image_name: String,
 }
 
-pub async fn runpod_plan(state: &AppState, launch: &RunpodLaunch) -> Result<RunpodPlan> {
+pub async fn runpod_plan(state: Capacity<'_>, launch: &RunpodLaunch) -> Result<RunpodPlan> {
     let hostname = launch.hostname.as_str();
     let image_id = launch.image_id.as_str();
     let image_name = launch.image_name.as_str();
@@ -69,7 +69,7 @@ pub struct RunpodLaunched {
 
 /// `POST /api/execute-runpod-launch`: records a new fleet VM in the host's runpod pool (the
 /// record first, as every launch), launches it with the image, tags its pool.
-pub async fn runpod_launch(state: &AppState, launch: &RunpodLaunch) -> Result<RunpodLaunched> {
+pub async fn runpod_launch(state: Capacity<'_>, launch: &RunpodLaunch) -> Result<RunpodLaunched> {
     use crate::domain::{TokenHash, VmChange, VmToken};
     use crate::ports::{LaunchError, LaunchSpec};
     let plan = runpod_plan(state, launch).await?;
