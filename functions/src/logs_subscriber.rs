@@ -16,7 +16,7 @@ pub async fn handle(state: &AppState, event: LogsEvent) -> Result<usize, Error> 
         return Ok(0); // CloudWatch's own reachability probe
     }
     let messages: Vec<&str> = data.log_events.iter().map(|e| e.message.as_str()).collect();
-    match vm_agent::append_stream_logs(state, &data.log_stream, &messages).await {
+    match vm_agent::append_stream_logs(state.into(), &data.log_stream, &messages).await {
         Ok(kept) => Ok(kept),
         Err(Error::NotFound(_)) => {
             tracing::warn!(stream = %data.log_stream, group = %data.log_group, "logs for an unknown VM dropped");

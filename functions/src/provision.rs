@@ -58,7 +58,7 @@ async fn handle_message(state: &AppState, record: &SqsMessage) -> bool {
         .get("ApproximateReceiveCount")
         .and_then(|n| n.parse().ok())
         .unwrap_or(1);
-    match run_job(state, &job, attempt).await {
+    match run_job(state.into(), &job, attempt).await {
         JobOutcome::Done => true,
         JobOutcome::Retry(why) => {
             let delay = retry_delay(attempt);

@@ -171,7 +171,7 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
     // processes and instance processes agree (no launch is in flight yet: no grace).
     if let Some(sqlite) = &sqlite {
         let interrupted = sqlite.running_operations().await?;
-        shared::usecases::admin::finish_interrupted(&state, interrupted).await?;
+        shared::usecases::admin::finish_interrupted((&state).into(), interrupted).await?;
     }
     match shared::usecases::reconcile::reconcile_with_grace(&state, 0).await {
         Ok(report) => tracing::debug!(?report, "reconciled at start"),

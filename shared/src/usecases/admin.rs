@@ -7,6 +7,31 @@ use crate::error::{Error, Result};
 use crate::ports::LogPage;
 use crate::AppState;
 
+/// What the organiser's use cases use: the store, the launch queue, the compute provider
+/// (to see and end machines), the wake-ups of waiting VMs, the time and the settings.
+#[derive(Clone, Copy)]
+pub struct Fleet<'a> {
+    pub store: &'a dyn crate::ports::Store,
+    pub queue: &'a dyn crate::ports::JobQueue,
+    pub compute: &'a dyn crate::ports::ComputeProvider,
+    pub notifier: &'a dyn crate::ports::AssignmentNotifier,
+    pub clock: &'a dyn crate::ports::Clock,
+    pub config: &'a crate::config::Config,
+}
+
+impl<'a> From<&'a AppState> for Fleet<'a> {
+    fn from(state: &'a AppState) -> Self {
+        Fleet {
+            store: &*state.store,
+            queue: &*state.queue,
+            compute: &*state.compute,
+            notifier: &*state.notifier,
+            clock: &*state.clock,
+            config: &state.config,
+        }
+    }
+}
+
 /// Checks a requested VM count: a positive integer no larger than the configured maximum.
 pub fn parse_vm_count(raw: &str, max: u32) -> Result<u32> {
     let n: i64 = raw.trim().parse().map_err(|_| {
@@ -27,7 +52,7 @@ pub(crate) fn new_hostname(prefix: &str) -> String {
 /// Records `count` VMs (initializing, each with a fresh token of which only the hash is
 /// kept) and queues one launch job per VM; the provisioner starts the machines. One
 /// operation runs at a time. Returns at once: progress shows in the operation's VMs.
-pub async fn launch_vms(state: &AppState, count: u32) -> Result<Operation> {
+pub async fn launch_vms(state: Fleet<'_>, count: u32) -> Result<Operation> {
     let max = state.config.max_launch;
     if count < 1 || count > max {
         return Err(Error::validation(format!(
@@ -46,7 +71,7 @@ pub async fn launch_vms(state: &AppState, count: u32) -> Result<Operation> {
     result.map(|()| op)
 }
 
-async fn record_and_enqueue(state: &AppState, op: &mut Operation, count: u32) -> Result<()> {
+async fn record_and_enqueue(state: Fleet<'_>, op: &mut Operation, count: u32) -> Result<()> {
     // The records and their launch jobs go together (one transaction where the queue lives
     // in the store), so an acknowledged launch is never left without its jobs. A hostname
     // collision (32 random bits) fails the batch; it is retried with new names.
@@ -67,7 +92,7 @@ async fn record_and_enqueue(state: &AppState, op: &mut Operation, count: u32) ->
         }
         match state
             .queue
-            .record_and_enqueue(&*state.store, &vms, &jobs)
+            .record_and_enqueue(state.store, &vms, &jobs)
             .await
         {
             Ok(()) => {
@@ -87,7 +112,7 @@ async fn record_and_enqueue(state: &AppState, op: &mut Operation, count: u32) ->
 /// here. A destroy is finished (its VMs that still exist are ended and forgotten, as the
 /// admin asked); a launch is closed (its VMs and jobs were recorded together, and the
 /// queue runs the jobs). Nothing keeps the one-at-a-time lock past the process that took it.
-pub async fn finish_interrupted(state: &AppState, interrupted: Vec<Operation>) -> Result<()> {
+pub async fn finish_interrupted(state: Fleet<'_>, interrupted: Vec<Operation>) -> Result<()> {
     for mut op in interrupted {
         op.errors
             .push("interrupted: the server stopped before this operation finished".into());
@@ -117,7 +142,7 @@ pub async fn finish_interrupted(state: &AppState, interrupted: Vec<Operation>) -
 /// the records. A VM whose machine is not confirmed keeps its record, marked `error`, so
 /// nothing that still runs (and bills) is forgotten. VMs in use are only destroyed when
 /// `confirm_in_use` is set; otherwise nothing happens and the answer lists them.
-pub async fn destroy_all(state: &AppState, confirm_in_use: bool) -> Result<Operation> {
+pub async fn destroy_all(state: Fleet<'_>, confirm_in_use: bool) -> Result<Operation> {
     let vms = state.store.list_vms().await?;
     let in_use: Vec<&str> = vms
         .iter()
@@ -146,7 +171,7 @@ pub async fn destroy_all(state: &AppState, confirm_in_use: bool) -> Result<Opera
 }
 
 async fn terminate_and_forget(
-    state: &AppState,
+    state: Fleet<'_>,
     op: &mut Operation,
     vms: &[crate::domain::Vm],
 ) -> Result<()> {
@@ -204,11 +229,11 @@ async fn terminate_and_forget(
     Ok(())
 }
 
-fn stale_ms(state: &AppState) -> i64 {
+fn stale_ms(state: Fleet<'_>) -> i64 {
     i64::try_from(state.config.operation_stale_after.as_millis()).unwrap_or(i64::MAX)
 }
 
-pub async fn get_operation(state: &AppState, id: &str) -> Result<Operation> {
+pub async fn get_operation(state: Fleet<'_>, id: &str) -> Result<Operation> {
     state
         .store
         .get_operation(id)
@@ -217,7 +242,7 @@ pub async fn get_operation(state: &AppState, id: &str) -> Result<Operation> {
 }
 
 /// Every VM's status, for the dashboard.
-pub async fn vm_statuses(state: &AppState) -> Result<Vec<(String, VmStatus)>> {
+pub async fn vm_statuses(state: Fleet<'_>) -> Result<Vec<(String, VmStatus)>> {
     Ok(state
         .store
         .list_vms()
@@ -227,7 +252,7 @@ pub async fn vm_statuses(state: &AppState) -> Result<Vec<(String, VmStatus)>> {
         .collect())
 }
 
-pub async fn get_vm(state: &AppState, hostname: &str) -> Result<Vm> {
+pub async fn get_vm(state: Fleet<'_>, hostname: &str) -> Result<Vm> {
     state
         .store
         .get_vm(hostname)
@@ -237,18 +262,18 @@ pub async fn get_vm(state: &AppState, hostname: &str) -> Result<Vm> {
 
 /// A VM's log after `after` (0: all kept). `Unavailable`-style answer: `Ok(None)` while
 /// the VM has produced no log yet; `NotFound` for an unknown VM.
-pub async fn vm_logs(state: &AppState, hostname: &str, after: u64) -> Result<Option<LogPage>> {
+pub async fn vm_logs(state: Fleet<'_>, hostname: &str, after: u64) -> Result<Option<LogPage>> {
     get_vm(state, hostname).await?;
     state.store.read_logs(hostname, after).await
 }
 
-pub async fn list_vms(state: &AppState) -> Result<Vec<Vm>> {
+pub async fn list_vms(state: Fleet<'_>) -> Result<Vec<Vm>> {
     state.store.list_vms().await
 }
 
 /// Gives the participant of `hostname` a new seat link (they lost theirs); the old link and
 /// cookie stop working. The token is shown to the admin once, to pass on.
-pub async fn reissue_seat(state: &AppState, hostname: &str) -> Result<(Vm, SeatToken)> {
+pub async fn reissue_seat(state: Fleet<'_>, hostname: &str) -> Result<(Vm, SeatToken)> {
     let seat = SeatToken::generate(state.clock.now_millis());
     let vm = state
         .store
@@ -259,9 +284,21 @@ pub async fn reissue_seat(state: &AppState, hostname: &str) -> Result<(Vm, SeatT
 
 /// Moves the participant of `hostname` to `to` (or any free, live VM), whatever the state
 /// of their VM; it is left in `error` so nobody else gets a machine that held their session.
-pub async fn move_participant(state: &AppState, hostname: &str, to: Option<&str>) -> Result<Vm> {
-    super::participant::move_participant(state.into(), hostname, None, to, "moved by an organiser")
-        .await
+pub async fn move_participant(state: Fleet<'_>, hostname: &str, to: Option<&str>) -> Result<Vm> {
+    super::participant::move_participant(
+        super::participant::Seats {
+            store: state.store,
+            counters: state.store,
+            clock: state.clock,
+            notifier: state.notifier,
+            config: state.config,
+        },
+        hostname,
+        None,
+        to,
+        "moved by an organiser",
+    )
+    .await
 }
 
 #[cfg(test)]

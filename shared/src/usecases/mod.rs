@@ -1,5 +1,8 @@
-//! Use cases: plain async functions over the ports in `AppState`. Handlers parse HTTP into
-//! these calls and render what they return; the rules live here.
+//! Use cases: plain async functions over typed values. Handlers parse HTTP into these calls
+//! and render what they return; the rules live here. Each module names the ports it uses in
+//! a small `Copy` struct built from `AppState` (`Seats`, `Agents`, `Fleet`, `Leases`,
+//! `Instances`, `Capacity`, `Provisioner`, `Limiter`) or takes them as parameters; only the
+//! reconcile, which visits every feature, takes the whole `AppState`.
 
 pub mod admin;
 pub mod command_log;

@@ -11,6 +11,29 @@ use crate::error::Result;
 use crate::ports::{LaunchError, LaunchSpec, LeaseTags, Market};
 use crate::AppState;
 
+/// What the provisioner uses: the store, the compute provider that launches, the queue
+/// (a request's provisioning queues its machines' launches), the time and the settings.
+#[derive(Clone, Copy)]
+pub struct Provisioner<'a> {
+    pub store: &'a dyn crate::ports::Store,
+    pub queue: &'a dyn crate::ports::JobQueue,
+    pub compute: &'a dyn crate::ports::ComputeProvider,
+    pub clock: &'a dyn crate::ports::Clock,
+    pub config: &'a crate::config::Config,
+}
+
+impl<'a> From<&'a AppState> for Provisioner<'a> {
+    fn from(state: &'a AppState) -> Self {
+        Provisioner {
+            store: &*state.store,
+            queue: &*state.queue,
+            compute: &*state.compute,
+            clock: &*state.clock,
+            config: &state.config,
+        }
+    }
+}
+
 /// How a job ended.
 #[derive(Debug, PartialEq)]
 pub enum JobOutcome {
@@ -42,10 +65,21 @@ pub(crate) fn client_token(operation_id: &str, hostname: &str, market: Market) -
 
 /// Runs one job. `attempt` counts deliveries (1 = first); the last allowed attempt turns a
 /// retryable failure into a recorded `error` so nothing stays `initializing` forever.
-pub async fn run_job(state: &AppState, job: &Job, attempt: u32) -> JobOutcome {
+pub async fn run_job(state: Provisioner<'_>, job: &Job, attempt: u32) -> JobOutcome {
     match job {
         Job::ProvisionRequest { request_id } => {
-            match super::requests::provision(state.into(), request_id).await {
+            match super::requests::provision(
+                super::requests::Leases {
+                    store: state.store,
+                    queue: state.queue,
+                    compute: state.compute,
+                    clock: state.clock,
+                    config: state.config,
+                },
+                request_id,
+            )
+            .await
+            {
                 Ok(()) => JobOutcome::Done,
                 Err(e) => {
                     tracing::error!(%request_id, error = ?e, "provisioning job failed");
@@ -78,7 +112,7 @@ pub async fn run_job(state: &AppState, job: &Job, attempt: u32) -> JobOutcome {
 }
 
 async fn give_up_or_retry(
-    state: &AppState,
+    state: Provisioner<'_>,
     hostname: &str,
     attempt: u32,
     reason: String,
@@ -98,7 +132,7 @@ async fn give_up_or_retry(
 }
 
 async fn launch_vm(
-    state: &AppState,
+    state: Provisioner<'_>,
     operation_id: &str,
     hostname: &str,
     token: &str,

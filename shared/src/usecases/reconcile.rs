@@ -29,6 +29,8 @@ pub struct ReconcileReport {
     pub liveness: super::liveness::LivenessReport,
 }
 
+/// Takes the whole `AppState`: it visits every feature (the fleet's machines, requests'
+/// leases, the instances of every cloud, the liveness of VMs).
 pub async fn reconcile(state: &AppState) -> Result<ReconcileReport> {
     let grace = i64::try_from(state.config.reconcile_grace.as_millis()).unwrap_or(i64::MAX);
     reconcile_with_grace(state, grace).await

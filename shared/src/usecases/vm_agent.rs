@@ -3,11 +3,37 @@
 
 use std::time::Duration;
 
+use crate::config::Config;
 use crate::domain::logs::clean_lines;
 use crate::domain::{Millis, StartupMetrics, TokenHash, Vm, VmChange, VmStatus};
 use crate::error::{Error, Result};
 use crate::ports::VmStore;
+use crate::ports::{AssignmentNotifier, Clock, Store};
 use crate::AppState;
+
+/// What the VM agent's use cases use: the store (the VM, its logs), the wake-ups of its
+/// long-poll, the time, the settings, and what a provisioning request needs, since a
+/// machine's report may complete its request.
+#[derive(Clone, Copy)]
+pub struct Agents<'a> {
+    pub store: &'a dyn Store,
+    pub notifier: &'a dyn AssignmentNotifier,
+    pub clock: &'a dyn Clock,
+    pub config: &'a Config,
+    pub leases: super::requests::Leases<'a>,
+}
+
+impl<'a> From<&'a AppState> for Agents<'a> {
+    fn from(state: &'a AppState) -> Self {
+        Agents {
+            store: &*state.store,
+            notifier: &*state.notifier,
+            clock: &*state.clock,
+            config: &state.config,
+            leases: state.into(),
+        }
+    }
+}
 
 /// A VM that proved who it is with its own token. Only `authenticate` makes one, so a use
 /// case that takes it cannot be reached without that proof.
@@ -48,7 +74,7 @@ pub async fn authenticate(
 const UNKNOWN_VM: &str = "no such VM";
 
 /// A VM reports a change about itself (status, GPU health, in-use, metrics).
-pub async fn report(state: &AppState, vm: &AuthenticatedVm, change: VmChange) -> Result<Vm> {
+pub async fn report(state: Agents<'_>, vm: &AuthenticatedVm, change: VmChange) -> Result<Vm> {
     let hostname = vm.hostname();
     let vm = state
         .store
@@ -57,7 +83,7 @@ pub async fn report(state: &AppState, vm: &AuthenticatedVm, change: VmChange) ->
     // A machine of a provisioning request coming up may complete its request.
     let came_up = change == VmChange::Status(VmStatus::Running);
     if let (Some(request_id), true) = (vm.lease_request(), came_up) {
-        if let Err(e) = super::requests::on_machine_report(state.into(), request_id).await {
+        if let Err(e) = super::requests::on_machine_report(state.leases, request_id).await {
             tracing::warn!(%hostname, error = ?e, "could not settle the machine's request; the sweep will");
         }
     }
@@ -85,7 +111,7 @@ pub enum StartupAnswer {
 /// is newer than that), or `Waiting` after `timeout`. The wait parks one task; it holds no
 /// thread and no store connection.
 pub async fn wait_for_assignment(
-    state: &AppState,
+    state: Agents<'_>,
     vm: &AuthenticatedVm,
     after: Option<Millis>,
     timeout: Duration,
@@ -123,7 +149,7 @@ pub async fn wait_for_assignment(
 
 /// A VM reports startup timings (any subset of stages; see `StartupMetrics`).
 pub async fn report_metrics(
-    state: &AppState,
+    state: Agents<'_>,
     vm: &AuthenticatedVm,
     metrics: StartupMetrics,
 ) -> Result<Vm> {
@@ -134,7 +160,7 @@ pub async fn report_metrics(
 /// capped. Callers authenticate first (VM token, admin, or the CloudWatch subscription).
 /// Returns how many lines were kept.
 pub async fn append_logs<S: AsRef<str>>(
-    state: &AppState,
+    state: Agents<'_>,
     hostname: &str,
     messages: &[S],
 ) -> Result<usize> {
@@ -159,7 +185,7 @@ pub async fn append_logs<S: AsRef<str>>(
 /// VM (whose role may write any stream of the group) cannot compute. A stream naming no VM
 /// is `NotFound`; one with a wrong proof is `Forbidden`.
 pub async fn append_stream_logs<S: AsRef<str>>(
-    state: &AppState,
+    state: Agents<'_>,
     stream: &str,
     messages: &[S],
 ) -> Result<usize> {
@@ -180,7 +206,7 @@ pub async fn append_stream_logs<S: AsRef<str>>(
 
 /// The same, for a VM pushing its own logs with its token.
 pub async fn push_own_logs<S: AsRef<str>>(
-    state: &AppState,
+    state: Agents<'_>,
     vm: &AuthenticatedVm,
     messages: &[S],
 ) -> Result<usize> {

@@ -683,7 +683,7 @@ async fn a_vm_destroyed_during_its_launch_leaves_no_machine() {
     let mut state = aws.state.clone();
     state.compute = faulty(Fault::DeleteRecordDuringLaunch(aws.state.store.clone()))(inner);
     let job = shared::domain::Job::from_message(records[0]["body"].as_str().unwrap()).unwrap();
-    let outcome = shared::usecases::provisioning::run_job(&state, &job, 1).await;
+    let outcome = shared::usecases::provisioning::run_job((&state).into(), &job, 1).await;
     assert_eq!(outcome, shared::usecases::provisioning::JobOutcome::Done);
     assert!(aws.state.store.get_vm(&hostname).await.unwrap().is_none());
     assert!(
@@ -804,7 +804,7 @@ async fn a_gpu_request_launches_tagged_instances_and_its_lease_ends_on_aws() {
         .await
         .unwrap();
         vm_agent::report(
-            &aws.state,
+            (&aws.state).into(),
             &vm,
             shared::domain::VmChange::Status(VmStatus::Running),
         )

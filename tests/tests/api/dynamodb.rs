@@ -115,7 +115,7 @@ async fn dynamodb_request_costs() {
         )
         .await
         .unwrap();
-        shared::usecases::vm_agent::report(&state, &vm, VmChange::InUse(false))
+        shared::usecases::vm_agent::report((&state).into(), &vm, VmChange::InUse(false))
             .await
             .unwrap();
     }
@@ -130,7 +130,7 @@ async fn dynamodb_request_costs() {
             .await
             .unwrap();
     let answer = shared::usecases::vm_agent::wait_for_assignment(
-        &state,
+        (&state).into(),
         &vm,
         None,
         std::time::Duration::from_millis(1_050),

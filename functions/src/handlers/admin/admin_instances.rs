@@ -11,7 +11,7 @@ use crate::views::FleetView;
 
 pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond(async {
-        let vms = admin::list_vms(&state).await?;
+        let vms = admin::list_vms((&state).into()).await?;
         let fleet = FleetView::new(
             &vms,
             state.clock.now_millis(),

@@ -11,7 +11,7 @@ use crate::pages::{render, LogsPage};
 pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond(async {
         let hostname = path_param(&req, "hostname")?;
-        let vm = admin::get_vm(&state, &hostname).await?;
+        let vm = admin::get_vm((&state).into(), &hostname).await?;
         let mut resp = render(
             StatusCode::OK,
             &LogsPage {

@@ -11,7 +11,7 @@ use crate::views::MetricsChart;
 
 pub async fn handle(state: AppState, _principal: Principal, _req: Request) -> Response {
     respond(async {
-        let vms = admin::list_vms(&state).await?;
+        let vms = admin::list_vms((&state).into()).await?;
         let mut resp = render(
             StatusCode::OK,
             &MetricsPage {

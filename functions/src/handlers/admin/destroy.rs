@@ -27,7 +27,7 @@ pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Res
             )
             .await;
         }
-        let outcome = admin::destroy_all(&state, yes("confirm_in_use")).await;
+        let outcome = admin::destroy_all((&state).into(), yes("confirm_in_use")).await;
         if wants_json(&req) {
             let op = outcome?;
             return Ok(json_response(

@@ -9,7 +9,7 @@ use crate::http::{ok_json, path_param, respond, Principal, Request, Response};
 pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond(async {
         let id = path_param(&req, "id")?;
-        let op = admin::get_operation(&state, &id).await?;
+        let op = admin::get_operation((&state).into(), &id).await?;
         let mut vms = Vec::with_capacity(op.hostnames.len());
         for hostname in &op.hostnames {
             let vm = state.store.get_vm(hostname).await?;

@@ -20,7 +20,7 @@ pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Res
                 ApiError::bad_request("after must be a cursor from an earlier answer")
             })?,
         };
-        let page = admin::vm_logs(&state, &hostname, after)
+        let page = admin::vm_logs((&state).into(), &hostname, after)
             .await?
             .ok_or_else(|| {
                 Error::Unavailable(format!(
@@ -48,7 +48,7 @@ mod tests {
         t.vm("vm-1").await;
         let resp = serve(t.state.clone(), event("get-vm-logs/vm-1.json")).await;
         assert_eq!(resp.status(), 503);
-        shared::usecases::vm_agent::append_logs(&t.state, "vm-1", &["hello"])
+        shared::usecases::vm_agent::append_logs((&t.state).into(), "vm-1", &["hello"])
             .await
             .unwrap();
         let resp = serve(t.state.clone(), event("get-vm-logs/vm-1.json")).await;

@@ -9,7 +9,7 @@ use crate::http::{ok_json, path_param, respond, Principal, Request, Response};
 pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond(async {
         let hostname = path_param(&req, "hostname")?;
-        let vm = admin::get_vm(&state, &hostname).await?;
+        let vm = admin::get_vm((&state).into(), &hostname).await?;
         ok_json(json!({"hostname": vm.hostname, "status": vm.status.as_str()}))
     })
     .await

@@ -21,7 +21,7 @@ pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Res
             .or_else(|| form.get("instance_count"))
             .ok_or_else(|| ApiError::bad_request("num_vms (or instance_count) is required"))?;
         let outcome = match admin::parse_vm_count(raw, state.config.max_launch) {
-            Ok(count) => admin::launch_vms(&state, count).await,
+            Ok(count) => admin::launch_vms((&state).into(), count).await,
             Err(e) => Err(e),
         };
         if wants_json(&req) {
@@ -58,7 +58,7 @@ pub(crate) async fn admin_page(
     message: Option<&str>,
     error: Option<&str>,
 ) -> Result<Response, ApiError> {
-    let vms = admin::list_vms(state).await?;
+    let vms = admin::list_vms(state.into()).await?;
     let mut resp = render(
         status,
         &AdminPage {

@@ -7,11 +7,12 @@ use crate::http::{no_store, ok_json, respond, Principal, Request, Response};
 
 pub async fn handle(state: AppState, _principal: Principal, _req: Request) -> Response {
     respond(async {
-        let statuses: serde_json::Map<String, serde_json::Value> = admin::vm_statuses(&state)
-            .await?
-            .into_iter()
-            .map(|(hostname, status)| (hostname, status.as_str().into()))
-            .collect();
+        let statuses: serde_json::Map<String, serde_json::Value> =
+            admin::vm_statuses((&state).into())
+                .await?
+                .into_iter()
+                .map(|(hostname, status)| (hostname, status.as_str().into()))
+                .collect();
         let mut resp = ok_json(statuses.into())?;
         no_store(&mut resp);
         Ok(resp)

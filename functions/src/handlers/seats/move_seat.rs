@@ -30,7 +30,7 @@ pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Res
                 "a participant cannot move to the VM they hold",
             ));
         }
-        let vm = admin::move_participant(&state, &hostname, to.as_deref()).await?;
+        let vm = admin::move_participant((&state).into(), &hostname, to.as_deref()).await?;
         ok_json(json!({
             "from": hostname,
             "hostname": vm.hostname,

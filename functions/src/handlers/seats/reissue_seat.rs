@@ -11,7 +11,7 @@ use crate::http::{no_store, ok_json, path_param, respond, site_url, Principal, R
 pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond(async {
         let hostname = path_param(&req, "hostname")?;
-        let (vm, seat) = admin::reissue_seat(&state, &hostname).await?;
+        let (vm, seat) = admin::reissue_seat((&state).into(), &hostname).await?;
         let mut resp = ok_json(json!({
             "hostname": vm.hostname,
             "email": vm.assignment.as_ref().map(|a| a.email.clone()),

@@ -17,7 +17,12 @@ pub async fn handle(state: AppState, principal: Principal, req: Request) -> Resp
     respond(async {
         let body: Body = json_body(&req)?;
         let health = GpuHealth::parse(required(&body.gpu_status, "gpu_status")?)?;
-        vm_agent::report(&state, principal.vm()?, VmChange::GpuHealth(health)).await?;
+        vm_agent::report(
+            (&state).into(),
+            principal.vm()?,
+            VmChange::GpuHealth(health),
+        )
+        .await?;
         ok_json(json!({"message": "GPU health status updated successfully."}))
     })
     .await

@@ -33,7 +33,7 @@ pub async fn handle(state: AppState, principal: Principal, req: Request) -> Resp
                 return Err(ApiError::Core(shared::Error::Unauthorized))
             }
         };
-        vm_agent::append_logs(&state, hostname, &messages).await?;
+        vm_agent::append_logs((&state).into(), hostname, &messages).await?;
         ok_json(json!({"message": "VM logs posted successfully."}))
     })
     .await

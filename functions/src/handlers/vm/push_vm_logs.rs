@@ -19,7 +19,7 @@ pub async fn handle(state: AppState, principal: Principal, req: Request) -> Resp
         let messages = body
             .messages
             .ok_or_else(|| ApiError::bad_request("messages (a list of strings) is required"))?;
-        let kept = vm_agent::push_own_logs(&state, principal.vm()?, &messages).await?;
+        let kept = vm_agent::push_own_logs((&state).into(), principal.vm()?, &messages).await?;
         ok_json(json!({"message": "VM logs posted successfully.", "lines": kept}))
     })
     .await

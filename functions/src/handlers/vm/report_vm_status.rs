@@ -29,7 +29,7 @@ pub async fn handle(state: AppState, principal: Principal, req: Request) -> Resp
             }
             (status, None) => VmChange::Status(status),
         };
-        vm_agent::report(&state, principal.vm()?, change).await?;
+        vm_agent::report((&state).into(), principal.vm()?, change).await?;
         // The agent heartbeats at this interval, so it always fits the server's window.
         ok_json(json!({
             "message": "VM status updated successfully.",

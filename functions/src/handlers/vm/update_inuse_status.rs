@@ -19,7 +19,7 @@ pub async fn handle(state: AppState, principal: Principal, req: Request) -> Resp
         let in_use = body
             .status
             .ok_or_else(|| ApiError::bad_request("status (true or false) is required"))?;
-        vm_agent::report(&state, principal.vm()?, VmChange::InUse(in_use)).await?;
+        vm_agent::report((&state).into(), principal.vm()?, VmChange::InUse(in_use)).await?;
         ok_json(json!({"message": "In-use status updated successfully."}))
     })
     .await

@@ -13,7 +13,7 @@ pub async fn handle(state: AppState, principal: Principal, req: Request) -> Resp
     respond(async {
         let fields: serde_json::Map<String, serde_json::Value> = json_body(&req)?;
         let metrics = StartupMetrics::from_report(&fields)?;
-        vm_agent::report_metrics(&state, principal.vm()?, metrics).await?;
+        vm_agent::report_metrics((&state).into(), principal.vm()?, metrics).await?;
         ok_json(json!({"message": "VM metrics posted successfully."}))
     })
     .await

@@ -19,7 +19,7 @@ pub async fn handle(state: AppState, principal: Principal, req: Request) -> Resp
     respond(async {
         let body: Body = json_body(&req)?;
         let answer = vm_agent::wait_for_assignment(
-            &state,
+            (&state).into(),
             principal.vm()?,
             body.after,
             state.config.long_poll,

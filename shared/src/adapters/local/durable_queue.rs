@@ -129,7 +129,7 @@ async fn run_one(state: &AppState, store: &SqliteStore, queued: super::sqlite::Q
     let attempt = queued.attempts + 1;
     // run_job records a failure itself on the last allowed attempt; the few extra rounds
     // only matter if even that record could not be written.
-    let outcome = run_job(state, &queued.job, attempt).await;
+    let outcome = run_job(state.into(), &queued.job, attempt).await;
     let (result, left) = match outcome {
         JobOutcome::Done => (store.finish_job(queued.id).await, true),
         JobOutcome::Retry(why) if attempt >= state.config.launch_attempts + 3 => {

@@ -55,7 +55,7 @@ impl JobWorker {
                     // run_job records a failure itself on the last allowed attempt; the few
                     // extra rounds only matter if even that record could not be written.
                     for attempt in 1..=state.config.launch_attempts + 3 {
-                        match run_job(&state, &job, attempt).await {
+                        match run_job((&state).into(), &job, attempt).await {
                             JobOutcome::Done => return,
                             JobOutcome::Retry(why) => {
                                 tracing::warn!(?job, attempt, %why, "job will be retried");
