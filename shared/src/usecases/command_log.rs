@@ -29,36 +29,64 @@ pub(crate) fn valid_cursor(c: &str) -> bool {
         })
 }
 
-pub async fn list(
-    log: &dyn CommandLogStore,
-    limit: Option<&str>,
-    cursor: Option<&str>,
-    include_cleared: Option<&str>,
-) -> Result<Page> {
-    let limit = match limit {
-        None => DEFAULT_LIMIT,
-        Some(raw) => match raw.parse::<usize>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-            _ => {
-                return Err(Error::validation(format!(
-                    "limit must be a whole number from 1 to {MAX_LIMIT}"
-                )))
+/// Which page of the log to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageQuery {
+    pub limit: usize,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Also what a clear hid.
+    pub include_cleared: bool,
+}
+
+impl PageQuery {
+    /// From the query string's `limit`, `cursor` and `include_cleared`; every message names
+    /// the parameter and its rule.
+    pub fn parse(
+        limit: Option<&str>,
+        cursor: Option<&str>,
+        include_cleared: Option<&str>,
+    ) -> Result<Self> {
+        let limit = match limit {
+            None => DEFAULT_LIMIT,
+            Some(raw) => match raw.parse::<usize>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+                _ => {
+                    return Err(Error::validation(format!(
+                        "limit must be a whole number from 1 to {MAX_LIMIT}"
+                    )))
+                }
+            },
+        };
+        if let Some(c) = cursor {
+            if !valid_cursor(c) {
+                return Err(Error::validation("cursor is not one this API returned"));
             }
-        },
-    };
-    if let Some(c) = cursor {
-        if !valid_cursor(c) {
-            return Err(Error::validation("cursor is not one this API returned"));
         }
+        let include_cleared = match include_cleared {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => return Err(Error::validation("include_cleared must be true or false")),
+        };
+        Ok(PageQuery {
+            limit,
+            cursor: cursor.map(str::to_string),
+            include_cleared,
+        })
     }
-    let include_cleared = match include_cleared {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(_) => return Err(Error::validation("include_cleared must be true or false")),
-    };
+}
+
+pub async fn list(log: &dyn CommandLogStore, query: &PageQuery) -> Result<Page> {
+    let limit = query.limit;
     let cleared_at = log.last_clear().await?;
-    let since = if include_cleared { None } else { cleared_at };
-    let entries = log.list_commands(limit + 1, cursor, since).await?;
+    let since = if query.include_cleared {
+        None
+    } else {
+        cleared_at
+    };
+    let entries = log
+        .list_commands(limit + 1, query.cursor.as_deref(), since)
+        .await?;
     let more = entries.len() > limit;
     let entries: Vec<CommandEntry> = entries.into_iter().take(limit).collect();
     Ok(Page {

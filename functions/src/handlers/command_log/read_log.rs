@@ -10,13 +10,12 @@ use crate::http::{query_param, respond_status, rfc3339, Principal, Request, Resp
 
 pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond_status(async {
-        let page = command_log::list(
-            &*state.store,
+        let query = command_log::PageQuery::parse(
             query_param(&req, "limit").as_deref(),
             query_param(&req, "cursor").as_deref(),
             query_param(&req, "include_cleared").as_deref(),
-        )
-        .await?;
+        )?;
+        let page = command_log::list(&*state.store, &query).await?;
         let entries: Vec<serde_json::Value> = page
             .entries
             .iter()
