@@ -5,6 +5,7 @@ use proptest::prelude::*;
 use serde_json::Value;
 
 use crate::domain::api_keys::{looks_like_key, ApiKey, KEY_PREFIX};
+use crate::domain::collect::{CollectedPath, Patterns, MAX_PATH_BYTES};
 use crate::domain::crd::{valid_user_name, CrdCommand, CRD_REDIRECT_URL, CRD_START_HOST};
 use crate::domain::email::Email;
 use crate::domain::instances::{validate_image, validate_ssh_key, NewInstance};
@@ -277,6 +278,24 @@ proptest! {
         // Any stream it owns is exactly `<hostname>.<its proof>`: a proof cannot be guessed.
         if let Some(h) = mine.owns_log_stream(&forged) {
             prop_assert_eq!(forged.clone(), mine.log_stream(h));
+        }
+    }
+
+    #[test]
+    fn collected_names_never_leave_the_vms_folder(raw in prop_oneof![
+        nasty_string(),
+        proptest::collection::vec(prop_oneof![Just(".."), Just("."), Just(""), Just("a"), Just("é.slp"), Just("\\"), Just("/")], 0..8)
+            .prop_map(|parts| parts.join("/")),
+    ], patterns in nasty_string()) {
+        if let Ok(p) = CollectedPath::parse(&raw) {
+            let name = p.as_str();
+            prop_assert!(!name.starts_with('/') && name.len() <= MAX_PATH_BYTES);
+            prop_assert!(name.split('/').all(|c| !c.is_empty() && c != "." && c != ".."));
+            prop_assert!(!name.chars().any(|c| c.is_control() || c == '\\'));
+            // Whatever the patterns, matching answers and never panics.
+            if let Ok(patterns) = Patterns::parse(&patterns) {
+                let _ = patterns.collects(&p);
+            }
         }
     }
 }

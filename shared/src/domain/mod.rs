@@ -2,6 +2,7 @@
 //! validate"), so the use cases only ever see well-formed data.
 
 pub mod api_keys;
+pub mod collect;
 pub mod command_log;
 pub mod crd;
 pub mod email;
