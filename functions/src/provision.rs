@@ -15,24 +15,23 @@ pub async fn handle_batch(state: &AppState, event: SqsEvent) -> SqsBatchResponse
     for record in event.records {
         let message_id = record.message_id.clone().unwrap_or_default();
         let state = state.clone();
-        let task = tasks.spawn(async move {
-            let id = record.message_id.clone().unwrap_or_default();
-            (id, handle_message(&state, &record).await)
-        });
+        let task = tasks.spawn(async move { handle_message(&state, &record).await });
         message_of_task.insert(task.id(), message_id);
     }
     let mut response = SqsBatchResponse::default();
-    while let Some(done) = tasks.join_next().await {
-        match done {
-            Ok((_, true)) => {}
-            Ok((id, false)) => response.add_failure(id),
+    while let Some(done) = tasks.join_next_with_id().await {
+        let (task, finished) = match done {
+            Ok((task, finished)) => (task, finished),
             // A job that panicked is reported failed, so SQS redelivers it (and after
             // maxReceiveCount parks it in the DLQ) instead of deleting it.
             Err(e) => {
                 tracing::error!(error = %e, "a job task panicked");
-                if let Some(id) = message_of_task.get(&e.id()) {
-                    response.add_failure(id.clone());
-                }
+                (e.id(), false)
+            }
+        };
+        if !finished {
+            if let Some(id) = message_of_task.remove(&task) {
+                response.add_failure(id);
             }
         }
     }

@@ -9,7 +9,9 @@ use shared::domain::api_keys::{hash_key, looks_like_key, Caller};
 use shared::usecases::vm_agent::{self, AuthenticatedVm};
 use shared::{AppState, Error};
 
-use super::{bearer_token, client_ip, json_body, path_param, site_url, ApiError, Request};
+use super::{
+    bearer_token, body_field, client_ip, json_body, path_param, site_url, ApiError, Request,
+};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,15 +119,7 @@ pub async fn authenticate(
 fn vm_hostname(req: &Request, at: VmHostname) -> Result<String, ApiError> {
     match at {
         VmHostname::InPath => path_param(req, "hostname"),
-        VmHostname::InBody(field) => {
-            let body: serde_json::Value = json_body(req)?;
-            body.get(field)
-                .and_then(serde_json::Value::as_str)
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(str::to_string)
-                .ok_or_else(|| ApiError::bad_request(format!("{field} is required")))
-        }
+        VmHostname::InBody(field) => body_field(&json_body(req)?, field),
     }
 }
 

@@ -9,30 +9,11 @@
 use crate::domain::{Job, LeaseLaunch, VmChange, VmStatus, VmToken};
 use crate::error::Result;
 use crate::ports::{LaunchError, LaunchSpec, LeaseTags, Market};
-use crate::AppState;
 
-/// What the provisioner uses: the store, the compute provider that launches, the queue
-/// (a request's provisioning queues its machines' launches), the time and the settings.
-#[derive(Clone, Copy)]
-pub struct Provisioner<'a> {
-    pub store: &'a dyn crate::ports::Store,
-    pub queue: &'a dyn crate::ports::JobQueue,
-    pub compute: &'a dyn crate::ports::ComputeProvider,
-    pub clock: &'a dyn crate::ports::Clock,
-    pub config: &'a crate::config::Config,
-}
-
-impl<'a> From<&'a AppState> for Provisioner<'a> {
-    fn from(state: &'a AppState) -> Self {
-        Provisioner {
-            store: &*state.store,
-            queue: &*state.queue,
-            compute: &*state.compute,
-            clock: &*state.clock,
-            config: &state.config,
-        }
-    }
-}
+/// What the provisioner uses: the same ports as a GPU request's lease (the store, the queue
+/// a request's provisioning fills, the compute provider that launches, the time and the
+/// settings), since it provisions those requests too.
+pub type Provisioner<'a> = super::requests::Leases<'a>;
 
 /// How a job ended.
 #[derive(Debug, PartialEq)]
@@ -68,18 +49,7 @@ pub(crate) fn client_token(operation_id: &str, hostname: &str, market: Market) -
 pub async fn run_job(state: Provisioner<'_>, job: &Job, attempt: u32) -> JobOutcome {
     match job {
         Job::ProvisionRequest { request_id } => {
-            match super::requests::provision(
-                super::requests::Leases {
-                    store: state.store,
-                    queue: state.queue,
-                    compute: state.compute,
-                    clock: state.clock,
-                    config: state.config,
-                },
-                request_id,
-            )
-            .await
-            {
+            match super::requests::provision(state, request_id).await {
                 Ok(()) => JobOutcome::Done,
                 Err(e) => {
                     tracing::error!(%request_id, error = ?e, "provisioning job failed");
