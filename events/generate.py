@@ -289,6 +289,32 @@ CASES["reconcile/schedule.json"] = {
     "detail": {},
 }
 
+# Participants' work: a VM's sync (plan, then done), the admin's download and delete.
+SHA = hashlib.sha256(b"labels").hexdigest()
+CASES["collect-plan/two-files.json"] = http_event(
+    "POST", "/api/collect/plan", "/api/collect/plan",
+    {"hostname": "vm-1", "files": [{"path": "labels/session1.slp", "size": 6, "sha256": SHA},
+                                   {"path": "notes.txt", "size": 3, "sha256": SHA}]}, vm())
+CASES["collect-plan/traversal.json"] = http_event(
+    "POST", "/api/collect/plan", "/api/collect/plan",
+    {"hostname": "vm-1", "files": [{"path": "../vm-2/stolen.slp", "size": 6, "sha256": SHA},
+                                   {"path": "/etc/passwd.slp", "size": 6, "sha256": SHA},
+                                   {"path": "bad\u0007name.slp", "size": 6, "sha256": SHA}]}, vm())
+CASES["collect-plan/other-vm.json"] = http_event(
+    "POST", "/api/collect/plan", "/api/collect/plan",
+    {"hostname": "vm-2", "files": [{"path": "x.slp", "size": 6, "sha256": SHA}]}, vm("vm-1"))
+CASES["collect-done/one-file.json"] = http_event(
+    "POST", "/api/collect/done", "/api/collect/done",
+    {"hostname": "vm-1", "uploaded": [{"path": "labels/session1.slp", "size": 6, "sha256": SHA}], "refused": []}, vm())
+CASES["scp-client/zip.json"] = http_event(
+    "GET", "/api/scp-client", "/api/scp-client", headers={"authorization": ADMIN})
+CASES["scp-client/json.json"] = http_event(
+    "GET", "/api/scp-client", "/api/scp-client", headers={"authorization": ADMIN, "accept": "application/json"})
+CASES["scp-client/no-auth.json"] = http_event("GET", "/api/scp-client", "/api/scp-client")
+CASES["delete-collected/json.json"] = http_event(
+    "POST", "/api/collected/delete", "/api/collected/delete", "",
+    {"authorization": ADMIN, "accept": "application/json"}, form=True)
+
 for name, event in CASES.items():
     path = os.path.join(HERE, name)
     os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -67,6 +67,24 @@ pub enum NetworkAccess {
     Write,
 }
 
+/// Access to the bucket of participants' work (`domain::collect` names its prefixes: `work/`
+/// the files, `vms/` the manifests, `exports/` the assembled downloads). VMs get none: they
+/// only ever hold presigned URLs for one object each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkAccess {
+    None,
+    /// Presign uploads under `work/` and read the manifests (a VM's sync plan).
+    Presign,
+    /// List, and read and write the manifests (a sync's report, a destroy's final sync).
+    Manifests,
+    /// List and read the manifests (the dashboard).
+    Read,
+    /// List, read everything, and write the assembled download under `exports/`.
+    Export,
+    /// List, read the manifests, delete everything (the admin's delete).
+    Delete,
+}
+
 /// A setting a function reads beyond what its access implies (its template environment).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Setting {
@@ -98,6 +116,7 @@ pub struct LambdaFunction {
     pub ec2: Ec2Access,
     pub clouds: CloudAccess,
     pub network: NetworkAccess,
+    pub work: WorkAccess,
     pub timeout_secs: u32,
     pub memory_mb: u32,
     pub settings: &'static [Setting],
@@ -133,6 +152,7 @@ const fn http(name: &'static str, store: StoreAccess) -> LambdaFunction {
         ec2: Ec2Access::None,
         clouds: CloudAccess::None,
         network: NetworkAccess::None,
+        work: WorkAccess::None,
         timeout_secs: DEFAULT_TIMEOUT_SECS,
         memory_mb: DEFAULT_MEMORY_MB,
         settings: &[],
@@ -181,12 +201,16 @@ pub static FUNCTIONS: &[LambdaFunction] = &[
     },
     http("list-vm-status", Read),
     http("get-vm-status", Read),
+    // Launch and destroy answer browsers with the dashboard, which shows the collected work.
     slow(LambdaFunction {
         sends_jobs: true,
+        work: WorkAccess::Read,
         ..http("launch", ReadWrite)
     }),
     slow(LambdaFunction {
         ec2: Ec2Access::Terminate,
+        work: WorkAccess::Manifests,
+        about: "Asks every VM for a final sync of the participant's work (bounded wait), then ends them.",
         ..http("destroy", ReadWrite)
     }),
     http("get-operation", Read),
@@ -197,7 +221,10 @@ pub static FUNCTIONS: &[LambdaFunction] = &[
         clouds: CloudAccess::Terminate,
         ..http("reconcile-now", ReadWrite)
     }),
-    http("admin-dashboard", Read),
+    LambdaFunction {
+        work: WorkAccess::Read,
+        ..http("admin-dashboard", Read)
+    },
     http("admin-instances", Read),
     http("admin-logs", Read),
     http("admin-metrics", Read),
@@ -209,6 +236,25 @@ pub static FUNCTIONS: &[LambdaFunction] = &[
         checks_queue: true,
         ..http("health", Read)
     },
+    LambdaFunction {
+        work: WorkAccess::Presign,
+        about: "Participants' work: a VM's sync gets presigned PUT URLs under its own prefix (docs/collect.md).",
+        ..http("collect-plan", Read)
+    },
+    LambdaFunction {
+        work: WorkAccess::Manifests,
+        ..http("collect-done", Read)
+    },
+    slow(LambdaFunction {
+        work: WorkAccess::Export,
+        memory_mb: 512,
+        about: "Assembles the zip of everything collected in S3 (multipart) and answers 303 to a presigned GET.",
+        ..http("scp-client", Read)
+    }),
+    slow(LambdaFunction {
+        work: WorkAccess::Delete,
+        ..http("delete-collected", Read)
+    }),
     LambdaFunction {
         sends_jobs: true,
         ..http("create-request", ReadWrite)

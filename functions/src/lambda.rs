@@ -11,8 +11,8 @@ use std::sync::Arc;
 use lambda_http::{service_fn, Error};
 use shared::adapters::{
     AuditedCloud, AuditedCompute, CommandLogger, Dialect, DynamoStore, Ec2Cloud, Ec2Compute,
-    Ec2Config, Ec2Network, NoNetwork, NotGranted, PollingNotifier, SqsQueue, SystemClock,
-    VastCloud,
+    Ec2Config, Ec2Network, NoNetwork, NotGranted, PollingNotifier, S3WorkStore, SqsQueue,
+    SystemClock, VastCloud,
 };
 use shared::config::{Config, ConfigError};
 use shared::ports::{ComputeProvider, GpuCloud, JobQueue, NetworkProvider};
@@ -23,7 +23,9 @@ use aws_lambda_events::cloudwatch_logs::LogsEvent;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
 
-use crate::catalog::{self, CloudAccess, Ec2Access, LambdaFunction, NetworkAccess, Trigger};
+use crate::catalog::{
+    self, CloudAccess, Ec2Access, LambdaFunction, NetworkAccess, Trigger, WorkAccess,
+};
 use crate::http::{Request, Response};
 
 /// Everything one function reads from its environment, checked before any AWS client exists.
@@ -36,6 +38,8 @@ pub struct FunctionConfig {
     pub ec2: Option<Ec2Config>,
     /// The EC2 settings of the offers API's aws_ec2 provider, where the function uses it.
     pub cloud_ec2: Option<Ec2Config>,
+    /// The bucket of participants' work, where the function uses it.
+    pub bucket: Option<String>,
 }
 
 /// Reads function `name`'s configuration through `lookup`; the error names the first missing
@@ -81,6 +85,16 @@ pub fn function_config(
         }
         CloudAccess::Create => Some(Ec2Config::from_lookup(&config.deployment, &lookup)?),
     };
+    let bucket = match function.work {
+        WorkAccess::None => None,
+        _ => Some(
+            config
+                .collect
+                .bucket
+                .clone()
+                .ok_or(ConfigError::Missing("GPUFLEET_COLLECT_BUCKET"))?,
+        ),
+    };
     Ok(FunctionConfig {
         function,
         config,
@@ -89,6 +103,7 @@ pub fn function_config(
         queue_url,
         ec2,
         cloud_ec2,
+        bucket,
     })
 }
 
@@ -152,7 +167,18 @@ pub async fn state_from_env(name: &str) -> Result<AppState, Error> {
             logger.clone(),
         )),
     };
+    let work: Arc<dyn shared::ports::WorkStore> = match &f.bucket {
+        Some(bucket) => {
+            // Path-style addressing only against an emulator (a custom endpoint).
+            let s3 = aws_sdk_s3::config::Builder::from(&sdk)
+                .force_path_style(sdk.endpoint_url().is_some())
+                .build();
+            Arc::new(S3WorkStore::new(aws_sdk_s3::Client::from_conf(s3), bucket))
+        }
+        None => Arc::new(NotGranted("the bucket of participants' work")),
+    };
     Ok(AppState {
+        work,
         network,
         clouds: Arc::new(Clouds::new(clouds)),
         store,

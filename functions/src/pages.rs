@@ -6,7 +6,7 @@ use http::StatusCode;
 use shared::Error;
 
 use crate::http::{html_response, ApiError, Response};
-use crate::views::{FleetView, MetricsChart};
+use crate::views::{FleetView, MetricsChart, WorkView};
 
 #[derive(Template)]
 #[template(path = "home.html")]
@@ -57,6 +57,7 @@ pub struct NoSeatPage;
 #[template(path = "admin.html")]
 pub struct AdminPage<'a> {
     pub fleet: FleetView,
+    pub work: WorkView,
     pub max_launch: u32,
     pub message: Option<&'a str>,
     pub error: Option<&'a str>,

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 
 use crate::catalog::{
     CloudAccess, Ec2Access, LambdaFunction, NetworkAccess, Setting, StoreAccess, Trigger,
-    DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_SECS, FUNCTIONS,
+    WorkAccess, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_SECS, FUNCTIONS,
 };
 use crate::routes::ROUTES;
 
@@ -116,6 +116,30 @@ fn environment(f: &LambdaFunction) -> Vec<(&'static str, String)> {
     }
     if f.clouds != CloudAccess::None {
         env.push(("GPUFLEET_VAST_API_KEY", VAST_KEY.into()));
+    }
+    if f.work != WorkAccess::None {
+        env.push(("GPUFLEET_COLLECT_BUCKET", "!Ref CollectBucket".into()));
+        env.push(("GPUFLEET_COLLECT_PATTERNS", "!Ref CollectPatterns".into()));
+    }
+    if f.work == WorkAccess::Presign {
+        env.push((
+            "GPUFLEET_COLLECT_INTERVAL_SECONDS",
+            "!Ref CollectIntervalSeconds".into(),
+        ));
+        env.push((
+            "GPUFLEET_COLLECT_MAX_FILE_BYTES",
+            "!Ref CollectMaxFileBytes".into(),
+        ));
+        env.push((
+            "GPUFLEET_COLLECT_MAX_VM_BYTES",
+            "!Ref CollectMaxVmBytes".into(),
+        ));
+    }
+    if f.name == "destroy" {
+        env.push((
+            "GPUFLEET_COLLECT_FINAL_WAIT_SECONDS",
+            "!Ref CollectFinalWaitSeconds".into(),
+        ));
     }
     let launches_vms = f.ec2 == Ec2Access::Launch;
     if launches_vms || f.clouds == CloudAccess::Create {
@@ -366,6 +390,78 @@ fn statements(f: &LambdaFunction) -> Vec<Statement> {
     s
 }
 
+fn objects(prefixes: &[&str]) -> Resources {
+    Resources::Many(
+        prefixes
+            .iter()
+            .map(|p| format!("!Sub \"${{CollectBucket.Arn}}/{p}*\""))
+            .collect(),
+    )
+}
+
+/// The bucket of participants' work, per [`WorkAccess`].
+fn work_statements(access: WorkAccess) -> Vec<Statement> {
+    let list = || Statement {
+        sid: "ListCollectedWork",
+        actions: &["s3:ListBucket"],
+        resources: Resources::One("!GetAtt CollectBucket.Arn".into()),
+        condition: &[],
+    };
+    let read_manifests = || Statement {
+        sid: "ReadManifests",
+        actions: &["s3:GetObject"],
+        resources: objects(&["vms/"]),
+        condition: &[],
+    };
+    match access {
+        WorkAccess::None => Vec::new(),
+        WorkAccess::Presign => vec![
+            read_manifests(),
+            Statement {
+                sid: "PresignUploadsOfWork",
+                actions: &["s3:PutObject"],
+                resources: objects(&["work/"]),
+                condition: &[],
+            },
+        ],
+        WorkAccess::Manifests => vec![
+            list(),
+            Statement {
+                sid: "ReadAndWriteManifests",
+                actions: &["s3:GetObject", "s3:PutObject"],
+                resources: objects(&["vms/"]),
+                condition: &[],
+            },
+        ],
+        WorkAccess::Read => vec![list(), read_manifests()],
+        WorkAccess::Export => vec![
+            list(),
+            Statement {
+                sid: "ReadCollectedWork",
+                actions: &["s3:GetObject"],
+                resources: objects(&["work/", "vms/", "exports/"]),
+                condition: &[],
+            },
+            Statement {
+                sid: "AssembleDownloads",
+                actions: &["s3:PutObject", "s3:AbortMultipartUpload"],
+                resources: objects(&["exports/"]),
+                condition: &[],
+            },
+        ],
+        WorkAccess::Delete => vec![
+            list(),
+            read_manifests(),
+            Statement {
+                sid: "DeleteCollectedWork",
+                actions: &["s3:DeleteObject"],
+                resources: objects(&["work/", "vms/", "exports/"]),
+                condition: &[],
+            },
+        ],
+    }
+}
+
 fn write_statement(out: &mut String, s: &Statement) {
     const I: &str = "            ";
     let _ = writeln!(out, "{I}- Sid: {}", s.sid);
@@ -473,7 +569,8 @@ fn function_resource(f: &LambdaFunction) -> String {
             "        - SQSSendMessagePolicy: {QueueName: !GetAtt LaunchQueue.QueueName}\n",
         );
     }
-    let statements = statements(f);
+    let mut statements = statements(f);
+    statements.extend(work_statements(f.work));
     if !statements.is_empty() {
         out.push_str("        - Version: \"2012-10-17\"\n          Statement:\n");
         for s in &statements {

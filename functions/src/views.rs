@@ -432,3 +432,76 @@ mod tests {
         );
     }
 }
+
+/// Participants' work on the dashboard: what each VM's agent collected.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct WorkView {
+    /// The collect patterns, comma-separated (empty: collection is off).
+    pub patterns: String,
+    pub vms: Vec<CollectedRow>,
+    pub files: usize,
+    pub bytes: u64,
+    /// Why the figures are missing, when the store could not be read.
+    pub unavailable: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CollectedRow {
+    pub hostname: String,
+    pub email: Option<String>,
+    pub files: usize,
+    pub bytes: u64,
+    pub last_sync: String,
+    pub missed_final_sync: bool,
+    pub refused: usize,
+}
+
+impl WorkView {
+    pub fn new(
+        patterns: String,
+        collected: &[shared::usecases::collect::CollectedVm],
+        now: shared::domain::Millis,
+    ) -> Self {
+        let vms: Vec<CollectedRow> = collected
+            .iter()
+            .map(|v| CollectedRow {
+                hostname: v.manifest.hostname.clone(),
+                email: v.manifest.email.clone(),
+                files: v.stored.len(),
+                bytes: v.bytes(),
+                last_sync: v
+                    .manifest
+                    .last_sync_at
+                    .map(|t| format!("{} ago", human_duration((now - t).max(0) / 1000)))
+                    .unwrap_or_else(|| "never".into()),
+                missed_final_sync: v.manifest.missed_final_sync.is_some(),
+                refused: v.manifest.refused.len(),
+            })
+            .collect();
+        WorkView {
+            patterns,
+            files: vms.iter().map(|v| v.files).sum(),
+            bytes: vms.iter().map(|v| v.bytes).sum(),
+            vms,
+            unavailable: None,
+        }
+    }
+
+    pub fn size(bytes: &u64) -> String {
+        human_bytes(*bytes)
+    }
+}
+
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}

@@ -45,6 +45,15 @@ async fn resources() -> (String, String) {
         .unwrap()
         .queue_url
         .unwrap();
+    let s3 = aws_sdk_s3::config::Builder::from(&config)
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(s3)
+        .create_bucket()
+        .bucket(&name)
+        .send()
+        .await
+        .unwrap();
     (name, queue)
 }
 
@@ -152,7 +161,8 @@ async fn one_artifact_serves_as_each_function() {
             "GPUFLEET_AGENT_URL",
             "https://downloads.example.org/gpufleet",
         ),
-        ("GPUFLEET_ADMIN_PASSWORD", "artifact-test-password"),
+        ("GPUFLEET_ADMIN_PASSWORD", "admin-password"),
+        ("GPUFLEET_COLLECT_BUCKET", table.as_str()),
     ];
     // HTTP functions: the health check reads the table and the queue; the claim page reads
     // the free count; an API-key route refuses no key before touching anything.
@@ -163,6 +173,9 @@ async fn one_artifact_serves_as_each_function() {
     let home = invoke("home", &env, &event("home/get.json"));
     assert_eq!(home["statusCode"], 200, "{home}");
     assert!(home["body"].as_str().unwrap().contains("<form"), "{home}");
+    // The download lists the (empty) bucket on S3: nothing collected is a 404.
+    let nothing = invoke("scp-client", &env, &event("scp-client/json.json"));
+    assert_eq!(nothing["statusCode"], 404, "{nothing}");
     let refused = invoke("get-request", &env, &event("get-request/no-key.json"));
     assert_eq!(refused["statusCode"], 401, "{refused}");
     // The provisioner takes an SQS batch: a job it cannot read is reported back as failed.

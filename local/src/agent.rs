@@ -10,6 +10,8 @@
 //! the allocator is unreachable. Its own log lines are shipped to the allocator in batches
 //! (every 2 s or 50 lines), and its startup timing as the `agent` stage.
 
+mod collector;
+
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -69,6 +71,10 @@ pub struct AgentArgs {
     /// Local mode only: stay `initializing` this long, standing in for a cloud VM's boot.
     #[arg(long, default_value_t = 0)]
     pub boot_delay_secs: u64,
+    /// The participant's working directory, whose files matching the allocator's collect
+    /// patterns are synced (default: the desktop user's home, `/home/<desktop user>`).
+    #[arg(long, env = "GPUFLEET_WORK_DIR")]
+    pub work_dir: Option<PathBuf>,
     /// Exit if the allocator stays unreachable this long (default: retry forever).
     #[arg(long)]
     pub give_up_after_secs: Option<u64>,
@@ -166,6 +172,8 @@ impl Client {
 const MAX_BUFFERED_LINES: usize = 10_000;
 const SHIP_EVERY: Duration = Duration::from_secs(2);
 const SHIP_BATCH: usize = 50;
+/// How long a stopping agent gives its final sync (systemd's stop timeout is longer).
+const FINAL_SYNC_AT_STOP: Duration = Duration::from_secs(60);
 
 /// Prints a line and queues it for shipping to the allocator.
 #[derive(Clone)]
@@ -267,7 +275,35 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         prefix: format!("agent[{host}]:"),
         lines: tx,
     };
-    let result = match run_inner(&client, &args, &log, started_at).await {
+    let work_dir = args
+        .work_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/home").join(&args.desktop_user));
+    let (sync_tx, sync_rx) = tokio::sync::mpsc::channel(4);
+    let collector = tokio::spawn(collector::run(
+        client.clone(),
+        host.to_string(),
+        work_dir,
+        sync_rx,
+        log.clone(),
+    ));
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    let outcome = tokio::select! {
+        r = run_inner(&client, &args, &log, started_at, &sync_tx) => r,
+        _ = terminate.recv() => {
+            // The machine is shutting down (a destroy ends it): one last sync first.
+            log.say("stopping: a final sync of the participant's work first");
+            let (done, finished) = tokio::sync::oneshot::channel();
+            if sync_tx.send(collector::SyncNow { answering: None, done: Some(done) }).await.is_ok() {
+                let _ = tokio::time::timeout(FINAL_SYNC_AT_STOP, finished).await;
+            }
+            log.say("stopped");
+            Ok(())
+        }
+    };
+    collector.abort();
+    let result = match outcome {
         Err(e) => match e.downcast_ref::<CallError>() {
             // Unknown VM and wrong token answer alike: either way this VM is gone.
             Some(CallError::Rejected(401 | 404, _)) => {
@@ -293,6 +329,7 @@ async fn run_inner(
     args: &AgentArgs,
     log: &Log,
     started_at: f64,
+    sync: &tokio::sync::mpsc::Sender<collector::SyncNow>,
 ) -> anyhow::Result<()> {
     let host = args.hostname.as_str();
     log.say(format!(
@@ -353,7 +390,7 @@ async fn run_inner(
         ))
     });
     let result = tokio::select! {
-        r = follow_assignments(client, args, &status, log) => r,
+        r = follow_assignments(client, args, &status, log, sync) => r,
         gone = heartbeat => match gone {
             Ok(why) => Err(CallError::Rejected(401, why).into()),
             Err(e) => Err(anyhow::anyhow!("the heartbeat task failed: {e}")),
@@ -373,8 +410,10 @@ async fn follow_assignments(
     args: &AgentArgs,
     status: &Status,
     log: &Log,
+    sync: &tokio::sync::mpsc::Sender<collector::SyncNow>,
 ) -> anyhow::Result<()> {
     let host = args.hostname.as_str();
+    let mut collected: Option<i64> = None;
     // A restarted agent (reboot, crash, systemd) must not run a used code again, which would
     // fail and take a working desktop down; nor report healthy a VM whose start failed.
     let applied = args
@@ -393,6 +432,9 @@ async fn follow_assignments(
         let mut body = json!({"hostname": host});
         if let Some(t) = after {
             body["after"] = json!(t);
+        }
+        if let Some(t) = collected {
+            body["collected"] = json!(t);
         }
         let answer = client.post("/vm_startup", &body).await?;
         match answer["status"].as_str() {
@@ -441,6 +483,18 @@ async fn follow_assignments(
                     answer["request_id"].as_str().unwrap_or("?")
                 ));
                 std::future::pending::<()>().await;
+            }
+            Some("collect") => {
+                // A destroy is coming: sync now, and say which request this answers.
+                let requested_at = answer["requested_at"].as_i64();
+                collected = requested_at;
+                log.say("the allocator asks for a final sync of the participant's work");
+                let _ = sync
+                    .send(collector::SyncNow {
+                        answering: requested_at,
+                        done: None,
+                    })
+                    .await;
             }
             Some("waiting") => {}
             other => bail!("unexpected /vm_startup answer {other:?}"),

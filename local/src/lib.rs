@@ -11,5 +11,6 @@ pub mod agent;
 pub mod cli;
 pub mod connections;
 pub mod desktop;
+pub mod object_routes;
 pub mod seed;
 pub mod server;

@@ -14,7 +14,7 @@ use lambda_http::RequestExt;
 use shared::adapters::{
     AuditedCloud, AuditedCompute, CommandLogger, Dialect, DurableJobWorker, DurableQueue,
     InProcessNotifier, InProcessQueue, JobWorker, LocalCloud, LocalCompute, LocalComputeConfig,
-    SqliteStore, SystemClock, VastCloud,
+    LocalWorkStore, SqliteStore, SystemClock, VastCloud,
 };
 use shared::config::Config;
 use shared::ports::{GpuCloud, JobQueue, Store};
@@ -112,6 +112,7 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         program: options.agent_program,
         extra_args: options.agent_args,
         log_dir: config.data_dir.join("agents"),
+        work_root: config.data_dir.join("work"),
         kill_on_drop: options.kill_agents_on_drop,
         allocator_url: url.clone(),
     });
@@ -148,7 +149,9 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
         .into_iter()
         .map(|c| Arc::new(AuditedCloud::new(c, logger.clone())) as Arc<dyn GpuCloud>)
         .collect();
+    let work = LocalWorkStore::new(config.data_dir.join("collected"), &url, clock.clone());
     let state = AppState {
+        work: Arc::new(work.clone()),
         network: options.network.unwrap_or_else(|| {
             Arc::new(shared::adapters::NoNetwork(
                 "network and firewall operations need AWS (EC2); local mode has no VPC",
@@ -229,9 +232,16 @@ pub async fn start(options: ServerOptions) -> anyhow::Result<RunningServer> {
             .unwrap_or_else(crate::connections::connection_capacity),
     );
     let serving = state.clone();
+    let max_upload = state.config.collect.caps.per_file;
     let task = tokio::spawn(async move {
         let serve = move |peer: SocketAddr, req: http::Request<hyper::body::Incoming>| {
-            dispatch(serving.clone(), peer, limits.body_timeout, req)
+            let (state, work) = (serving.clone(), work.clone());
+            async move {
+                match crate::object_routes::serve(&work, max_upload, req).await {
+                    Ok(resp) => resp,
+                    Err(req) => dispatch(state, peer, limits.body_timeout, req).await,
+                }
+            }
         };
         crate::connections::run(listener, limits, serve, async {
             let _ = rx.await;

@@ -109,6 +109,70 @@ pub struct Config {
     /// Claims one client IP may make per hour; 0 = no limit (`GPUFLEET_CLAIMS_PER_IP_PER_HOUR`,
     /// default 0: a room behind one NAT shares an address).
     pub claims_per_ip_per_hour: u32,
+    /// Participants' work the agents collect (`GPUFLEET_COLLECT_*`; see [`CollectConfig`]).
+    pub collect: CollectConfig,
+}
+
+/// What the agents collect from each VM's working directory, and how.
+#[derive(Debug, Clone)]
+pub struct CollectConfig {
+    /// `GPUFLEET_COLLECT_PATTERNS`: comma-separated (`*.slp,*.ipynb`; default `*.slp`); set
+    /// it empty to collect nothing.
+    pub patterns: crate::domain::collect::Patterns,
+    /// `GPUFLEET_COLLECT_MAX_FILE_BYTES` (default 100 MiB) and
+    /// `GPUFLEET_COLLECT_MAX_VM_BYTES` (default 1 GiB).
+    pub caps: crate::domain::collect::Caps,
+    /// `GPUFLEET_COLLECT_INTERVAL_SECONDS`: how often an agent syncs (default 300, at least 5).
+    pub interval: Duration,
+    /// `GPUFLEET_COLLECT_FINAL_WAIT_SECONDS`: how long a destroy waits for the VMs' final
+    /// sync (default 15; on AWS it must leave the destroy function time to end the VMs
+    /// within API Gateway's 30 s).
+    pub final_wait: Duration,
+    /// `GPUFLEET_COLLECT_BUCKET`: the S3 bucket of collected work (AWS).
+    pub bucket: Option<String>,
+}
+
+impl CollectConfig {
+    pub fn enabled(&self) -> bool {
+        !self.patterns.is_empty()
+    }
+}
+
+fn collect_config(
+    get: &impl Fn(&'static str) -> Option<String>,
+) -> Result<CollectConfig, ConfigError> {
+    let raw = get("GPUFLEET_COLLECT_PATTERNS").unwrap_or_else(|| "*.slp".into());
+    let patterns =
+        crate::domain::collect::Patterns::parse(&raw).map_err(|e| ConfigError::Invalid {
+            name: "GPUFLEET_COLLECT_PATTERNS",
+            value: raw.clone(),
+            reason: e.to_string(),
+        })?;
+    let per_file: u64 = parse(get, "GPUFLEET_COLLECT_MAX_FILE_BYTES", 100 << 20)?;
+    let per_vm: u64 = parse(get, "GPUFLEET_COLLECT_MAX_VM_BYTES", 1 << 30)?;
+    let interval: u64 = parse(get, "GPUFLEET_COLLECT_INTERVAL_SECONDS", 300)?;
+    if interval < 5 {
+        return Err(ConfigError::Invalid {
+            name: "GPUFLEET_COLLECT_INTERVAL_SECONDS",
+            value: interval.to_string(),
+            reason: "must be at least 5".into(),
+        });
+    }
+    let final_wait: u64 = parse(get, "GPUFLEET_COLLECT_FINAL_WAIT_SECONDS", 15)?;
+    if final_wait > 600 {
+        return Err(ConfigError::Invalid {
+            name: "GPUFLEET_COLLECT_FINAL_WAIT_SECONDS",
+            value: final_wait.to_string(),
+            reason: "must be at most 600".into(),
+        });
+    }
+    Ok(CollectConfig {
+        patterns,
+        caps: crate::domain::collect::Caps { per_file, per_vm },
+        interval: Duration::from_secs(interval),
+        final_wait: Duration::from_secs(final_wait),
+        bucket: get("GPUFLEET_COLLECT_BUCKET").filter(|b| !b.trim().is_empty()),
+    })
 }
 
 /// The default `GPUFLEET_CORS_ORIGINS` (a Vite dev server).
@@ -288,6 +352,7 @@ impl Config {
             boot_timeout: Duration::from_secs(parse(&get, "GPUFLEET_BOOT_TIMEOUT_SECONDS", 1200)?),
             join_code: get("GPUFLEET_JOIN_CODE").map(|c| c.trim().to_string()),
             claims_per_ip_per_hour: parse(&get, "GPUFLEET_CLAIMS_PER_IP_PER_HOUR", 0)?,
+            collect: collect_config(&get)?,
             pools: crate::domain::pools::parse_pools(&get("GPUFLEET_POOLS").unwrap_or_default())
                 .map_err(|e| ConfigError::Invalid {
                     name: "GPUFLEET_POOLS",

@@ -569,3 +569,50 @@ pub trait NetworkProvider: Send + Sync {
     /// (none for another `region` than the deployment's).
     async fn images(&self, region: Option<&str>) -> Result<Vec<Image>>;
 }
+
+/// Where a VM sends one file: a short-lived URL it PUTs exactly `size` bytes to, with these
+/// headers. On AWS a presigned S3 PUT (the VM holds no S3 credentials); in local mode a
+/// one-time URL of the local server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadUrl {
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub expires_at: crate::domain::Millis,
+}
+
+/// One object as the work store lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    pub key: String,
+    pub size: u64,
+}
+
+/// The object store of participants' work (S3 on AWS, files under the data directory in
+/// local mode). Keys are built by `domain::collect` only; adapters never interpret them.
+#[async_trait]
+pub trait WorkStore: Send + Sync {
+    /// A URL that accepts one PUT of exactly `size` bytes to `key` until `ttl` has passed.
+    async fn upload_url(&self, key: &str, size: u64, ttl: std::time::Duration)
+        -> Result<UploadUrl>;
+    /// Writes a small object (a manifest) from the API itself.
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<()>;
+    /// The object's bytes, `None` when it does not exist.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    /// Every object whose key starts with `prefix`, in key order.
+    async fn list(&self, prefix: &str) -> Result<Vec<StoredObject>>;
+    /// Deletes every object under `prefix`; returns how many went.
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64>;
+    /// Starts writing a large object in order (a multipart upload on S3).
+    async fn start_export(&self, key: &str) -> Result<Box<dyn ExportUpload>>;
+}
+
+/// A large object being written front to back; nothing is visible until `finish`.
+#[async_trait]
+pub trait ExportUpload: Send {
+    async fn write(&mut self, bytes: Vec<u8>) -> Result<()>;
+    /// Completes the object and returns a URL anyone holding it may GET it from until
+    /// `ttl` has passed.
+    async fn finish(self: Box<Self>, ttl: std::time::Duration) -> Result<String>;
+    /// Gives up; whatever was written is discarded.
+    async fn abort(self: Box<Self>);
+}

@@ -24,6 +24,8 @@ pub struct AppState {
     pub clouds: Arc<Clouds>,
     /// Network and firewall operations (EC2; unavailable in local mode).
     pub network: Arc<dyn NetworkProvider>,
+    /// Participants' collected work (S3 on AWS, files under the data directory locally).
+    pub work: Arc<dyn crate::ports::WorkStore>,
 }
 
 /// The configured GPU clouds, by name.

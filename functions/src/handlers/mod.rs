@@ -3,6 +3,7 @@
 //! the router (`crate::router`) has authenticated the principal for the route's access.
 
 pub mod admin;
+pub mod collect;
 pub mod command_log;
 pub mod instances;
 pub mod keys;

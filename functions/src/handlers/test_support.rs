@@ -79,6 +79,8 @@ impl ComputeProvider for RecordingCompute {
 pub struct TestState {
     pub state: AppState,
     pub compute: Arc<RecordingCompute>,
+    /// The work store behind `state.work`, to play the part of the upload URLs.
+    pub work: shared::adapters::LocalWorkStore,
     _dir: tempfile::TempDir,
 }
 
@@ -94,6 +96,11 @@ impl TestState {
         config.api_url = Some("http://127.0.0.1:9".into());
         let compute = Arc::new(RecordingCompute::default());
         let (queue, worker) = InProcessQueue::new();
+        let work = shared::adapters::LocalWorkStore::new(
+            dir.path().join("collected"),
+            "http://127.0.0.1:9",
+            Arc::new(SystemClock),
+        );
         let state = AppState {
             store: Arc::new(SqliteStore::open(dir.path()).unwrap()),
             compute: compute.clone(),
@@ -106,11 +113,13 @@ impl TestState {
                 shared::adapters::LocalCloud::default(),
             )])),
             admin: Arc::new(AdminCredentials::new(ADMIN_USER, ADMIN_PASSWORD)),
+            work: Arc::new(work.clone()),
         };
         worker.start(state.clone());
         TestState {
             state,
             compute,
+            work,
             _dir: dir,
         }
     }

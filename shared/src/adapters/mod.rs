@@ -16,11 +16,13 @@ pub mod vast;
 
 pub use audited::{AuditedCloud, AuditedCompute, CommandLogger, Dialect};
 #[cfg(feature = "aws")]
-pub use aws::{DynamoStore, Ec2Cloud, Ec2Compute, Ec2Config, Ec2Network, SqsQueue};
+pub use aws::{DynamoStore, Ec2Cloud, Ec2Compute, Ec2Config, Ec2Network, S3WorkStore, SqsQueue};
 pub use clock::{OffsetClock, SystemClock};
 #[cfg(feature = "sqlite")]
 pub use local::{DurableJobWorker, DurableQueue, SqliteStore};
-pub use local::{InProcessQueue, JobWorker, LocalCloud, LocalCompute, LocalComputeConfig};
+pub use local::{
+    InProcessQueue, JobWorker, LocalCloud, LocalCompute, LocalComputeConfig, LocalWorkStore,
+};
 pub use not_granted::{NoNetwork, NotGranted};
 pub use notifier::{InProcessNotifier, PollingNotifier};
 pub use vast::VastCloud;

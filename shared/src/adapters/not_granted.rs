@@ -95,6 +95,33 @@ impl crate::ports::NetworkProvider for NoNetwork {
     }
 }
 
+#[async_trait]
+impl crate::ports::WorkStore for NotGranted {
+    async fn upload_url(
+        &self,
+        _: &str,
+        _: u64,
+        _: std::time::Duration,
+    ) -> Result<crate::ports::UploadUrl> {
+        Err(self.error())
+    }
+    async fn put(&self, _: &str, _: Vec<u8>) -> Result<()> {
+        Err(self.error())
+    }
+    async fn get(&self, _: &str) -> Result<Option<Vec<u8>>> {
+        Err(self.error())
+    }
+    async fn list(&self, _: &str) -> Result<Vec<crate::ports::StoredObject>> {
+        Err(self.error())
+    }
+    async fn delete_prefix(&self, _: &str) -> Result<u64> {
+        Err(self.error())
+    }
+    async fn start_export(&self, _: &str) -> Result<Box<dyn crate::ports::ExportUpload>> {
+        Err(self.error())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,6 +23,7 @@ mod operations;
 mod rate_limits;
 mod requests;
 mod vms;
+mod work_store;
 
 use api_keys::*;
 use command_log::*;
@@ -35,6 +36,7 @@ use rate_limits::*;
 use requests::*;
 pub use vms::claim_race;
 use vms::*;
+pub use work_store::{run_work_store, UrlClient};
 
 /// Runs every contract check against a fresh, empty store.
 pub async fn run_all(store: Arc<dyn Store>) {
@@ -64,6 +66,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     rate_counters(store.clone()).await;
     command_log_pages_and_clears(&*store).await;
     host_pools_move_conditionally(store.clone()).await;
+    final_sync_requests_are_kept(&*store).await;
 }
 
 /// A quota no test reaches (the quota has checks of its own).

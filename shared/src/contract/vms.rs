@@ -439,3 +439,33 @@ pub(super) async fn same_email_race(store: Arc<dyn Store>) {
     assert_eq!(store.count_assignable(0).await.expect("count"), 4);
     clear(&*store).await;
 }
+
+/// A destroy's final-sync request is kept on the record (the long-poll reads it), and an
+/// older request never replaces a newer one.
+pub(super) async fn final_sync_requests_are_kept(store: &dyn Store) {
+    store
+        .insert_vm(&vm("collect-1", 1))
+        .await
+        .expect("store call");
+    let got = store
+        .get_vm("collect-1")
+        .await
+        .expect("store call")
+        .expect("store call");
+    assert_eq!(got.collect_requested_at, None);
+    store
+        .update_vm("collect-1", &VmChange::CollectRequested(500), 500)
+        .await
+        .expect("store call");
+    store
+        .update_vm("collect-1", &VmChange::CollectRequested(400), 501)
+        .await
+        .expect("store call");
+    let got = store
+        .get_vm("collect-1")
+        .await
+        .expect("store call")
+        .expect("store call");
+    assert_eq!(got.collect_requested_at, Some(500));
+    store.delete_vm("collect-1").await.expect("store call");
+}

@@ -3,6 +3,9 @@
 //! VM's own folder), and the size caps. Pure rules; the agent, the API and the object store
 //! apply them.
 
+use serde::{Deserialize, Serialize};
+
+use super::vm::Millis;
 use crate::error::{Error, Result};
 
 /// Most patterns `GPUFLEET_COLLECT_PATTERNS` may list.
@@ -245,6 +248,100 @@ impl Caps {
         }
         Ok(())
     }
+}
+
+/// Where a VM's collected files live in the object store: `work/<hostname>/<path>`. Only the
+/// API writes the key (from an authenticated VM's hostname and a parsed path), so a VM can
+/// only ever write under its own prefix.
+pub fn object_key(hostname: &str, path: &CollectedPath) -> String {
+    format!("{}{}", work_prefix(hostname), path.as_str())
+}
+
+/// The prefix of one VM's files.
+pub fn work_prefix(hostname: &str) -> String {
+    format!("{WORK_PREFIX}{hostname}/")
+}
+
+/// The prefix of every VM's files.
+pub const WORK_PREFIX: &str = "work/";
+/// The prefix of the per-VM manifests (written by the API only, never by a VM).
+pub const MANIFEST_PREFIX: &str = "vms/";
+/// The prefix of assembled downloads.
+pub const EXPORT_PREFIX: &str = "exports/";
+
+pub fn manifest_key(hostname: &str) -> String {
+    format!("{MANIFEST_PREFIX}{hostname}.json")
+}
+
+/// One file as the object store holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredFile {
+    pub path: String,
+    pub size: u64,
+    /// The hex SHA-256 the agent reported for the version it uploaded.
+    pub sha256: String,
+}
+
+/// A file the agent found but the API would not take, and why (reported, never truncated).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedFile {
+    pub path: String,
+    pub reason: String,
+}
+
+/// What was collected from one VM: kept beside its files, so it outlives the VM's record
+/// (the zip names each VM's folder after it, and the dashboard shows it after destroy).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct VmManifest {
+    pub hostname: String,
+    /// The participant's email, when the VM was claimed.
+    pub email: Option<String>,
+    /// When the agent last finished a sync.
+    pub last_sync_at: Option<Millis>,
+    /// The latest final-sync request (`Vm::collect_requested_at`) that sync answered.
+    pub answered_request: Option<Millis>,
+    pub files: Vec<StoredFile>,
+    pub refused: Vec<RefusedFile>,
+    /// The final-sync request (before a destroy) this VM did not answer in time.
+    #[serde(default)]
+    pub missed_final_sync: Option<Millis>,
+}
+
+impl VmManifest {
+    pub fn bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+
+    /// The VM's folder in the zip: its hostname, and the participant's email when claimed,
+    /// reduced to characters every unzip tool accepts in a name.
+    pub fn folder(&self) -> String {
+        let safe = |s: &str| -> String {
+            s.chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || "@._+-".contains(c) {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect()
+        };
+        match &self.email {
+            Some(email) => format!("{} ({})", safe(&self.hostname), safe(email)),
+            None => safe(&self.hostname),
+        }
+    }
+}
+
+/// How one VM's final sync before a destroy went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinalSync {
+    pub hostname: String,
+    /// It answered the request in time (else its last earlier sync, if any, is what is kept).
+    pub answered: bool,
+    pub files: usize,
+    pub bytes: u64,
+    pub last_sync_at: Option<Millis>,
 }
 
 #[cfg(test)]

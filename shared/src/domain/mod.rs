@@ -17,6 +17,7 @@ pub mod pools;
 pub mod requests;
 pub mod secrets;
 pub mod vm;
+pub mod zip;
 
 pub use api_keys::ApiKey;
 pub use crd::CrdCommand;

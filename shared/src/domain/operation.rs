@@ -29,6 +29,10 @@ pub struct Operation {
     pub hostnames: Vec<String>,
     /// What went wrong, per VM or overall.
     pub errors: Vec<String>,
+    /// A destroy's final sync of participants' work, per VM (empty when nothing is
+    /// collected).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collected: Vec<super::collect::FinalSync>,
     pub created_at: Millis,
     pub finished_at: Option<Millis>,
 }
@@ -41,6 +45,7 @@ impl Operation {
             status: OperationStatus::Running,
             hostnames: Vec::new(),
             errors: Vec::new(),
+            collected: Vec::new(),
             created_at: now,
             finished_at: None,
         }

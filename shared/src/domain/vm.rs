@@ -194,6 +194,9 @@ pub struct Vm {
     pub updated_at: Millis,
     /// Last time the VM itself called us.
     pub last_seen_at: Option<Millis>,
+    /// When the admin last asked this VM for a final sync of the participant's work (before
+    /// a destroy); its long-poll answers `collect` until the agent says it handled it.
+    pub collect_requested_at: Option<Millis>,
 }
 
 impl Vm {
@@ -212,6 +215,7 @@ impl Vm {
             created_at: now,
             updated_at: now,
             last_seen_at: None,
+            collect_requested_at: None,
         }
     }
 
@@ -314,6 +318,8 @@ pub enum VmChange {
     /// The VM reports that it is in `error`, and why (e.g. its remote-desktop host would not
     /// start); built by [`VmChange::reported_error`], which cleans the reason.
     ReportedError(String),
+    /// The admin asks for a final sync of the participant's work (destroy does, first).
+    CollectRequested(Millis),
 }
 
 /// Longest reason a VM may report, in characters.
@@ -394,6 +400,10 @@ impl VmChange {
                 assignment.crd_command = command.clone();
                 // Strictly later, so the agent sees a change even within one millisecond.
                 assignment.command_at = now.max(assignment.command_at + 1);
+            }
+            VmChange::CollectRequested(at) => {
+                // Never earlier than a request the agent may already be answering.
+                vm.collect_requested_at = Some(vm.collect_requested_at.map_or(*at, |t| t.max(*at)));
             }
         }
         vm.updated_at = now;

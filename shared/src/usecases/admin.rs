@@ -17,6 +17,8 @@ pub struct Fleet<'a> {
     pub notifier: &'a dyn crate::ports::AssignmentNotifier,
     pub clock: &'a dyn crate::ports::Clock,
     pub config: &'a crate::config::Config,
+    /// A destroy collects the participants' work first.
+    pub collection: super::collect::Collection<'a>,
 }
 
 impl<'a> From<&'a AppState> for Fleet<'a> {
@@ -28,6 +30,7 @@ impl<'a> From<&'a AppState> for Fleet<'a> {
             notifier: &*state.notifier,
             clock: &*state.clock,
             config: &state.config,
+            collection: state.into(),
         }
     }
 }
@@ -137,8 +140,9 @@ pub async fn finish_interrupted(state: Fleet<'_>, interrupted: Vec<Operation>) -
     Ok(())
 }
 
-/// Stops every machine of this deployment (found by its tag, so machines whose record was
-/// lost go too), waits until the provider confirms each is ending, and only then deletes
+/// Asks every VM for a final sync of the participant's work and waits for it (bounded; see
+/// `collect::final_sync`, whose per-VM outcome the operation keeps), then stops every
+/// machine of this deployment (found by its tag, so machines whose record was lost go too), waits until the provider confirms each is ending, and only then deletes
 /// the records. A VM whose machine is not confirmed keeps its record, marked `error`, so
 /// nothing that still runs (and bills) is forgotten. VMs in use are only destroyed when
 /// `confirm_in_use` is set; otherwise nothing happens and the answer lists them.
@@ -161,7 +165,22 @@ pub async fn destroy_all(state: Fleet<'_>, confirm_in_use: bool) -> Result<Opera
     op.hostnames = vms.iter().map(|v| v.hostname.clone()).collect();
     state.store.save_operation(&op).await?;
 
-    let result = terminate_and_forget(state, &mut op, &vms).await;
+    let result = match super::collect::final_sync(state.collection, &vms).await {
+        Ok(collected) => {
+            op.collected = collected;
+            state.store.save_operation(&op).await?;
+            terminate_and_forget(state, &mut op, &vms).await
+        }
+        // Ending the VMs now could lose what participants saved since their last sync.
+        Err(e) => {
+            tracing::error!(error = ?e, "final sync before a destroy");
+            Err(Error::Unavailable(
+                "nothing was destroyed: the final sync of participants' work could not run (see the logs); \
+                 set GPUFLEET_COLLECT_PATTERNS empty to destroy without collecting"
+                    .into(),
+            ))
+        }
+    };
     if let Err(e) = &result {
         op.errors.push(format!("destroy stopped: {e}"));
     }

@@ -5,6 +5,7 @@
 //! reconcile, which visits every feature, takes the whole `AppState`.
 
 pub mod admin;
+pub mod collect;
 pub mod command_log;
 pub mod instances;
 pub mod liveness;

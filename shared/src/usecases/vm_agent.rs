@@ -104,18 +104,33 @@ pub enum StartupAnswer {
     Leased {
         request_id: String,
     },
+    /// The admin asks for a final sync of the participant's work (a destroy is coming); the
+    /// agent passes `requested_at` back as `collected` so it is asked once.
+    Collect {
+        requested_at: Millis,
+    },
     Waiting,
 }
 
-/// Returns the VM's assignment as soon as it exists (with `after`: as soon as its command
-/// is newer than that), or `Waiting` after `timeout`. The wait parks one task; it holds no
+/// What the agent has already seen, so the long-poll answers only with something newer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Seen {
+    /// The `command_at` of the command the agent already ran.
+    pub command_at: Option<Millis>,
+    /// The final-sync request the agent already handled.
+    pub collect_requested_at: Option<Millis>,
+}
+
+/// Returns the VM's assignment as soon as it exists (once seen: as soon as its command is
+/// newer), a final-sync request newer than the one seen, or `Waiting` after `timeout`. The wait parks one task; it holds no
 /// thread and no store connection.
 pub async fn wait_for_assignment(
     state: Agents<'_>,
     vm: &AuthenticatedVm,
-    after: Option<Millis>,
+    seen: Seen,
     timeout: Duration,
 ) -> Result<StartupAnswer> {
+    let after = seen.command_at;
     let hostname = vm.hostname();
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
@@ -126,6 +141,12 @@ pub async fn wait_for_assignment(
             .get_vm(hostname)
             .await?
             .ok_or(Error::Unauthorized)?;
+        if let Some(requested_at) = vm
+            .collect_requested_at
+            .filter(|at| seen.collect_requested_at.is_none_or(|s| *at > s))
+        {
+            return Ok(StartupAnswer::Collect { requested_at });
+        }
         if let Some(request_id) = vm.lease_request() {
             return Ok(StartupAnswer::Leased {
                 request_id: request_id.to_string(),

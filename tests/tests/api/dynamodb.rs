@@ -132,7 +132,7 @@ async fn dynamodb_request_costs() {
     let answer = shared::usecases::vm_agent::wait_for_assignment(
         (&state).into(),
         &vm,
-        None,
+        shared::usecases::vm_agent::Seen::default(),
         std::time::Duration::from_millis(1_050),
     )
     .await
@@ -172,6 +172,7 @@ fn dynamo_app_state(store: Arc<dyn shared::ports::Store>) -> shared::AppState {
             interval: config.poll_interval,
         }),
         clock: Arc::new(SystemClock),
+        work: Arc::new(shared::adapters::NotGranted("the work store")),
         network: Arc::new(shared::adapters::NoNetwork("no network in this test")),
         clouds: Default::default(),
         admin: Arc::new(shared::state::AdminCredentials::new("a", "b")),

@@ -462,6 +462,7 @@ async fn a_migration_on_ec2_moves_the_tag_and_the_record() {
             interval: Duration::from_millis(50),
         }),
         clock,
+        work: Arc::new(shared::adapters::NotGranted("the work store")),
         network: Arc::new(shared::adapters::NoNetwork("no network in this test")),
         clouds: Default::default(),
         admin: Arc::new(shared::state::AdminCredentials::new(

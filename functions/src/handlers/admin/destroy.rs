@@ -37,7 +37,27 @@ pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Res
         }
         match outcome {
             Ok(op) => {
-                let message = format!("Destroyed {} VM(s).", op.hostnames.len() - op.errors.len());
+                let mut message =
+                    format!("Destroyed {} VM(s).", op.hostnames.len() - op.errors.len());
+                if !op.collected.is_empty() {
+                    let missed: Vec<&str> = op
+                        .collected
+                        .iter()
+                        .filter(|s| !s.answered)
+                        .map(|s| s.hostname.as_str())
+                        .collect();
+                    message.push_str(&format!(
+                        " Final sync: {} of {} VM(s) answered.",
+                        op.collected.len() - missed.len(),
+                        op.collected.len()
+                    ));
+                    if !missed.is_empty() {
+                        message.push_str(&format!(
+                            " Did not answer (what they synced earlier is kept): {}.",
+                            missed.join(", ")
+                        ));
+                    }
+                }
                 let error = (!op.errors.is_empty()).then(|| op.errors.join("; "));
                 admin_page(&state, StatusCode::OK, Some(&message), error.as_deref()).await
             }
@@ -64,6 +84,66 @@ mod tests {
         assert_eq!(resp.status(), 200, "{}", body_text(&resp));
         assert_eq!(t.compute.terminated().len(), 2);
         assert!(t.state.store.list_vms().await.unwrap().is_empty());
+    }
+
+    /// vm-1's "agent" answers the final-sync request through the long-poll; vm-2's never
+    /// does: the destroy waits its bounded time, ends both, and lists vm-2 as missing.
+    #[tokio::test]
+    async fn collects_first_and_lists_the_vms_that_did_not_answer() {
+        use shared::usecases::{collect, vm_agent};
+        let mut t = TestState::new();
+        let mut config = (*t.state.config).clone();
+        config.collect.final_wait = std::time::Duration::from_millis(1500);
+        t.state.config = std::sync::Arc::new(config);
+        t.running_vm("vm-1").await;
+        t.running_vm("vm-2").await;
+        let state = t.state.clone();
+        let agent = tokio::spawn(async move {
+            let vm = vm_agent::authenticate(&*state.store, "vm-1", Some("token-vm-1"))
+                .await
+                .unwrap();
+            let seen = vm_agent::Seen::default();
+            let answer = vm_agent::wait_for_assignment(
+                (&state).into(),
+                &vm,
+                seen,
+                std::time::Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+            let vm_agent::StartupAnswer::Collect { requested_at } = answer else {
+                panic!("expected a collect request, got {answer:?}");
+            };
+            collect::finish_sync((&state).into(), &vm, vec![], vec![], Some(requested_at))
+                .await
+                .unwrap();
+        });
+        let resp = serve(t.state.clone(), event("destroy/admin.json")).await;
+        assert_eq!(resp.status(), 200, "{}", body_text(&resp));
+        agent.await.unwrap();
+        let op = &body_json(&resp)["operation"];
+        let collected = op["collected"].as_array().unwrap();
+        let answered = |h: &str| {
+            collected
+                .iter()
+                .find(|c| c["hostname"] == h)
+                .unwrap_or_else(|| panic!("{h} missing from {collected:?}"))["answered"]
+                .clone()
+        };
+        assert_eq!(answered("vm-1"), true);
+        assert_eq!(answered("vm-2"), false);
+        assert_eq!(t.compute.terminated().len(), 0, "no machines were recorded");
+        assert!(t.state.store.list_vms().await.unwrap().is_empty());
+        // The miss is kept with what was collected, after the VM records are gone.
+        let json = serve(t.state.clone(), event("scp-client/json.json")).await;
+        assert_eq!(
+            json.status(),
+            404,
+            "nothing was collected, so nothing to zip"
+        );
+        let kept = collect::collected((&t.state).into()).await.unwrap();
+        let vm2 = kept.iter().find(|v| v.manifest.hostname == "vm-2").unwrap();
+        assert!(vm2.manifest.missed_final_sync.is_some());
     }
 
     #[tokio::test]

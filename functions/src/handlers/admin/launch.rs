@@ -11,7 +11,7 @@ use crate::http::{
     form_body, json_response, respond, wants_json, ApiError, Principal, Request, Response,
 };
 use crate::pages::{render, AdminPage};
-use crate::views::FleetView;
+use crate::views::{FleetView, WorkView};
 
 pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond(async {
@@ -59,9 +59,31 @@ pub(crate) async fn admin_page(
     error: Option<&str>,
 ) -> Result<Response, ApiError> {
     let vms = admin::list_vms(state.into()).await?;
+    let now = state.clock.now_millis();
+    let patterns = state
+        .config
+        .collect
+        .patterns
+        .iter()
+        .map(|p| p.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    // The fleet must show even when the work store cannot be read.
+    let work = match shared::usecases::collect::collected(state.into()).await {
+        Ok(collected) => WorkView::new(patterns, &collected, now),
+        Err(e) => {
+            tracing::error!(error = ?e, "reading the collected work");
+            WorkView {
+                patterns,
+                unavailable: Some("the collected work could not be read; see the logs".into()),
+                ..WorkView::default()
+            }
+        }
+    };
     let mut resp = render(
         status,
         &AdminPage {
+            work,
             fleet: FleetView::new(
                 &vms,
                 state.clock.now_millis(),

@@ -1,10 +1,12 @@
-//! `POST /vm_startup` `{"hostname", "after"?}` + VM bearer token: the VM's long-poll for its
-//! assignment (with `after`: for a CRD command newer than the one it ran). Returns at once when assigned, else waits (at most the configured long-poll,
+//! `POST /vm_startup` `{"hostname", "after"?, "collected"?}` + VM bearer token: the VM's
+//! long-poll for its assignment (with `after`: for a CRD command newer than the one it ran),
+//! and for the admin's final-sync request (`{"status":"collect","requested_at"}`, newer than
+//! `collected`). Returns at once when assigned, else waits (at most the configured long-poll,
 //! ≤ 25 s to fit API Gateway) and answers `{"status":"waiting"}` so the agent asks again.
 
 use serde::Deserialize;
 use serde_json::json;
-use shared::usecases::vm_agent::{self, StartupAnswer};
+use shared::usecases::vm_agent::{self, Seen, StartupAnswer};
 use shared::AppState;
 
 use crate::http::{json_body, ok_json, respond, Principal, Request, Response};
@@ -13,6 +15,8 @@ use crate::http::{json_body, ok_json, respond, Principal, Request, Response};
 struct Body {
     /// The `command_at` of the command the agent already ran: answer only with a newer one.
     after: Option<i64>,
+    /// The final-sync request (`requested_at`) the agent already handled.
+    collected: Option<i64>,
 }
 
 pub async fn handle(state: AppState, principal: Principal, req: Request) -> Response {
@@ -21,7 +25,10 @@ pub async fn handle(state: AppState, principal: Principal, req: Request) -> Resp
         let answer = vm_agent::wait_for_assignment(
             (&state).into(),
             principal.vm()?,
-            body.after,
+            Seen {
+                command_at: body.after,
+                collect_requested_at: body.collected,
+            },
             state.config.long_poll,
         )
         .await?;
@@ -38,6 +45,9 @@ pub async fn handle(state: AppState, principal: Principal, req: Request) -> Resp
             })),
             StartupAnswer::Leased { request_id } => {
                 ok_json(json!({"status": "leased", "request_id": request_id}))
+            }
+            StartupAnswer::Collect { requested_at } => {
+                ok_json(json!({"status": "collect", "requested_at": requested_at}))
             }
             StartupAnswer::Waiting => ok_json(json!({"status": "waiting"})),
         }

@@ -28,6 +28,9 @@ pub struct LocalComputeConfig {
     pub extra_args: Vec<String>,
     /// Where each agent's stdout/stderr go: `<log_dir>/<hostname>.log`.
     pub log_dir: PathBuf,
+    /// Each local VM's working directory (the cloud VM's desktop user's home): the agent
+    /// collects from `<work_root>/<hostname>/`.
+    pub work_root: PathBuf,
     /// Kill the agents when this provider is dropped (tests). Otherwise they outlive the
     /// server like cloud VMs do, and reconnect when it comes back.
     pub kill_on_drop: bool,
@@ -140,6 +143,9 @@ impl LocalCompute {
         let log = std::fs::File::create(self.log_path(&spec.hostname))
             .context("creating the agent's log file")?;
         let log_err = log.try_clone().context("cloning the log handle")?;
+        let work_dir = self.config.work_root.join(file_safe(&spec.hostname));
+        std::fs::create_dir_all(&work_dir)
+            .with_context(|| format!("creating {}", work_dir.display()))?;
         let mut command = Command::new(&self.config.program);
         command
             .arg("agent")
@@ -147,6 +153,8 @@ impl LocalCompute {
             .args(["--hostname", &spec.hostname])
             .arg("--assignment-file")
             .arg(self.assignment_path(&spec.hostname))
+            .arg("--work-dir")
+            .arg(&work_dir)
             .args(&self.config.extra_args)
             // The token goes through the environment, not argv (argv is world-readable).
             .env("GPUFLEET_AGENT_TOKEN", spec.token.as_str())

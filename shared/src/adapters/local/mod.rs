@@ -9,6 +9,7 @@ pub mod durable_queue;
 pub mod in_process_queue;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+pub mod work_store;
 
 pub use cloud::LocalCloud;
 pub use compute::{LocalCompute, LocalComputeConfig};
@@ -17,3 +18,4 @@ pub use durable_queue::{DurableJobWorker, DurableQueue};
 pub use in_process_queue::{InProcessQueue, JobWorker};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
+pub use work_store::LocalWorkStore;

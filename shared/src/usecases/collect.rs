@@ -1,0 +1,459 @@
+//! Participants' work: each VM's agent syncs the files matching the collect patterns to the
+//! work store (it asks for upload URLs, PUTs the bytes, then says it is done); a destroy asks
+//! every VM for a final sync first and waits a bounded time; the admin downloads everything
+//! as one zip (one folder per VM) and deletes it when done. What was collected lives in the
+//! work store, not in the VM records, so it outlives the fleet.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use crate::config::CollectConfig;
+use crate::domain::collect::{
+    manifest_key, object_key, work_prefix, CollectedPath, FinalSync, RefusedFile, StoredFile,
+    VmManifest, EXPORT_PREFIX, MANIFEST_PREFIX, WORK_PREFIX,
+};
+use crate::domain::zip::ZipWriter;
+use crate::domain::{Liveness, Millis, Vm, VmChange};
+use crate::error::{Error, Result};
+use crate::ports::{AssignmentNotifier, Clock, UploadUrl, VmStore, WorkStore};
+use crate::usecases::vm_agent::AuthenticatedVm;
+use crate::AppState;
+
+/// How long an upload URL stays valid.
+pub const UPLOAD_URL_TTL: Duration = Duration::from_secs(15 * 60);
+/// How long the download URL of an assembled zip stays valid.
+pub const DOWNLOAD_URL_TTL: Duration = Duration::from_secs(15 * 60);
+/// Most files one sync may offer.
+pub const MAX_FILES_PER_SYNC: usize = 2_000;
+/// How often a destroy looks for the VMs' answers while it waits.
+const FINAL_SYNC_POLL: Duration = Duration::from_millis(250);
+
+/// The ports of collection: the VM records (final-sync requests), the work store, the
+/// long-poll wake-ups, the time and the settings.
+#[derive(Clone, Copy)]
+pub struct Collection<'a> {
+    pub vms: &'a dyn VmStore,
+    pub work: &'a dyn WorkStore,
+    pub notifier: &'a dyn AssignmentNotifier,
+    pub clock: &'a dyn Clock,
+    pub config: &'a CollectConfig,
+    pub liveness: Liveness,
+}
+
+impl<'a> From<&'a AppState> for Collection<'a> {
+    fn from(state: &'a AppState) -> Self {
+        Collection {
+            vms: &*state.store,
+            work: &*state.work,
+            notifier: &*state.notifier,
+            clock: &*state.clock,
+            config: &state.config.collect,
+            liveness: state.config.liveness(),
+        }
+    }
+}
+
+/// A file the agent found in the working directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferedFile {
+    pub path: String,
+    pub size: u64,
+    /// Hex SHA-256 of its content.
+    pub sha256: String,
+}
+
+/// What to do with each offered file.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SyncPlan {
+    /// New or changed: PUT the bytes here.
+    pub uploads: Vec<(String, UploadUrl)>,
+    /// Collected already, byte for byte.
+    pub unchanged: Vec<String>,
+    pub refused: Vec<RefusedFile>,
+}
+
+async fn manifest_of(ports: Collection<'_>, hostname: &str) -> Result<Option<VmManifest>> {
+    match ports.work.get(&manifest_key(hostname)).await? {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            Error::Internal(anyhow::anyhow!("reading the manifest of {hostname}: {e}"))
+        }),
+    }
+}
+
+async fn save_manifest(ports: Collection<'_>, manifest: &VmManifest) -> Result<()> {
+    let bytes = serde_json::to_vec(manifest).map_err(|e| Error::Internal(e.into()))?;
+    ports
+        .work
+        .put(&manifest_key(&manifest.hostname), bytes)
+        .await
+}
+
+fn is_sha256(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Step one of a sync: the agent offers every matching file it has (path, size, SHA-256);
+/// each new or changed one gets a short-lived upload URL under this VM's own prefix, and
+/// each one the rules refuse (a name that could leave the folder, one the patterns do not
+/// collect, one over a size cap) is answered with the reason.
+pub async fn plan_sync(
+    ports: Collection<'_>,
+    vm: &AuthenticatedVm,
+    files: Vec<OfferedFile>,
+) -> Result<SyncPlan> {
+    if files.len() > MAX_FILES_PER_SYNC {
+        return Err(Error::validation(format!(
+            "at most {MAX_FILES_PER_SYNC} files per sync (got {})",
+            files.len()
+        )));
+    }
+    let hostname = vm.hostname();
+    let manifest = manifest_of(ports, hostname).await?.unwrap_or_default();
+    let mut stored: HashMap<String, (u64, String)> = manifest
+        .files
+        .into_iter()
+        .map(|f| (f.path, (f.size, f.sha256)))
+        .collect();
+    let mut plan = SyncPlan::default();
+    for file in files {
+        let refuse = |reason: String| RefusedFile {
+            path: file.path.chars().take(300).collect(),
+            reason,
+        };
+        let path = match CollectedPath::parse(&file.path) {
+            Ok(path) => path,
+            Err(e) => {
+                plan.refused.push(refuse(e.to_string()));
+                continue;
+            }
+        };
+        if !ports.config.patterns.collects(&path) {
+            plan.refused.push(refuse(
+                "the name matches none of GPUFLEET_COLLECT_PATTERNS".into(),
+            ));
+            continue;
+        }
+        if !is_sha256(&file.sha256) {
+            plan.refused
+                .push(refuse("sha256 must be 64 hex digits".into()));
+            continue;
+        }
+        let key = path.as_str().to_string();
+        if stored.get(&key) == Some(&(file.size, file.sha256.to_ascii_lowercase())) {
+            plan.unchanged.push(key);
+            continue;
+        }
+        let total: u64 = stored.values().map(|(size, _)| size).sum();
+        let replaced = stored.get(&key).map_or(0, |(size, _)| *size);
+        if let Err(refusal) = ports.config.caps.admit(file.size, total - replaced) {
+            plan.refused.push(refuse(refusal.to_string()));
+            continue;
+        }
+        let url = ports
+            .work
+            .upload_url(&object_key(hostname, &path), file.size, UPLOAD_URL_TTL)
+            .await?;
+        // Count it against the cap now, so one sync cannot overshoot it.
+        stored.insert(key.clone(), (file.size, file.sha256.to_ascii_lowercase()));
+        plan.uploads.push((key, url));
+    }
+    Ok(plan)
+}
+
+/// Step two: the agent reports what it uploaded (and what was refused, so the admin sees
+/// it). The manifest is rebuilt from what the store really holds under the VM's prefix;
+/// `answering` is the final-sync request this sync answers, if any.
+pub async fn finish_sync(
+    ports: Collection<'_>,
+    vm: &AuthenticatedVm,
+    uploaded: Vec<OfferedFile>,
+    refused: Vec<RefusedFile>,
+    answering: Option<Millis>,
+) -> Result<VmManifest> {
+    let hostname = vm.hostname();
+    let previous = manifest_of(ports, hostname).await?.unwrap_or_default();
+    let mut hashes: HashMap<String, (u64, String)> = previous
+        .files
+        .into_iter()
+        .map(|f| (f.path, (f.size, f.sha256)))
+        .collect();
+    for f in uploaded {
+        hashes.insert(f.path, (f.size, f.sha256.to_ascii_lowercase()));
+    }
+    let prefix = work_prefix(hostname);
+    let files = ports
+        .work
+        .list(&prefix)
+        .await?
+        .into_iter()
+        .filter_map(|o| {
+            let path = o.key.strip_prefix(&prefix)?.to_string();
+            // A hash only counts when it describes the stored size (an upload that failed
+            // halfway leaves the old object and its old hash).
+            let sha256 = match hashes.get(&path) {
+                Some((size, sha)) if *size == o.size => sha.clone(),
+                _ => String::new(),
+            };
+            Some(StoredFile {
+                path,
+                size: o.size,
+                sha256,
+            })
+        })
+        .collect();
+    // The record as it is now: the participant may have claimed since the VM authenticated,
+    // and only a request the VM really received can be answered.
+    let current = ports
+        .vms
+        .get_vm(hostname)
+        .await?
+        .unwrap_or_else(|| vm.vm().clone());
+    let answered = match (answering, current.collect_requested_at) {
+        (Some(a), Some(requested)) if a <= requested => Some(a),
+        _ => previous.answered_request,
+    };
+    let manifest = VmManifest {
+        hostname: hostname.to_string(),
+        email: participant_email(&current).or(previous.email),
+        last_sync_at: Some(ports.clock.now_millis()),
+        answered_request: answered,
+        // A late answer to the request it missed clears the mark.
+        missed_final_sync: previous
+            .missed_final_sync
+            .filter(|missed| answered.is_none_or(|a| a < *missed)),
+        files,
+        refused: refused
+            .into_iter()
+            .take(100)
+            .map(|r| RefusedFile {
+                path: r.path.chars().take(300).collect(),
+                reason: r.reason.chars().take(300).collect(),
+            })
+            .collect(),
+    };
+    save_manifest(ports, &manifest).await?;
+    Ok(manifest)
+}
+
+fn participant_email(vm: &Vm) -> Option<String> {
+    vm.assignment
+        .as_ref()
+        .filter(|a| a.is_participant())
+        .map(|a| a.email.clone())
+}
+
+/// Before a destroy: asks every VM for a final sync (its long-poll answers at once) and
+/// waits until each has answered or `ports.config.final_wait` has passed. A VM that is not
+/// live is not waited for. Every VM is in the answer, answered or not; a VM that did not
+/// answer keeps what it synced before, and its manifest says it missed the final sync.
+pub async fn final_sync(ports: Collection<'_>, vms: &[Vm]) -> Result<Vec<FinalSync>> {
+    if !ports.config.enabled() || vms.is_empty() {
+        return Ok(Vec::new());
+    }
+    let requested_at = ports.clock.now_millis();
+    let live_since = ports.liveness.live_since(requested_at);
+    // A leased machine has no participant desktop (its user works over SSH).
+    let vms: Vec<&Vm> = vms.iter().filter(|v| v.lease_request().is_none()).collect();
+    let mut pending: Vec<&str> = Vec::new();
+    for vm in &vms {
+        if vm.is_live(live_since) {
+            ports
+                .vms
+                .update_vm(
+                    &vm.hostname,
+                    &VmChange::CollectRequested(requested_at),
+                    requested_at,
+                )
+                .await?;
+            ports.notifier.notify(&vm.hostname);
+            pending.push(&vm.hostname);
+        }
+    }
+    let deadline = tokio::time::Instant::now() + ports.config.final_wait;
+    let mut answered: HashMap<&str, VmManifest> = HashMap::new();
+    while !pending.is_empty() {
+        let mut still = Vec::new();
+        for hostname in pending {
+            match manifest_of(ports, hostname).await? {
+                Some(m) if m.answered_request.is_some_and(|a| a >= requested_at) => {
+                    answered.insert(hostname, m);
+                }
+                _ => still.push(hostname),
+            }
+        }
+        pending = still;
+        if pending.is_empty() || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(FINAL_SYNC_POLL).await;
+    }
+    let mut outcome = Vec::new();
+    for vm in vms {
+        if let Some(m) = answered.remove(vm.hostname.as_str()) {
+            outcome.push(FinalSync {
+                hostname: vm.hostname.clone(),
+                answered: true,
+                files: m.files.len(),
+                bytes: m.bytes(),
+                last_sync_at: m.last_sync_at,
+            });
+            continue;
+        }
+        let mut m = manifest_of(ports, &vm.hostname)
+            .await?
+            .unwrap_or_else(|| VmManifest {
+                hostname: vm.hostname.clone(),
+                ..VmManifest::default()
+            });
+        if m.email.is_none() {
+            m.email = participant_email(vm);
+        }
+        m.missed_final_sync = Some(requested_at);
+        save_manifest(ports, &m).await?;
+        outcome.push(FinalSync {
+            hostname: vm.hostname.clone(),
+            answered: false,
+            files: m.files.len(),
+            bytes: m.bytes(),
+            last_sync_at: m.last_sync_at,
+        });
+    }
+    Ok(outcome)
+}
+
+/// One VM's collected work, as the dashboard and the download's manifest show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectedVm {
+    pub manifest: VmManifest,
+    /// Files in the store (a sync that stopped before its report still counts).
+    pub stored: Vec<StoredFile>,
+}
+
+impl CollectedVm {
+    pub fn bytes(&self) -> u64 {
+        self.stored.iter().map(|f| f.size).sum()
+    }
+}
+
+/// Everything collected, per VM (hostname order): the store's files joined with the
+/// manifests, so a VM whose manifest is missing still shows and a destroyed VM still counts.
+pub async fn collected(ports: Collection<'_>) -> Result<Vec<CollectedVm>> {
+    let mut by_vm: BTreeMap<String, CollectedVm> = BTreeMap::new();
+    for object in ports.work.list(MANIFEST_PREFIX).await? {
+        let Some(hostname) = object
+            .key
+            .strip_prefix(MANIFEST_PREFIX)
+            .and_then(|k| k.strip_suffix(".json"))
+        else {
+            continue;
+        };
+        if let Some(manifest) = manifest_of(ports, hostname).await? {
+            by_vm.insert(
+                hostname.to_string(),
+                CollectedVm {
+                    manifest,
+                    stored: Vec::new(),
+                },
+            );
+        }
+    }
+    for object in ports.work.list(WORK_PREFIX).await? {
+        let Some((hostname, path)) = object
+            .key
+            .strip_prefix(WORK_PREFIX)
+            .and_then(|k| k.split_once('/'))
+        else {
+            continue;
+        };
+        let entry = by_vm
+            .entry(hostname.to_string())
+            .or_insert_with(|| CollectedVm {
+                manifest: VmManifest {
+                    hostname: hostname.to_string(),
+                    ..VmManifest::default()
+                },
+                stored: Vec::new(),
+            });
+        let sha256 = entry
+            .manifest
+            .files
+            .iter()
+            .find(|f| f.path == path && f.size == object.size)
+            .map(|f| f.sha256.clone())
+            .unwrap_or_default();
+        entry.stored.push(StoredFile {
+            path: path.to_string(),
+            size: object.size,
+            sha256,
+        });
+    }
+    Ok(by_vm.into_values().collect())
+}
+
+/// An assembled download: its URL and what is in it.
+#[derive(Debug, Clone)]
+pub struct Export {
+    pub url: String,
+    pub vms: Vec<CollectedVm>,
+}
+
+/// Assembles every collected file into one zip in the work store (one folder per VM, named
+/// after its hostname and participant), written front to back so no size limit applies,
+/// and returns a short-lived URL to it. `NotFound` when nothing was collected.
+pub async fn export_zip(ports: Collection<'_>) -> Result<Export> {
+    let vms = collected(ports).await?;
+    if vms.iter().all(|v| v.stored.is_empty()) {
+        return Err(Error::NotFound(
+            "collected work (no VM has synced a file yet)".into(),
+        ));
+    }
+    let now = ports.clock.now_millis();
+    let key = format!("{EXPORT_PREFIX}participants-work-{now}.zip");
+    let mut upload = ports.work.start_export(&key).await?;
+    match write_zip(ports, &vms, upload.as_mut(), now).await {
+        Ok(()) => {}
+        Err(e) => {
+            upload.abort().await;
+            return Err(e);
+        }
+    }
+    let url = upload.finish(DOWNLOAD_URL_TTL).await?;
+    Ok(Export { url, vms })
+}
+
+async fn write_zip(
+    ports: Collection<'_>,
+    vms: &[CollectedVm],
+    upload: &mut dyn crate::ports::ExportUpload,
+    now: Millis,
+) -> Result<()> {
+    let mut zip = ZipWriter::new();
+    for vm in vms {
+        let folder = vm.manifest.folder();
+        let modified = vm.manifest.last_sync_at.unwrap_or(now);
+        for file in &vm.stored {
+            let Ok(path) = CollectedPath::parse(&file.path) else {
+                continue; // never stored by the API; nothing a VM can name
+            };
+            let key = object_key(&vm.manifest.hostname, &path);
+            // Gone since the listing (deleted meanwhile): skip it rather than fail.
+            let Some(bytes) = ports.work.get(&key).await? else {
+                continue;
+            };
+            let entry = zip.entry(&format!("{folder}/{}", path.as_str()), &bytes, modified)?;
+            upload.write(entry).await?;
+        }
+    }
+    upload.write(zip.finish()).await
+}
+
+/// Deletes everything collected (files, manifests, assembled downloads); returns how many
+/// objects went.
+pub async fn delete_all(ports: Collection<'_>) -> Result<u64> {
+    let mut deleted = 0;
+    for prefix in [WORK_PREFIX, MANIFEST_PREFIX, EXPORT_PREFIX] {
+        deleted += ports.work.delete_prefix(prefix).await?;
+    }
+    Ok(deleted)
+}
