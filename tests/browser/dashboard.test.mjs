@@ -7,7 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -25,7 +25,7 @@ let server, browser, page, baseUrl, dataDir;
 function startServer() {
   dataDir = mkdtempSync(join(tmpdir(), 'gpufleet-browser-'));
   server = spawn(serverBin, ['serve', '--addr', '127.0.0.1:0', '--data-dir', dataDir, '--agent-boot-delay-secs', '3'], {
-    env: { ...process.env, GPUFLEET_ADMIN_PASSWORD: password, RUST_LOG: 'warn' },
+    env: { ...process.env, GPUFLEET_ADMIN_PASSWORD: password, RUST_LOG: 'warn', GPUFLEET_COLLECT_INTERVAL_SECONDS: '5' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   return new Promise((ok, fail) => {
@@ -194,6 +194,27 @@ test('the admin re-issues a seat link and moves a participant from the dashboard
   assert.notEqual(await page.textContent('#hostname'), hostname);
 });
 
+test('files dropped in a VM\'s working directory show on the dashboard as participants\' work', async () => {
+  await page.goto(`${baseUrl}/admin`);
+  const hosts = await page.locator('#vms tbody tr').evaluateAll(rows => rows.map(r => r.dataset.hostname));
+  assert.equal(hosts.length, 2);
+  for (const [i, host] of hosts.entries()) {
+    mkdirSync(join(dataDir, 'work', host, 'labels'), { recursive: true });
+    writeFileSync(join(dataDir, 'work', host, 'labels', `session${i}.slp`), 'x'.repeat(1000 * (i + 1)));
+  }
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    await page.goto(`${baseUrl}/admin`);
+    if (await page.locator('#work-files').count() === 1 && await page.textContent('#work-files') === '2') break;
+    assert.ok(Date.now() < deadline, 'the agents synced the files');
+    await page.waitForTimeout(1000);
+  }
+  assert.equal(await page.locator('#work-table tbody tr').count(), 2);
+  assert.match(await page.textContent('#work-table'), /ada@example\.org/);
+  await page.locator('#work').scrollIntoViewIfNeeded();
+  await shot('9-participants-work');
+});
+
 test('destroy asks for confirmation, lists what goes, then removes everything', async () => {
   await page.goto(`${baseUrl}/admin`);
   assert.equal(await page.locator('#destroy-list li').count(), 2);
@@ -203,6 +224,20 @@ test('destroy asks for confirmation, lists what goes, then removes everything', 
   await page.check('#destroy-confirm');
   await page.click('#destroy-button');
   await page.waitForSelector('text=Destroyed 2 VM(s).');
+  assert.match(await page.textContent('.alert.ok'), /Final sync: 2 of 2 VM\(s\) answered\./);
   assert.equal(await page.locator('#vms tbody tr').count(), 0);
+  // The work outlives the VMs: still listed, and the download is a zip.
+  assert.equal(await page.locator('#work-table tbody tr').count(), 2);
   await shot('10-destroyed');
+  const zip = await page.request.get(`${baseUrl}/api/scp-client`);
+  assert.equal(zip.status(), 200);
+  assert.equal(zip.headers()['content-type'], 'application/zip');
+  const bytes = await zip.body();
+  assert.equal(bytes.subarray(0, 4).toString('hex'), '504b0304');
+  // Deleting needs the box ticked, then the card is empty.
+  await page.check('#work-delete-form input[name=confirm]');
+  await page.click('#work-delete-form button');
+  await page.waitForSelector('text=Deleted the participants');
+  assert.equal(await page.locator('#work-table').count(), 0);
+  await shot('11-work-deleted');
 });

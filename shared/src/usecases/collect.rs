@@ -436,6 +436,17 @@ async fn write_zip(
             let Ok(path) = CollectedPath::parse(&file.path) else {
                 continue; // never stored by the API; nothing a VM can name
             };
+            // A presigned PUT may not have held a VM to the size it announced: an object
+            // over the per-file cap is left out rather than read into memory.
+            if file.size > ports.config.caps.per_file {
+                tracing::warn!(
+                    vm = %vm.manifest.hostname,
+                    path = %file.path,
+                    size = file.size,
+                    "left out of the zip: over the per-file cap"
+                );
+                continue;
+            }
             let key = object_key(&vm.manifest.hostname, &path);
             // Gone since the listing (deleted meanwhile): skip it rather than fail.
             let Some(bytes) = ports.work.get(&key).await? else {

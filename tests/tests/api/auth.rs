@@ -77,7 +77,7 @@ async fn vm_routes_refuse_another_vms_token() {
         .iter()
         .filter(|r| matches!(r.access, Access::Vm(_) | Access::VmOrAdmin(_)))
         .collect();
-    assert_eq!(vm_routes.len(), 7);
+    assert_eq!(vm_routes.len(), 9);
     for route in vm_routes {
         // A body that would succeed with the victim's own token.
         let body = match route.function {
@@ -90,6 +90,9 @@ async fn vm_routes_refuse_another_vms_token() {
                 json!({"log_group": "g", "log_stream": "victim", "messages": ["forged"]})
             }
             "push-vm-logs" => json!({"messages": ["forged"]}),
+            "collect-plan" => json!({"hostname": "victim", "files": [
+                {"path": "x.slp", "size": 1, "sha256": "0".repeat(64)}]}),
+            "collect-done" => json!({"hostname": "victim", "uploaded": [], "refused": []}),
             other => panic!("add a body for VM route {other}"),
         };
         for token in [Some(other_token.as_str()), None, Some("not-a-token")] {
@@ -134,6 +137,8 @@ async fn an_unknown_vm_answers_like_a_wrong_token() {
                 "report-vm-status" => json!({"hostname": host, "status": "running"}),
                 "vm-metrics" => json!({"agent_start": 1}),
                 "push-vm-logs" => json!({"messages": ["x"]}),
+                "collect-plan" => json!({"hostname": host, "files": []}),
+                "collect-done" => json!({"hostname": host}),
                 other => panic!("add a body for VM route {other}"),
             };
             let req = app

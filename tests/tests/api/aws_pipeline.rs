@@ -87,7 +87,7 @@ async fn aws_with(
             interval: Duration::from_millis(50),
         }),
         clock: Arc::new(SystemClock),
-        work: Arc::new(shared::adapters::NotGranted("the work store")),
+        work: Arc::new(s3_work_store().await),
         network: Arc::new(shared::adapters::NoNetwork("no network in this test")),
         clouds: Default::default(),
         admin: Arc::new(AdminCredentials::new(ADMIN_USER, ADMIN_PASSWORD)),

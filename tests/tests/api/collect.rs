@@ -396,31 +396,9 @@ impl UrlClient for Http {
     }
 }
 
-async fn s3_store() -> shared::adapters::S3WorkStore {
-    use aws_sdk_s3::config::{Credentials, Region};
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(aws_endpoint())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
-        .load()
-        .await;
-    let client = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config)
-            .force_path_style(true)
-            .build(),
-    );
-    let bucket = format!(
-        "gpufleet-work-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    );
-    client.create_bucket().bucket(&bucket).send().await.unwrap();
-    shared::adapters::S3WorkStore::new(client, bucket)
-}
-
 #[tokio::test]
 async fn s3_keeps_the_work_store_contract() {
-    let store = s3_store().await;
+    let store = s3_work_store().await;
     run_work_store(&store, &Http(reqwest::Client::new())).await;
 }
 
@@ -431,7 +409,7 @@ async fn s3_collection_end_to_end() {
     use shared::usecases::collect::{self, Collection, OfferedFile};
     let dir = tempfile::tempdir().unwrap();
     let store = shared::adapters::SqliteStore::open(dir.path()).unwrap();
-    let work = s3_store().await;
+    let work = s3_work_store().await;
     let notifier = shared::adapters::InProcessNotifier::default();
     let mut config = shared::config::Config::from_lookup(|_| None).unwrap();
     config.collect.patterns = shared::domain::collect::Patterns::parse("*.slp").unwrap();
@@ -504,4 +482,80 @@ async fn s3_collection_end_to_end() {
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest as _;
     hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// The numbers of docs/benchmarks.md ("Collecting participants' work"): 20 real agents with
+/// 50 files each; the zip of all 1,000 files; a destroy whose final sync has a new file on
+/// every VM. Run: `cargo test -p gpufleet-tests --test api -- --ignored measure_collection`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a benchmark: prints numbers, asserts only correctness"]
+async fn measure_collection_of_20_vms() {
+    let app = spawn_app_with(Options {
+        config: Some(|c| {
+            collecting(c);
+            c.collect.interval = Duration::from_secs(3600);
+            c.collect.final_wait = Duration::from_secs(15);
+        }),
+        ..Options::default()
+    })
+    .await;
+    let vms = launch(&app, 20).await;
+    let file: Vec<u8> = (0..64 * 1024u32).map(|i| (i % 249) as u8).collect();
+    for vm in &vms {
+        for i in 0..50 {
+            write(
+                &work_dir(&app, vm).join(format!("labels/{i:02}.slp")),
+                &file,
+            );
+        }
+    }
+    // Ask every agent for a sync now, as a destroy does, without ending anything.
+    let started = Instant::now();
+    let vm_records = app.state.store.list_vms().await.unwrap();
+    let synced = shared::usecases::collect::final_sync((&app.state).into(), &vm_records)
+        .await
+        .unwrap();
+    assert!(
+        synced.iter().all(|s| s.answered && s.files == 50),
+        "{synced:?}"
+    );
+    println!(
+        "MEASURE sync of 20 VMs × 50 files of 64 KiB on request: {:?}",
+        started.elapsed()
+    );
+
+    let started = Instant::now();
+    let m = manifest(&app).await.unwrap();
+    let assembled = started.elapsed();
+    assert_eq!(m["files"], 1000);
+    let started = Instant::now();
+    let zip = download(&app).await;
+    println!(
+        "MEASURE zip of 20 VMs × 50 files ({} MB): assembled in {assembled:?}, downloaded and unpacked in {:?}",
+        m["bytes"].as_u64().unwrap() / 1_000_000,
+        started.elapsed()
+    );
+    assert_eq!(zip.len(), 1000);
+
+    for vm in &vms {
+        write(&work_dir(&app, vm).join("final.slp"), vm.as_bytes());
+    }
+    let started = Instant::now();
+    let resp = app
+        .admin(app.client.post(app.url("/destroy")))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    println!(
+        "MEASURE destroy of 20 syncing VMs (final sync of one new file each, then all ended): {:?}",
+        started.elapsed()
+    );
+    let collected = body["operation"]["collected"].as_array().unwrap();
+    assert!(collected
+        .iter()
+        .all(|c| c["answered"] == true && c["files"] == 51));
+    assert!(app.state.store.list_vms().await.unwrap().is_empty());
 }

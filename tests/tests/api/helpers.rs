@@ -383,3 +383,26 @@ pub async fn serve_in_process(
         _ => panic!("no route for {} {path}", req.method()),
     }
 }
+
+/// A work store on a fresh bucket in the emulator, through the real SDK over HTTP.
+pub async fn s3_work_store() -> shared::adapters::S3WorkStore {
+    use aws_sdk_s3::config::{Credentials, Region};
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(aws_endpoint())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+        .load()
+        .await;
+    let client = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(true)
+            .build(),
+    );
+    let bucket = format!(
+        "gpufleet-work-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    client.create_bucket().bucket(&bucket).send().await.unwrap();
+    shared::adapters::S3WorkStore::new(client, bucket)
+}

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use functions::catalog::{
-    self, CloudAccess, Ec2Access, NetworkAccess, StoreAccess, Trigger, FUNCTIONS,
+    self, CloudAccess, Ec2Access, NetworkAccess, StoreAccess, Trigger, WorkAccess, FUNCTIONS,
 };
 use functions::routes::{self, Match, ROUTES};
 use serde_yaml::Value;
@@ -480,9 +480,49 @@ fn no_policy_grants_everything_and_each_function_gets_only_what_it_uses() {
             // Instances of the offers API get no instance profile: no iam:PassRole.
             expected_actions.extend(["ec2:RunInstances", "ec2:CreateTags"]);
         }
+        // The bucket of participants' work: each function only what its access says.
+        match f.work {
+            WorkAccess::None => {}
+            WorkAccess::Presign => expected_actions.extend(["s3:GetObject", "s3:PutObject"]),
+            WorkAccess::Read => expected_actions.extend(["s3:ListBucket", "s3:GetObject"]),
+            WorkAccess::Manifests => {
+                expected_actions.extend(["s3:ListBucket", "s3:GetObject", "s3:PutObject"])
+            }
+            WorkAccess::Export => expected_actions.extend([
+                "s3:ListBucket",
+                "s3:GetObject",
+                "s3:PutObject",
+                "s3:AbortMultipartUpload",
+            ]),
+            WorkAccess::Delete => {
+                expected_actions.extend(["s3:ListBucket", "s3:GetObject", "s3:DeleteObject"])
+            }
+        }
         let expected_actions: BTreeSet<String> =
             expected_actions.into_iter().map(String::from).collect();
         assert_eq!(actions, expected_actions, "{id}");
+        for s in &statements {
+            let actions = scalars(&s["Action"]);
+            if actions.iter().any(|a| a.starts_with("s3:")) {
+                let resources = scalars(&s["Resource"]);
+                assert!(
+                    resources.iter().all(|r| r.contains("CollectBucket")),
+                    "{id}: S3 only on the collect bucket: {resources:?}"
+                );
+                // Only the download assembler writes exports; only the planner presigns work/.
+                if actions.iter().any(|a| a == "s3:PutObject") {
+                    for r in &resources {
+                        let allowed = match f.work {
+                            WorkAccess::Presign => r.contains("/work/"),
+                            WorkAccess::Manifests => r.contains("/vms/"),
+                            WorkAccess::Export => r.contains("/exports/"),
+                            _ => false,
+                        };
+                        assert!(allowed, "{id}: PutObject on {r}");
+                    }
+                }
+            }
+        }
 
         for s in &statements {
             let actions = scalars(&s["Action"]);
@@ -560,4 +600,42 @@ fn the_long_poll_fits_in_its_functions_timeout() {
     let env = environment(&t, &props);
     let long_poll: u64 = env["GPUFLEET_LONG_POLL_SECONDS"].parse().unwrap();
     assert!(props["Timeout"].as_u64().unwrap() > long_poll);
+}
+
+/// The bucket of participants' work is private, encrypted and expiring, and the VMs' role
+/// has no S3 access at all (a VM only ever holds presigned URLs).
+#[test]
+fn the_collect_bucket_is_private_encrypted_expiring_and_vms_get_none_of_it() {
+    let t = template();
+    let bucket = &t["Resources"]["CollectBucket"];
+    assert_eq!(bucket["Type"].as_str(), Some("AWS::S3::Bucket"));
+    let props = &bucket["Properties"];
+    let block = &props["PublicAccessBlockConfiguration"];
+    for flag in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(block[flag].as_bool(), Some(true), "{flag}");
+    }
+    let sse = serde_yaml::to_string(&props["BucketEncryption"]).unwrap();
+    assert!(sse.contains("SSEAlgorithm"), "{sse}");
+    let rules = serde_yaml::to_string(&props["LifecycleConfiguration"]).unwrap();
+    assert!(rules.contains("ExpirationInDays"), "{rules}");
+    assert!(rules.contains("AbortIncompleteMultipartUpload"), "{rules}");
+    let policy = serde_yaml::to_string(&t["Resources"]["CollectBucketPolicy"]).unwrap();
+    assert!(policy.contains("aws:SecureTransport"), "{policy}");
+    let vm_role = serde_yaml::to_string(&t["Resources"]["VmRole"]).unwrap();
+    assert!(!vm_role.contains("s3:"), "{vm_role}");
+    // Only the functions whose catalogue entry asks for the bucket are told its name.
+    for (id, name, props) in functions(&t) {
+        let env = environment(&t, &props);
+        let f = catalog::function(&name).unwrap();
+        assert_eq!(
+            env.contains_key("GPUFLEET_COLLECT_BUCKET"),
+            f.work != WorkAccess::None,
+            "{id}"
+        );
+    }
 }

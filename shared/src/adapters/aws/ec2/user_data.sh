@@ -178,6 +178,8 @@ StandardOutput=append:/var/log/gpufleet-agent.log
 StandardError=append:/var/log/gpufleet-agent.log
 Restart=always
 RestartSec=5
+# At shutdown (a destroy ends the machine) the agent syncs the participant's work once more.
+TimeoutStopSec=75
 
 [Install]
 WantedBy=multi-user.target
