@@ -36,6 +36,8 @@ pub struct VmView {
     pub has_participant: bool,
     pub startup_total_seconds: Option<f64>,
     pub startup_stages: BTreeMap<&'static str, StageView>,
+    /// While a destroy's final sync runs: `syncing` (asked, not answered yet) or `synced`.
+    pub final_sync: Option<&'static str>,
 }
 
 impl VmView {
@@ -74,6 +76,11 @@ impl VmView {
             has_participant: vm.assignment.as_ref().is_some_and(|a| a.is_participant()),
             startup_total_seconds: vm.metrics.total_seconds(),
             startup_stages,
+            final_sync: match vm.collect_requested_at {
+                None => None,
+                Some(_) if vm.final_sync_pending() => Some("syncing"),
+                Some(_) => Some("synced"),
+            },
         }
     }
 

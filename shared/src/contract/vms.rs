@@ -467,5 +467,18 @@ pub(super) async fn final_sync_requests_are_kept(store: &dyn Store) {
         .expect("store call")
         .expect("store call");
     assert_eq!(got.collect_requested_at, Some(500));
+    assert!(got.final_sync_pending());
+    store
+        .update_vm("collect-1", &VmChange::CollectAnswered(500), 600)
+        .await
+        .expect("store call");
+    let got = store
+        .get_vm("collect-1")
+        .await
+        .expect("store call")
+        .expect("store call");
+    assert_eq!(got.collect_answered_at, Some(500));
+    assert!(!got.final_sync_pending());
+    assert_eq!(got.last_seen_at, Some(600), "an answer is the VM calling");
     store.delete_vm("collect-1").await.expect("store call");
 }

@@ -197,6 +197,16 @@ pub struct Vm {
     /// When the admin last asked this VM for a final sync of the participant's work (before
     /// a destroy); its long-poll answers `collect` until the agent says it handled it.
     pub collect_requested_at: Option<Millis>,
+    /// The latest final-sync request the VM's agent answered (its sync is done).
+    pub collect_answered_at: Option<Millis>,
+}
+
+impl Vm {
+    /// A final sync was asked for and is not answered yet.
+    pub fn final_sync_pending(&self) -> bool {
+        self.collect_requested_at
+            .is_some_and(|r| self.collect_answered_at.is_none_or(|a| a < r))
+    }
 }
 
 impl Vm {
@@ -216,6 +226,7 @@ impl Vm {
             updated_at: now,
             last_seen_at: None,
             collect_requested_at: None,
+            collect_answered_at: None,
         }
     }
 
@@ -320,6 +331,8 @@ pub enum VmChange {
     ReportedError(String),
     /// The admin asks for a final sync of the participant's work (destroy does, first).
     CollectRequested(Millis),
+    /// The agent finished the sync that answers the final-sync request made at this time.
+    CollectAnswered(Millis),
 }
 
 /// Longest reason a VM may report, in characters.
@@ -335,6 +348,7 @@ impl VmChange {
                 | VmChange::InUse(_)
                 | VmChange::Metrics(_)
                 | VmChange::ReportedError(_)
+                | VmChange::CollectAnswered(_)
         )
     }
 
@@ -404,6 +418,9 @@ impl VmChange {
             VmChange::CollectRequested(at) => {
                 // Never earlier than a request the agent may already be answering.
                 vm.collect_requested_at = Some(vm.collect_requested_at.map_or(*at, |t| t.max(*at)));
+            }
+            VmChange::CollectAnswered(at) => {
+                vm.collect_answered_at = Some(vm.collect_answered_at.map_or(*at, |t| t.max(*at)));
             }
         }
         vm.updated_at = now;

@@ -233,6 +233,21 @@ pub async fn finish_sync(
             .collect(),
     };
     save_manifest(ports, &manifest).await?;
+    // Only now, with the files and the manifest stored, does the request count as answered.
+    if let Some(at) = answering.filter(|a| answered == Some(*a)) {
+        match ports
+            .vms
+            .update_vm(
+                hostname,
+                &VmChange::CollectAnswered(at),
+                ports.clock.now_millis(),
+            )
+            .await
+        {
+            Ok(_) | Err(Error::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
     Ok(manifest)
 }
 
@@ -270,19 +285,17 @@ pub async fn final_sync(ports: Collection<'_>, vms: &[Vm]) -> Result<Vec<FinalSy
             pending.push(&vm.hostname);
         }
     }
+    // The answers land on the VM records (one listing per poll, whatever the fleet's size),
+    // which the dashboard's live table also shows.
     let deadline = tokio::time::Instant::now() + ports.config.final_wait;
-    let mut answered: HashMap<&str, VmManifest> = HashMap::new();
+    let mut answered: std::collections::HashSet<String> = std::collections::HashSet::new();
     while !pending.is_empty() {
-        let mut still = Vec::new();
-        for hostname in pending {
-            match manifest_of(ports, hostname).await? {
-                Some(m) if m.answered_request.is_some_and(|a| a >= requested_at) => {
-                    answered.insert(hostname, m);
-                }
-                _ => still.push(hostname),
+        for vm in ports.vms.list_vms().await? {
+            if vm.collect_answered_at.is_some_and(|a| a >= requested_at) {
+                answered.insert(vm.hostname);
             }
         }
-        pending = still;
+        pending.retain(|h| !answered.contains(*h));
         if pending.is_empty() || tokio::time::Instant::now() >= deadline {
             break;
         }
@@ -290,7 +303,8 @@ pub async fn final_sync(ports: Collection<'_>, vms: &[Vm]) -> Result<Vec<FinalSy
     }
     let mut outcome = Vec::new();
     for vm in vms {
-        if let Some(m) = answered.remove(vm.hostname.as_str()) {
+        if answered.contains(&vm.hostname) {
+            let m = manifest_of(ports, &vm.hostname).await?.unwrap_or_default();
             outcome.push(FinalSync {
                 hostname: vm.hostname.clone(),
                 answered: true,

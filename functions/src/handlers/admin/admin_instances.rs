@@ -27,3 +27,34 @@ pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Res
     })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::handlers::test_support::*;
+    use shared::domain::VmChange;
+
+    fn final_sync_of(resp: &crate::http::Response) -> serde_json::Value {
+        body_json(resp)["vms"][0]["final_sync"].clone()
+    }
+
+    /// The live table shows each VM's final sync while a destroy waits for it.
+    #[tokio::test]
+    async fn shows_each_vms_final_sync_while_a_destroy_waits() {
+        let t = TestState::new();
+        t.running_vm("vm-1").await;
+        let resp = serve(t.state.clone(), event("admin-instances/json.json")).await;
+        assert_eq!(final_sync_of(&resp), serde_json::Value::Null);
+        for (change, shown) in [
+            (VmChange::CollectRequested(1_000), "syncing"),
+            (VmChange::CollectAnswered(1_000), "synced"),
+        ] {
+            t.state
+                .store
+                .update_vm("vm-1", &change, 2_000)
+                .await
+                .unwrap();
+            let resp = serve(t.state.clone(), event("admin-instances/json.json")).await;
+            assert_eq!(final_sync_of(&resp), shown);
+        }
+    }
+}

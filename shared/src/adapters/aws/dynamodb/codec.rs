@@ -31,6 +31,9 @@ pub(super) fn vm_to_item(vm: &Vm, version: u64) -> Result<Item> {
     if let Some(t) = vm.collect_requested_at {
         item.insert("collect_requested_at".into(), n(t));
     }
+    if let Some(t) = vm.collect_answered_at {
+        item.insert("collect_answered_at".into(), n(t));
+    }
     if let Some(a) = &vm.assignment {
         item.insert("email".into(), s(&a.email));
         item.insert("crd_command".into(), s(&a.crd_command));
@@ -75,6 +78,7 @@ pub(super) fn item_to_vm(item: &Item) -> Result<(Vm, u64)> {
         updated_at: get_n(item, "updated_at").ok_or_else(|| bad("updated_at"))?,
         last_seen_at: get_n(item, "last_seen_at"),
         collect_requested_at: get_n(item, "collect_requested_at"),
+        collect_answered_at: get_n(item, "collect_answered_at"),
     };
     Ok((vm, get_n(item, "version").ok_or_else(|| bad("version"))?))
 }

@@ -5,7 +5,7 @@ use super::*;
 pub(super) const VM_COLUMNS: &str =
     "hostname, status, status_reason, gpu_health, in_use, email, crd_command, \
      pin, assigned_at, instance_id, token_hash, metrics, created_at, updated_at, last_seen_at, \
-     seat_hash, command_at, collect_requested_at";
+     seat_hash, command_at, collect_requested_at, collect_answered_at";
 
 pub(super) fn row_to_vm(row: &Row<'_>) -> rusqlite::Result<Vm> {
     let text = |i: usize| -> rusqlite::Result<String> { row.get(i) };
@@ -46,6 +46,7 @@ pub(super) fn row_to_vm(row: &Row<'_>) -> rusqlite::Result<Vm> {
         updated_at: row.get(13)?,
         last_seen_at: row.get(14)?,
         collect_requested_at: row.get(17)?,
+        collect_answered_at: row.get(18)?,
     })
 }
 
@@ -60,7 +61,7 @@ pub(super) fn insert_vm_in(conn: &Connection, vm: &Vm) -> Result<()> {
     let a = vm.assignment.as_ref();
     let inserted = conn
         .prepare_cached(&format!(
-            "INSERT INTO vms ({VM_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)
+            "INSERT INTO vms ({VM_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)
              ON CONFLICT(hostname) DO NOTHING"
         ))
         .and_then(|mut stmt| {
@@ -83,6 +84,7 @@ pub(super) fn insert_vm_in(conn: &Connection, vm: &Vm) -> Result<()> {
                 a.and_then(|a| a.seat_hash.as_ref()),
                 a.map(|a| a.command_at),
                 vm.collect_requested_at,
+                vm.collect_answered_at,
             ])
         })
         .map_err(sql_err("inserting a VM"))?;
@@ -138,7 +140,8 @@ impl VmStore for SqliteStore {
             conn.prepare_cached(
                 "UPDATE vms SET status = ?2, status_reason = ?3, gpu_health = ?4, in_use = ?5,
                         instance_id = ?6, metrics = ?7, updated_at = ?8, last_seen_at = ?9,
-                        crd_command = ?10, command_at = ?11, collect_requested_at = ?12
+                        crd_command = ?10, command_at = ?11, collect_requested_at = ?12,
+                        collect_answered_at = ?13
                  WHERE hostname = ?1",
             )
             .and_then(|mut stmt| {
@@ -156,6 +159,7 @@ impl VmStore for SqliteStore {
                     a.map(|a| &a.crd_command),
                     a.map(|a| a.command_at),
                     vm.collect_requested_at,
+                    vm.collect_answered_at,
                 ])
             })
             .map_err(sql_err("updating a VM"))?;
