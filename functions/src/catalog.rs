@@ -73,7 +73,8 @@ pub enum NetworkAccess {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkAccess {
     None,
-    /// Presign uploads under `work/` and read the manifests (a VM's sync plan).
+    /// List, presign uploads under `work/` and read the manifests (a VM's sync plan; S3 answers
+    /// a missing key without ListBucket as AccessDenied, not NoSuchKey).
     Presign,
     /// List, and read and write the manifests (a sync's report, a destroy's final sync).
     Manifests,
@@ -239,11 +240,12 @@ pub static FUNCTIONS: &[LambdaFunction] = &[
     LambdaFunction {
         work: WorkAccess::Presign,
         about: "Participants' work: a VM's sync gets presigned PUT URLs under its own prefix (docs/collect.md).",
-        ..http("collect-plan", Read)
+        // Each plan counts against the VM's per-minute limit (a table write).
+        ..http("collect-plan", ReadWrite)
     },
     LambdaFunction {
         work: WorkAccess::Manifests,
-        ..http("collect-done", Read)
+        ..http("collect-done", ReadWrite)
     },
     slow(LambdaFunction {
         work: WorkAccess::Export,

@@ -126,6 +126,9 @@ fn environment(f: &LambdaFunction) -> Vec<(&'static str, String)> {
             "GPUFLEET_COLLECT_INTERVAL_SECONDS",
             "!Ref CollectIntervalSeconds".into(),
         ));
+    }
+    if f.work != WorkAccess::None {
+        // The caps: the planner enforces them, the download leaves out what is over them.
         env.push((
             "GPUFLEET_COLLECT_MAX_FILE_BYTES",
             "!Ref CollectMaxFileBytes".into(),
@@ -416,6 +419,7 @@ fn work_statements(access: WorkAccess) -> Vec<Statement> {
     match access {
         WorkAccess::None => Vec::new(),
         WorkAccess::Presign => vec![
+            list(),
             read_manifests(),
             Statement {
                 sid: "PresignUploadsOfWork",
@@ -444,7 +448,8 @@ fn work_statements(access: WorkAccess) -> Vec<Statement> {
             },
             Statement {
                 sid: "AssembleDownloads",
-                actions: &["s3:PutObject", "s3:AbortMultipartUpload"],
+                // Delete: expired earlier downloads go when a new one is made.
+                actions: &["s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"],
                 resources: objects(&["exports/"]),
                 condition: &[],
             },

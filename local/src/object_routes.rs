@@ -30,7 +30,25 @@ pub async fn serve(
     };
     Ok(match *req.method() {
         Method::PUT => {
-            let limit = usize::try_from(max_upload).unwrap_or(usize::MAX);
+            // The token and the announced length first: nothing is read for a stranger.
+            let Some(size) = store.upload_size(&token) else {
+                return Ok(answer(
+                    StatusCode::FORBIDDEN,
+                    "unknown or expired upload URL",
+                ));
+            };
+            let announced = req
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if announced.is_some_and(|n| n != size) {
+                return Ok(answer(
+                    StatusCode::BAD_REQUEST,
+                    &format!("this URL takes exactly {size} bytes"),
+                ));
+            }
+            let limit = usize::try_from(size.min(max_upload)).unwrap_or(usize::MAX);
             let body = AxumBody::new(req.into_body());
             let bytes =
                 match tokio::time::timeout(UPLOAD_TIMEOUT, axum::body::to_bytes(body, limit)).await

@@ -186,6 +186,11 @@ impl CollectedPath {
             if c.is_empty() || *c == "." || *c == ".." {
                 return Err(bad("has an empty, `.` or `..` component".into()));
             }
+            // Hidden files and folders are never collected (the agent skips them too), so
+            // no collected name can pose as a store's temporary file.
+            if c.starts_with('.') {
+                return Err(bad("has a hidden component (starting with `.`)".into()));
+            }
             if c.len() > MAX_COMPONENT_BYTES {
                 return Err(bad(format!(
                     "has a component longer than {MAX_COMPONENT_BYTES} bytes"
@@ -374,6 +379,8 @@ mod tests {
         assert!(CollectedPath::parse("a/".repeat(MAX_DEPTH + 1).trim_end_matches('/')).is_err());
         assert!(CollectedPath::parse(&"x".repeat(MAX_COMPONENT_BYTES + 1)).is_err());
         assert_eq!(path("labels/été 1.slp").as_str(), "labels/été 1.slp");
+        assert!(CollectedPath::parse(".upload-x.slp").is_err());
+        assert!(CollectedPath::parse("a/.git/x.slp").is_err());
     }
 
     #[test]

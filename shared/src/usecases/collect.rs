@@ -19,8 +19,18 @@ use crate::ports::{AssignmentNotifier, Clock, UploadUrl, VmStore, WorkStore};
 use crate::usecases::vm_agent::AuthenticatedVm;
 use crate::AppState;
 
-/// How long an upload URL stays valid.
-pub const UPLOAD_URL_TTL: Duration = Duration::from_secs(15 * 60);
+/// How long an upload URL stays valid (the agent uploads right after its plan).
+pub const UPLOAD_URL_TTL: Duration = Duration::from_secs(5 * 60);
+/// Sync plans one VM may ask for per minute: twice what its interval needs, plus a few (the
+/// first sync, a destroy's request). URLs not yet used do not count against the caps, so
+/// this bounds what a stolen VM token can have granted at once: at most this × 5 (minutes
+/// of validity) × the per-VM cap.
+pub fn plans_per_minute(config: &CollectConfig) -> u32 {
+    let per_minute = 60 / config.interval.as_secs().max(1);
+    u32::try_from(per_minute * 2)
+        .unwrap_or(u32::MAX)
+        .saturating_add(6)
+}
 /// How long the download URL of an assembled zip stays valid.
 pub const DOWNLOAD_URL_TTL: Duration = Duration::from_secs(15 * 60);
 /// Most files one sync may offer.
@@ -38,6 +48,7 @@ pub struct Collection<'a> {
     pub clock: &'a dyn Clock,
     pub config: &'a CollectConfig,
     pub liveness: Liveness,
+    pub limiter: super::rate_limit::Limiter<'a>,
 }
 
 impl<'a> From<&'a AppState> for Collection<'a> {
@@ -49,6 +60,7 @@ impl<'a> From<&'a AppState> for Collection<'a> {
             clock: &*state.clock,
             config: &state.config.collect,
             liveness: state.config.liveness(),
+            limiter: state.into(),
         }
     }
 }
@@ -109,11 +121,37 @@ pub async fn plan_sync(
         )));
     }
     let hostname = vm.hostname();
+    let allowed = plans_per_minute(ports.config);
+    let limit =
+        super::rate_limit::hit(ports.limiter, &format!("collect:{hostname}"), allowed).await?;
+    if !limit.allowed {
+        return Err(Error::Unavailable(format!(
+            "more than {allowed} syncs a minute from this VM; try again in {} s",
+            limit.retry_after
+        )));
+    }
     let manifest = manifest_of(ports, hostname).await?.unwrap_or_default();
-    let mut stored: HashMap<String, (u64, String)> = manifest
+    let hashes: HashMap<String, (u64, String)> = manifest
         .files
         .into_iter()
         .map(|f| (f.path, (f.size, f.sha256)))
+        .collect();
+    // Sizes as the store holds them (a VM cannot under-report what it uploaded); hashes
+    // from the manifest where they describe that size.
+    let prefix = work_prefix(hostname);
+    let mut stored: HashMap<String, (u64, String)> = ports
+        .work
+        .list(&prefix)
+        .await?
+        .into_iter()
+        .filter_map(|o| {
+            let path = o.key.strip_prefix(&prefix)?.to_string();
+            let sha = match hashes.get(&path) {
+                Some((size, sha)) if *size == o.size => sha.clone(),
+                _ => String::new(),
+            };
+            Some((path, (o.size, sha)))
+        })
         .collect();
     let mut plan = SyncPlan::default();
     for file in files {
@@ -271,8 +309,10 @@ pub async fn final_sync(ports: Collection<'_>, vms: &[Vm]) -> Result<Vec<FinalSy
     // A leased machine has no participant desktop (its user works over SSH).
     let vms: Vec<&Vm> = vms.iter().filter(|v| v.lease_request().is_none()).collect();
     let mut pending: Vec<&str> = Vec::new();
+    let mut asked: std::collections::HashSet<&str> = std::collections::HashSet::new();
     for vm in &vms {
         if vm.is_live(live_since) {
+            asked.insert(&vm.hostname);
             ports
                 .vms
                 .update_vm(
@@ -314,12 +354,19 @@ pub async fn final_sync(ports: Collection<'_>, vms: &[Vm]) -> Result<Vec<FinalSy
             });
             continue;
         }
-        let mut m = manifest_of(ports, &vm.hostname)
-            .await?
-            .unwrap_or_else(|| VmManifest {
-                hostname: vm.hostname.clone(),
-                ..VmManifest::default()
-            });
+        let existing = manifest_of(ports, &vm.hostname).await?;
+        // A VM that was never heard from in time, never synced and never claimed holds
+        // nobody's work: nothing to report about it.
+        if existing.is_none()
+            && !asked.contains(vm.hostname.as_str())
+            && participant_email(vm).is_none()
+        {
+            continue;
+        }
+        let mut m = existing.unwrap_or_else(|| VmManifest {
+            hostname: vm.hostname.clone(),
+            ..VmManifest::default()
+        });
         if m.email.is_none() {
             m.email = participant_email(vm);
         }
@@ -433,6 +480,19 @@ pub async fn export_zip(ports: Collection<'_>) -> Result<Export> {
         }
     }
     let url = upload.finish(DOWNLOAD_URL_TTL).await?;
+    // Earlier downloads whose URLs have expired are copies nobody can fetch any more.
+    let expired_before = now - i64::try_from(DOWNLOAD_URL_TTL.as_millis()).unwrap_or(i64::MAX);
+    for old in ports.work.list(EXPORT_PREFIX).await? {
+        let made_at = old
+            .key
+            .strip_prefix(EXPORT_PREFIX)
+            .and_then(|k| k.strip_prefix("participants-work-"))
+            .and_then(|k| k.strip_suffix(".zip"))
+            .and_then(|t| t.parse::<Millis>().ok());
+        if made_at.is_some_and(|t| t < expired_before) {
+            ports.work.delete_prefix(&old.key).await?;
+        }
+    }
     Ok(Export { url, vms })
 }
 

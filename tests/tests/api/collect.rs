@@ -146,6 +146,18 @@ async fn agents_sync_their_work_and_destroy_delivers_the_last_file() {
     })
     .await;
     assert_eq!(manifest(&app).await, Err(404), "nothing collected yet");
+    // A stranger's PUT to the local store is refused before any body is read.
+    for (path, len) in [("/local-store/nope", 10u64), ("/local-store/", 1)] {
+        let resp = app
+            .client
+            .put(app.url(path))
+            .header("content-length", len)
+            .body(vec![0u8; len as usize])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 403, "{path}");
+    }
     let vms = launch(&app, 2).await;
     let (a, b) = (&vms[0], &vms[1]);
     // A participant on VM a claims it: its folder carries the email.
@@ -420,6 +432,10 @@ async fn s3_collection_end_to_end() {
         clock: &shared::adapters::SystemClock,
         config: &config.collect,
         liveness: config.liveness(),
+        limiter: shared::usecases::rate_limit::Limiter {
+            counters: &store,
+            clock: &shared::adapters::SystemClock,
+        },
     };
     use shared::ports::VmStore as _;
     let token = "token-s3";

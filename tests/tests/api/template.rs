@@ -483,7 +483,9 @@ fn no_policy_grants_everything_and_each_function_gets_only_what_it_uses() {
         // The bucket of participants' work: each function only what its access says.
         match f.work {
             WorkAccess::None => {}
-            WorkAccess::Presign => expected_actions.extend(["s3:GetObject", "s3:PutObject"]),
+            WorkAccess::Presign => {
+                expected_actions.extend(["s3:ListBucket", "s3:GetObject", "s3:PutObject"])
+            }
             WorkAccess::Read => expected_actions.extend(["s3:ListBucket", "s3:GetObject"]),
             WorkAccess::Manifests => {
                 expected_actions.extend(["s3:ListBucket", "s3:GetObject", "s3:PutObject"])
@@ -493,6 +495,7 @@ fn no_policy_grants_everything_and_each_function_gets_only_what_it_uses() {
                 "s3:GetObject",
                 "s3:PutObject",
                 "s3:AbortMultipartUpload",
+                "s3:DeleteObject",
             ]),
             WorkAccess::Delete => {
                 expected_actions.extend(["s3:ListBucket", "s3:GetObject", "s3:DeleteObject"])

@@ -195,4 +195,44 @@ mod tests {
         let reason = plan["refused"][0]["reason"].as_str().unwrap();
         assert!(reason.contains("over the 5-byte cap"), "{reason}");
     }
+
+    #[tokio::test]
+    async fn plans_are_limited_per_vm_and_minute() {
+        let t = TestState::new();
+        t.running_vm("vm-1").await;
+        let allowed = shared::usecases::collect::plans_per_minute(&t.state.config.collect);
+        for _ in 0..allowed {
+            let resp = serve(t.state.clone(), event("collect-plan/two-files.json")).await;
+            assert_eq!(resp.status(), 200);
+        }
+        let resp = serve(t.state.clone(), event("collect-plan/two-files.json")).await;
+        assert_eq!(resp.status(), 503, "{}", body_text(&resp));
+        assert!(body_text(&resp).contains("syncs a minute"));
+    }
+
+    /// What a VM really stored counts against its cap, not what it announced.
+    #[tokio::test]
+    async fn the_cap_counts_what_the_store_holds() {
+        let mut t = TestState::new();
+        let mut config = (*t.state.config).clone();
+        config.collect.caps = shared::domain::collect::Caps {
+            per_file: 100,
+            per_vm: 100,
+        };
+        t.state.config = std::sync::Arc::new(config);
+        t.running_vm("vm-1").await;
+        // An overshooting upload, as a presigned PUT that S3 did not hold to its length.
+        use shared::ports::WorkStore as _;
+        t.work
+            .put("work/vm-1/big.slp", vec![0u8; 99])
+            .await
+            .unwrap();
+        let plan = body_json(&serve(t.state.clone(), event("collect-plan/two-files.json")).await);
+        assert!(plan["uploads"].as_array().unwrap().is_empty(), "{plan}");
+        let reason = plan["refused"][0]["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("99 bytes are collected from this VM already"),
+            "{reason}"
+        );
+    }
 }

@@ -84,6 +84,15 @@ impl LocalWorkStore {
         }
     }
 
+    /// The size an upload URL takes, when the token is a live upload grant (checked before a
+    /// body is read, so a stranger cannot make the server buffer anything).
+    pub fn upload_size(&self, token: &str) -> Option<u64> {
+        match self.granted(token) {
+            Some(Grant::Upload { size, .. }) => Some(size),
+            _ => None,
+        }
+    }
+
     /// Stores the body of a PUT to an upload URL.
     pub async fn accept_upload(&self, token: &str, body: Vec<u8>) -> Result<(), Refused> {
         let Some(Grant::Upload { key, size }) = self.granted(token) else {

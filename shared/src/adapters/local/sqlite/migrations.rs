@@ -176,9 +176,9 @@ pub(super) fn migrate(conn: &Connection) -> Result<()> {
             pred = assignable_predicate()
         ),
         // Version 9: the admin's latest request for a final sync of the participant's work.
-        "ALTER TABLE vms ADD COLUMN collect_requested_at INTEGER;
-         ALTER TABLE vms ADD COLUMN collect_answered_at INTEGER;"
-            .to_string(),
+        "ALTER TABLE vms ADD COLUMN collect_requested_at INTEGER;".to_string(),
+        // Version 10: the latest final-sync request the VM's agent answered.
+        "ALTER TABLE vms ADD COLUMN collect_answered_at INTEGER;".to_string(),
     ];
     let version: usize = conn
         .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
