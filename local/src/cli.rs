@@ -1,4 +1,5 @@
-//! The `gpufleet` command line: `serve`, `agent`, `seed-vms`.
+//! The `gpufleet` command line: `serve`, `agent`, `seed-vms`, and `fleet` (an admin's client
+//! over HTTP).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,7 +20,7 @@ use crate::server::{self, ServerOptions};
 #[command(
     name = "gpufleet",
     version,
-    about = "Serverless GPU VM allocator: local mode and VM agent"
+    about = "Serverless GPU VM allocator: local mode, VM agent, and a client for any deployment"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -43,6 +44,41 @@ enum Command {
     /// Write the deployment template: infra/template.base.yaml with one Lambda function per
     /// entry of the function catalogue, wired from the route table (what template.yaml is).
     Template(TemplateArgs),
+    /// Drive a deployment over HTTP as its admin: status, launch, destroy, logs, collect.
+    Fleet {
+        #[command(flatten)]
+        target: crate::remote::Target,
+        #[command(subcommand)]
+        command: crate::remote::FleetCommand,
+    },
+    /// API keys of the requests, offers and instances API (admin, over HTTP).
+    Keys {
+        #[command(flatten)]
+        target: crate::remote::Target,
+        #[command(subcommand)]
+        command: crate::remote::KeysCommand,
+    },
+    /// GPU provisioning requests: request, list, release (API key, over HTTP).
+    Gpus {
+        #[command(flatten)]
+        target: crate::remote::Target,
+        #[command(subcommand)]
+        command: crate::remote::GpusCommand,
+    },
+    /// Search GPU offers across providers (API key, over HTTP).
+    Offers {
+        #[command(flatten)]
+        target: crate::remote::Target,
+        #[command(subcommand)]
+        command: crate::remote::OffersCommand,
+    },
+    /// Instances run from offers: create, list, start, stop, delete (API key, over HTTP).
+    Instances {
+        #[command(flatten)]
+        target: crate::remote::Target,
+        #[command(subcommand)]
+        command: crate::remote::InstancesCommand,
+    },
 }
 
 #[derive(clap::Args)]
@@ -140,10 +176,21 @@ pub fn main() -> ExitCode {
             Command::CreateTable(args) => create_table(&args.table).await,
             Command::ApiKey(args) => create_api_key(args).await,
             Command::Template(args) => write_template(args),
+            Command::Fleet { target, command } => crate::remote::run(target, command).await,
+            Command::Keys { target, command } => crate::remote::run_keys(target, command).await,
+            Command::Gpus { target, command } => crate::remote::run_gpus(target, command).await,
+            Command::Offers { target, command } => crate::remote::run_offers(target, command).await,
+            Command::Instances { target, command } => {
+                crate::remote::run_instances(target, command).await
+            }
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<crate::remote::AuthRefused>().is_some() => {
+            eprintln!("gpufleet: {e:#}");
+            ExitCode::from(crate::remote::EXIT_AUTH)
+        }
         Err(e) => {
             eprintln!("gpufleet: {e:#}");
             ExitCode::FAILURE

@@ -12,5 +12,6 @@ pub mod cli;
 pub mod connections;
 pub mod desktop;
 pub mod object_routes;
+pub mod remote;
 pub mod seed;
 pub mod server;

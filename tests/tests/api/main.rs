@@ -7,6 +7,7 @@ mod auth;
 mod aws_pipeline;
 mod boot_script;
 mod claims;
+mod cli;
 mod collect;
 mod command_log;
 mod connections;
