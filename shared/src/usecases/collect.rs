@@ -5,6 +5,8 @@
 //! work store, not in the VM records, so it outlives the fleet.
 
 use std::collections::{BTreeMap, HashMap};
+
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use std::time::Duration;
 
 use crate::config::CollectConfig;
@@ -35,6 +37,8 @@ pub fn plans_per_minute(config: &CollectConfig) -> u32 {
 pub const DOWNLOAD_URL_TTL: Duration = Duration::from_secs(15 * 60);
 /// Most files one sync may offer.
 pub const MAX_FILES_PER_SYNC: usize = 2_000;
+/// Store calls a destroy's final sync makes at once.
+const PARALLEL_CALLS: usize = 16;
 /// How often a destroy looks for the VMs' answers while it waits.
 const FINAL_SYNC_POLL: Duration = Duration::from_millis(250);
 
@@ -308,23 +312,18 @@ pub async fn final_sync(ports: Collection<'_>, vms: &[Vm]) -> Result<Vec<FinalSy
     let live_since = ports.liveness.live_since(requested_at);
     // A leased machine has no participant desktop (its user works over SSH).
     let vms: Vec<&Vm> = vms.iter().filter(|v| v.lease_request().is_none()).collect();
-    let mut pending: Vec<&str> = Vec::new();
-    let mut asked: std::collections::HashSet<&str> = std::collections::HashSet::new();
-    for vm in &vms {
-        if vm.is_live(live_since) {
-            asked.insert(&vm.hostname);
-            ports
-                .vms
-                .update_vm(
-                    &vm.hostname,
-                    &VmChange::CollectRequested(requested_at),
-                    requested_at,
-                )
-                .await?;
-            ports.notifier.notify(&vm.hostname);
-            pending.push(&vm.hostname);
-        }
-    }
+    // Asked side by side (a destroy has API Gateway's 30 s for everything, whatever the
+    // fleet's size).
+    let asks: Vec<_> = vms
+        .iter()
+        .filter(|vm| vm.is_live(live_since))
+        .map(|vm| ask_final_sync(ports, vm, requested_at))
+        .collect();
+    let asked: Vec<&str> = futures_util::stream::iter(asks)
+        .buffer_unordered(PARALLEL_CALLS)
+        .try_collect()
+        .await?;
+    let mut pending = asked.clone();
     // The answers land on the VM records (one listing per poll, whatever the fleet's size),
     // which the dashboard's live table also shows.
     let deadline = tokio::time::Instant::now() + ports.config.final_wait;
@@ -341,46 +340,79 @@ pub async fn final_sync(ports: Collection<'_>, vms: &[Vm]) -> Result<Vec<FinalSy
         }
         tokio::time::sleep(FINAL_SYNC_POLL).await;
     }
-    let mut outcome = Vec::new();
-    for vm in vms {
-        if answered.contains(&vm.hostname) {
-            let m = manifest_of(ports, &vm.hostname).await?.unwrap_or_default();
-            outcome.push(FinalSync {
-                hostname: vm.hostname.clone(),
-                answered: true,
-                files: m.files.len(),
-                bytes: m.bytes(),
-                last_sync_at: m.last_sync_at,
-            });
-            continue;
-        }
-        let existing = manifest_of(ports, &vm.hostname).await?;
-        // A VM that was never heard from in time, never synced and never claimed holds
-        // nobody's work: nothing to report about it.
-        if existing.is_none()
-            && !asked.contains(vm.hostname.as_str())
-            && participant_email(vm).is_none()
-        {
-            continue;
-        }
-        let mut m = existing.unwrap_or_else(|| VmManifest {
+    let reports: Vec<_> = vms
+        .iter()
+        .map(|vm| final_sync_of(ports, vm, &answered, &asked, requested_at))
+        .collect();
+    let outcomes: Vec<Option<FinalSync>> = futures_util::stream::iter(reports)
+        .buffered(PARALLEL_CALLS)
+        .try_collect()
+        .await?;
+    let outcome: Vec<FinalSync> = outcomes.into_iter().flatten().collect();
+    Ok(outcome)
+}
+
+/// Marks one VM with the final-sync request and wakes its long-poll.
+async fn ask_final_sync<'v>(
+    ports: Collection<'_>,
+    vm: &'v Vm,
+    requested_at: Millis,
+) -> Result<&'v str> {
+    ports
+        .vms
+        .update_vm(
+            &vm.hostname,
+            &VmChange::CollectRequested(requested_at),
+            requested_at,
+        )
+        .await?;
+    ports.notifier.notify(&vm.hostname);
+    Ok(vm.hostname.as_str())
+}
+
+/// How one VM's final sync went, from its manifest; a VM that missed it is marked so.
+async fn final_sync_of(
+    ports: Collection<'_>,
+    vm: &Vm,
+    answered: &std::collections::HashSet<String>,
+    asked: &[&str],
+    requested_at: Millis,
+) -> Result<Option<FinalSync>> {
+    let existing = manifest_of(ports, &vm.hostname).await?;
+    if answered.contains(&vm.hostname) {
+        let m = existing.unwrap_or_default();
+        return Ok(Some(FinalSync {
             hostname: vm.hostname.clone(),
-            ..VmManifest::default()
-        });
-        if m.email.is_none() {
-            m.email = participant_email(vm);
-        }
-        m.missed_final_sync = Some(requested_at);
-        save_manifest(ports, &m).await?;
-        outcome.push(FinalSync {
-            hostname: vm.hostname.clone(),
-            answered: false,
+            answered: true,
             files: m.files.len(),
             bytes: m.bytes(),
             last_sync_at: m.last_sync_at,
-        });
+        }));
     }
-    Ok(outcome)
+    // A VM that was never heard from in time, never synced and never claimed holds
+    // nobody's work: nothing to report about it.
+    if existing.is_none()
+        && !asked.contains(&vm.hostname.as_str())
+        && participant_email(vm).is_none()
+    {
+        return Ok(None);
+    }
+    let mut m = existing.unwrap_or_else(|| VmManifest {
+        hostname: vm.hostname.clone(),
+        ..VmManifest::default()
+    });
+    if m.email.is_none() {
+        m.email = participant_email(vm);
+    }
+    m.missed_final_sync = Some(requested_at);
+    save_manifest(ports, &m).await?;
+    Ok(Some(FinalSync {
+        hostname: vm.hostname.clone(),
+        answered: false,
+        files: m.files.len(),
+        bytes: m.bytes(),
+        last_sync_at: m.last_sync_at,
+    }))
 }
 
 /// One VM's collected work, as the dashboard and the download's manifest show it.
