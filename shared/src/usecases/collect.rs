@@ -109,6 +109,47 @@ fn is_sha256(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// Path → (size, hash) of the files a manifest lists.
+fn hashes_of(files: Vec<StoredFile>) -> HashMap<String, (u64, String)> {
+    files
+        .into_iter()
+        .map(|f| (f.path, (f.size, f.sha256)))
+        .collect()
+}
+
+/// The hash known for `path` at `size`: one reported for another size describes another
+/// version (an upload that failed halfway leaves the old object and its old hash).
+fn known_hash(hashes: &HashMap<String, (u64, String)>, path: &str, size: u64) -> String {
+    match hashes.get(path) {
+        Some((known, sha)) if *known == size => sha.clone(),
+        _ => String::new(),
+    }
+}
+
+/// What the store holds under the VM's prefix, with the hashes known for those sizes.
+async fn stored_files(
+    ports: Collection<'_>,
+    hostname: &str,
+    hashes: &HashMap<String, (u64, String)>,
+) -> Result<Vec<StoredFile>> {
+    let prefix = work_prefix(hostname);
+    Ok(ports
+        .work
+        .list(&prefix)
+        .await?
+        .into_iter()
+        .filter_map(|o| {
+            let path = o.key.strip_prefix(&prefix)?.to_string();
+            let sha256 = known_hash(hashes, &path, o.size);
+            Some(StoredFile {
+                path,
+                size: o.size,
+                sha256,
+            })
+        })
+        .collect())
+}
+
 /// Step one of a sync: the agent offers every matching file it has (path, size, SHA-256);
 /// each new or changed one gets a short-lived upload URL under this VM's own prefix, and
 /// each one the rules refuse (a name that could leave the folder, one the patterns do not
@@ -135,28 +176,13 @@ pub async fn plan_sync(
         )));
     }
     let manifest = manifest_of(ports, hostname).await?.unwrap_or_default();
-    let hashes: HashMap<String, (u64, String)> = manifest
-        .files
-        .into_iter()
-        .map(|f| (f.path, (f.size, f.sha256)))
-        .collect();
-    // Sizes as the store holds them (a VM cannot under-report what it uploaded); hashes
-    // from the manifest where they describe that size.
-    let prefix = work_prefix(hostname);
-    let mut stored: HashMap<String, (u64, String)> = ports
-        .work
-        .list(&prefix)
-        .await?
-        .into_iter()
-        .filter_map(|o| {
-            let path = o.key.strip_prefix(&prefix)?.to_string();
-            let sha = match hashes.get(&path) {
-                Some((size, sha)) if *size == o.size => sha.clone(),
-                _ => String::new(),
-            };
-            Some((path, (o.size, sha)))
-        })
-        .collect();
+    // Sizes as the store holds them: a VM cannot under-report what it uploaded.
+    let mut stored: HashMap<String, (u64, String)> =
+        stored_files(ports, hostname, &hashes_of(manifest.files))
+            .await?
+            .into_iter()
+            .map(|f| (f.path, (f.size, f.sha256)))
+            .collect();
     let mut plan = SyncPlan::default();
     for file in files {
         let refuse = |reason: String| RefusedFile {
@@ -215,35 +241,11 @@ pub async fn finish_sync(
 ) -> Result<VmManifest> {
     let hostname = vm.hostname();
     let previous = manifest_of(ports, hostname).await?.unwrap_or_default();
-    let mut hashes: HashMap<String, (u64, String)> = previous
-        .files
-        .into_iter()
-        .map(|f| (f.path, (f.size, f.sha256)))
-        .collect();
+    let mut hashes = hashes_of(previous.files.clone());
     for f in uploaded {
         hashes.insert(f.path, (f.size, f.sha256.to_ascii_lowercase()));
     }
-    let prefix = work_prefix(hostname);
-    let files = ports
-        .work
-        .list(&prefix)
-        .await?
-        .into_iter()
-        .filter_map(|o| {
-            let path = o.key.strip_prefix(&prefix)?.to_string();
-            // A hash only counts when it describes the stored size (an upload that failed
-            // halfway leaves the old object and its old hash).
-            let sha256 = match hashes.get(&path) {
-                Some((size, sha)) if *size == o.size => sha.clone(),
-                _ => String::new(),
-            };
-            Some(StoredFile {
-                path,
-                size: o.size,
-                sha256,
-            })
-        })
-        .collect();
+    let files = stored_files(ports, hostname, &hashes).await?;
     // The record as it is now: the participant may have claimed since the VM authenticated,
     // and only a request the VM really received can be answered.
     let current = ports
@@ -433,6 +435,7 @@ impl CollectedVm {
 /// manifests, so a VM whose manifest is missing still shows and a destroyed VM still counts.
 pub async fn collected(ports: Collection<'_>) -> Result<Vec<CollectedVm>> {
     let mut by_vm: BTreeMap<String, CollectedVm> = BTreeMap::new();
+    let mut hashes: HashMap<String, HashMap<String, (u64, String)>> = HashMap::new();
     for object in ports.work.list(MANIFEST_PREFIX).await? {
         let Some(hostname) = object
             .key
@@ -442,6 +445,7 @@ pub async fn collected(ports: Collection<'_>) -> Result<Vec<CollectedVm>> {
             continue;
         };
         if let Some(manifest) = manifest_of(ports, hostname).await? {
+            hashes.insert(hostname.to_string(), hashes_of(manifest.files.clone()));
             by_vm.insert(
                 hostname.to_string(),
                 CollectedVm {
@@ -468,12 +472,9 @@ pub async fn collected(ports: Collection<'_>) -> Result<Vec<CollectedVm>> {
                 },
                 stored: Vec::new(),
             });
-        let sha256 = entry
-            .manifest
-            .files
-            .iter()
-            .find(|f| f.path == path && f.size == object.size)
-            .map(|f| f.sha256.clone())
+        let sha256 = hashes
+            .get(hostname)
+            .map(|known| known_hash(known, path, object.size))
             .unwrap_or_default();
         entry.stored.push(StoredFile {
             path: path.to_string(),
