@@ -181,6 +181,8 @@ REQ = "6f1c2b9e-8d4a-4c3b-9e2f-1a2b3c4d5e6f"
 CASES["reconcile-now/run.json"] = http_event(
     "POST", "/api/reconcile", "/api/reconcile", headers={"authorization": ADMIN})
 CASES["health/ok.json"] = http_event("GET", "/health", "/health")
+CASES["openapi/get.json"] = http_event("GET", "/openapi.json", "/openapi.json")
+CASES["api-docs/get.json"] = http_event("GET", "/docs", "/docs")
 CASES["create-request/four-gpus.json"] = http_event(
     "POST", "/api/v1/requests", "/api/v1/requests",
     {"user_id": "alice", "gpu_count": 4, "duration_hours": 2}, {**KEY, "idempotency-key": "sample-1"})

@@ -25,7 +25,7 @@ step "cargo clippy (warnings are errors), also the local server's default build 
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy -p gpufleet --bin gpufleet --locked -- -D warnings
 
-step "Python tools in .venv: moto, cfn-lint, aws-sam-cli, cargo-lambda, ziglang"
+step "Python tools in .venv: moto, cfn-lint, aws-sam-cli, cargo-lambda, ziglang, schemathesis"
 mkdir -p target
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
@@ -65,8 +65,13 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 
-step "browser test: dashboard, logs, metrics, claim, destroy (screenshots in test-output/browser/)"
+step "the local server's binary (for the API contract and browser tests)"
 cargo build -p gpufleet --bin gpufleet --locked
+
+step "API contract: Schemathesis runs every operation of /openapi.json against the local server"
+.venv/bin/python tests/api_contract/run.py target/debug/gpufleet
+
+step "browser test: dashboard, logs, metrics, claim, destroy (screenshots in test-output/browser/)"
 (cd tests/browser && node --test dashboard.test.mjs)
 
 step "done"

@@ -238,6 +238,11 @@ pub static FUNCTIONS: &[LambdaFunction] = &[
         ..http("health", Read)
     },
     LambdaFunction {
+        about: "The OpenAPI document of every route, generated from the route table (public).",
+        ..http("openapi", Read)
+    },
+    http("api-docs", Read),
+    LambdaFunction {
         work: WorkAccess::Presign,
         about: "Participants' work: a VM's sync gets presigned PUT URLs under its own prefix (docs/collect.md).",
         // Each plan counts against the VM's per-minute limit (a table write).

@@ -12,6 +12,7 @@ pub mod http;
 #[cfg(feature = "aws")]
 pub mod lambda;
 pub mod logs_subscriber;
+pub mod openapi;
 pub mod pages;
 #[cfg(test)]
 mod parser_properties;

@@ -27,6 +27,18 @@ pub struct Route {
     /// The shape of its answers, errors before the handler included.
     pub envelope: Envelope,
     pub handler: Handler,
+    /// What the handler takes and answers, for the OpenAPI document.
+    pub api: fn() -> crate::openapi::ApiDoc,
+}
+
+impl Route {
+    /// The names of the path's `{name}` parameters, in order.
+    pub fn path_params(&self) -> Vec<&'static str> {
+        self.path
+            .split('/')
+            .filter_map(|p| p.strip_prefix('{').and_then(|p| p.strip_suffix('}')))
+            .collect()
+    }
 }
 
 macro_rules! route {
@@ -40,6 +52,7 @@ macro_rules! route {
             handler: |state, principal, req| {
                 Box::pin(handlers::$($module)::+::handle(state, principal, req))
             },
+            api: handlers::$($module)::+::api,
         }
     };
 }
@@ -78,6 +91,8 @@ pub static ROUTES: &[Route] = &[
     route!(POST "/api/vm-logs/{hostname}" => "push-vm-logs", vm::push_vm_logs, Vm(InPath), Plain),
     route!(GET "/api/vm-logs/{hostname}" => "get-vm-logs", admin::get_vm_logs, Admin, Plain),
     route!(GET "/health" => "health", admin::health, Public, Plain),
+    route!(GET "/openapi.json" => "openapi", docs::openapi_json, Public, Plain),
+    route!(GET "/docs" => "api-docs", docs::docs_page, Public, Plain),
     route!(POST "/api/collect/plan" => "collect-plan", collect::collect_plan, Vm(InBody("hostname")), Plain),
     route!(POST "/api/collect/done" => "collect-done", collect::collect_done, Vm(InBody("hostname")), Plain),
     route!(GET "/api/scp-client" => "scp-client", collect::scp_client, Admin, Plain),
@@ -128,27 +143,35 @@ pub fn of_function(name: &str) -> Option<&'static Route> {
 /// What matching a request path against the table found.
 pub enum Match<'a> {
     Found(&'a Route, Vec<(String, String)>),
-    /// The path exists, but not for this method.
-    MethodNotAllowed,
+    /// The path exists, but not for this method; these are its methods (for `Allow`).
+    MethodNotAllowed(Vec<Method>),
     NotFound,
 }
 
 /// Finds the route for `method` and `path`, with its `{name}` parameters (percent-decoded).
 pub fn find(method: &Method, path: &str) -> Match<'static> {
-    let mut path_matched = false;
-    for route in ROUTES {
-        if let Some(params) = match_path(route.path, path) {
-            if route.method == *method {
-                return Match::Found(route, params);
-            }
-            path_matched = true;
+    // A path written out wins over a template that also matches it (`/seat/move` is not
+    // the seat `move`), as OpenAPI reads paths: only the most literal matches count.
+    let matching: Vec<(&'static Route, Vec<(String, String)>)> = ROUTES
+        .iter()
+        .filter_map(|route| match_path(route.path, path).map(|params| (route, params)))
+        .collect();
+    let Some(fewest) = matching.iter().map(|(_, params)| params.len()).min() else {
+        return Match::NotFound;
+    };
+    let mut allowed = Vec::new();
+    for (route, params) in matching {
+        if params.len() != fewest {
+            continue;
+        }
+        if route.method == *method {
+            return Match::Found(route, params);
+        }
+        if !allowed.contains(&route.method) {
+            allowed.push(route.method.clone());
         }
     }
-    if path_matched {
-        Match::MethodNotAllowed
-    } else {
-        Match::NotFound
-    }
+    Match::MethodNotAllowed(allowed)
 }
 
 fn match_path(pattern: &str, path: &str) -> Option<Vec<(String, String)>> {
@@ -208,7 +231,7 @@ mod tests {
         }
         assert!(matches!(
             find(&Method::DELETE, "/api/vm-status"),
-            Match::MethodNotAllowed
+            Match::MethodNotAllowed(allowed) if allowed == [Method::POST, Method::GET]
         ));
         assert!(matches!(
             find(&Method::GET, "/api/vm-status/a/b"),
@@ -219,6 +242,14 @@ mod tests {
             Match::NotFound
         ));
         assert!(matches!(find(&Method::GET, "/nope"), Match::NotFound));
+        // A literal path wins over a template matching it too, as on API Gateway.
+        assert!(matches!(
+            find(&Method::GET, "/seat/move"),
+            Match::MethodNotAllowed(allowed) if allowed == [Method::POST]
+        ));
+        assert!(
+            matches!(find(&Method::GET, "/seat/abc"), Match::Found(r, p) if r.function == "seat-page" && p.len() == 1)
+        );
     }
 
     #[test]

@@ -10,24 +10,34 @@ use shared::domain::{Vm, VmStatus};
 
 use crate::http::rfc3339;
 
-#[derive(Debug, Clone, Serialize)]
+/// One boot stage's timing, as far as the VM reported it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StageView {
+    /// Unix seconds.
     pub start: Option<f64>,
+    /// Unix seconds.
     pub end: Option<f64>,
     pub duration_seconds: Option<f64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A VM as admins see it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct VmView {
     pub hostname: String,
+    /// `initializing`, `running`, `error`, `rebooting` or `unknown`.
     pub status: &'static str,
     pub status_reason: Option<String>,
+    /// `healthy`, `unhealthy` or `n/a`.
     pub gpu_health: &'static str,
     pub in_use: bool,
+    /// The participant holding it.
     pub assigned_email: Option<String>,
+    /// The cloud machine's id, once launched.
     pub instance_id: Option<String>,
+    /// RFC 3339.
     pub created_at: String,
     pub age_seconds: i64,
+    /// RFC 3339: when it last called.
     pub last_seen_at: Option<String>,
     pub last_seen_seconds_ago: Option<i64>,
     /// Heard from within the heartbeat timeout.
@@ -35,6 +45,8 @@ pub struct VmView {
     /// A workshop participant holds it (an admin may re-issue their seat link or move them).
     pub has_participant: bool,
     pub startup_total_seconds: Option<f64>,
+    /// The stages reported so far, by name (`cloud_init`, `desktop`, `crd`, `cloudwatch`,
+    /// `container`, `agent`).
     pub startup_stages: BTreeMap<&'static str, StageView>,
     /// While a destroy's final sync runs: `syncing` (asked, not answered yet) or `synced`.
     pub final_sync: Option<&'static str>,
@@ -105,12 +117,14 @@ pub fn human_duration(seconds: i64) -> String {
 }
 
 /// Counts by status, plus free / assigned / in use / total.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Default, utoipa::ToSchema)]
 pub struct FleetCounts {
     pub total: usize,
+    /// Live, unassigned VMs a participant can claim.
     pub free: usize,
     pub assigned: usize,
     pub in_use: usize,
+    /// Every status, with 0 where none.
     pub by_status: BTreeMap<&'static str, usize>,
 }
 
@@ -133,7 +147,8 @@ impl FleetCounts {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// The fleet: every VM and the counts.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FleetView {
     pub vms: Vec<VmView>,
     pub counts: FleetCounts,
@@ -307,71 +322,171 @@ fn nice_step(raw: f64) -> f64 {
         .max(1.0)
 }
 
-/// A provisioning request as the API shows it (times RFC 3339 UTC).
-pub fn request_json(r: &shared::domain::GpuRequest) -> serde_json::Value {
-    serde_json::json!({
-        "request_id": r.request_id,
-        "status": r.status.as_str(),
-        "user_id": r.user_id,
-        "gpu_count": r.gpu_count,
-        "duration_hours": r.duration_hours,
-        "kubeconfig": r.kubeconfig,
-        "created_at": rfc3339(r.created_at),
-        "completed_at": r.completed_at.map(rfc3339),
-        "expires_at": r.expires_at.map(rfc3339),
-        "error_msg": r.error_msg,
-        "access": r.access,
-    })
+/// A GPU request as the API shows it (times RFC 3339 UTC).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RequestView {
+    /// A UUID.
+    pub request_id: String,
+    pub status: shared::domain::RequestStatus,
+    pub user_id: String,
+    pub gpu_count: u32,
+    pub duration_hours: u32,
+    /// Reserved; not issued by this deployment (always null).
+    pub kubeconfig: Option<String>,
+    pub created_at: String,
+    /// When it completed or failed.
+    pub completed_at: Option<String>,
+    /// When the lease ends (completion plus `duration_hours`).
+    pub expires_at: Option<String>,
+    /// Why it failed.
+    pub error_msg: Option<String>,
+    /// How to reach the machines, once completed.
+    pub access: Option<shared::domain::LeaseAccess>,
+}
+
+impl RequestView {
+    pub fn new(r: &shared::domain::GpuRequest) -> Self {
+        RequestView {
+            request_id: r.request_id.clone(),
+            status: r.status,
+            user_id: r.user_id.clone(),
+            gpu_count: r.gpu_count,
+            duration_hours: r.duration_hours,
+            kubeconfig: r.kubeconfig.clone(),
+            created_at: rfc3339(r.created_at),
+            completed_at: r.completed_at.map(rfc3339),
+            expires_at: r.expires_at.map(rfc3339),
+            error_msg: r.error_msg.clone(),
+            access: r.access.clone(),
+        }
+    }
 }
 
 /// An API key's public facts: never the key or its hash.
-pub fn api_key_json(k: &shared::domain::ApiKey) -> serde_json::Value {
-    serde_json::json!({
-        "key_id": k.key_id,
-        "user_id": k.user_id,
-        "label": k.label,
-        "gpu_quota": k.gpu_quota,
-        "created_at": rfc3339(k.created_at),
-        "revoked_at": k.revoked_at.map(rfc3339),
-        "active": k.is_active(),
-    })
+/// An API key as admins see it (never the key itself, nor its hash).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ApiKeyView {
+    pub key_id: String,
+    pub user_id: String,
+    pub label: String,
+    /// GPUs this user may hold at once across active requests.
+    pub gpu_quota: u32,
+    /// RFC 3339.
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+    pub active: bool,
 }
 
-/// An instance, in the offers API's published shape (`provider_data`
-/// carries how to reach it and what it runs).
-pub fn instance_json(r: &shared::domain::instances::CloudInstance) -> serde_json::Value {
-    let mut provider_data = serde_json::json!({
-        "offer_id": r.offer_id,
-        "ssh_host": r.ssh_host,
-        "ssh_port": r.ssh_port,
-        "public_ipaddr": r.public_ip,
-        "image": r.image,
-        "onstart_script": r.onstart_script,
-    });
-    if let (Some(d), Some(offer)) = (provider_data.as_object_mut(), r.offer_data.as_object()) {
-        for (k, v) in offer {
-            d.entry(k.clone()).or_insert_with(|| v.clone());
+impl ApiKeyView {
+    pub fn new(k: &shared::domain::ApiKey) -> Self {
+        ApiKeyView {
+            key_id: k.key_id.clone(),
+            user_id: k.user_id.clone(),
+            label: k.label.clone(),
+            gpu_quota: k.gpu_quota,
+            created_at: rfc3339(k.created_at),
+            revoked_at: k.revoked_at.map(rfc3339),
+            active: k.is_active(),
         }
     }
-    serde_json::json!({
-        "id": r.id,
-        "provider": r.provider,
-        "provider_id": r.provider_id,
-        "user_id": r.owner,
-        "name": r.name,
-        "status": r.status.as_str(),
-        "status_reason": r.status_reason,
-        "gpu_model": r.gpu_model,
-        "gpu_count": r.gpu_count,
-        "cpu_count": r.cpu_count,
-        "ram_gb": r.ram_gb,
-        "storage_gb": r.storage_gb,
-        "price_per_hour": r.price_per_hour,
-        "region": r.region,
-        "created_at": rfc3339(r.created_at),
-        "updated_at": rfc3339(r.updated_at),
-        "provider_data": provider_data,
-    })
+}
+
+/// An instance, in the offers API's published shape (`provider_data` carries how to reach
+/// it and what it runs).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct InstanceView {
+    /// `<provider prefix>_<16 hex>`, e.g. `vast_3f2a…`.
+    pub id: String,
+    pub provider: String,
+    /// The provider's id (EC2 instance id, Vast contract id), once the machine exists.
+    pub provider_id: Option<String>,
+    /// Its owner.
+    pub user_id: String,
+    /// Its label.
+    pub name: String,
+    pub status: shared::domain::instances::InstanceStatus,
+    /// Why it failed or ended, when known.
+    pub status_reason: Option<String>,
+    pub gpu_model: String,
+    pub gpu_count: u32,
+    pub cpu_count: u32,
+    pub ram_gb: f64,
+    pub storage_gb: f64,
+    /// USD per hour.
+    pub price_per_hour: f64,
+    pub region: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+    pub provider_data: InstanceProviderData,
+}
+
+/// How to reach an instance and what it runs, then what its offer said beyond the common
+/// fields (market, instance type, machine id...).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct InstanceProviderData {
+    /// The offer's provider id.
+    pub offer_id: String,
+    pub ssh_host: Option<String>,
+    pub ssh_port: Option<u16>,
+    pub public_ipaddr: Option<String>,
+    pub image: Option<String>,
+    pub onstart_script: Option<String>,
+    /// The offer's own fields; never one of the names above.
+    #[serde(flatten)]
+    pub offer: BTreeMap<String, serde_json::Value>,
+}
+
+impl InstanceView {
+    pub fn new(r: &shared::domain::instances::CloudInstance) -> Self {
+        // The fields of `provider_data` the offer's own fields cannot replace.
+        const OWN: [&str; 6] = [
+            "offer_id",
+            "ssh_host",
+            "ssh_port",
+            "public_ipaddr",
+            "image",
+            "onstart_script",
+        ];
+        let offer: BTreeMap<String, serde_json::Value> = r
+            .offer_data
+            .as_object()
+            .map(|o| {
+                o.iter()
+                    .filter(|(k, _)| !OWN.contains(&k.as_str()))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        InstanceView {
+            id: r.id.clone(),
+            provider: r.provider.clone(),
+            provider_id: r.provider_id.clone(),
+            user_id: r.owner.clone(),
+            name: r.name.clone(),
+            status: r.status,
+            status_reason: r.status_reason.clone(),
+            gpu_model: r.gpu_model.clone(),
+            gpu_count: r.gpu_count,
+            cpu_count: r.cpu_count,
+            ram_gb: r.ram_gb,
+            storage_gb: r.storage_gb,
+            price_per_hour: r.price_per_hour,
+            region: r.region.clone(),
+            created_at: rfc3339(r.created_at),
+            updated_at: rfc3339(r.updated_at),
+            provider_data: InstanceProviderData {
+                offer_id: r.offer_id.clone(),
+                ssh_host: r.ssh_host.clone(),
+                ssh_port: r.ssh_port,
+                public_ipaddr: r.public_ip.clone(),
+                image: r.image.clone(),
+                onstart_script: r.onstart_script.clone(),
+                offer,
+            },
+        }
+    }
 }
 
 #[cfg(test)]

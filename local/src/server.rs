@@ -274,12 +274,17 @@ async fn dispatch(
     let request_headers = parts.headers.clone();
     let (route, params) = match routes::find(&parts.method, parts.uri.path()) {
         Match::Found(route, params) => (route, params),
-        Match::MethodNotAllowed => {
-            return error(
+        Match::MethodNotAllowed(allowed) => {
+            let mut resp = error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 "method not allowed on this path",
-            )
+            );
+            let allow: Vec<&str> = allowed.iter().map(http::Method::as_str).collect();
+            if let Ok(value) = http::HeaderValue::from_str(&allow.join(", ")) {
+                resp.headers_mut().insert(http::header::ALLOW, value);
+            }
+            return resp;
         }
         Match::NotFound => return error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
     };

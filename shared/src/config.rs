@@ -85,6 +85,9 @@ pub struct Config {
     pub rate_limit_per_ip: u32,
     /// `GPUFLEET_KEY_RATE_LIMIT_PER_MINUTE`: the same per API key (default 100).
     pub rate_limit_per_key: u32,
+    /// `GPUFLEET_ADMIN_LOGIN_FAILURES_PER_MINUTE`: failed admin logins one client address may
+    /// make in a sliding minute before its admin requests get 429 (default 15).
+    pub admin_login_failures_per_minute: u32,
     /// `GPUFLEET_VAST_API_KEY`: lists the vast_ai provider when set.
     pub vast_api_key: Option<String>,
     /// `GPUFLEET_VAST_API_URL` (default `https://console.vast.ai/api/v0`).
@@ -341,6 +344,12 @@ impl Config {
             rate_limit_per_ip: parse::<u32>(&get, "GPUFLEET_RATE_LIMIT_PER_MINUTE", 100)?.max(1),
             rate_limit_per_key: parse::<u32>(&get, "GPUFLEET_KEY_RATE_LIMIT_PER_MINUTE", 100)?
                 .max(1),
+            admin_login_failures_per_minute: parse::<u32>(
+                &get,
+                "GPUFLEET_ADMIN_LOGIN_FAILURES_PER_MINUTE",
+                crate::usecases::rate_limit::DEFAULT_LOGIN_FAILURES_PER_MINUTE,
+            )?
+            .max(1),
             vast_api_key: get("GPUFLEET_VAST_API_KEY"),
             vast_api_url: get("GPUFLEET_VAST_API_URL")
                 .unwrap_or_else(|| "https://console.vast.ai/api/v0".into())

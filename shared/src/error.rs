@@ -22,6 +22,9 @@ pub enum Error {
     /// Not available yet, try again later (maps to 503), e.g. logs before the VM shipped any.
     #[error("{0}")]
     Unavailable(String),
+    /// Over a rate limit; `retry_after` seconds until it may succeed (maps to 429).
+    #[error("{message}")]
+    RateLimited { message: String, retry_after: i64 },
     /// Every assignable VM is taken. A normal outcome of a claim, not a fault.
     #[error("no VM is available right now; please try again later")]
     NoVmAvailable,

@@ -241,3 +241,16 @@ test('destroy asks for confirmation, lists what goes, then removes everything', 
   assert.equal(await page.locator('#work-table').count(), 0);
   await shot('11-work-deleted');
 });
+
+test('the API reference page lists every operation of the document and opens one', async () => {
+  const doc = await (await page.request.get(`${baseUrl}/openapi.json`)).json();
+  assert.equal(doc.openapi, '3.1.0');
+  const operations = Object.values(doc.paths).flatMap(item => Object.values(item));
+  await page.goto(`${baseUrl}/docs`);
+  assert.equal(await page.locator('details').count(), operations.length);
+  const create = page.locator('details#create-request');
+  await create.locator('summary').click();
+  assert.match(await create.textContent(), /NewGpuRequest/);
+  assert.match(await create.textContent(), /apiKey/);
+  await create.screenshot({ path: join(shots, '12-api-reference.png') });
+});

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod collect;
 pub mod command_log;
+pub mod docs;
 pub mod instances;
 pub mod keys;
 pub mod network;

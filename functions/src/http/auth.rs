@@ -222,13 +222,25 @@ pub async fn check_admin_login(
         return Ok(());
     }
     let ip = client_ip(req);
-    if let Some(retry_after) = rate_limit::login_throttled(state.into(), &ip).await? {
+    if let Some(retry_after) = rate_limit::login_throttled(
+        state.into(),
+        &ip,
+        state.config.admin_login_failures_per_minute,
+    )
+    .await?
+    {
         return Err(ApiError::TooManyLogins(retry_after));
     }
     if require_admin(state, req).is_ok() {
         return Ok(());
     }
-    match rate_limit::login_failed(state.into(), &ip).await? {
+    match rate_limit::login_failed(
+        state.into(),
+        &ip,
+        state.config.admin_login_failures_per_minute,
+    )
+    .await?
+    {
         Some(retry_after) => Err(ApiError::TooManyLogins(retry_after)),
         None => Err(ApiError::AdminAuth),
     }

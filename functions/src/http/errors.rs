@@ -4,8 +4,10 @@
 
 use http::{header, HeaderValue, StatusCode};
 use lambda_http::Body;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use shared::Error;
+use utoipa::ToSchema;
 
 use super::{Response, MAX_BODY_BYTES};
 
@@ -21,6 +23,60 @@ pub enum Envelope {
     /// The capacity API: `{"status": "success", "data", "message"}` /
     /// `{"status": "error", "error", "details"}`.
     Status,
+}
+
+/// An error answer: `error` says what went wrong (for people), `code` what kind (for code).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
+    /// `invalid_request`, `unauthorized`, `not_found`, `conflict`, `rate_limited`, ...
+    pub code: String,
+    /// Internal errors only: the id under which the cause was logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_id: Option<String>,
+}
+
+/// An error of the offers/instances API.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct V1ErrorBody {
+    /// Always `false`.
+    pub success: bool,
+    pub error: String,
+    pub code: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_id: Option<String>,
+}
+
+/// An error of the capacity API.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusErrorBody {
+    /// Always `error`.
+    pub status: &'static str,
+    pub error: String,
+    pub details: ErrorDetails,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetails {
+    pub code: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_id: Option<String>,
+}
+
+fn error_body(resp: &Response) -> ErrorBody {
+    let parsed = match resp.body() {
+        Body::Text(t) => serde_json::from_str(t).ok(),
+        _ => None,
+    };
+    parsed.unwrap_or_else(|| ErrorBody {
+        error: "error".into(),
+        code: "error".into(),
+        error_id: None,
+    })
+}
+
+fn set_json_body(resp: &mut Response, value: &impl Serialize) {
+    *resp.body_mut() = Body::Text(serde_json::to_string(value).unwrap_or_default());
 }
 
 /// Why a request failed, as the HTTP layer sees it.
@@ -57,19 +113,16 @@ impl ApiError {
     /// `{"success": false, "error": message, "code": code}` (same status and headers).
     pub fn into_envelope_response(self) -> Response {
         let mut resp = self.into_response();
-        let body: serde_json::Value = match resp.body() {
-            Body::Text(t) => serde_json::from_str(t).unwrap_or_default(),
-            _ => serde_json::Value::Null,
-        };
-        let mut envelope = json!({
-            "success": false,
-            "error": body.get("error").cloned().unwrap_or_else(|| json!("error")),
-            "code": body.get("code").cloned().unwrap_or_else(|| json!("error")),
-        });
-        if let Some(id) = body.get("error_id") {
-            envelope["error_id"] = id.clone();
-        }
-        *resp.body_mut() = Body::Text(envelope.to_string());
+        let body = error_body(&resp);
+        set_json_body(
+            &mut resp,
+            &V1ErrorBody {
+                success: false,
+                error: body.error,
+                code: body.code,
+                error_id: body.error_id,
+            },
+        );
         resp
     }
 
@@ -77,21 +130,18 @@ impl ApiError {
     /// `{"status": "error", "error": message, "details": {"code": code}}`.
     pub fn into_status_envelope_response(self) -> Response {
         let mut resp = self.into_response();
-        let body: serde_json::Value = match resp.body() {
-            Body::Text(t) => serde_json::from_str(t).unwrap_or_default(),
-            _ => serde_json::Value::Null,
-        };
-        let mut details =
-            json!({"code": body.get("code").cloned().unwrap_or_else(|| json!("error"))});
-        if let Some(id) = body.get("error_id") {
-            details["error_id"] = id.clone();
-        }
-        let envelope = json!({
-            "status": "error",
-            "error": body.get("error").cloned().unwrap_or_else(|| json!("error")),
-            "details": details,
-        });
-        *resp.body_mut() = Body::Text(envelope.to_string());
+        let body = error_body(&resp);
+        set_json_body(
+            &mut resp,
+            &StatusErrorBody {
+                status: "error",
+                error: body.error,
+                details: ErrorDetails {
+                    code: body.code,
+                    error_id: body.error_id,
+                },
+            },
+        );
         resp
     }
 
@@ -143,19 +193,35 @@ impl ApiError {
                     (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m.clone())
                 }
                 Error::NoVmAvailable => (StatusCode::CONFLICT, "no_vm_available", e.to_string()),
+                Error::RateLimited { message, .. } => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    message.clone(),
+                ),
                 Error::Internal(cause) => {
                     let id = uuid::Uuid::new_v4();
                     tracing::error!(error_id = %id, error = ?cause, "internal error");
-                    let mut resp = json_response(
+                    let mut resp = typed_json_response(
                         StatusCode::INTERNAL_SERVER_ERROR,
-                        &json!({"error": "internal error", "code": "internal", "error_id": id.to_string()}),
+                        &ErrorBody {
+                            error: "internal error".into(),
+                            code: "internal".into(),
+                            error_id: Some(id.to_string()),
+                        },
                     );
                     no_store(&mut resp);
                     return resp;
                 }
             },
         };
-        let mut resp = json_response(status, &json!({"error": message, "code": code}));
+        let mut resp = typed_json_response(
+            status,
+            &ErrorBody {
+                error: message,
+                code: code.into(),
+                error_id: None,
+            },
+        );
         match self {
             ApiError::AdminAuth => {
                 resp.headers_mut().insert(
@@ -167,7 +233,8 @@ impl ApiError {
                 resp.headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::TooManyLogins(retry_after) => {
+            ApiError::TooManyLogins(retry_after)
+            | ApiError::Core(Error::RateLimited { retry_after, .. }) => {
                 if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
                     resp.headers_mut().insert(header::RETRY_AFTER, v);
                 }
@@ -208,6 +275,28 @@ pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response 
         HeaderValue::from_static("application/json"),
     );
     resp
+}
+
+/// A JSON answer rendered from a typed value (the type the OpenAPI document names).
+pub fn typed_json_response(status: StatusCode, value: &impl Serialize) -> Response {
+    let mut resp =
+        http::Response::new(Body::Text(serde_json::to_string(value).unwrap_or_default()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// A typed answer as the `data` of an envelope (`respond_v1`, `respond_status`).
+pub fn data(value: &impl Serialize) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+}
+
+/// `200` with a typed JSON answer.
+pub fn ok_typed(value: &impl Serialize) -> ApiResult {
+    Ok(typed_json_response(StatusCode::OK, value))
 }
 
 pub fn ok_json(value: serde_json::Value) -> ApiResult {

@@ -119,8 +119,13 @@ pub fn form_body(req: &Request) -> Result<HashMap<String, String>, ApiError> {
 
 /// A required, non-empty string field of a JSON body (400 naming it otherwise).
 pub fn body_field(body: &serde_json::Value, name: &str) -> Result<String, ApiError> {
-    body.get(name)
-        .and_then(serde_json::Value::as_str)
+    text_field(body.get(name).and_then(serde_json::Value::as_str), name)
+}
+
+/// A required string field of a typed body, checked like `body_field`: trimmed, non-empty,
+/// at most 256 bytes (400 naming it otherwise).
+pub fn text_field(value: Option<&str>, name: &str) -> Result<String, ApiError> {
+    value
         .map(str::trim)
         .filter(|v| !v.is_empty() && v.len() <= 256)
         .map(str::to_string)

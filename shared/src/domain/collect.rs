@@ -288,7 +288,7 @@ pub struct StoredFile {
 }
 
 /// A file the agent found but the API would not take, and why (reported, never truncated).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RefusedFile {
     pub path: String,
     pub reason: String,
@@ -339,13 +339,15 @@ impl VmManifest {
 }
 
 /// How one VM's final sync before a destroy went.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FinalSync {
     pub hostname: String,
     /// It answered the request in time (else its last earlier sync, if any, is what is kept).
     pub answered: bool,
     pub files: usize,
     pub bytes: u64,
+    /// Unix milliseconds.
+    #[schema(value_type = Option<i64>)]
     pub last_sync_at: Option<Millis>,
 }
 

@@ -12,7 +12,7 @@ pub const MAX_ONSTART_BYTES: usize = 8 * 1024;
 /// Longest `label`.
 pub const MAX_LABEL_CHARS: usize = 64;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum InstanceStatus {
     /// Recorded; the provider has not confirmed the machine yet.
@@ -182,15 +182,51 @@ pub struct NewInstance {
     pub ssh_key: Option<String>,
 }
 
-#[derive(Deserialize)]
+// The body as sent (`NewInstance::parse` validates it); its schema is the API's. Values are
+// trimmed first, so the patterns allow `char::is_whitespace` around them.
+/// A new instance from an offer.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewInstanceBody {
+pub struct NewInstanceBody {
+    /// The offer's provider, one of GET /api/v1/providers.
+    #[schema(value_type = String, required = true, pattern = "^[\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*[a-z0-9_]+[\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*$")]
     provider: Option<String>,
+    #[schema(schema_with = offer_id_schema, required = true)]
     offer_id: Option<serde_json::Value>,
+    /// A container image (`[registry/]name[:tag][@digest]`, at most 255 characters); required
+    /// for vast_ai.
+    #[schema(
+        pattern = "^[\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*([A-Za-z0-9][A-Za-z0-9._/:@-]{0,254})?[\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*$"
+    )]
     image: Option<String>,
+    /// The instance's name (at most 64 characters; default `gpufleet instance`).
+    #[schema(
+        pattern = "^[\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*[^\\u0000-\\u001f\\u007f-\\u009f]{0,64}[\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*$"
+    )]
     label: Option<String>,
+    /// A script run at first boot (at most 8192 bytes, no NUL).
+    #[schema(max_length = 8192, pattern = "^[^\\u0000]*$")]
     onstart_script: Option<String>,
+    /// One OpenSSH public key line (`<type> <base64> [comment]`) allowed to log in.
+    #[schema(
+        pattern = "^[\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*((ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|sk-ssh-ed25519@openssh\\.com|sk-ecdsa-sha2-nistp256@openssh\\.com) [A-Za-z0-9+/=]+( [^\\u0000-\\u001f\\u007f-\\u009f]*)?)?[\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*$"
+    )]
     ssh_key: Option<String>,
+}
+
+/// `offer_id`: a string, or a number (Vast.ai's offer ids are numbers in its own API).
+fn offer_id_schema() -> utoipa::openapi::schema::OneOfBuilder {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .description(Some(
+            "An offer's provider_id (or its full id) from GET /api/v1/offers/search.",
+        ))
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*[A-Za-z0-9._:-]+[\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*$")),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::Number))
 }
 
 fn bad(msg: impl Into<String>) -> Error {

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 
 /// One way to get GPUs: an instance type in a region and market (aws_ec2), a machine's ask
 /// (vast_ai), this machine (local).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Offer {
     /// `<provider>:<provider_id>`, stable across searches.
     pub id: String,
@@ -26,6 +26,7 @@ pub struct Offer {
     /// USD per hour.
     pub price_per_hour: f64,
     pub region: String,
+    #[schema(value_type = Object)]
     pub provider_data: serde_json::Value,
 }
 

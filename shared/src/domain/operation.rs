@@ -5,14 +5,14 @@ use serde::{Deserialize, Serialize};
 
 use super::vm::Millis;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OperationKind {
     Launch,
     Destroy,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OperationStatus {
     Running,
@@ -20,7 +20,7 @@ pub enum OperationStatus {
     Failed,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Operation {
     pub id: String,
     pub kind: OperationKind,
@@ -33,7 +33,11 @@ pub struct Operation {
     /// collected).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub collected: Vec<super::collect::FinalSync>,
+    /// Unix milliseconds.
+    #[schema(value_type = i64)]
     pub created_at: Millis,
+    /// Unix milliseconds; null while it runs.
+    #[schema(value_type = Option<i64>)]
     pub finished_at: Option<Millis>,
 }
 

@@ -11,7 +11,7 @@ pub const MAX_GPUS_PER_REQUEST: u32 = 8;
 /// Longest `user_id`.
 pub const MAX_USER_ID_CHARS: usize = 50;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RequestStatus {
     /// Recorded and queued.
@@ -78,13 +78,13 @@ impl RequestStatus {
 }
 
 /// How to reach a completed request's machines.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LeaseAccess {
     pub ssh_user: String,
     pub hosts: Vec<LeaseHost>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LeaseHost {
     pub hostname: String,
     pub instance_id: String,

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 pub type Millis = i64;
 
 /// What the VM says it is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum VmStatus {
     Initializing,

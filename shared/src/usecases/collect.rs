@@ -170,10 +170,13 @@ pub async fn plan_sync(
     let limit =
         super::rate_limit::hit(ports.limiter, &format!("collect:{hostname}"), allowed).await?;
     if !limit.allowed {
-        return Err(Error::Unavailable(format!(
-            "more than {allowed} syncs a minute from this VM; try again in {} s",
-            limit.retry_after
-        )));
+        return Err(Error::RateLimited {
+            message: format!(
+                "more than {allowed} syncs a minute from this VM; try again in {} s",
+                limit.retry_after
+            ),
+            retry_after: limit.retry_after,
+        });
     }
     let manifest = manifest_of(ports, hostname).await?.unwrap_or_default();
     // Sizes as the store holds them: a VM cannot under-report what it uploaded.

@@ -370,7 +370,7 @@ pub async fn destroy(
 }
 
 /// What reconciling the instances API did.
-#[derive(Debug, Default, serde::Serialize, PartialEq)]
+#[derive(Debug, Default, serde::Serialize, PartialEq, utoipa::ToSchema)]
 pub struct InstancesReport {
     /// Machines with no live record, ended.
     pub orphans_destroyed: Vec<String>,

@@ -11,7 +11,7 @@ use crate::domain::{VmChange, VmStatus};
 use crate::error::{Error, Result};
 use crate::ports::{Clock, VmStore};
 
-#[derive(Debug, Default, Serialize, PartialEq)]
+#[derive(Debug, Default, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct LivenessReport {
     /// Running (or rebooting) VMs not heard from within the heartbeat timeout: now `unknown`.
     pub lost: Vec<String>,

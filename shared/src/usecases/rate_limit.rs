@@ -70,22 +70,23 @@ pub async fn hit(state: Limiter<'_>, bucket: &str, limit: u32) -> Result<RateDec
     })
 }
 
-/// Failed admin logins allowed per client address and minute. Counted over a sliding
+/// Failed admin logins allowed per client address and minute unless configured
+/// (`GPUFLEET_ADMIN_LOGIN_FAILURES_PER_MINUTE`). Counted over a sliding
 /// minute (the current window plus the previous one, weighted by how much of it the
 /// sliding minute still covers), so a burst across a window boundary is throttled too:
 /// ten failures a minute pass, a brute force is stopped within its first 15-odd tries.
-pub const LOGIN_FAILURES_PER_MINUTE: u64 = 15;
+pub const DEFAULT_LOGIN_FAILURES_PER_MINUTE: u32 = 15;
 
 fn login_bucket(ip: &str) -> String {
     format!("login:{ip}")
 }
 
 /// The sliding-minute estimate, and seconds until it falls below the limit when it is at it.
-fn login_standing(now: Millis, previous: u64, current: u64) -> Option<i64> {
+fn login_standing(now: Millis, previous: u64, current: u64, limit: u32) -> Option<i64> {
     let into = now.rem_euclid(WINDOW_MS);
     let weight = |hits: u64, covered_ms: Millis| hits as f64 * covered_ms as f64 / WINDOW_MS as f64;
     let estimate = weight(previous, WINDOW_MS - into) + current as f64;
-    let limit = LOGIN_FAILURES_PER_MINUTE as f64;
+    let limit = f64::from(limit);
     if estimate < limit {
         return None;
     }
@@ -101,7 +102,7 @@ fn login_standing(now: Millis, previous: u64, current: u64) -> Option<i64> {
 }
 
 /// Whether failed logins from `ip` are throttled now (reads only): `Some(retry_after)`.
-pub async fn login_throttled(state: Limiter<'_>, ip: &str) -> Result<Option<i64>> {
+pub async fn login_throttled(state: Limiter<'_>, ip: &str, limit: u32) -> Result<Option<i64>> {
     let now = state.clock.now_millis();
     let window_start = now - now.rem_euclid(WINDOW_MS);
     let bucket = login_bucket(ip);
@@ -110,11 +111,11 @@ pub async fn login_throttled(state: Limiter<'_>, ip: &str) -> Result<Option<i64>
         .counters
         .hits(&bucket, window_start - WINDOW_MS)
         .await?;
-    Ok(login_standing(now, previous, current))
+    Ok(login_standing(now, previous, current, limit))
 }
 
 /// Counts a failed login from `ip` (one write); `Some(retry_after)` when it reached the limit.
-pub async fn login_failed(state: Limiter<'_>, ip: &str) -> Result<Option<i64>> {
+pub async fn login_failed(state: Limiter<'_>, ip: &str, limit: u32) -> Result<Option<i64>> {
     let now = state.clock.now_millis();
     let window_start = now - now.rem_euclid(WINDOW_MS);
     let bucket = login_bucket(ip);
@@ -126,7 +127,7 @@ pub async fn login_failed(state: Limiter<'_>, ip: &str) -> Result<Option<i64>> {
         .counters
         .hits(&bucket, window_start - WINDOW_MS)
         .await?;
-    Ok(login_standing(now, previous, current))
+    Ok(login_standing(now, previous, current, limit))
 }
 
 #[cfg(test)]
@@ -156,18 +157,18 @@ mod tests {
         // Ten a minute, evenly spread, never throttle.
         for into in (0..60_000).step_by(6_000) {
             let so_far = (into / 6_000) as u64;
-            assert_eq!(login_standing(60_000 + into, 10, so_far), None);
+            assert_eq!(login_standing(60_000 + into, 10, so_far, 15), None);
         }
         // Fifteen in a window: throttled, until they slide out.
-        assert!(login_standing(60_000 + 30_000, 0, 15).is_some());
+        assert!(login_standing(60_000 + 30_000, 0, 15, 15).is_some());
         // A burst of 14 just before a boundary and two just after: throttled by the 16th.
-        assert!(login_standing(120_000 + 1_000, 14, 2).is_some());
+        assert!(login_standing(120_000 + 1_000, 14, 2, 15).is_some());
         // Well after the burst the old window weighs little.
-        assert_eq!(login_standing(120_000 + 50_000, 14, 1), None);
+        assert_eq!(login_standing(120_000 + 50_000, 14, 1, 15), None);
         // Retry-After points past the moment the estimate drops under the limit.
-        let retry = login_standing(60_000 + 59_000, 0, 30).unwrap();
+        let retry = login_standing(60_000 + 59_000, 0, 30, 15).unwrap();
         let free_at = 60_000 + 59_000 + retry * 1000;
-        assert_eq!(login_standing(free_at, 30, 0), None);
-        assert!(login_standing(free_at - 2_000, 30, 0).is_some());
+        assert_eq!(login_standing(free_at, 30, 0, 15), None);
+        assert!(login_standing(free_at - 2_000, 30, 0, 15).is_some());
     }
 }

@@ -13,7 +13,8 @@ use crate::domain::VmChange;
 use crate::error::Result;
 use crate::AppState;
 
-#[derive(Debug, Default, Serialize, PartialEq)]
+/// What a reconcile did.
+#[derive(Debug, Default, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct ReconcileReport {
     pub instances_seen: usize,
     pub records_seen: usize,

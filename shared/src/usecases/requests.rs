@@ -277,7 +277,7 @@ pub async fn provision(state: Leases<'_>, request_id: &str) -> Result<()> {
 }
 
 /// What the sweep did.
-#[derive(Debug, Default, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct SweepReport {
     pub completed: Vec<String>,
     pub expired: Vec<String>,

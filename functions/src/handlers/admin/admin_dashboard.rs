@@ -6,6 +6,11 @@ use shared::AppState;
 
 use super::launch::admin_page;
 use crate::http::{respond, Principal, Request, Response};
+use crate::openapi::ApiDoc;
+
+pub fn api() -> ApiDoc {
+    ApiDoc::new("The admin dashboard").html(200, "The dashboard.")
+}
 
 pub async fn handle(state: AppState, _principal: Principal, _req: Request) -> Response {
     respond(async { admin_page(&state, StatusCode::OK, None, None).await }).await

@@ -5,9 +5,16 @@ use http::StatusCode;
 use shared::usecases::admin;
 use shared::AppState;
 
-use crate::http::{no_store, ok_json, respond, wants_json, Principal, Request, Response};
+use crate::http::{no_store, ok_typed, respond, wants_json, Principal, Request, Response};
+use crate::openapi::ApiDoc;
 use crate::pages::{render, InstancesPage};
 use crate::views::FleetView;
+
+pub fn api() -> ApiDoc {
+    ApiDoc::new("Every VM with its state (JSON with `Accept: application/json`, else HTML)")
+        .answers::<FleetView>(200, "The fleet, as JSON for `Accept: application/json`.")
+        .html(200, "The fleet's table, for browsers.")
+}
 
 pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond(async {
@@ -18,7 +25,7 @@ pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Res
             shared::usecases::participant::live_since((&state).into()),
         );
         let mut resp = if wants_json(&req) {
-            ok_json(serde_json::to_value(&fleet).map_err(|e| shared::Error::Internal(e.into()))?)?
+            ok_typed(&fleet)?
         } else {
             render(StatusCode::OK, &InstancesPage { fleet })?
         };

@@ -6,7 +6,12 @@ use shared::usecases::admin;
 use shared::AppState;
 
 use crate::http::{no_store, path_param, respond, Principal, Request, Response};
+use crate::openapi::ApiDoc;
 use crate::pages::{render, LogsPage};
+
+pub fn api() -> ApiDoc {
+    ApiDoc::new("The log viewer for one VM").html(200, "The log viewer page.")
+}
 
 pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond(async {

@@ -6,7 +6,12 @@ use shared::usecases::admin;
 use shared::AppState;
 
 use crate::http::{no_store, respond, Principal, Request, Response};
+use crate::openapi::ApiDoc;
 use crate::pages::{render, MetricsPage};
+
+pub fn api() -> ApiDoc {
+    ApiDoc::new("Startup time per VM by stage (an SVG chart)").html(200, "The chart page.")
+}
 use crate::views::MetricsChart;
 
 pub async fn handle(state: AppState, _principal: Principal, _req: Request) -> Response {

@@ -5,12 +5,41 @@
 //! 409 listing them unless the request carries `confirm_in_use=yes`.
 
 use http::StatusCode;
-use serde_json::json;
 use shared::usecases::admin;
 use shared::{AppState, Error};
+use utoipa::ToSchema;
 
 use super::launch::admin_page;
-use crate::http::{form_body, json_response, respond, wants_json, Principal, Request, Response};
+use super::views::OperationOutcome;
+use crate::http::{
+    form_body, respond, typed_json_response, wants_json, Principal, Request, Response,
+};
+use crate::openapi::ApiDoc;
+
+/// The destroy form (the dashboard's).
+#[derive(ToSchema)]
+#[allow(dead_code)] // Describes the form; the handler reads its fields by name.
+pub struct DestroyForm {
+    /// `yes` (the dashboard's checkbox): required from browsers, who otherwise get the
+    /// dashboard back and nothing destroyed; JSON clients need not send it.
+    confirm: Option<String>,
+    /// `yes` to destroy VMs in use too; otherwise VMs in use make a 409 listing them.
+    confirm_in_use: Option<String>,
+}
+
+pub fn api() -> ApiDoc {
+    ApiDoc::new("Destroy every VM (after a final sync of participants' work)")
+        .form_body::<DestroyForm>()
+        .answers::<OperationOutcome>(
+            200,
+            "Done (`Accept: application/json`): the operation; `errors` lists VMs that did not stop.",
+        )
+        .html(200, "Done: the dashboard with what was destroyed, for browsers.")
+        .html(400, "Not confirmed: the dashboard, nothing destroyed, for browsers.")
+        .html(409, "VMs in use, or another operation runs: the dashboard saying so, for browsers.")
+        // JSON clients get these as errors (400: a form that cannot be parsed).
+        .errors(&[400, 409, 503])
+}
 
 pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond(async {
@@ -30,9 +59,9 @@ pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Res
         let outcome = admin::destroy_all((&state).into(), yes("confirm_in_use")).await;
         if wants_json(&req) {
             let op = outcome?;
-            return Ok(json_response(
+            return Ok(typed_json_response(
                 StatusCode::OK,
-                &json!({"operation_id": op.id, "operation": op}),
+                &OperationOutcome::new(op),
             ));
         }
         match outcome {

@@ -3,13 +3,36 @@
 //! shipping). `after` returns only what came since an earlier `cursor` (the log viewer
 //! follows the log this way).
 
-use serde_json::json;
+use serde::Serialize;
 use shared::usecases::admin;
 use shared::{AppState, Error};
+use utoipa::ToSchema;
 
 use crate::http::{
-    no_store, ok_json, path_param, query_param, respond, ApiError, Principal, Request, Response,
+    no_store, ok_typed, path_param, query_param, respond, ApiError, Principal, Request, Response,
 };
+use crate::openapi::ApiDoc;
+
+/// A page of a VM's log.
+#[derive(Serialize, ToSchema)]
+pub struct VmLogPage {
+    hostname: String,
+    /// The lines, each ending in a newline (empty if nothing new).
+    logs: String,
+    /// Pass back as `after` to get only what comes later.
+    cursor: u64,
+}
+
+pub fn api() -> ApiDoc {
+    ApiDoc::new("A VM's log, or what came since a cursor")
+        .query(
+            "after",
+            "A `cursor` from an earlier answer: only what came later (default 0: all kept).",
+            serde_json::json!({"type": "integer", "minimum": 0, "maximum": u64::MAX}),
+        )
+        .answers::<VmLogPage>(200, "The log lines.")
+        .errors(&[400, 503])
+}
 
 pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond(async {
@@ -31,7 +54,11 @@ pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Res
         if !page.lines.is_empty() {
             logs.push('\n');
         }
-        let mut resp = ok_json(json!({"hostname": hostname, "logs": logs, "cursor": page.cursor}))?;
+        let mut resp = ok_typed(&VmLogPage {
+            hostname,
+            logs,
+            cursor: page.cursor,
+        })?;
         no_store(&mut resp);
         Ok(resp)
     })

@@ -1,16 +1,33 @@
 //! `GET /api/vm-status/{hostname}` (admin): `{hostname, status}`, 404 if unknown.
 
-use serde_json::json;
+use serde::Serialize;
+use shared::domain::VmStatus;
 use shared::usecases::admin;
 use shared::AppState;
+use utoipa::ToSchema;
 
-use crate::http::{ok_json, path_param, respond, Principal, Request, Response};
+use crate::http::{ok_typed, path_param, respond, Principal, Request, Response};
+use crate::openapi::ApiDoc;
+
+/// A VM's status.
+#[derive(Serialize, ToSchema)]
+pub struct HostnameStatus {
+    hostname: String,
+    status: VmStatus,
+}
+
+pub fn api() -> ApiDoc {
+    ApiDoc::new("One VM's status").answers::<HostnameStatus>(200, "The VM's status.")
+}
 
 pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond(async {
         let hostname = path_param(&req, "hostname")?;
         let vm = admin::get_vm((&state).into(), &hostname).await?;
-        ok_json(json!({"hostname": vm.hostname, "status": vm.status.as_str()}))
+        ok_typed(&HostnameStatus {
+            hostname: vm.hostname,
+            status: vm.status,
+        })
     })
     .await
 }

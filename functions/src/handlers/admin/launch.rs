@@ -3,32 +3,77 @@
 //! operation for JSON clients, an HTML confirmation otherwise.
 
 use http::StatusCode;
-use serde_json::json;
 use shared::usecases::admin;
 use shared::{AppState, Error};
+use utoipa::ToSchema;
 
+use super::views::OperationOutcome;
 use crate::http::{
-    form_body, json_response, respond, wants_json, ApiError, Principal, Request, Response,
+    form_body, respond, typed_json_response, wants_json, ApiError, Principal, Request, Response,
 };
+use crate::openapi::ApiDoc;
 use crate::pages::{render, AdminPage};
 use crate::views::{FleetView, WorkView};
+
+/// The launch form (the dashboard's): one of the two fields is required.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Describes the form; the handler reads its fields by name.
+pub struct LaunchForm {
+    /// How many VMs to launch: a whole number from 1 to GPUFLEET_MAX_LAUNCH (default 100).
+    #[schema(minimum = 1)]
+    num_vms: Option<u32>,
+    /// The same, as the `/admin/create` form names it (read when `num_vms` is absent).
+    #[schema(minimum = 1)]
+    instance_count: Option<u32>,
+}
+
+pub fn api() -> ApiDoc {
+    ApiDoc::new("Launch VMs")
+        .form_body::<LaunchForm>()
+        .answers::<OperationOutcome>(
+            202,
+            "Launching (`Accept: application/json`): the operation; the VMs show as running once booted.",
+        )
+        .html(202, "Launching: the dashboard with a confirmation, for browsers.")
+        .html(400, "The count is invalid: the dashboard saying so, for browsers.")
+        .html(409, "Another operation runs: the dashboard saying so, for browsers.")
+        // JSON clients get these as errors; a missing count is one for browsers too.
+        .errors(&[400, 409, 503])
+}
 
 pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond(async {
         let form = form_body(&req)?;
-        let raw = form
-            .get("num_vms")
-            .or_else(|| form.get("instance_count"))
-            .ok_or_else(|| ApiError::bad_request("num_vms (or instance_count) is required"))?;
-        let outcome = match admin::parse_vm_count(raw, state.config.max_launch) {
-            Ok(count) => admin::launch_vms((&state).into(), count).await,
+        // Either name is accepted; both sent must say the same, and each is checked.
+        let counts: Vec<&String> = ["num_vms", "instance_count"]
+            .iter()
+            .filter_map(|name| form.get(*name))
+            .collect();
+        if counts.is_empty() {
+            return Err(ApiError::bad_request(
+                "num_vms (or instance_count) is required",
+            ));
+        }
+        let parsed: Result<Vec<u32>, Error> = counts
+            .iter()
+            .map(|raw| admin::parse_vm_count(raw, state.config.max_launch))
+            .collect();
+        let outcome = match parsed {
+            Ok(parsed) => match parsed.as_slice() {
+                [count, rest @ ..] if rest.iter().all(|c| c == count) => {
+                    admin::launch_vms((&state).into(), *count).await
+                }
+                _ => Err(Error::validation(
+                    "num_vms and instance_count disagree: send one of them",
+                )),
+            },
             Err(e) => Err(e),
         };
         if wants_json(&req) {
             let op = outcome?;
-            return Ok(json_response(
+            return Ok(typed_json_response(
                 StatusCode::ACCEPTED,
-                &json!({"operation_id": op.id, "operation": op}),
+                &OperationOutcome::new(op),
             ));
         }
         let (status, message, error) = match outcome {

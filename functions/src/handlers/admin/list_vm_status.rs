@@ -1,19 +1,29 @@
 //! `GET /api/vm-status` (admin): `{hostname: status, ...}` for every VM.
 
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use shared::domain::VmStatus;
 use shared::usecases::admin;
 use shared::AppState;
+use utoipa::ToSchema;
 
-use crate::http::{no_store, ok_json, respond, Principal, Request, Response};
+use crate::http::{no_store, ok_typed, respond, Principal, Request, Response};
+use crate::openapi::ApiDoc;
+
+/// Every VM's status, by hostname.
+#[derive(Serialize, ToSchema)]
+pub struct VmStatuses(BTreeMap<String, VmStatus>);
+
+pub fn api() -> ApiDoc {
+    ApiDoc::new("Every VM's status, by hostname")
+        .answers::<VmStatuses>(200, "`{hostname: status}` for every VM.")
+}
 
 pub async fn handle(state: AppState, _principal: Principal, _req: Request) -> Response {
     respond(async {
-        let statuses: serde_json::Map<String, serde_json::Value> =
-            admin::vm_statuses((&state).into())
-                .await?
-                .into_iter()
-                .map(|(hostname, status)| (hostname, status.as_str().into()))
-                .collect();
-        let mut resp = ok_json(statuses.into())?;
+        let statuses = admin::vm_statuses((&state).into()).await?;
+        let mut resp = ok_typed(&VmStatuses(statuses.into_iter().collect()))?;
         no_store(&mut resp);
         Ok(resp)
     })

@@ -12,3 +12,4 @@ pub mod health;
 pub mod launch;
 pub mod list_vm_status;
 pub mod reconcile;
+mod views;

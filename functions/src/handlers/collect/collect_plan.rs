@@ -3,22 +3,31 @@
 //! offered file, an upload URL (new or changed), `unchanged`, or a refusal with its reason.
 //! URLs only ever point under this VM's own prefix.
 
-use serde::Deserialize;
-use serde_json::json;
-use shared::usecases::collect::{self, OfferedFile};
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use shared::domain::collect::RefusedFile;
+use shared::usecases::collect::{self, OfferedFile, MAX_FILES_PER_SYNC};
 use shared::AppState;
+use utoipa::ToSchema;
 
-use crate::http::{json_body, ok_json, respond, Principal, Request, Response};
+use crate::http::{json_body, ok_typed, respond, Principal, Request, Response};
+use crate::openapi::ApiDoc;
 
-#[derive(Deserialize)]
-pub(super) struct File {
+/// A file in the VM's working directory.
+#[derive(Deserialize, ToSchema)]
+pub struct SyncFile {
+    /// Relative to the working directory; a name that could leave it, or that the patterns
+    /// do not collect, is refused (with the reason), not an error.
     pub path: String,
+    /// Its size in bytes: the upload must be exactly this long.
     pub size: u64,
+    /// The hex SHA-256 of its content; anything else is refused (with the reason).
     pub sha256: String,
 }
 
-impl From<File> for OfferedFile {
-    fn from(f: File) -> Self {
+impl From<SyncFile> for OfferedFile {
+    fn from(f: SyncFile) -> Self {
         OfferedFile {
             path: f.path,
             size: f.size,
@@ -27,15 +36,76 @@ impl From<File> for OfferedFile {
     }
 }
 
-#[derive(Deserialize)]
-struct Body {
+/// The files a VM offers to sync.
+#[derive(Deserialize, ToSchema)]
+pub struct SyncPlanRequest {
+    /// The VM's hostname; its bearer token must be this VM's.
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "[^\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+    )]
+    #[allow(dead_code)] // checked by the router (`Access::Vm`)
+    hostname: String,
+    /// Every file matching the collect patterns (at most 2000; none when omitted).
     #[serde(default)]
-    files: Vec<File>,
+    #[schema(max_items = 2000)]
+    files: Vec<SyncFile>,
+}
+
+// `max_items` above repeats the use case's limit.
+const _: () = assert!(MAX_FILES_PER_SYNC == 2000);
+
+/// Always `PUT`.
+#[derive(Serialize, ToSchema)]
+pub enum UploadMethod {
+    #[serde(rename = "PUT")]
+    Put,
+}
+
+/// Where to upload one file.
+#[derive(Serialize, ToSchema)]
+pub struct UploadTarget {
+    pub path: String,
+    /// A short-lived URL under this VM's own prefix.
+    pub url: String,
+    pub method: UploadMethod,
+    /// Headers the upload must carry.
+    pub headers: BTreeMap<String, String>,
+    /// When the URL stops working (ms since the epoch).
+    pub expires_at: i64,
+}
+
+/// The collection settings and what to do with each offered file.
+#[derive(Serialize, ToSchema)]
+pub struct SyncPlanReply {
+    /// File-name patterns collected (GPUFLEET_COLLECT_PATTERNS); none: collect nothing.
+    pub patterns: Vec<String>,
+    /// How often to sync.
+    pub interval_seconds: u64,
+    /// Largest file collected.
+    pub max_file_bytes: u64,
+    /// Most bytes collected from one VM.
+    pub max_vm_bytes: u64,
+    /// New or changed files: upload each, then report them to `/api/collect/done`.
+    pub uploads: Vec<UploadTarget>,
+    /// Paths collected already, byte for byte.
+    pub unchanged: Vec<String>,
+    /// Files that are not collected, with the reason.
+    pub refused: Vec<RefusedFile>,
+}
+
+pub fn api() -> ApiDoc {
+    ApiDoc::new("Step one of a VM's sync: upload URLs for its new or changed files")
+        .json_body::<SyncPlanRequest>()
+        .answers::<SyncPlanReply>(200, "The settings and the plan.")
+        // 429: more plans a minute than the sync interval needs, from this VM.
+        .errors(&[429])
 }
 
 pub async fn handle(state: AppState, principal: Principal, req: Request) -> Response {
     respond(async {
-        let body: Body = json_body(&req)?;
+        let body: SyncPlanRequest = json_body(&req)?;
         let config = &state.config.collect;
         let plan = collect::plan_sync(
             (&state).into(),
@@ -43,21 +113,29 @@ pub async fn handle(state: AppState, principal: Principal, req: Request) -> Resp
             body.files.into_iter().map(Into::into).collect(),
         )
         .await?;
-        ok_json(json!({
-            "patterns": config.patterns.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
-            "interval_seconds": config.interval.as_secs(),
-            "max_file_bytes": config.caps.per_file,
-            "max_vm_bytes": config.caps.per_vm,
-            "uploads": plan.uploads.iter().map(|(path, url)| json!({
-                "path": path,
-                "url": url.url,
-                "method": "PUT",
-                "headers": url.headers.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
-                "expires_at": url.expires_at,
-            })).collect::<Vec<_>>(),
-            "unchanged": plan.unchanged,
-            "refused": plan.refused,
-        }))
+        ok_typed(&SyncPlanReply {
+            patterns: config
+                .patterns
+                .iter()
+                .map(|p| p.as_str().to_string())
+                .collect(),
+            interval_seconds: config.interval.as_secs(),
+            max_file_bytes: config.caps.per_file,
+            max_vm_bytes: config.caps.per_vm,
+            uploads: plan
+                .uploads
+                .into_iter()
+                .map(|(path, url)| UploadTarget {
+                    path,
+                    url: url.url,
+                    method: UploadMethod::Put,
+                    headers: url.headers.into_iter().collect(),
+                    expires_at: url.expires_at,
+                })
+                .collect(),
+            unchanged: plan.unchanged,
+            refused: plan.refused,
+        })
     })
     .await
 }
@@ -206,8 +284,9 @@ mod tests {
             assert_eq!(resp.status(), 200);
         }
         let resp = serve(t.state.clone(), event("collect-plan/two-files.json")).await;
-        assert_eq!(resp.status(), 503, "{}", body_text(&resp));
+        assert_eq!(resp.status(), 429, "{}", body_text(&resp));
         assert!(body_text(&resp).contains("syncs a minute"));
+        assert!(resp.headers().contains_key("retry-after"));
     }
 
     /// What a VM really stored counts against its cap, not what it announced.

@@ -6,8 +6,20 @@ use shared::domain::instances::InstanceStatus;
 use shared::usecases::instances;
 use shared::AppState;
 
-use crate::http::{path_param, respond_v1, Principal, Request, Response, V1Ok};
-use crate::views::instance_json;
+use crate::http::{data, path_param, respond_v1, Principal, Request, Response, V1Ok};
+use crate::openapi::ApiDoc;
+use crate::views::InstanceView;
+
+pub fn api() -> ApiDoc {
+    ApiDoc::new("Destroy an instance")
+        .answers::<InstanceView>(200, "Destroyed: the provider confirmed it.")
+        .answers::<InstanceView>(
+            202,
+            "Destroying: the provider has not confirmed yet; reconcile finishes it.",
+        )
+        // 400: its provider is no longer configured; 409: it is still being created.
+        .errors(&[400, 409])
+}
 
 pub async fn handle(state: AppState, principal: Principal, req: Request) -> Response {
     let (state, req) = (&state, &req);
@@ -27,7 +39,7 @@ pub async fn handle(state: AppState, principal: Principal, req: Request) -> Resp
             } else {
                 "Instance is being destroyed; the provider has not confirmed yet"
             },
-            data: Some(instance_json(&instance)),
+            data: Some(data(&InstanceView::new(&instance))),
             replayed: false,
         })
     })

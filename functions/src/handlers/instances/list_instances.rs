@@ -3,8 +3,14 @@
 use shared::usecases::instances;
 use shared::AppState;
 
-use crate::http::{respond_v1, Principal, Request, Response, V1Ok};
-use crate::views::instance_json;
+use crate::http::{data, respond_v1, Principal, Request, Response, V1Ok};
+use crate::openapi::ApiDoc;
+use crate::views::InstanceView;
+
+pub fn api() -> ApiDoc {
+    ApiDoc::new("The caller's instances (an admin's: everyone's), newest first")
+        .answers_list::<InstanceView>(200, "The instances.")
+}
 
 pub async fn handle(state: AppState, principal: Principal, _req: Request) -> Response {
     let state = &state;
@@ -13,7 +19,7 @@ pub async fn handle(state: AppState, principal: Principal, _req: Request) -> Res
         let list = instances::list(state.into(), caller.as_ref()).await?;
         V1Ok::ok(
             "Instances retrieved successfully",
-            list.iter().map(instance_json).collect(),
+            data(&list.iter().map(InstanceView::new).collect::<Vec<_>>()),
         )
     })
     .await

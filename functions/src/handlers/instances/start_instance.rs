@@ -3,8 +3,16 @@
 use shared::usecases::instances;
 use shared::AppState;
 
-use crate::http::{path_param, respond_v1, Principal, Request, Response, V1Ok};
-use crate::views::instance_json;
+use crate::http::{data, path_param, respond_v1, Principal, Request, Response, V1Ok};
+use crate::openapi::ApiDoc;
+use crate::views::InstanceView;
+
+pub fn api() -> ApiDoc {
+    ApiDoc::new("Start an instance")
+        .answers::<InstanceView>(200, "The instance, loading or running.")
+        // 400: its provider is no longer configured; 409: still being created, or ended.
+        .errors(&[400, 409])
+}
 
 pub async fn handle(state: AppState, principal: Principal, req: Request) -> Response {
     let (state, req) = (&state, &req);
@@ -12,7 +20,10 @@ pub async fn handle(state: AppState, principal: Principal, req: Request) -> Resp
         let caller = principal.caller()?.cloned();
         let id = path_param(req, "id")?;
         let instance = instances::power(state.into(), caller.as_ref(), &id, true).await?;
-        V1Ok::ok("Instance started successfully", instance_json(&instance))
+        V1Ok::ok(
+            "Instance started successfully",
+            data(&InstanceView::new(&instance)),
+        )
     })
     .await
 }

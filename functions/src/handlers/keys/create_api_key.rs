@@ -2,26 +2,57 @@
 //! shown this once (only its hash is kept).
 
 use http::StatusCode;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use shared::domain::requests::MAX_USER_ID_CHARS;
 use shared::domain::ApiKey;
 use shared::AppState;
+use utoipa::ToSchema;
 
-use crate::http::{json_body, json_response, respond, ApiError, Principal, Request, Response};
+use crate::http::{
+    json_body, respond, typed_json_response, ApiError, Principal, Request, Response,
+};
+use crate::openapi::ApiDoc;
 
-#[derive(Deserialize)]
+/// A new API key for a user.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Body {
+pub struct NewApiKey {
+    /// Whose key it is; their requests and quota are counted under it.
+    #[schema(
+        min_length = 1,
+        max_length = 50,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     user_id: String,
+    /// A note for admins (at most 100 printable characters).
     #[serde(default)]
+    #[schema(max_length = 100, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     label: String,
+    /// GPUs the user may hold at once (default: GPUFLEET_DEFAULT_GPU_QUOTA).
+    #[schema(minimum = 0, maximum = 4294967295u32)]
     gpu_quota: Option<u32>,
+}
+
+/// The key, shown this once (only its hash is kept).
+#[derive(Serialize, ToSchema)]
+pub struct CreatedApiKey {
+    /// `gpf_…`: send as `Authorization: Bearer <key>`.
+    key: String,
+    key_id: String,
+    user_id: String,
+    label: String,
+    gpu_quota: u32,
+}
+
+pub fn api() -> ApiDoc {
+    ApiDoc::new("Create an API key for a user (shown once)")
+        .json_body::<NewApiKey>()
+        .answers::<CreatedApiKey>(201, "The new key.")
 }
 
 pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond(async {
-        let body: Body = json_body(&req)?;
+        let body: NewApiKey = json_body(&req)?;
         let chars = body.user_id.chars().count();
         if chars == 0 || chars > MAX_USER_ID_CHARS || body.user_id.chars().any(char::is_control) {
             return Err(ApiError::bad_request(format!(
@@ -38,15 +69,15 @@ pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Res
             ApiKey::generate(&body.user_id, &body.label, quota, state.clock.now_millis());
         state.store.insert_api_key(&key).await?;
         tracing::info!(key_id = %key.key_id, user = %key.user_id, "API key created");
-        let mut resp = json_response(
+        let mut resp = typed_json_response(
             StatusCode::CREATED,
-            &json!({
-                "key": plain,
-                "key_id": key.key_id,
-                "user_id": key.user_id,
-                "label": key.label,
-                "gpu_quota": key.gpu_quota,
-            }),
+            &CreatedApiKey {
+                key: plain,
+                key_id: key.key_id,
+                user_id: key.user_id,
+                label: key.label,
+                gpu_quota: key.gpu_quota,
+            },
         );
         crate::http::no_store(&mut resp);
         Ok(resp)

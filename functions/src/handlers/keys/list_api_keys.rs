@@ -2,15 +2,19 @@
 
 use shared::AppState;
 
-use crate::http::{ok_json, respond, Principal, Request, Response};
-use crate::views::api_key_json;
+use crate::http::{ok_typed, respond, Principal, Request, Response};
+use crate::openapi::ApiDoc;
+use crate::views::ApiKeyView;
+
+pub fn api() -> ApiDoc {
+    ApiDoc::new("Every API key, active and revoked")
+        .answers_list::<ApiKeyView>(200, "The keys, without their secrets.")
+}
 
 pub async fn handle(state: AppState, _principal: Principal, _req: Request) -> Response {
     respond(async {
         let keys = state.store.list_api_keys().await?;
-        ok_json(serde_json::Value::Array(
-            keys.iter().map(api_key_json).collect(),
-        ))
+        ok_typed(&keys.iter().map(ApiKeyView::new).collect::<Vec<_>>())
     })
     .await
 }

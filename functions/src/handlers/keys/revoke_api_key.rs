@@ -2,8 +2,15 @@
 
 use shared::AppState;
 
-use crate::http::{ok_json, path_param, respond, Principal, Request, Response};
-use crate::views::api_key_json;
+use crate::http::{ok_typed, path_param, respond, Principal, Request, Response};
+use crate::openapi::ApiDoc;
+use crate::views::ApiKeyView;
+
+pub fn api() -> ApiDoc {
+    ApiDoc::new("Revoke an API key; it stops working at once")
+        .answers::<ApiKeyView>(200, "The revoked key.")
+        .errors(&[404])
+}
 
 pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond(async {
@@ -13,7 +20,7 @@ pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Res
             .revoke_api_key(&id, state.clock.now_millis())
             .await?;
         tracing::info!(key_id = %key.key_id, user = %key.user_id, "API key revoked");
-        ok_json(api_key_json(&key))
+        ok_typed(&ApiKeyView::new(&key))
     })
     .await
 }

@@ -1,18 +1,41 @@
 //! `POST /api/hyperstack/firewall/get-attachments` `{firewall_id}` (API key or admin): the
 //! deployment's instances the security group is attached to.
 
-use serde_json::json;
+use serde::Deserialize;
 use shared::AppState;
+use utoipa::ToSchema;
 
-use crate::http::{body_field, json_body, respond_status, Principal, Request, Response};
+use super::views::FirewallAttachmentsView;
+use crate::http::text_field;
+use crate::http::{data, json_body, respond_status, Principal, Request, Response};
+use crate::openapi::ApiDoc;
+
+/// The security group to look at.
+#[derive(Deserialize, ToSchema)]
+pub struct FirewallGetRequest {
+    /// The security group (`sg-…`).
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 256, pattern = "[^\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]")]
+    firewall_id: Option<String>,
+}
+
+pub fn api() -> ApiDoc {
+    ApiDoc::new("The deployment's instances a security group is attached to")
+        .json_body::<FirewallGetRequest>()
+        .answers::<FirewallAttachmentsView>(200, "The attachments.")
+        // 503: no cloud network here (local mode).
+        .errors(&[400, 503])
+}
 
 pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond_status(async {
-        let body: serde_json::Value = json_body(&req)?;
-        let group = body_field(&body, "firewall_id")?;
+        let body: FirewallGetRequest = json_body(&req)?;
+        let group = text_field(body.firewall_id.as_deref(), "firewall_id")?;
         let attached = state.network.firewall_attachments(&group).await?;
         Ok((
-            json!({"firewall_id": group, "vm_ids": attached}),
+            data(&FirewallAttachmentsView {
+                firewall_id: group,
+                vm_ids: attached,
+            }),
             "Firewall attachments retrieved",
         ))
     })

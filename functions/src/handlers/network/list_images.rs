@@ -3,7 +3,22 @@
 
 use shared::AppState;
 
-use crate::http::{query_param, respond_status, ApiError, Principal, Request, Response};
+use super::views::LaunchableImageView;
+use crate::http::{data, query_param, respond_status, ApiError, Principal, Request, Response};
+use crate::openapi::ApiDoc;
+
+pub fn api() -> ApiDoc {
+    ApiDoc::new("Images this deployment may launch")
+        .query(
+            "region",
+            "An AWS region such as `us-east-1`; another than the deployment's lists none.",
+            serde_json::json!({"type": "string", "minLength": 1, "maxLength": 32,
+                               "pattern": "^[a-z0-9-]+$"}),
+        )
+        .answers_list::<LaunchableImageView>(200, "The images.")
+        // 503: no cloud here (local mode).
+        .errors(&[400, 503])
+}
 
 pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond_status(async {
@@ -24,7 +39,7 @@ pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Res
             .images(query_param(&req, "region").as_deref())
             .await?;
         Ok((
-            super::views::images(&images),
+            data(&super::views::images(&images)),
             "Images retrieved successfully",
         ))
     })

@@ -1,17 +1,38 @@
 //! `POST /api/openstack/network/show` `{network_name}` (API key or admin): the VPC (by id or Name
 //! tag) and its subnets.
 
+use serde::Deserialize;
 use shared::AppState;
+use utoipa::ToSchema;
 
-use crate::http::{body_field, json_body, respond_status, Principal, Request, Response};
+use super::views::NetworkView;
+use crate::http::text_field;
+use crate::http::{data, json_body, respond_status, Principal, Request, Response};
+use crate::openapi::ApiDoc;
+
+/// The network to show.
+#[derive(Deserialize, ToSchema)]
+pub struct NetworkShowRequest {
+    /// A VPC id (`vpc-…`) or a VPC's Name tag.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 256, pattern = "[^\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]")]
+    network_name: Option<String>,
+}
+
+pub fn api() -> ApiDoc {
+    ApiDoc::new("A network (VPC, by id or Name tag) with its subnets")
+        .json_body::<NetworkShowRequest>()
+        .answers::<NetworkView>(200, "The network.")
+        // 503: no cloud network here (local mode).
+        .errors(&[400, 404, 503])
+}
 
 pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond_status(async {
-        let body: serde_json::Value = json_body(&req)?;
-        let name = body_field(&body, "network_name")?;
+        let body: NetworkShowRequest = json_body(&req)?;
+        let name = text_field(body.network_name.as_deref(), "network_name")?;
         let network = state.network.show_network(&name).await?;
         Ok((
-            super::views::network(&network),
+            data(&NetworkView::new(&network)),
             "Network retrieved successfully",
         ))
     })

@@ -1,18 +1,42 @@
 //! `POST /api/openstack/server/add-network` `{server_uuid, port_id}` (admin): attaches the
 //! deployment's interface to the deployment's instance.
 
+use serde::Deserialize;
 use shared::AppState;
+use utoipa::ToSchema;
 
-use crate::http::{body_field, json_body, respond_status, Principal, Request, Response};
+use super::views::PortAttachmentView;
+use crate::http::text_field;
+use crate::http::{data, json_body, respond_status, Principal, Request, Response};
+use crate::openapi::ApiDoc;
+
+/// The interface and the instance to attach it to.
+#[derive(Deserialize, ToSchema)]
+pub struct ServerAddNetworkRequest {
+    /// The deployment's instance (`i-…`).
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 256, pattern = "[^\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]")]
+    server_uuid: Option<String>,
+    /// The deployment's network interface (`eni-…`).
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 256, pattern = "[^\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]")]
+    port_id: Option<String>,
+}
+
+pub fn api() -> ApiDoc {
+    ApiDoc::new("Attach the deployment's network interface to the deployment's instance")
+        .json_body::<ServerAddNetworkRequest>()
+        .answers::<PortAttachmentView>(200, "The attachment.")
+        // 404: not an instance or interface of this deployment; 503: no cloud network here.
+        .errors(&[400, 404, 503])
+}
 
 pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond_status(async {
-        let body: serde_json::Value = json_body(&req)?;
-        let instance = body_field(&body, "server_uuid")?;
-        let port = body_field(&body, "port_id")?;
+        let body: ServerAddNetworkRequest = json_body(&req)?;
+        let instance = text_field(body.server_uuid.as_deref(), "server_uuid")?;
+        let port = text_field(body.port_id.as_deref(), "port_id")?;
         let attached = state.network.attach_port(&instance, &port).await?;
         Ok((
-            super::views::attachment(&attached),
+            data(&PortAttachmentView::new(&attached)),
             "Network added to server",
         ))
     })

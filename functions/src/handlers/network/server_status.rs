@@ -1,21 +1,51 @@
 //! `POST /api/openstack/server/status` `{server_uuid}` (API key or admin): the instance's state.
 
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use shared::AppState;
+use utoipa::ToSchema;
 
-use crate::http::{body_field, json_body, respond_status, Principal, Request, Response};
+use crate::http::text_field;
+use crate::http::{data, json_body, respond_status, Principal, Request, Response};
+use crate::openapi::ApiDoc;
+
+/// The instance to look at.
+#[derive(Deserialize, ToSchema)]
+pub struct ServerUuidRequest {
+    /// The deployment's instance (`i-…`).
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 256, pattern = "[^\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]")]
+    server_uuid: Option<String>,
+}
+
+/// An instance's state.
+#[derive(Serialize, ToSchema)]
+pub struct ServerStatusView {
+    pub server_uuid: String,
+    /// The EC2 state: `pending`, `running`, `stopping`, `stopped`.
+    pub status: String,
+}
+
+pub fn api() -> ApiDoc {
+    ApiDoc::new("The state of the deployment's instance")
+        .json_body::<ServerUuidRequest>()
+        .answers::<ServerStatusView>(200, "The instance's state.")
+        // 404: not a live instance of this deployment; 503: no cloud network here.
+        .errors(&[400, 404, 503])
+}
 
 pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond_status(async {
-        let body: serde_json::Value = json_body(&req)?;
-        let id = body_field(&body, "server_uuid")?;
+        let body: ServerUuidRequest = json_body(&req)?;
+        let id = text_field(body.server_uuid.as_deref(), "server_uuid")?;
         let status = state
             .network
             .instance_state(&id)
             .await?
             .ok_or_else(|| shared::Error::NotFound(format!("server {id}")))?;
         Ok((
-            json!({"server_uuid": id, "status": status}),
+            data(&ServerStatusView {
+                server_uuid: id,
+                status,
+            }),
             "Server status retrieved",
         ))
     })

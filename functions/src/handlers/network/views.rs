@@ -1,55 +1,132 @@
-//! The capacity API's JSON for the network operations' typed answers.
+//! The capacity API's JSON for the network operations' typed answers (the `data` of the
+//! capacity envelope).
 
-use serde_json::{json, Value};
+use serde::Serialize;
 use shared::domain::network::{Image, Network, Port, PortAttachment};
+use utoipa::ToSchema;
 
-pub fn network(n: &Network) -> Value {
-    json!({
-        "id": n.id,
-        "name": n.name,
-        "cidr_block": n.cidr_block,
-        "state": n.state,
-        "subnets": n.subnets.iter().map(|s| json!({
-            "id": s.id,
-            "name": s.name,
-            "cidr_block": s.cidr_block,
-            "availability_zone": s.availability_zone,
-        })).collect::<Vec<_>>(),
-    })
+/// A subnet of a network.
+#[derive(Serialize, ToSchema)]
+pub struct SubnetView {
+    pub id: Option<String>,
+    /// Its Name tag.
+    pub name: Option<String>,
+    pub cidr_block: Option<String>,
+    pub availability_zone: Option<String>,
 }
 
-pub fn port(p: &Port) -> Value {
-    json!({
-        "id": p.id,
-        "name": p.name,
-        "network_id": p.network_id,
-        "private_ip": p.private_ip,
-        "status": p.status,
-    })
+/// A network (VPC) with its subnets.
+#[derive(Serialize, ToSchema)]
+pub struct NetworkView {
+    /// `vpc-…`.
+    pub id: String,
+    /// Its Name tag.
+    pub name: Option<String>,
+    pub cidr_block: Option<String>,
+    pub state: Option<String>,
+    pub subnets: Vec<SubnetView>,
 }
 
-pub fn attachment(a: &PortAttachment) -> Value {
-    json!({
-        "server_uuid": a.instance_id,
-        "port_id": a.port_id,
-        "attachment_id": a.attachment_id,
-        "device_index": a.device_index,
-    })
+impl NetworkView {
+    pub fn new(n: &Network) -> Self {
+        NetworkView {
+            id: n.id.clone(),
+            name: n.name.clone(),
+            cidr_block: n.cidr_block.clone(),
+            state: n.state.clone(),
+            subnets: n
+                .subnets
+                .iter()
+                .map(|s| SubnetView {
+                    id: s.id.clone(),
+                    name: s.name.clone(),
+                    cidr_block: s.cidr_block.clone(),
+                    availability_zone: s.availability_zone.clone(),
+                })
+                .collect(),
+        }
+    }
 }
 
-pub fn images(images: &[Image]) -> Value {
+/// A network interface created for this deployment.
+#[derive(Serialize, ToSchema)]
+pub struct PortView {
+    /// `eni-…`.
+    pub id: Option<String>,
+    pub name: String,
+    /// The subnet it was created in.
+    pub network_id: String,
+    pub private_ip: Option<String>,
+    pub status: Option<String>,
+}
+
+impl PortView {
+    pub fn new(p: &Port) -> Self {
+        PortView {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            network_id: p.network_id.clone(),
+            private_ip: p.private_ip.clone(),
+            status: p.status.clone(),
+        }
+    }
+}
+
+/// A network interface attached to an instance.
+#[derive(Serialize, ToSchema)]
+pub struct PortAttachmentView {
+    /// The instance id.
+    pub server_uuid: String,
+    pub port_id: String,
+    pub attachment_id: Option<String>,
+    pub device_index: i32,
+}
+
+impl PortAttachmentView {
+    pub fn new(a: &PortAttachment) -> Self {
+        PortAttachmentView {
+            server_uuid: a.instance_id.clone(),
+            port_id: a.port_id.clone(),
+            attachment_id: a.attachment_id.clone(),
+            device_index: a.device_index,
+        }
+    }
+}
+
+/// An image this deployment may launch.
+#[derive(Serialize, ToSchema)]
+pub struct LaunchableImageView {
+    /// `ami-…`.
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub architecture: Option<String>,
+    /// The value of its `gpufleet:image` tag, if tagged.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub state: Option<String>,
+    pub region: String,
+}
+
+pub fn images(images: &[Image]) -> Vec<LaunchableImageView> {
     images
         .iter()
-        .map(|i| {
-            json!({
-                "id": i.id,
-                "name": i.name,
-                "description": i.description,
-                "architecture": i.architecture,
-                "type": i.kind,
-                "state": i.state,
-                "region": i.region,
-            })
+        .map(|i| LaunchableImageView {
+            id: i.id.clone(),
+            name: i.name.clone(),
+            description: i.description.clone(),
+            architecture: i.architecture.clone(),
+            kind: i.kind.clone(),
+            state: i.state.clone(),
+            region: i.region.clone(),
         })
         .collect()
+}
+
+/// The deployment's instances a security group is attached to.
+#[derive(Serialize, ToSchema)]
+pub struct FirewallAttachmentsView {
+    pub firewall_id: String,
+    /// Instance ids, sorted.
+    pub vm_ids: Vec<String>,
 }

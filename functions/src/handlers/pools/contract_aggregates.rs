@@ -4,7 +4,15 @@
 use shared::usecases::pools;
 use shared::AppState;
 
-use crate::http::{path_param, respond_status, Principal, Request, Response};
+use super::views::ContractPoolView;
+use crate::http::{data, path_param, respond_status, Principal, Request, Response};
+use crate::openapi::ApiDoc;
+
+pub fn api() -> ApiDoc {
+    ApiDoc::new("A GPU type's contract pools with their hosts, GPU use and tenant")
+        .answers_list::<ContractPoolView>(200, "The contract pools (maybe none).")
+        .errors(&[404])
+}
 
 pub async fn handle(state: AppState, principal: Principal, req: Request) -> Response {
     respond_status(async {
@@ -14,7 +22,7 @@ pub async fn handle(state: AppState, principal: Principal, req: Request) -> Resp
         let gpu_type = path_param(&req, "gpu_type")?;
         let pools = pools::contract_aggregates((&state).into(), &gpu_type, viewer).await?;
         Ok((
-            super::views::contract_aggregates(&pools),
+            data(&super::views::contract_aggregates(&pools)),
             "Contract aggregates retrieved successfully",
         ))
     })

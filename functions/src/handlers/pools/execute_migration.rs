@@ -5,14 +5,26 @@
 use shared::usecases::pools;
 use shared::AppState;
 
-use crate::http::{json_body, respond_status, Principal, Request, Response};
+use super::views::MigratedView;
+use super::MigrationRequest;
+use crate::http::{data, json_body, respond_status, Principal, Request, Response};
+use crate::openapi::ApiDoc;
+
+pub fn api() -> ApiDoc {
+    ApiDoc::new("Move a host to another pool (store and EC2 tag), verified")
+        .json_body::<MigrationRequest>()
+        .answers::<MigratedView>(200, "Moved and read back.")
+        // 400: refused by the checks; 404: unknown host or pool; 409: live allocations
+        // without force, or moved by someone else meanwhile; 503: partial or unverified.
+        .errors(&[400, 404, 409, 503])
+}
 
 pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond_status(async {
-        let body: serde_json::Value = json_body(&req)?;
-        let migrated = pools::execute((&state).into(), &super::migration(&body)?, true).await?;
+        let body: MigrationRequest = json_body(&req)?;
+        let migrated = pools::execute((&state).into(), &body.migration()?, true).await?;
         Ok((
-            super::views::migrated(&migrated),
+            data(&MigratedView::new(&migrated)),
             "Migration executed and verified",
         ))
     })

@@ -6,7 +6,18 @@ use lambda_http::RequestExt;
 use shared::usecases::pools;
 use shared::AppState;
 
-use crate::http::{path_param, respond_status, Principal, Request, Response};
+use super::views::AggregatesView;
+use crate::http::{data, path_param, respond_status, Principal, Request, Response};
+use crate::openapi::ApiDoc;
+
+pub fn api() -> ApiDoc {
+    ApiDoc::new("A GPU type's pools by kind with hosts and GPU use, or one kind")
+        .answers::<AggregatesView>(
+            200,
+            "Every kind by name with `gpu_overview`, or the one kind asked for.",
+        )
+        .errors(&[404])
+}
 
 pub async fn handle(state: AppState, principal: Principal, req: Request) -> Response {
     respond_status(async {
@@ -20,7 +31,7 @@ pub async fn handle(state: AppState, principal: Principal, req: Request) -> Resp
             .map(str::to_string);
         let found = pools::aggregates((&state).into(), &gpu_type, kind.as_deref(), viewer).await?;
         Ok((
-            super::views::aggregates(&found),
+            data(&AggregatesView::new(&found)),
             "Aggregates retrieved successfully",
         ))
     })

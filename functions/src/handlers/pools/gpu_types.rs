@@ -3,13 +3,20 @@
 use shared::usecases::pools;
 use shared::AppState;
 
-use crate::http::{respond_status, Principal, Request, Response};
+use super::views::GpuTypeView;
+use crate::http::{data, respond_status, Principal, Request, Response};
+use crate::openapi::ApiDoc;
+
+pub fn api() -> ApiDoc {
+    ApiDoc::new("Each GPU type with its pools by kind")
+        .answers_list::<GpuTypeView>(200, "The GPU types of the fleet and the configuration.")
+}
 
 pub async fn handle(state: AppState, _principal: Principal, _req: Request) -> Response {
     respond_status(async {
         let types = pools::gpu_types((&state).into()).await?;
         Ok((
-            super::views::gpu_types(&types),
+            data(&super::views::gpu_types(&types)),
             "GPU types retrieved successfully",
         ))
     })

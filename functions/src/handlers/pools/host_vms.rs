@@ -3,7 +3,15 @@
 use shared::usecases::pools;
 use shared::AppState;
 
-use crate::http::{path_param, respond_status, Principal, Request, Response};
+use super::views::HostVmsView;
+use crate::http::{data, path_param, respond_status, Principal, Request, Response};
+use crate::openapi::ApiDoc;
+
+pub fn api() -> ApiDoc {
+    ApiDoc::new("What runs on a host")
+        .answers::<HostVmsView>(200, "The host's allocations.")
+        .errors(&[404])
+}
 
 pub async fn handle(state: AppState, principal: Principal, req: Request) -> Response {
     respond_status(async {
@@ -13,7 +21,7 @@ pub async fn handle(state: AppState, principal: Principal, req: Request) -> Resp
         let hostname = path_param(&req, "hostname")?;
         let host = pools::host_vms((&state).into(), &hostname, viewer).await?;
         Ok((
-            super::views::host_vms(&host),
+            data(&HostVmsView::new(&host)),
             "Host allocations retrieved successfully",
         ))
     })

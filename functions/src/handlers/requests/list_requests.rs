@@ -1,13 +1,26 @@
 //! `GET /api/v1/requests?limit=N` (API key: the caller's; admin: everyone's), newest first.
 
+use serde_json::json;
 use shared::usecases::requests;
 use shared::AppState;
 
-use crate::http::{ok_json, query_param, respond, ApiError, Principal, Request, Response};
-use crate::views::request_json;
+use crate::http::{ok_typed, query_param, respond, ApiError, Principal, Request, Response};
+use crate::openapi::ApiDoc;
+use crate::views::RequestView;
 
 /// Most requests one listing returns.
 const MAX_LIMIT: usize = 1000;
+
+pub fn api() -> ApiDoc {
+    ApiDoc::new("The caller's GPU requests (an admin's: everyone's), newest first")
+        .query(
+            "limit",
+            "At most this many requests (default 100).",
+            json!({"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}),
+        )
+        .answers_list::<RequestView>(200, "The requests, newest first.")
+        .errors(&[400])
+}
 
 pub async fn handle(state: AppState, principal: Principal, req: Request) -> Response {
     respond(async {
@@ -24,9 +37,7 @@ pub async fn handle(state: AppState, principal: Principal, req: Request) -> Resp
             },
         };
         let list = requests::list((&state).into(), caller.as_ref(), limit).await?;
-        ok_json(serde_json::Value::Array(
-            list.iter().map(request_json).collect(),
-        ))
+        ok_typed(&list.iter().map(RequestView::new).collect::<Vec<_>>())
     })
     .await
 }

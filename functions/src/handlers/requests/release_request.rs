@@ -4,15 +4,24 @@
 use shared::usecases::requests;
 use shared::AppState;
 
-use crate::http::{ok_json, path_param, respond, Principal, Request, Response};
-use crate::views::request_json;
+use crate::http::{ok_typed, path_param, respond, Principal, Request, Response};
+use crate::openapi::ApiDoc;
+use crate::views::RequestView;
+
+pub fn api() -> ApiDoc {
+    ApiDoc::new("End a GPU request's lease now")
+        .answers::<RequestView>(200, "Released: its machines are confirmed ended.")
+        // 400: `request_id` is not a UUID; 409: it already ended; 503: its machines are not
+        // confirmed ended yet (retry).
+        .errors(&[400, 409, 503])
+}
 
 pub async fn handle(state: AppState, principal: Principal, req: Request) -> Response {
     respond(async {
         let caller = principal.caller()?.cloned();
         let id = path_param(&req, "request_id")?;
         let request = requests::release((&state).into(), caller.as_ref(), &id).await?;
-        ok_json(request_json(&request))
+        ok_typed(&RequestView::new(&request))
     })
     .await
 }

@@ -5,7 +5,12 @@ use shared::usecases::participant;
 use shared::AppState;
 
 use crate::http::{respond, Principal, Request, Response};
+use crate::openapi::ApiDoc;
 use crate::pages::{render, HomePage};
+
+pub fn api() -> ApiDoc {
+    ApiDoc::new("The claim page: the form and how many VMs are free").html(200, "The claim form.")
+}
 
 pub async fn handle(state: AppState, _principal: Principal, _req: Request) -> Response {
     respond(async {

@@ -4,14 +4,39 @@
 
 use std::collections::HashMap;
 
-use serde_json::json;
 use shared::usecases::admin;
 use shared::AppState;
 
 use crate::http::{
-    declares_json, form_body, json_body, ok_json, path_param, respond, ApiError, Principal,
+    declares_json, form_body, json_body, ok_typed, path_param, respond, ApiError, Principal,
     Request, Response,
 };
+use crate::openapi::ApiDoc;
+
+/// Where to move the participant.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct MoveTo {
+    /// The VM to move to; without it, any free, live VM.
+    to: Option<String>,
+}
+
+/// Where the participant went.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Moved {
+    /// The VM they left (marked `error`).
+    pub from: String,
+    /// The VM they hold now.
+    pub hostname: String,
+    pub email: Option<String>,
+}
+
+pub fn api() -> ApiDoc {
+    ApiDoc::new("Move a VM's participant to another VM (new PIN, same seat link)")
+        .form_or_json_body::<MoveTo>()
+        .answers::<Moved>(200, "Where they went.")
+        .errors(&[400, 409])
+}
 
 pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond(async {
@@ -31,11 +56,11 @@ pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Res
             ));
         }
         let vm = admin::move_participant((&state).into(), &hostname, to.as_deref()).await?;
-        ok_json(json!({
-            "from": hostname,
-            "hostname": vm.hostname,
-            "email": vm.assignment.as_ref().map(|a| a.email.clone()),
-        }))
+        ok_typed(&Moved {
+            from: hostname,
+            email: vm.assignment.as_ref().map(|a| a.email.clone()),
+            hostname: vm.hostname,
+        })
     })
     .await
 }

@@ -15,7 +15,30 @@ use crate::http::{
     client_ip, cookie, form_body, no_store, respond, set_seat_cookie, site_url, ApiError,
     Principal, Request, Response, SEAT_COOKIE,
 };
+use crate::openapi::ApiDoc;
 use crate::pages::{render, HomePage, SuccessPage};
+
+/// The claim form's fields. A missing or invalid one is not an HTTP error: the form comes
+/// back (200) saying what to fix.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ClaimForm {
+    /// The participant's email (at most 254 characters).
+    email: Option<String>,
+    /// The Chrome Remote Desktop command for this VM, as Google shows it.
+    crd_command: Option<String>,
+    /// The workshop's join code, when GPUFLEET_JOIN_CODE is set.
+    join_code: Option<String>,
+}
+
+pub fn api() -> ApiDoc {
+    ApiDoc::new("Claim a VM: the page with hostname, PIN and the private seat link")
+        .form_body::<ClaimForm>()
+        .html(
+            200,
+            "The seat (and the seat cookie), or the form again with what to fix: nothing changed then.",
+        )
+}
 
 pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond(async {

@@ -7,7 +7,24 @@ use shared::usecases::participant;
 use shared::{AppState, Error};
 
 use crate::http::{form_body, respond, seat_credential, ApiError, Principal, Request, Response};
+use crate::openapi::ApiDoc;
 use crate::pages::{render_no_seat, render_seat};
+
+/// The new command.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct CommandForm {
+    /// A fresh Chrome Remote Desktop command.
+    crd_command: String,
+}
+
+pub fn api() -> ApiDoc {
+    ApiDoc::new("Send a new Chrome Remote Desktop command to the seat's VM")
+        .form_body::<CommandForm>()
+        .html(200, "The seat page, saying the command was sent.")
+        .html(400, "The seat page, saying what is wrong with the command.")
+        .html(404, "No seat for this link or cookie.")
+}
 
 pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond(async {

@@ -7,7 +7,16 @@ use shared::usecases::participant;
 use shared::{AppState, Error};
 
 use crate::http::{respond, seat_credential, ApiError, Principal, Request, Response};
+use crate::openapi::ApiDoc;
 use crate::pages::{render_no_seat, render_seat};
+
+pub fn api() -> ApiDoc {
+    ApiDoc::new("Move a seat whose VM died to a free, live VM")
+        .html(200, "The seat page on the new VM (new hostname and PIN).")
+        .html(404, "No seat for this link or cookie.")
+        .html(409, "The seat's VM works: ask the organiser.")
+        .html(503, "No free, live VM to move to.")
+}
 
 pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond(async {

@@ -11,7 +11,14 @@ use crate::http::{
     cookie, respond, seat_credential, set_seat_cookie, ApiError, Principal, Request, Response,
     SEAT_COOKIE,
 };
+use crate::openapi::ApiDoc;
 use crate::pages::{render_no_seat, render_seat};
+
+pub fn api() -> ApiDoc {
+    ApiDoc::new("A participant's seat: their VM, PIN and how to connect")
+        .html(200, "The seat page.")
+        .html(404, "No seat for this link or cookie.")
+}
 
 pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Response {
     respond(async {

@@ -1,15 +1,25 @@
 //! `GET /api/unassigned_vms_count` → `{"count": n}`.
 
-use serde_json::json;
 use shared::usecases::participant;
 use shared::AppState;
 
-use crate::http::{ok_json, respond, Principal, Request, Response};
+use crate::http::{ok_typed, respond, Principal, Request, Response};
+use crate::openapi::ApiDoc;
+
+/// How many VMs can be claimed now.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct FreeCount {
+    pub count: u64,
+}
+
+pub fn api() -> ApiDoc {
+    ApiDoc::new("How many VMs are free to claim").answers::<FreeCount>(200, "The count.")
+}
 
 pub async fn handle(state: AppState, _principal: Principal, _req: Request) -> Response {
     respond(async {
         let count = participant::free_vm_count((&state).into()).await?;
-        ok_json(json!({"count": count}))
+        ok_typed(&FreeCount { count })
     })
     .await
 }

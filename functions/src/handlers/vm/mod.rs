@@ -5,5 +5,6 @@ pub mod ingest_vm_logs;
 pub mod push_vm_logs;
 pub mod report_vm_status;
 pub mod update_inuse_status;
+pub mod views;
 pub mod vm_metrics;
 pub mod vm_startup;

@@ -1,24 +1,62 @@
 //! `POST /api/vm-status` `{hostname, status, reason?}` + VM token (`reason` with `error`). Unknown statuses are a 400; a
 //! transition the state machine refuses (e.g. error → running) is a 409.
 
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use shared::domain::{VmChange, VmStatus};
 use shared::usecases::vm_agent;
 use shared::AppState;
+use utoipa::ToSchema;
 
-use crate::http::{json_body, ok_json, required, respond, ApiError, Principal, Request, Response};
+use crate::http::{json_body, ok_typed, required, respond, ApiError, Principal, Request, Response};
+use crate::openapi::ApiDoc;
 
-#[derive(Deserialize)]
-struct Body {
+/// The VM's own status.
+#[derive(Deserialize, ToSchema)]
+pub struct VmStatusReport {
+    /// The VM's hostname; its bearer token must be this VM's.
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "[^\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+    )]
+    #[allow(dead_code)] // checked by the router (`Access::Vm`)
+    hostname: String,
+    /// `initializing`, `running`, `error`, `rebooting` or `unknown`; surrounding
+    /// whitespace is ignored. `error` cannot become `running` directly (409).
+    #[schema(
+        value_type = String,
+        pattern = "^[\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*(initializing|running|error|rebooting|unknown)[\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*$"
+    )]
     status: Option<String>,
-    /// Why, with `status: "error"` (shown on the dashboard and the participant's seat page).
+    /// Why, with `status: "error"` only (shown on the dashboard and the participant's seat
+    /// page): control characters become spaces, only the first 300 characters are kept, and
+    /// those must not all be blank.
+    #[schema(
+        pattern = "^[\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]{0,299}[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+    )]
     reason: Option<String>,
+}
+
+/// The report was recorded.
+#[derive(Serialize, ToSchema)]
+pub struct VmStatusAccepted {
+    pub message: String,
+    /// How often the agent should report (its heartbeat), so it always fits the server's
+    /// liveness window.
+    pub heartbeat_interval_seconds: u64,
+}
+
+pub fn api() -> ApiDoc {
+    ApiDoc::new("A VM reports its status (its heartbeat)")
+        .json_body::<VmStatusReport>()
+        .answers::<VmStatusAccepted>(200, "Recorded; with the heartbeat interval.")
+        // 404: the VM's record was deleted (destroy) between authentication and the update.
+        .errors(&[404, 409])
 }
 
 pub async fn handle(state: AppState, principal: Principal, req: Request) -> Response {
     respond(async {
-        let body: Body = json_body(&req)?;
+        let body: VmStatusReport = json_body(&req)?;
         let status = VmStatus::parse(required(&body.status, "status")?)?;
         let change = match (status, body.reason.as_deref()) {
             (VmStatus::Error, Some(reason)) => VmChange::reported_error(reason)?,
@@ -31,10 +69,10 @@ pub async fn handle(state: AppState, principal: Principal, req: Request) -> Resp
         };
         vm_agent::report((&state).into(), principal.vm()?, change).await?;
         // The agent heartbeats at this interval, so it always fits the server's window.
-        ok_json(json!({
-            "message": "VM status updated successfully.",
-            "heartbeat_interval_seconds": state.config.liveness().heartbeat_interval_secs(),
-        }))
+        ok_typed(&VmStatusAccepted {
+            message: "VM status updated successfully.".into(),
+            heartbeat_interval_seconds: state.config.liveness().heartbeat_interval_secs(),
+        })
     })
     .await
 }

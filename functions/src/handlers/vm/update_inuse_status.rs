@@ -1,26 +1,49 @@
 //! `POST /api/update_inuse_status` `{hostname, status: bool}` + VM bearer token.
 
 use serde::Deserialize;
-use serde_json::json;
 use shared::domain::VmChange;
 use shared::usecases::vm_agent;
 use shared::AppState;
+use utoipa::ToSchema;
 
-use crate::http::{json_body, ok_json, respond, ApiError, Principal, Request, Response};
+use super::views::VmReportAccepted;
+use crate::http::{json_body, ok_typed, respond, ApiError, Principal, Request, Response};
+use crate::openapi::ApiDoc;
 
-#[derive(Deserialize)]
-struct Body {
+/// Whether a participant is using the VM.
+#[derive(Deserialize, ToSchema)]
+pub struct InUseReport {
+    /// The VM's hostname; its bearer token must be this VM's.
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "[^\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+    )]
+    #[allow(dead_code)] // checked by the router (`Access::Vm`)
+    hostname: String,
+    /// Whether the VM is in use now.
+    #[schema(value_type = bool)]
     status: Option<bool>,
+}
+
+pub fn api() -> ApiDoc {
+    ApiDoc::new("A VM reports whether it is in use")
+        .json_body::<InUseReport>()
+        .answers::<VmReportAccepted>(200, "Recorded.")
+        // The VM's record can be deleted (destroy) between authentication and the update.
+        .errors(&[404])
 }
 
 pub async fn handle(state: AppState, principal: Principal, req: Request) -> Response {
     respond(async {
-        let body: Body = json_body(&req)?;
+        let body: InUseReport = json_body(&req)?;
         let in_use = body
             .status
             .ok_or_else(|| ApiError::bad_request("status (true or false) is required"))?;
         vm_agent::report((&state).into(), principal.vm()?, VmChange::InUse(in_use)).await?;
-        ok_json(json!({"message": "In-use status updated successfully."}))
+        ok_typed(&VmReportAccepted::new(
+            "In-use status updated successfully.",
+        ))
     })
     .await
 }

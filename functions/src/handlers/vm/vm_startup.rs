@@ -4,24 +4,88 @@
 //! `collected`). Returns at once when assigned, else waits (at most the configured long-poll,
 //! ≤ 25 s to fit API Gateway) and answers `{"status":"waiting"}` so the agent asks again.
 
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use shared::usecases::vm_agent::{self, Seen, StartupAnswer};
 use shared::AppState;
+use utoipa::ToSchema;
 
-use crate::http::{json_body, ok_json, respond, Principal, Request, Response};
+use crate::http::{json_body, ok_typed, respond, Principal, Request, Response};
+use crate::openapi::ApiDoc;
 
-#[derive(Deserialize)]
-struct Body {
+/// A VM asking for its assignment.
+#[derive(Deserialize, ToSchema)]
+pub struct StartupPoll {
+    /// The VM's hostname; its bearer token must be this VM's.
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "[^\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+    )]
+    #[allow(dead_code)] // checked by the router (`Access::Vm`)
+    hostname: String,
     /// The `command_at` of the command the agent already ran: answer only with a newer one.
     after: Option<i64>,
     /// The final-sync request (`requested_at`) the agent already handled.
     collected: Option<i64>,
 }
 
+/// What the VM should do now, by `status`.
+#[derive(Serialize, ToSchema)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum StartupReply {
+    /// A participant holds the VM: run their Chrome Remote Desktop command.
+    #[serde(rename = "success")]
+    Assigned {
+        /// The 6-digit PIN the participant types to connect.
+        pin: String,
+        /// The Chrome Remote Desktop command to run.
+        command: String,
+        /// When the command was set (ms since the epoch): send it back as `after`.
+        command_at: i64,
+    },
+    /// The VM belongs to a GPU request: nobody will be assigned to it.
+    Leased { request_id: String },
+    /// Sync the participant's work now (a destroy is coming); send `requested_at` back as
+    /// `collected`.
+    Collect {
+        /// ms since the epoch.
+        requested_at: i64,
+    },
+    /// Nothing yet: ask again.
+    Waiting,
+}
+
+impl From<StartupAnswer> for StartupReply {
+    fn from(answer: StartupAnswer) -> Self {
+        match answer {
+            StartupAnswer::Assigned {
+                pin,
+                command,
+                command_at,
+            } => StartupReply::Assigned {
+                pin,
+                command,
+                command_at,
+            },
+            StartupAnswer::Leased { request_id } => StartupReply::Leased { request_id },
+            StartupAnswer::Collect { requested_at } => StartupReply::Collect { requested_at },
+            StartupAnswer::Waiting => StartupReply::Waiting,
+        }
+    }
+}
+
+pub fn api() -> ApiDoc {
+    ApiDoc::new("A VM's long-poll for its assignment or a final-sync request")
+        .json_body::<StartupPoll>()
+        .answers::<StartupReply>(
+            200,
+            "The assignment, the lease, a final-sync request, or `waiting` after the long-poll.",
+        )
+}
+
 pub async fn handle(state: AppState, principal: Principal, req: Request) -> Response {
     respond(async {
-        let body: Body = json_body(&req)?;
+        let body: StartupPoll = json_body(&req)?;
         let answer = vm_agent::wait_for_assignment(
             (&state).into(),
             principal.vm()?,
@@ -32,25 +96,7 @@ pub async fn handle(state: AppState, principal: Principal, req: Request) -> Resp
             state.config.long_poll,
         )
         .await?;
-        match answer {
-            StartupAnswer::Assigned {
-                pin,
-                command,
-                command_at,
-            } => ok_json(json!({
-                "status": "success",
-                "pin": pin,
-                "command": command,
-                "command_at": command_at,
-            })),
-            StartupAnswer::Leased { request_id } => {
-                ok_json(json!({"status": "leased", "request_id": request_id}))
-            }
-            StartupAnswer::Collect { requested_at } => {
-                ok_json(json!({"status": "collect", "requested_at": requested_at}))
-            }
-            StartupAnswer::Waiting => ok_json(json!({"status": "waiting"})),
-        }
+        ok_typed(&StartupReply::from(answer))
     })
     .await
 }

@@ -1,0 +1,125 @@
+"""Schemathesis against the local server, with the server's own OpenAPI document.
+
+Starts `gpufleet serve` on 127.0.0.1 with a fresh data directory holding one seeded VM
+(whose token is the VM credential) and one API key, then runs every operation of
+`/openapi.json` with valid credentials for each security scheme, positive and negative
+cases, and fails on any server error or any answer the document does not describe.
+
+    .venv/bin/python tests/api_contract/run.py [path to the gpufleet binary]
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "target" / "debug" / "gpufleet"
+SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
+CONFIG = Path(__file__).with_name("schemathesis.toml")
+PASSWORD = "contract-test-password"
+
+
+def main() -> int:
+    data_dir = Path(tempfile.mkdtemp(prefix="gpufleet-contract-"))
+    tokens = data_dir / "vm-tokens.json"
+    subprocess.run(
+        [BIN, "seed-vms", "--data-dir", data_dir, "--count", "1",
+         "--prefix", "contract-vm", "--tokens-out", tokens],
+        check=True,
+    )
+    vm = json.loads(tokens.read_text())[0]
+    api_key = subprocess.run(
+        [BIN, "api-key", "--data-dir", data_dir, "--user", "contract-user"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+    env = dict(
+        os.environ,
+        GPUFLEET_ADMIN_PASSWORD=PASSWORD,
+        # Many requests come from one address within a minute: high limits, so the answers
+        # are the operations' own (429 is still in the document and checked as such).
+        GPUFLEET_RATE_LIMIT_PER_MINUTE="100000",
+        GPUFLEET_KEY_RATE_LIMIT_PER_MINUTE="100000",
+        GPUFLEET_CLAIMS_PER_IP_PER_HOUR="100000",
+        # Every refusal of a wrong password is checked: the throttle would answer 429 instead.
+        GPUFLEET_ADMIN_LOGIN_FAILURES_PER_MINUTE="100000",
+        # Launches start real agent processes and destroys wait for their final sync: keep
+        # both small so the run stays within a couple of minutes.
+        GPUFLEET_MAX_LAUNCH="2",
+        GPUFLEET_COLLECT_FINAL_WAIT_SECONDS="1",
+        GPUFLEET_LONG_POLL_SECONDS="1",
+        RUST_LOG="warn",
+    )
+    server = subprocess.Popen(
+        [BIN, "serve", "--addr", "127.0.0.1:0", "--data-dir", data_dir,
+         "--agent-boot-delay-secs", "1"],
+        env=env, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        url = None
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            line = server.stdout.readline()
+            if not line:
+                break
+            if line.startswith("gpufleet local mode:"):
+                url = line.strip().split(" ")[-1].rstrip("/")
+                break
+        if url is None:
+            print("the server did not start", file=sys.stderr)
+            return 1
+        print(f"server at {url}; VM {vm['hostname']}; API key for contract-user", flush=True)
+        run_env = dict(
+            os.environ,
+            CONTRACT_ADMIN_PASSWORD=PASSWORD,
+            CONTRACT_API_KEY=api_key,
+            CONTRACT_VM_TOKEN=vm["token"],
+            CONTRACT_VM_HOSTNAME=vm["hostname"],
+            SCHEMATHESIS_HOOKS="hooks",
+            PYTHONPATH=str(Path(__file__).parent),
+        )
+        started = time.time()
+        result = subprocess.run(
+            [SCHEMATHESIS, "--config-file", CONFIG, "run", f"{url}/openapi.json",
+             "--url", url],
+            env=run_env, cwd=data_dir,
+        )
+        print(f"schemathesis: exit {result.returncode} in {time.time() - started:.0f} s")
+        if result.returncode != 0:
+            return result.returncode
+        return check_that_a_wrong_document_fails(url, run_env, data_dir)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def check_that_a_wrong_document_fails(url, run_env, data_dir):
+    """The run above means something only if a document that disagrees with the server fails:
+    the free-VM count documented as a string must be caught on the server's integer."""
+    with urllib.request.urlopen(f"{url}/openapi.json") as resp:
+        doc = json.load(resp)
+    doc["components"]["schemas"]["FreeCount"]["properties"]["count"] = {"type": "string"}
+    wrong = data_dir / "wrong-openapi.json"
+    wrong.write_text(json.dumps(doc))
+    result = subprocess.run(
+        [SCHEMATHESIS, "--config-file", CONFIG, "run", wrong, "--url", url,
+         "--include-operation-id", "unassigned-vms-count", "--phases", "examples,fuzzing"],
+        env=run_env, cwd=data_dir, capture_output=True, text=True,
+    )
+    if result.returncode == 0 or "Response violates schema" not in result.stdout:
+        print(result.stdout[-3000:])
+        print("a document that disagrees with the server passed: the checks are not biting")
+        return 1
+    print("a document that disagrees with the server fails, as it must")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
