@@ -175,7 +175,10 @@ async fn one_artifact_serves_as_each_function() {
     assert_eq!(openapi["statusCode"], 200, "{openapi}");
     let doc: Value = serde_json::from_str(openapi["body"].as_str().unwrap()).unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
-    assert!(doc["paths"]["/api/v1/requests"]["post"].is_object(), "{doc}");
+    assert!(
+        doc["paths"]["/api/v1/requests"]["post"].is_object(),
+        "{doc}"
+    );
     let home = invoke("home", &env, &event("home/get.json"));
     assert_eq!(home["statusCode"], 200, "{home}");
     assert!(home["body"].as_str().unwrap().contains("<form"), "{home}");

@@ -632,7 +632,7 @@ async fn logs(api: &Api, hostname: &str, follow: bool) -> anyhow::Result<()> {
         let page = api.call(request, "fleet logs").await?;
         print!("{}", page["logs"].as_str().unwrap_or(""));
         let _ = std::io::stdout().flush();
-        cursor = page["cursor"].as_str().map(str::to_string).or(cursor);
+        cursor = page["cursor"].as_u64().map(|c| c.to_string()).or(cursor);
         if !follow {
             return Ok(());
         }

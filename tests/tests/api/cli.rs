@@ -41,6 +41,54 @@ async fn fleet_cmd(app: &TestApp, args: &[&str], env: &[(&str, &str)]) -> Run {
     }
 }
 
+/// `fleet logs HOST --follow` prints what the VM had, then only what comes later: a line
+/// pushed while it runs appears once, and nothing before it repeats.
+async fn follow_prints_each_new_line_once(app: &TestApp, host: &str) {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut child = tokio::process::Command::new(agent_program())
+        .args(["fleet", "--url", &app.url, "logs", host, "--follow"])
+        .env("HOME", &app.data_dir)
+        .envs(ADMIN.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .expect("a first line")
+        .unwrap()
+        .unwrap();
+    let marker = "followed-by-the-terminal";
+    let pushed = app
+        .admin(reqwest::Client::new().post(app.url("/api/vm-logs")))
+        .json(&serde_json::json!({"log_group": "g", "log_stream": host, "messages": [marker]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pushed.status(), 200);
+    let mut seen = vec![first.clone()];
+    let found = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            seen.push(line.clone());
+            if line.contains(marker) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    child.kill().await.unwrap();
+    assert_eq!(found, Ok(true), "{seen:#?}");
+    assert_eq!(seen.iter().filter(|l| **l == first).count(), 1, "{seen:#?}");
+    assert_eq!(
+        seen.iter().filter(|l| l.contains(marker)).count(),
+        1,
+        "{seen:#?}"
+    );
+}
+
 const ADMIN: &[(&str, &str)] = &[
     ("GPUFLEET_ADMIN_USER", ADMIN_USER),
     ("GPUFLEET_ADMIN_PASSWORD", ADMIN_PASSWORD),
@@ -100,6 +148,7 @@ async fn an_admin_drives_a_workshop_from_the_terminal() {
         "{}",
         log.stdout
     );
+    follow_prints_each_new_line_once(&app, &hosts[0]).await;
     let unknown = fleet(&app, &["logs", "no-such-vm"], ADMIN).await;
     assert_eq!(unknown.code, 1);
     assert!(unknown.stderr.contains("404"), "{}", unknown.stderr);
