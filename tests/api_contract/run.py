@@ -8,12 +8,16 @@ cases, and fails on any server error or any answer the document does not describ
     .venv/bin/python tests/api_contract/run.py [path to the gpufleet binary]
 """
 
+import base64
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -73,12 +77,15 @@ def main() -> int:
             print("the server did not start", file=sys.stderr)
             return 1
         print(f"server at {url}; VM {vm['hostname']}; API key for contract-user", flush=True)
+        known = existing_resources(url, api_key, data_dir)
+        print(f"resources the operations can find: {sorted(known)}", flush=True)
         run_env = dict(
             os.environ,
             CONTRACT_ADMIN_PASSWORD=PASSWORD,
             CONTRACT_API_KEY=api_key,
             CONTRACT_VM_TOKEN=vm["token"],
             CONTRACT_VM_HOSTNAME=vm["hostname"],
+            CONTRACT_KNOWN=json.dumps(known),
             SCHEMATHESIS_HOOKS="hooks",
             PYTHONPATH=str(Path(__file__).parent),
         )
@@ -98,6 +105,64 @@ def main() -> int:
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+def call(url, method, path, body=None, headers=None, form=False):
+    data = None
+    headers = dict(headers or {})
+    if body is not None:
+        if form:
+            data = urllib.parse.urlencode(body).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        else:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+    req = urllib.request.Request(f"{url}{path}", data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def existing_resources(url, api_key, data_dir):
+    """Creates one of each thing a path can name, so operations reach their logic with an id
+    that exists (hooks.py substitutes them into half of the positive cases)."""
+    admin = {"Authorization": "Basic " + base64.b64encode(f"admin:{PASSWORD}".encode()).decode(),
+             "Accept": "application/json"}
+    user = {"Authorization": f"Bearer {api_key}"}
+    known = {}
+    status, text = call(url, "POST", "/api/v1/requests",
+                        {"user_id": "contract-user", "gpu_count": 1, "duration_hours": 1}, user)
+    if status == 201:
+        known["request_id"] = json.loads(text)["request_id"]
+    status, text = call(url, "GET", "/api/v1/offers/search?limit=1", headers=user)
+    offers = json.loads(text).get("data") or [] if status == 200 else []
+    if offers:
+        offer = offers[0]
+        status, text = call(url, "POST", "/api/v1/instances",
+                            {"provider": offer["provider"], "offer_id": offer["id"].split(":", 1)[-1]},
+                            user)
+        if status == 201:
+            known["instance_id"] = json.loads(text)["data"]["id"]
+    # A key of its own to revoke: the contract key must keep working.
+    status, text = call(url, "POST", "/api/v1/api-keys", {"user_id": "contract-spare"}, admin)
+    if status == 201:
+        known["key_id"] = json.loads(text)["key_id"]
+    status, text = call(url, "GET", "/api/gpu-types", headers=admin)
+    types = json.loads(text).get("data") or [] if status == 200 else []
+    if types:
+        known["gpu_type"] = types[0]["name"]
+    status, text = call(url, "POST", "/api/launch", {"num_vms": 1}, admin, form=True)
+    if status == 202:
+        known["operation_id"] = json.loads(text)["operation_id"]
+    status, text = call(url, "POST", "/request_vm",
+                        {"email": "contract@example.org", "crd_command": "--code=4/contract-test"},
+                        form=True)
+    seat = re.search(r"/seat/([A-Za-z0-9_-]{16,})", text)
+    if seat:
+        known["token"] = seat.group(1)
+    return known
 
 
 def check_that_a_wrong_document_fails(url, run_env, data_dir):
