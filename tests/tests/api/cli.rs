@@ -343,3 +343,29 @@ async fn a_user_requests_gpus_and_runs_instances_from_the_terminal() {
         refused.stderr
     );
 }
+
+/// On a terminal (`script` gives the client one), `fleet launch --wait` draws its progress
+/// bar until every VM runs; the same command in a pipe drew none (above).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn launch_wait_draws_a_progress_bar_on_a_terminal() {
+    let app = spawn_app().await;
+    let command = format!(
+        "{} fleet --url {} launch 2 --wait",
+        agent_program().display(),
+        app.url
+    );
+    let out = tokio::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("HOME", &app.data_dir)
+        .envs(ADMIN.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let terminal = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{terminal}");
+    // Redrawn in place, full once both run.
+    let full = format!("\r[{}] 2 running, 0 failed, 0 booting", "#".repeat(30));
+    assert!(terminal.contains(&full), "{terminal:?}");
+    assert!(terminal.contains("2 running, 0 failed"), "{terminal:?}");
+}
