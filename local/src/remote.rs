@@ -15,7 +15,7 @@ use serde_json::Value;
 /// Exit code of a refused login (scripts tell it from a failure).
 pub const EXIT_AUTH: u8 = 3;
 
-/// The server refused the credentials (401/403).
+/// The server refused the credentials (401).
 #[derive(Debug)]
 pub struct AuthRefused(pub String);
 
@@ -26,6 +26,21 @@ impl std::fmt::Display for AuthRefused {
 }
 
 impl std::error::Error for AuthRefused {}
+
+/// Any other answer that is not a success, with its status (so a caller can wait on a 503).
+#[derive(Debug)]
+pub struct HttpError {
+    pub status: u16,
+    pub text: String,
+}
+
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.text)
+    }
+}
+
+impl std::error::Error for HttpError {}
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Target {
@@ -279,7 +294,11 @@ impl Api {
                 Auth::Key(_) => format!("{what}: the server refused the API key (check GPUFLEET_API_KEY)"),
             })
             .into()),
-            code => bail!("{what}: HTTP {code}: {message}"),
+            code => Err(HttpError {
+                status: code,
+                text: format!("{what}: HTTP {code}: {message}"),
+            }
+            .into()),
         }
     }
 
@@ -629,7 +648,20 @@ async fn logs(api: &Api, hostname: &str, follow: bool) -> anyhow::Result<()> {
             Some(c) => request.query(&[("after", c)]),
             None => request,
         };
-        let page = api.call(request, "fleet logs").await?;
+        let page = match api.call(request, "fleet logs").await {
+            Ok(page) => page,
+            // Following a VM that has shipped nothing yet (503), or a moment over a limit
+            // (429): keep waiting rather than quit.
+            Err(e)
+                if follow
+                    && e.downcast_ref::<HttpError>()
+                        .is_some_and(|h| matches!(h.status, 429 | 503)) =>
+            {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         print!("{}", page["logs"].as_str().unwrap_or(""));
         let _ = std::io::stdout().flush();
         cursor = page["cursor"].as_u64().map(|c| c.to_string()).or(cursor);
@@ -838,7 +870,17 @@ async fn destroy(api: &Api, yes: bool, in_use: bool) -> anyhow::Result<()> {
     } else {
         &[("confirm", "yes")]
     };
-    let answer = api.post("/destroy", form, "fleet destroy").await?;
+    // The server waits for every VM's final sync before it answers (the wait is set on the
+    // server, up to 10 minutes locally): give it that long.
+    let answer = api
+        .call(
+            api.http
+                .post(format!("{}/destroy", api.base))
+                .form(form)
+                .timeout(Duration::from_secs(15 * 60)),
+            "fleet destroy",
+        )
+        .await?;
     let op = &answer["operation"];
     for sync in op["collected"].as_array().into_iter().flatten() {
         println!(

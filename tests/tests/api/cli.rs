@@ -369,3 +369,41 @@ async fn launch_wait_draws_a_progress_bar_on_a_terminal() {
     assert!(terminal.contains(&full), "{terminal:?}");
     assert!(terminal.contains("2 running, 0 failed"), "{terminal:?}");
 }
+
+/// Following a VM that has shipped no log yet waits for its first line instead of quitting
+/// on the server's "not yet" (503).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn follow_waits_for_a_quiet_vm_first_line() {
+    use tokio::io::AsyncBufReadExt as _;
+    let app = spawn_app().await;
+    app.register_vm("quiet-vm").await;
+    let mut child = tokio::process::Command::new(agent_program())
+        .args(["fleet", "--url", &app.url, "logs", "quiet-vm", "--follow"])
+        .env("HOME", &app.data_dir)
+        .envs(ADMIN.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "follow quit before the first line"
+    );
+    let pushed = app
+        .admin(reqwest::Client::new().post(app.url("/api/vm-logs")))
+        .json(&serde_json::json!({"log_group": "g", "log_stream": "quiet-vm", "messages": ["first words"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pushed.status(), 200);
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("the first line")
+        .unwrap()
+        .unwrap();
+    child.kill().await.unwrap();
+    assert!(line.contains("first words"), "{line}");
+}
