@@ -28,7 +28,7 @@ use shared::state::{AdminCredentials, Clouds};
 use shared::AppState;
 
 use crate::connections::ConnectionLimits;
-use functions::http::{add_cors_headers, cors_preflight, json_response, MAX_BODY_BYTES};
+use functions::http::{add_cors_headers, cors_preflight, json_response, ApiError, MAX_BODY_BYTES};
 use functions::routes::{self, Match};
 
 pub struct ServerOptions {
@@ -293,22 +293,10 @@ async fn dispatch(
         .await
     {
         Ok(Ok(bytes)) => bytes,
-        Ok(Err(_)) => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                &format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
-            )
-        }
+        // Refusals of a route are answered in its envelope, as its handler's would be.
+        Ok(Err(_)) => return to_axum(ApiError::PayloadTooLarge.render(route.envelope)),
         Err(_) => {
-            return error(
-                StatusCode::REQUEST_TIMEOUT,
-                "request_timeout",
-                &format!(
-                    "the request body did not arrive within {} s",
-                    body_timeout.as_secs()
-                ),
-            )
+            return to_axum(ApiError::SlowBody(body_timeout.as_secs()).render(route.envelope))
         }
     };
     let query: HashMap<String, Vec<String>> = parts
@@ -348,17 +336,19 @@ async fn dispatch(
     {
         Ok(mut resp) => {
             add_cors_headers(&state, &request_headers, &mut resp);
-            resp.map(|body| AxumBody::from(body.to_vec()))
+            to_axum(resp)
         }
-        Err(e) => {
-            tracing::error!(error = %e, "handler panicked");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error",
-            )
-        }
+        Err(e) => to_axum(
+            ApiError::Core(shared::Error::Internal(anyhow::anyhow!(
+                "handler panicked: {e}"
+            )))
+            .render(route.envelope),
+        ),
     }
+}
+
+fn to_axum(resp: functions::Response) -> axum::response::Response {
+    resp.map(|body| AxumBody::from(body.to_vec()))
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> axum::response::Response {

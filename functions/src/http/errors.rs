@@ -89,6 +89,9 @@ pub enum ApiError {
     /// A state-changing admin request sent from another site (CSRF): 403.
     CrossSite,
     PayloadTooLarge,
+    /// The body did not arrive within this many seconds (the local server; API Gateway
+    /// times out slow clients itself): 408.
+    SlowBody(u64),
     /// A JSON route got a body declared as something else (a cross-site form can send
     /// `text/plain` that happens to be JSON): 415.
     NotJson,
@@ -172,6 +175,11 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+            ),
+            ApiError::SlowBody(secs) => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!("the request body did not arrive within {secs} s"),
             ),
             ApiError::TooManyLogins(retry_after) => (
                 StatusCode::TOO_MANY_REQUESTS,

@@ -100,13 +100,14 @@ pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
     if !declares_json(req) {
         return Err(ApiError::NotJson);
     }
-    serde_json::from_slice(bytes).map_err(|e| {
-        let what = match e.classify() {
-            serde_json::error::Category::Data => format!("invalid JSON body: {e}"),
-            _ => "the body is not valid JSON".to_string(),
-        };
-        ApiError::bad_request(what)
-    })
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|_| ApiError::bad_request("the body is not valid JSON"))?;
+    // Every body is an object: serde would also fill a struct from a positional array.
+    if !value.is_object() {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    }
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
 /// Parses an `application/x-www-form-urlencoded` body into its fields.

@@ -10,7 +10,9 @@ mod page;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
+use http::Method;
 use serde_json::{json, Map, Value};
+use shared::idempotency::MAX_IDEMPOTENCY_KEY;
 use utoipa::openapi::{RefOr, Schema};
 use utoipa::ToSchema;
 
@@ -218,6 +220,7 @@ fn error_description(status: u16) -> &'static str {
         404 => "Not found.",
         405 => "Method not allowed.",
         409 => "Conflicts with the current state.",
+        408 => "The body did not arrive in time.",
         413 => "The body is larger than the limit.",
         415 => "The body must be JSON (`Content-Type: application/json`).",
         429 => "Too many requests; `Retry-After` says when to try again.",
@@ -229,11 +232,16 @@ fn error_description(status: u16) -> &'static str {
 
 /// The statuses the router itself may answer for `route` before or around its handler.
 fn router_errors(route: &Route, has_body: bool) -> Vec<u16> {
-    let mut out = vec![500];
+    // Any store call may find the store busy or unavailable (503).
+    let mut out = vec![500, 503];
     if has_body {
-        out.extend([400, 413, 415]);
+        // 408: the local server's limit on a slow body (API Gateway has its own).
+        out.extend([400, 408, 413, 415]);
     }
+    let writes = !matches!(route.method, Method::GET | Method::HEAD | Method::OPTIONS);
     match route.access {
+        // Ambient credentials (the seat cookie) make a cross-site write a 403.
+        Access::Public | Access::Seat if writes => out.push(403),
         Access::Public | Access::Seat => {}
         Access::Vm(_) => out.extend([400, 401]),
         Access::VmOrAdmin(_) | Access::Admin | Access::ApiKeyOrAdmin => {
@@ -396,7 +404,7 @@ fn build(routes: &[Route]) -> Value {
         if doc.idempotent_key {
             parameters.push(json!({"name": "Idempotency-Key", "in": "header", "required": false,
                 "description": "Repeating a request with the same key answers the first result (24 h).",
-                "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"}}));
+                "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY, "pattern": "^[ \t!-~]+$"}}));
         }
         if !parameters.is_empty() {
             op.insert("parameters".into(), Value::Array(parameters));

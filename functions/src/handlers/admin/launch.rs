@@ -22,7 +22,7 @@ pub struct LaunchForm {
     /// How many VMs to launch: a whole number from 1 to GPUFLEET_MAX_LAUNCH (default 100).
     #[schema(minimum = 1)]
     num_vms: Option<u32>,
-    /// The same, as the `/admin/create` form names it (read when `num_vms` is absent).
+    /// The same, as the `/admin/create` form names it (when both are sent they must agree).
     #[schema(minimum = 1)]
     instance_count: Option<u32>,
 }

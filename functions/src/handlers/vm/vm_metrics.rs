@@ -12,12 +12,11 @@ use super::views::VmReportAccepted;
 use crate::http::{json_body, ok_typed, respond, Principal, Request, Response};
 use crate::openapi::ApiDoc;
 
-/// Startup timings: at least one field, none but these, each a number (never null). The
-/// handler reads the body as a map and `StartupMetrics::from_report` checks it; this type
-/// only describes it.
+/// Startup timings: any of these fields, none other, each a number (never null); an empty
+/// body is a 400. The handler reads the body as a map and `StartupMetrics::from_report`
+/// checks it; this type describes it.
 #[derive(serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(min_properties = 1)]
 pub struct StartupMetricsReport {
     /// When cloud-init as a whole started (Unix seconds).
     #[schema(value_type = f64, required = false, minimum = 0, maximum = 4102444800u64)]
