@@ -202,3 +202,28 @@ pub fn idempotency_key(req: &Request) -> Result<Option<&str>, ApiError> {
             .map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII")),
     }
 }
+
+/// A string field the server trims, then requires to be non-empty and at most 256 bytes
+/// (`text_field`, `body_field`, a VM route's hostname): its schema, written once for every
+/// body that has one.
+pub struct RequiredText;
+
+impl utoipa::PartialSchema for RequiredText {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(256))
+            // Not only whitespace (Rust's `char::is_whitespace`): the server trims.
+            .pattern(Some(
+                "[^\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]",
+            ))
+            .description(Some(
+                "Not blank; at most 256 characters (256 bytes after trimming on the server).",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for RequiredText {}

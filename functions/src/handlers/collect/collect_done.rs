@@ -10,18 +10,14 @@ use shared::AppState;
 use utoipa::ToSchema;
 
 use super::collect_plan::SyncFile;
-use crate::http::{json_body, ok_typed, respond, Principal, Request, Response};
+use crate::http::{json_body, ok_typed, respond, Principal, Request, RequiredText, Response};
 use crate::openapi::ApiDoc;
 
 /// What a VM's sync did.
 #[derive(Deserialize, ToSchema)]
 pub struct SyncDoneRequest {
     /// The VM's hostname; its bearer token must be this VM's.
-    #[schema(
-        min_length = 1,
-        max_length = 256,
-        pattern = "[^\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
-    )]
+    #[schema(value_type = RequiredText)]
     #[allow(dead_code)] // checked by the router (`Access::Vm`)
     hostname: String,
     /// The files it uploaded (their hashes are kept for the next plan); what counts is

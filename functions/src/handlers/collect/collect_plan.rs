@@ -11,7 +11,7 @@ use shared::usecases::collect::{self, OfferedFile, MAX_FILES_PER_SYNC};
 use shared::AppState;
 use utoipa::ToSchema;
 
-use crate::http::{json_body, ok_typed, respond, Principal, Request, Response};
+use crate::http::{json_body, ok_typed, respond, Principal, Request, RequiredText, Response};
 use crate::openapi::ApiDoc;
 
 /// A file in the VM's working directory.
@@ -40,11 +40,7 @@ impl From<SyncFile> for OfferedFile {
 #[derive(Deserialize, ToSchema)]
 pub struct SyncPlanRequest {
     /// The VM's hostname; its bearer token must be this VM's.
-    #[schema(
-        min_length = 1,
-        max_length = 256,
-        pattern = "[^\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
-    )]
+    #[schema(value_type = RequiredText)]
     #[allow(dead_code)] // checked by the router (`Access::Vm`)
     hostname: String,
     /// Every file matching the collect patterns (at most 2000; none when omitted).

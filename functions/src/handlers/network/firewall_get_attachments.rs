@@ -7,14 +7,14 @@ use utoipa::ToSchema;
 
 use super::views::FirewallAttachmentsView;
 use crate::http::text_field;
-use crate::http::{data, json_body, respond_status, Principal, Request, Response};
+use crate::http::{data, json_body, respond_status, Principal, Request, RequiredText, Response};
 use crate::openapi::ApiDoc;
 
 /// The security group to look at.
 #[derive(Deserialize, ToSchema)]
 pub struct FirewallGetRequest {
     /// The security group (`sg-…`).
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 256, pattern = "[^\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]")]
+    #[schema(value_type = RequiredText, required = true)]
     firewall_id: Option<String>,
 }
 

@@ -7,17 +7,17 @@ use utoipa::ToSchema;
 
 use super::views::PortView;
 use crate::http::text_field;
-use crate::http::{data, json_body, respond_status, Principal, Request, Response};
+use crate::http::{data, json_body, respond_status, Principal, Request, RequiredText, Response};
 use crate::openapi::ApiDoc;
 
 /// The interface to create.
 #[derive(Deserialize, ToSchema)]
 pub struct PortCreateRequest {
     /// The subnet (`subnet-…`).
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 256, pattern = "[^\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]")]
+    #[schema(value_type = RequiredText, required = true)]
     network_id: Option<String>,
     /// Its Name tag.
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 256, pattern = "[^\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]")]
+    #[schema(value_type = RequiredText, required = true)]
     port_name: Option<String>,
 }
 

@@ -6,14 +6,14 @@ use shared::AppState;
 use utoipa::ToSchema;
 
 use crate::http::text_field;
-use crate::http::{data, json_body, respond_status, Principal, Request, Response};
+use crate::http::{data, json_body, respond_status, Principal, Request, RequiredText, Response};
 use crate::openapi::ApiDoc;
 
 /// The instance to find.
 #[derive(Deserialize, ToSchema)]
 pub struct ServerNameRequest {
     /// The instance's Name tag.
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 256, pattern = "[^\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]")]
+    #[schema(value_type = RequiredText, required = true)]
     server_name: Option<String>,
 }
 

@@ -8,17 +8,17 @@ use utoipa::ToSchema;
 
 use super::views::TargetAggregateView;
 use crate::http::text_field;
-use crate::http::{data, json_body, respond_status, Principal, Request, Response};
+use crate::http::{data, json_body, respond_status, Principal, Request, RequiredText, Response};
 use crate::openapi::ApiDoc;
 
 /// The host to place.
 #[derive(Deserialize, ToSchema)]
 pub struct TargetAggregateRequest {
     /// The host's hostname (trimmed; at most 256 bytes).
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 256, pattern = "[^\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]")]
+    #[schema(value_type = RequiredText, required = true)]
     hostname: Option<String>,
     /// Its GPU type, e.g. `A10G` (400 if the host has another).
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 256, pattern = "[^\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]")]
+    #[schema(value_type = RequiredText, required = true)]
     gpu_type: Option<String>,
 }
 

@@ -15,19 +15,19 @@ use serde::Deserialize;
 use shared::usecases::pools::{Migration, RunpodLaunch};
 use utoipa::ToSchema;
 
-use crate::http::{text_field, ApiError};
+use crate::http::{text_field, ApiError, RequiredText};
 
 /// A move of a host between pools.
 #[derive(Deserialize, ToSchema)]
 pub struct MigrationRequest {
     /// The host's hostname (trimmed; at most 256 bytes).
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 256, pattern = "[^\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]")]
+    #[schema(value_type = RequiredText, required = true)]
     host: Option<String>,
     /// The pool it is in now.
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 256, pattern = "[^\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]")]
+    #[schema(value_type = RequiredText, required = true)]
     source_aggregate: Option<String>,
     /// The pool to move it to (same GPU type).
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 256, pattern = "[^\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]")]
+    #[schema(value_type = RequiredText, required = true)]
     target_aggregate: Option<String>,
     /// Move even a host with live allocations (execute only; default false).
     force: Option<bool>,
@@ -48,7 +48,7 @@ impl MigrationRequest {
 #[derive(Deserialize, ToSchema)]
 pub struct RunpodLaunchRequest {
     /// The host whose instance type and GPU type are launched.
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 256, pattern = "[^\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]")]
+    #[schema(value_type = RequiredText, required = true)]
     hostname: Option<String>,
     /// An AMI id such as `ami-0123abcd` (at most 32 characters once trimmed).
     #[schema(value_type = String, required = true, pattern = "^[\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*ami-[0-9a-fA-F]{1,28}[\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]*$")]

@@ -11,7 +11,9 @@ use shared::AppState;
 use utoipa::ToSchema;
 
 use super::views::VmReportAccepted;
-use crate::http::{json_body, ok_typed, required, respond, ApiError, Principal, Request, Response};
+use crate::http::{
+    json_body, ok_typed, required, respond, ApiError, Principal, Request, RequiredText, Response,
+};
 use crate::openapi::ApiDoc;
 
 /// Log lines of one VM. Only this flat JSON shape is taken, not the subscription's own
@@ -27,12 +29,7 @@ pub struct VmLogBatch {
     log_group: Option<String>,
     /// The VM's hostname (not a `<hostname>.<proof>` CloudWatch stream name). With a VM
     /// token it must be that VM's.
-    #[schema(
-        value_type = String,
-        min_length = 1,
-        max_length = 256,
-        pattern = "[^\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
-    )]
+    #[schema(value_type = RequiredText)]
     log_stream: Option<String>,
     /// Log messages: ANSI codes and control characters are removed, each is split into
     /// lines (over-long lines cut), and the VM's log is capped (GPUFLEET_LOG_CAP_BYTES).

@@ -7,18 +7,16 @@ use shared::usecases::vm_agent;
 use shared::AppState;
 use utoipa::ToSchema;
 
-use crate::http::{json_body, ok_typed, required, respond, ApiError, Principal, Request, Response};
+use crate::http::{
+    json_body, ok_typed, required, respond, ApiError, Principal, Request, RequiredText, Response,
+};
 use crate::openapi::ApiDoc;
 
 /// The VM's own status.
 #[derive(Deserialize, ToSchema)]
 pub struct VmStatusReport {
     /// The VM's hostname; its bearer token must be this VM's.
-    #[schema(
-        min_length = 1,
-        max_length = 256,
-        pattern = "[^\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
-    )]
+    #[schema(value_type = RequiredText)]
     #[allow(dead_code)] // checked by the router (`Access::Vm`)
     hostname: String,
     /// `initializing`, `running`, `error`, `rebooting` or `unknown`; surrounding

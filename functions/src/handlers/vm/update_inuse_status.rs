@@ -7,18 +7,16 @@ use shared::AppState;
 use utoipa::ToSchema;
 
 use super::views::VmReportAccepted;
-use crate::http::{json_body, ok_typed, respond, ApiError, Principal, Request, Response};
+use crate::http::{
+    json_body, ok_typed, respond, ApiError, Principal, Request, RequiredText, Response,
+};
 use crate::openapi::ApiDoc;
 
 /// Whether a participant is using the VM.
 #[derive(Deserialize, ToSchema)]
 pub struct InUseReport {
     /// The VM's hostname; its bearer token must be this VM's.
-    #[schema(
-        min_length = 1,
-        max_length = 256,
-        pattern = "[^\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
-    )]
+    #[schema(value_type = RequiredText)]
     #[allow(dead_code)] // checked by the router (`Access::Vm`)
     hostname: String,
     /// Whether the VM is in use now.

@@ -9,18 +9,14 @@ use shared::usecases::vm_agent::{self, Seen, StartupAnswer};
 use shared::AppState;
 use utoipa::ToSchema;
 
-use crate::http::{json_body, ok_typed, respond, Principal, Request, Response};
+use crate::http::{json_body, ok_typed, respond, Principal, Request, RequiredText, Response};
 use crate::openapi::ApiDoc;
 
 /// A VM asking for its assignment.
 #[derive(Deserialize, ToSchema)]
 pub struct StartupPoll {
     /// The VM's hostname; its bearer token must be this VM's.
-    #[schema(
-        min_length = 1,
-        max_length = 256,
-        pattern = "[^\\u0009-\\u000d\\u0020\\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
-    )]
+    #[schema(value_type = RequiredText)]
     #[allow(dead_code)] // checked by the router (`Access::Vm`)
     hostname: String,
     /// The `command_at` of the command the agent already ran: answer only with a newer one.
