@@ -151,7 +151,9 @@ pub enum Match<'a> {
 /// Finds the route for `method` and `path`, with its `{name}` parameters (percent-decoded).
 pub fn find(method: &Method, path: &str) -> Match<'static> {
     // A path written out wins over a template that also matches it (`/seat/move` is not
-    // the seat `move`), as OpenAPI reads paths: only the most literal matches count.
+    // the seat `move`), as OpenAPI reads paths: only the most literal matches count. (API
+    // Gateway matches method and path together, so there `GET /seat/move` reaches the seat
+    // page, which answers 404 for a token that is no seat.)
     let matching: Vec<(&'static Route, Vec<(String, String)>)> = ROUTES
         .iter()
         .filter_map(|route| match_path(route.path, path).map(|params| (route, params)))
@@ -242,7 +244,7 @@ mod tests {
             Match::NotFound
         ));
         assert!(matches!(find(&Method::GET, "/nope"), Match::NotFound));
-        // A literal path wins over a template matching it too, as on API Gateway.
+        // A literal path wins over a template matching it too, as OpenAPI reads paths.
         assert!(matches!(
             find(&Method::GET, "/seat/move"),
             Match::MethodNotAllowed(allowed) if allowed == [Method::POST]

@@ -362,7 +362,6 @@ impl RequestView {
     }
 }
 
-/// An API key's public facts: never the key or its hash.
 /// An API key as admins see it (never the key itself, nor its hash).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ApiKeyView {

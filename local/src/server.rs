@@ -28,7 +28,9 @@ use shared::state::{AdminCredentials, Clouds};
 use shared::AppState;
 
 use crate::connections::ConnectionLimits;
-use functions::http::{add_cors_headers, cors_preflight, json_response, ApiError, MAX_BODY_BYTES};
+use functions::http::{
+    add_cors_headers, cors_preflight, typed_json_response, ApiError, ErrorBody, MAX_BODY_BYTES,
+};
 use functions::routes::{self, Match};
 
 pub struct ServerOptions {
@@ -352,6 +354,10 @@ fn to_axum(resp: functions::Response) -> axum::response::Response {
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> axum::response::Response {
-    json_response(status, &serde_json::json!({"error": message, "code": code}))
-        .map(|body| AxumBody::from(body.to_vec()))
+    let body = ErrorBody {
+        error: message.into(),
+        code: code.into(),
+        error_id: None,
+    };
+    to_axum(typed_json_response(status, &body))
 }

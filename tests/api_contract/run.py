@@ -12,6 +12,8 @@ import base64
 import json
 import os
 import re
+import select
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -63,22 +65,29 @@ def main() -> int:
          "--agent-boot-delay-secs", "1"],
         env=env, stdout=subprocess.PIPE, text=True,
     )
+    url = None
     try:
-        url = None
-        deadline = time.time() + 60
-        while time.time() < deadline:
+        # The server announces its URL on stdout; a server that hangs silently fails here.
+        ready = select.select([server.stdout], [], [], 60)[0]
+        while ready:
             line = server.stdout.readline()
             if not line:
                 break
             if line.startswith("gpufleet local mode:"):
                 url = line.strip().split(" ")[-1].rstrip("/")
                 break
+            ready = select.select([server.stdout], [], [], 60)[0]
         if url is None:
             print("the server did not start", file=sys.stderr)
             return 1
         print(f"server at {url}; VM {vm['hostname']}; API key for contract-user", flush=True)
         known = existing_resources(url, api_key, data_dir)
         print(f"resources the operations can find: {sorted(known)}", flush=True)
+        missing = sorted(set(KNOWN_NAMES) - set(known))
+        if missing:
+            # Without them half the positive cases would test only the lookups.
+            print(f"could not create what the paths name: {missing}", file=sys.stderr)
+            return 1
         run_env = dict(
             os.environ,
             CONTRACT_ADMIN_PASSWORD=PASSWORD,
@@ -102,11 +111,17 @@ def main() -> int:
             return 1
         return check_that_a_wrong_document_fails(url, run_env, data_dir)
     finally:
+        if url is not None:
+            # The launches of the run started agent processes: end them with their VMs.
+            call(url, "POST", "/destroy", {"confirm": "yes", "confirm_in_use": "yes"},
+                 {"Authorization": "Basic " + base64.b64encode(f"admin:{PASSWORD}".encode()).decode(),
+                  "Accept": "application/json"}, form=True)
         server.terminate()
         try:
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
             server.kill()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def call(url, method, path, body=None, headers=None, form=False):
@@ -125,6 +140,9 @@ def call(url, method, path, body=None, headers=None, form=False):
             return resp.status, resp.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
+
+
+KNOWN_NAMES = ("request_id", "instance_id", "key_id", "gpu_type", "operation_id", "token")
 
 
 def existing_resources(url, api_key, data_dir):

@@ -276,13 +276,7 @@ pub async fn respond(result: impl std::future::Future<Output = ApiResult>) -> Re
 }
 
 pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response {
-    let mut resp = http::Response::new(Body::Text(value.to_string()));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
+    typed_json_response(status, value)
 }
 
 /// A JSON answer rendered from a typed value (the type the OpenAPI document names).
@@ -305,10 +299,6 @@ pub fn data(value: &impl Serialize) -> serde_json::Value {
 /// `200` with a typed JSON answer.
 pub fn ok_typed(value: &impl Serialize) -> ApiResult {
     Ok(typed_json_response(StatusCode::OK, value))
-}
-
-pub fn ok_json(value: serde_json::Value) -> ApiResult {
-    Ok(json_response(StatusCode::OK, &value))
 }
 
 pub fn html_response(status: StatusCode, html: String) -> Response {

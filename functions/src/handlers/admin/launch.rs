@@ -179,6 +179,13 @@ mod tests {
         let t = TestState::new();
         let resp = serve(t.state.clone(), event("launch/zero-vms.json")).await;
         assert_eq!(resp.status(), 400);
+        // Both names sent: each is checked, and they must agree.
+        for form in ["num_vms=2&instance_count=3", "num_vms=2&instance_count=x"] {
+            let mut req = event("launch/two-vms.json");
+            *req.body_mut() = lambda_http::Body::Text(form.into());
+            let resp = serve(t.state.clone(), req).await;
+            assert_eq!(resp.status(), 400, "{form}: {}", body_text(&resp));
+        }
         assert!(t.state.store.list_vms().await.unwrap().is_empty());
         assert!(t.compute.launched().is_empty());
     }

@@ -2,8 +2,6 @@
 //! participant of `hostname` to VM `to`, or to any free, live VM. Their seat link, email
 //! and command move with them; they get a new PIN; the old VM is left in `error`.
 
-use std::collections::HashMap;
-
 use shared::usecases::admin;
 use shared::AppState;
 
@@ -14,8 +12,7 @@ use crate::http::{
 use crate::openapi::ApiDoc;
 
 /// Where to move the participant.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 pub struct MoveTo {
     /// The VM to move to; without it, any free, live VM.
     to: Option<String>,
@@ -44,8 +41,7 @@ pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Res
         let to = if req.body().is_empty() {
             None
         } else if declares_json(&req) {
-            let body: HashMap<String, Option<String>> = json_body(&req)?;
-            body.get("to").cloned().flatten()
+            json_body::<MoveTo>(&req)?.to
         } else {
             form_body(&req)?.get("to").cloned()
         };

@@ -92,6 +92,27 @@ pub async fn handle(state: AppState, principal: Principal, req: Request) -> Resp
 
 #[cfg(test)]
 mod tests {
+    /// The document lists exactly the fields `StartupMetrics::from_report` accepts: each
+    /// stage's start, end and duration.
+    #[test]
+    fn the_documented_fields_are_the_stages() {
+        use shared::domain::metrics::STAGES;
+        let schema =
+            serde_json::to_value(<super::StartupMetricsReport as utoipa::PartialSchema>::schema())
+                .unwrap();
+        let documented: std::collections::BTreeSet<String> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        let accepted: std::collections::BTreeSet<String> = STAGES
+            .iter()
+            .flat_map(|s| ["_start", "_end", "_duration_seconds"].map(|x| format!("{s}{x}")))
+            .collect();
+        assert_eq!(documented, accepted);
+    }
+
     use crate::handlers::test_support::*;
 
     #[tokio::test]
