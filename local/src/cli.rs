@@ -90,15 +90,8 @@ struct TemplateArgs {
 
 #[derive(clap::Args)]
 struct ApiKeyArgs {
-    /// The user the key acts as.
-    #[arg(long)]
-    user: String,
-    /// The user's total GPUs across active requests and live instances [default:
-    /// GPUFLEET_GPU_QUOTA, 8].
-    #[arg(long)]
-    gpu_quota: Option<u32>,
-    #[arg(long, default_value = "")]
-    label: String,
+    #[command(flatten)]
+    key: crate::remote::NewKeyArgs,
     #[arg(long)]
     data_dir: Option<PathBuf>,
 }
@@ -332,15 +325,16 @@ async fn shutdown_signal() {
 async fn create_api_key(args: ApiKeyArgs) -> anyhow::Result<()> {
     use shared::ports::ApiKeyStore as _;
     let config = Config::from_env()?;
-    let chars = args.user.chars().count();
+    let chars = args.key.user.chars().count();
     if chars == 0 || chars > shared::domain::requests::MAX_USER_ID_CHARS {
         anyhow::bail!("--user must be 1-50 characters");
     }
     let data_dir = args.data_dir.unwrap_or(config.data_dir);
     let store = shared::adapters::SqliteStore::open(&data_dir)?;
     let now = shared::ports::Clock::now_millis(&shared::adapters::SystemClock);
-    let quota = args.gpu_quota.unwrap_or(config.default_gpu_quota);
-    let (key, plain) = shared::domain::ApiKey::generate(&args.user, &args.label, quota, now);
+    let quota = args.key.gpu_quota.unwrap_or(config.default_gpu_quota);
+    let (key, plain) =
+        shared::domain::ApiKey::generate(&args.key.user, &args.key.label, quota, now);
     store.insert_api_key(&key).await?;
     println!("{plain}");
     eprintln!(

@@ -90,18 +90,26 @@ pub enum FleetCommand {
     },
 }
 
+/// A new API key, as both `keys create` (over HTTP) and `api-key` (on a data directory)
+/// take it.
+#[derive(Debug, clap::Args)]
+pub struct NewKeyArgs {
+    /// The user the key acts as.
+    #[arg(long)]
+    pub user: String,
+    /// The user's total GPUs across active requests and live instances [default:
+    /// GPUFLEET_GPU_QUOTA, 8].
+    #[arg(long)]
+    pub gpu_quota: Option<u32>,
+    #[arg(long, default_value = "")]
+    pub label: String,
+}
+
 /// API keys of the requests, offers and instances API (admin).
 #[derive(Debug, clap::Subcommand)]
 pub enum KeysCommand {
     /// Create a key for a user; the key is printed once.
-    Create {
-        #[arg(long)]
-        user: String,
-        #[arg(long)]
-        gpu_quota: Option<u32>,
-        #[arg(long, default_value = "")]
-        label: String,
-    },
+    Create(NewKeyArgs),
     List {
         #[arg(long)]
         json: bool,
@@ -360,11 +368,11 @@ fn rows_of(list: &Value, columns: &[&str]) -> Vec<Vec<String>> {
 pub async fn run_keys(target: Target, command: KeysCommand) -> anyhow::Result<()> {
     let api = Api::new(&target)?;
     match command {
-        KeysCommand::Create {
+        KeysCommand::Create(NewKeyArgs {
             user,
             gpu_quota,
             label,
-        } => {
+        }) => {
             let mut body = serde_json::json!({"user_id": user, "label": label});
             if let Some(q) = gpu_quota {
                 body["gpu_quota"] = q.into();

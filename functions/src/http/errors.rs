@@ -4,7 +4,7 @@
 
 use http::{header, HeaderValue, StatusCode};
 use lambda_http::Body;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 use shared::Error;
 use utoipa::ToSchema;
@@ -26,13 +26,13 @@ pub enum Envelope {
 }
 
 /// An error answer: `error` says what went wrong (for people), `code` what kind (for code).
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     pub error: String,
     /// `invalid_request`, `unauthorized`, `not_found`, `conflict`, `rate_limited`, ...
     pub code: String,
     /// Internal errors only: the id under which the cause was logged.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub error_id: Option<String>,
 }
 
@@ -61,22 +61,6 @@ pub struct ErrorDetails {
     pub code: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_id: Option<String>,
-}
-
-fn error_body(resp: &Response) -> ErrorBody {
-    let parsed = match resp.body() {
-        Body::Text(t) => serde_json::from_str(t).ok(),
-        _ => None,
-    };
-    parsed.unwrap_or_else(|| ErrorBody {
-        error: "error".into(),
-        code: "error".into(),
-        error_id: None,
-    })
-}
-
-fn set_json_body(resp: &mut Response, value: &impl Serialize) {
-    *resp.body_mut() = Body::Text(serde_json::to_string(value).unwrap_or_default());
 }
 
 /// Why a request failed, as the HTTP layer sees it.
@@ -115,51 +99,24 @@ impl ApiError {
     /// The same error in the offers/instances API's envelope:
     /// `{"success": false, "error": message, "code": code}` (same status and headers).
     pub fn into_envelope_response(self) -> Response {
-        let mut resp = self.into_response();
-        let body = error_body(&resp);
-        set_json_body(
-            &mut resp,
-            &V1ErrorBody {
-                success: false,
-                error: body.error,
-                code: body.code,
-                error_id: body.error_id,
-            },
-        );
-        resp
+        self.render(Envelope::Success)
     }
 
     /// The same error in the capacity API's envelope:
     /// `{"status": "error", "error": message, "details": {"code": code}}`.
     pub fn into_status_envelope_response(self) -> Response {
-        let mut resp = self.into_response();
-        let body = error_body(&resp);
-        set_json_body(
-            &mut resp,
-            &StatusErrorBody {
-                status: "error",
-                error: body.error,
-                details: ErrorDetails {
-                    code: body.code,
-                    error_id: body.error_id,
-                },
-            },
-        );
-        resp
-    }
-
-    /// The error in `envelope`.
-    pub fn render(self, envelope: Envelope) -> Response {
-        match envelope {
-            Envelope::Plain => self.into_response(),
-            Envelope::Success => self.into_envelope_response(),
-            Envelope::Status => self.into_status_envelope_response(),
-        }
+        self.render(Envelope::Status)
     }
 
     /// The status code and the stable, safe body `{"error": message, "code": code}`.
-    /// Internal errors are logged with an id; only the id reaches the client.
     pub fn into_response(self) -> Response {
+        self.render(Envelope::Plain)
+    }
+
+    /// The error in `envelope`: its status, the safe body and the headers it needs.
+    /// Internal errors are logged with an id; only the id reaches the client.
+    pub fn render(self, envelope: Envelope) -> Response {
+        let mut error_id = None;
         let (status, code, message) = match &self {
             ApiError::AdminAuth => (
                 StatusCode::UNAUTHORIZED,
@@ -207,29 +164,51 @@ impl ApiError {
                     message.clone(),
                 ),
                 Error::Internal(cause) => {
-                    let id = uuid::Uuid::new_v4();
+                    let id = uuid::Uuid::new_v4().to_string();
                     tracing::error!(error_id = %id, error = ?cause, "internal error");
-                    let mut resp = typed_json_response(
+                    error_id = Some(id);
+                    (
                         StatusCode::INTERNAL_SERVER_ERROR,
-                        &ErrorBody {
-                            error: "internal error".into(),
-                            code: "internal".into(),
-                            error_id: Some(id.to_string()),
-                        },
-                    );
-                    no_store(&mut resp);
-                    return resp;
+                        "internal",
+                        "internal error".to_string(),
+                    )
                 }
             },
         };
-        let mut resp = typed_json_response(
-            status,
-            &ErrorBody {
-                error: message,
-                code: code.into(),
-                error_id: None,
-            },
-        );
+        let code = code.to_string();
+        let mut resp = match envelope {
+            Envelope::Plain => typed_json_response(
+                status,
+                &ErrorBody {
+                    error: message,
+                    code,
+                    error_id: error_id.clone(),
+                },
+            ),
+            Envelope::Success => typed_json_response(
+                status,
+                &V1ErrorBody {
+                    success: false,
+                    error: message,
+                    code,
+                    error_id: error_id.clone(),
+                },
+            ),
+            Envelope::Status => typed_json_response(
+                status,
+                &StatusErrorBody {
+                    status: "error",
+                    error: message,
+                    details: ErrorDetails {
+                        code,
+                        error_id: error_id.clone(),
+                    },
+                },
+            ),
+        };
+        if error_id.is_some() {
+            no_store(&mut resp);
+        }
         match self {
             ApiError::AdminAuth => {
                 resp.headers_mut().insert(

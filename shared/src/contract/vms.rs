@@ -440,6 +440,15 @@ pub(super) async fn same_email_race(store: Arc<dyn Store>) {
     clear(&*store).await;
 }
 
+/// The record of `hostname`, which must exist.
+async fn stored(store: &dyn Store, hostname: &str) -> Vm {
+    store
+        .get_vm(hostname)
+        .await
+        .expect("store call")
+        .expect("the record exists")
+}
+
 /// A destroy's final-sync request is kept on the record (the long-poll reads it), and an
 /// older request never replaces a newer one.
 pub(super) async fn final_sync_requests_are_kept(store: &dyn Store) {
@@ -447,11 +456,7 @@ pub(super) async fn final_sync_requests_are_kept(store: &dyn Store) {
         .insert_vm(&vm("collect-1", 1))
         .await
         .expect("store call");
-    let got = store
-        .get_vm("collect-1")
-        .await
-        .expect("store call")
-        .expect("store call");
+    let got = stored(store, "collect-1").await;
     assert_eq!(got.collect_requested_at, None);
     store
         .update_vm("collect-1", &VmChange::CollectRequested(500), 500)
@@ -461,22 +466,14 @@ pub(super) async fn final_sync_requests_are_kept(store: &dyn Store) {
         .update_vm("collect-1", &VmChange::CollectRequested(400), 501)
         .await
         .expect("store call");
-    let got = store
-        .get_vm("collect-1")
-        .await
-        .expect("store call")
-        .expect("store call");
+    let got = stored(store, "collect-1").await;
     assert_eq!(got.collect_requested_at, Some(500));
     assert!(got.final_sync_pending());
     store
         .update_vm("collect-1", &VmChange::CollectAnswered(500), 600)
         .await
         .expect("store call");
-    let got = store
-        .get_vm("collect-1")
-        .await
-        .expect("store call")
-        .expect("store call");
+    let got = stored(store, "collect-1").await;
     assert_eq!(got.collect_answered_at, Some(500));
     assert!(!got.final_sync_pending());
     assert_eq!(got.last_seen_at, Some(600), "an answer is the VM calling");

@@ -33,16 +33,6 @@ struct Aws {
     deployment: String,
 }
 
-pub(crate) async fn sdk_config() -> aws_config::SdkConfig {
-    use aws_sdk_dynamodb::config::{Credentials, Region};
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(aws_endpoint())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
-        .load()
-        .await
-}
-
 /// A deployment on the emulator. `wrap` may put a fault injector around the EC2 adapter.
 async fn aws_with(
     tweak: impl FnOnce(&mut Config, &mut HashMap<&'static str, String>),

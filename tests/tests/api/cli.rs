@@ -41,9 +41,10 @@ async fn fleet_cmd(app: &TestApp, args: &[&str], env: &[(&str, &str)]) -> Run {
     }
 }
 
-/// `fleet logs HOST --follow` prints what the VM had, then only what comes later: a line
-/// pushed while it runs appears once, and nothing before it repeats.
-async fn follow_prints_each_new_line_once(app: &TestApp, host: &str) {
+type Lines = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>;
+
+/// `gpufleet fleet logs HOST --follow` as a real process, and its output line by line.
+fn follow_logs(app: &TestApp, host: &str) -> (tokio::process::Child, Lines) {
     use tokio::io::AsyncBufReadExt as _;
     let mut child = tokio::process::Command::new(agent_program())
         .args(["fleet", "--url", &app.url, "logs", host, "--follow"])
@@ -54,20 +55,32 @@ async fn follow_prints_each_new_line_once(app: &TestApp, host: &str) {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    (child, lines)
+}
+
+/// Adds a line to `host`'s log as an admin forwarding it.
+async fn push_log_line(app: &TestApp, host: &str, line: &str) {
+    let pushed = app
+        .admin(reqwest::Client::new().post(app.url("/api/vm-logs")))
+        .json(&serde_json::json!({"log_group": "g", "log_stream": host, "messages": [line]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pushed.status(), 200);
+}
+
+/// `fleet logs HOST --follow` prints what the VM had, then only what comes later: a line
+/// pushed while it runs appears once, and nothing before it repeats.
+async fn follow_prints_each_new_line_once(app: &TestApp, host: &str) {
+    let (mut child, mut lines) = follow_logs(app, host);
     let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
         .await
         .expect("a first line")
         .unwrap()
         .unwrap();
     let marker = "followed-by-the-terminal";
-    let pushed = app
-        .admin(reqwest::Client::new().post(app.url("/api/vm-logs")))
-        .json(&serde_json::json!({"log_group": "g", "log_stream": host, "messages": [marker]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(pushed.status(), 200);
+    push_log_line(app, host, marker).await;
     let mut seen = vec![first.clone()];
     let found = tokio::time::timeout(Duration::from_secs(20), async {
         while let Ok(Some(line)) = lines.next_line().await {
@@ -374,31 +387,15 @@ async fn launch_wait_draws_a_progress_bar_on_a_terminal() {
 /// on the server's "not yet" (503).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn follow_waits_for_a_quiet_vm_first_line() {
-    use tokio::io::AsyncBufReadExt as _;
     let app = spawn_app().await;
     app.register_vm("quiet-vm").await;
-    let mut child = tokio::process::Command::new(agent_program())
-        .args(["fleet", "--url", &app.url, "logs", "quiet-vm", "--follow"])
-        .env("HOME", &app.data_dir)
-        .envs(ADMIN.iter().copied())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let (mut child, mut lines) = follow_logs(&app, "quiet-vm");
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(
         child.try_wait().unwrap().is_none(),
         "follow quit before the first line"
     );
-    let pushed = app
-        .admin(reqwest::Client::new().post(app.url("/api/vm-logs")))
-        .json(&serde_json::json!({"log_group": "g", "log_stream": "quiet-vm", "messages": ["first words"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(pushed.status(), 200);
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    push_log_line(&app, "quiet-vm", "first words").await;
     let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
         .await
         .expect("the first line")

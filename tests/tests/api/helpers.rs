@@ -300,19 +300,24 @@ pub async fn dynamo_store() -> shared::adapters::DynamoStore {
     dynamo_store_and_table().await.0
 }
 
+/// The SDK's configuration for the emulator (the tests' fixed credentials and region).
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    use aws_sdk_dynamodb::config::{Credentials, Region};
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(aws_endpoint())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+        .load()
+        .await
+}
+
 /// The same, with a client and the table's name (to touch items behind the store's back).
 pub async fn dynamo_store_and_table() -> (
     shared::adapters::DynamoStore,
     aws_sdk_dynamodb::Client,
     String,
 ) {
-    use aws_sdk_dynamodb::config::{Credentials, Region};
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(aws_endpoint())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
-        .load()
-        .await;
+    let config = sdk_config().await;
     let table = format!("gpufleet-test-{}", uuid_like());
     let client = aws_sdk_dynamodb::Client::new(&config);
     let store = shared::adapters::DynamoStore::new(client.clone(), table.clone());
@@ -386,13 +391,7 @@ pub async fn serve_in_process(
 
 /// A work store on a fresh bucket in the emulator, through the real SDK over HTTP.
 pub async fn s3_work_store() -> shared::adapters::S3WorkStore {
-    use aws_sdk_s3::config::{Credentials, Region};
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(aws_endpoint())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
-        .load()
-        .await;
+    let config = sdk_config().await;
     let client = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&config)
             .force_path_style(true)

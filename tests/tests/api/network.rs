@@ -32,7 +32,7 @@ fn tags(kind: ResourceType, pairs: &[(&str, &str)]) -> TagSpecification {
 }
 
 async fn net() -> Net {
-    let sdk = crate::aws_pipeline::sdk_config().await;
+    let sdk = crate::helpers::sdk_config().await;
     let ec2 = aws_sdk_ec2::Client::new(&sdk);
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
     let deployment = format!("net-{run}");

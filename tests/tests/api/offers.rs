@@ -780,7 +780,7 @@ struct Ec2App {
 }
 
 async fn ec2_app() -> Ec2App {
-    let sdk = crate::aws_pipeline::sdk_config().await;
+    let sdk = crate::helpers::sdk_config().await;
     let ec2 = aws_sdk_ec2::Client::new(&sdk);
     let ami = emulator_ami(&ec2).await;
     let deployment = format!("offers-{}", uuid::Uuid::new_v4().simple());

@@ -430,7 +430,7 @@ async fn every_capacity_route_needs_credentials() {
 #[tokio::test]
 async fn a_migration_on_ec2_moves_the_tag_and_the_record() {
     use shared::adapters::{AuditedCompute, CommandLogger, Dialect, DynamoStore};
-    let sdk = crate::aws_pipeline::sdk_config().await;
+    let sdk = crate::helpers::sdk_config().await;
     let ec2 = aws_sdk_ec2::Client::new(&sdk);
     let store: Arc<DynamoStore> = Arc::new(dynamo_store().await);
     let ami = emulator_ami(&ec2).await;
