@@ -114,6 +114,50 @@ pub struct Config {
     pub claims_per_ip_per_hour: u32,
     /// Participants' work the agents collect (`GPUFLEET_COLLECT_*`; see [`CollectConfig`]).
     pub collect: CollectConfig,
+    /// Prices and budgets (`GPUFLEET_PRICE_REGION`, `GPUFLEET_IDLE_WARNING_MINUTES`,
+    /// `GPUFLEET_FLEET_BUDGET_USD`; see [`CostConfig`]).
+    pub costs: CostConfig,
+}
+
+/// Where prices come from and what the dashboard warns about.
+#[derive(Debug, Clone)]
+pub struct CostConfig {
+    /// `GPUFLEET_PRICE_REGION`: the region of the on-demand price table to read (default
+    /// `AWS_REGION`, which Lambda sets, else us-east-1).
+    pub price_region: String,
+    /// `GPUFLEET_IDLE_WARNING_MINUTES`: a running VM unclaimed or unused this long is
+    /// listed with its cost on the dashboard (default 30).
+    pub idle_warning: Duration,
+    /// `GPUFLEET_FLEET_BUDGET_USD`: the most workshop VMs may spend in a calendar month
+    /// (UTC); a launch that could take the fleet over it is refused. Unset: no budget.
+    pub fleet_budget_usd: Option<f64>,
+}
+
+fn cost_config(get: &impl Fn(&'static str) -> Option<String>) -> Result<CostConfig, ConfigError> {
+    let fleet_budget_usd = match get("GPUFLEET_FLEET_BUDGET_USD") {
+        None => None,
+        Some(raw) => match raw.trim().parse::<f64>() {
+            // `+ 0.0` turns -0 into 0 (which would print as "$-0.00").
+            Ok(v) if v.is_finite() && v >= 0.0 => Some(v + 0.0),
+            _ => {
+                return Err(ConfigError::Invalid {
+                    name: "GPUFLEET_FLEET_BUDGET_USD",
+                    value: raw,
+                    reason: "must be a number of US dollars, 0 or more".into(),
+                })
+            }
+        },
+    };
+    let idle_minutes: u64 = parse(get, "GPUFLEET_IDLE_WARNING_MINUTES", 30)?;
+    Ok(CostConfig {
+        price_region: get("GPUFLEET_PRICE_REGION")
+            .or_else(|| get("AWS_REGION"))
+            .unwrap_or_else(|| "us-east-1".into())
+            .trim()
+            .to_string(),
+        idle_warning: Duration::from_secs(idle_minutes.saturating_mul(60).max(60)),
+        fleet_budget_usd,
+    })
 }
 
 /// What the agents collect from each VM's working directory, and how.
@@ -362,6 +406,7 @@ impl Config {
             join_code: get("GPUFLEET_JOIN_CODE").map(|c| c.trim().to_string()),
             claims_per_ip_per_hour: parse(&get, "GPUFLEET_CLAIMS_PER_IP_PER_HOUR", 0)?,
             collect: collect_config(&get)?,
+            costs: cost_config(&get)?,
             pools: crate::domain::pools::parse_pools(&get("GPUFLEET_POOLS").unwrap_or_default())
                 .map_err(|e| ConfigError::Invalid {
                     name: "GPUFLEET_POOLS",

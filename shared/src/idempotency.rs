@@ -76,6 +76,11 @@ pub enum CreateOutcome<T> {
         in_use: u32,
         quota: u32,
     },
+    /// Its budget hold would take the user's month past their budget; nothing was
+    /// recorded. `held`: what the month's holds were, micro-dollars.
+    OverBudget {
+        held: i64,
+    },
 }
 
 impl<T> CreateOutcome<T> {

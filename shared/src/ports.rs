@@ -15,6 +15,7 @@ use async_trait::async_trait;
 
 use crate::domain::network::{Image, Network, Port, PortAttachment};
 
+use crate::domain::costs::{BudgetCheck, SpendRecord};
 use crate::domain::instances::{CloudInstance, NewInstance, ProviderInstance};
 use crate::domain::offers::{Offer, OfferQuery};
 use crate::domain::{
@@ -113,8 +114,10 @@ pub trait VmStore: Send + Sync {
     /// See [`MoveSeat`]. `NotFound` if `from` is unknown or holds no participant (or not
     /// the one with `seat_hash`); nothing changes then or on `NoneFree`.
     async fn move_seat(&self, request: &MoveSeat) -> Result<MoveOutcome>;
-    /// Removes a record (after its machine is confirmed gone). Unknown hostnames are fine.
-    async fn delete_vm(&self, hostname: &str) -> Result<()>;
+    /// Removes a record (after its machine is confirmed gone, at `now`). A VM whose machine
+    /// started has its spend moved to the ledger (`Vm::spend_record`, ended at `now`) in the
+    /// same atomic step, so it is neither lost nor counted twice. Unknown hostnames are fine.
+    async fn delete_vm(&self, hostname: &str, now: Millis) -> Result<()>;
 }
 
 /// Admin operation records, with "one at a time" enforced by the store.
@@ -165,11 +168,15 @@ pub trait RequestStore: Send + Sync {
     /// Atomically: replays an idempotent repeat; refuses a request that would take the
     /// user's active GPUs (pending + provisioning + completed) over `quota`; otherwise
     /// records it. Concurrent creates never exceed the quota between them.
+    /// With a `budget`, also holds its amount in the user's month, atomically with the
+    /// record, or refuses (`OverBudget`) if the month's holds would pass it: concurrent
+    /// creates never hold more than the budget between them.
     async fn create_request(
         &self,
         request: &GpuRequest,
         quota: u32,
         idempotency: Option<&Idempotency>,
+        budget: Option<&BudgetCheck>,
     ) -> Result<CreateRequestOutcome>;
     async fn get_request(&self, request_id: &str) -> Result<Option<GpuRequest>>;
     /// Newest first, at most `limit`; `user` `None` lists everyone's (admins).
@@ -209,11 +216,13 @@ pub trait InstanceStore: Send + Sync {
     /// Atomically: replays the record an idempotency key already names; refuses an
     /// instance that would take its owner's GPUs (active requests plus instances not yet
     /// destroyed or failed: one quota for both APIs) over `quota`; otherwise records it.
+    /// With a `budget`, holds it as `create_request` does.
     async fn create_instance(
         &self,
         record: &CloudInstance,
         quota: u32,
         idempotency: Option<&Idempotency>,
+        budget: Option<&BudgetCheck>,
     ) -> Result<CreateInstanceOutcome>;
     async fn get_instance(&self, id: &str) -> Result<Option<CloudInstance>>;
     /// Newest first; `owner` `None` lists everyone's (admins, reconcile).
@@ -277,6 +286,16 @@ pub trait HostPoolStore: Send + Sync {
     ) -> Result<()>;
 }
 
+/// What ended machines spent, kept after their records are gone, and the users' monthly
+/// budget holds (see `domain::costs`).
+#[async_trait]
+pub trait SpendLedger: Send + Sync {
+    /// Spend records of machines that ended at or after `since` (0: all of them).
+    async fn ended_spend(&self, since: Millis) -> Result<Vec<SpendRecord>>;
+    /// What `user_id`'s starts hold of their budget in `month` (`2026-12`), micro-dollars.
+    async fn budget_held(&self, user_id: &str, month: &str) -> Result<i64>;
+}
+
 /// Whether the store works at all (for `/health`).
 #[async_trait]
 pub trait StoreHealth: Send + Sync {
@@ -297,6 +316,7 @@ pub trait Store:
     + RateLimitStore
     + CommandLogStore
     + HostPoolStore
+    + SpendLedger
     + StoreHealth
 {
 }
@@ -310,6 +330,7 @@ impl<
             + RateLimitStore
             + CommandLogStore
             + HostPoolStore
+            + SpendLedger
             + StoreHealth,
     > Store for T
 {
@@ -426,6 +447,11 @@ pub trait ComputeProvider: Send + Sync {
     /// The provider's machine tags, where machines carry them (EC2: a host's pool is
     /// mirrored on its machine); `None` for machines without tags (local processes).
     fn tags(&self) -> Option<&dyn MachineTags>;
+    /// The current spot price of `instance_type`, USD/hour, lowest over all zones of
+    /// the region; `None` where the provider has no spot market (local).
+    async fn spot_price(&self, _instance_type: &str) -> Result<Option<f64>> {
+        Ok(None)
+    }
 }
 
 /// Tags on this deployment's machines.
@@ -496,7 +522,7 @@ pub trait JobQueue: Send + Sync {
         for (i, vm) in vms.iter().enumerate() {
             if let Err(e) = store.insert_vm(vm).await {
                 for done in &vms[..i] {
-                    store.delete_vm(&done.hostname).await?;
+                    store.delete_vm(&done.hostname, done.created_at).await?;
                 }
                 return Err(e);
             }
@@ -504,7 +530,7 @@ pub trait JobQueue: Send + Sync {
         if let Err(e) = self.enqueue(jobs).await {
             // Nothing would start these machines: take the records back.
             for vm in vms {
-                store.delete_vm(&vm.hostname).await?;
+                store.delete_vm(&vm.hostname, vm.created_at).await?;
             }
             return Err(e);
         }

@@ -127,6 +127,10 @@ impl ComputeProvider for AuditedCompute {
         self.inner.find_by_hostname(hostname).await
     }
 
+    async fn spot_price(&self, instance_type: &str) -> Result<Option<f64>> {
+        self.inner.spot_price(instance_type).await
+    }
+
     async fn list_machines(&self) -> Result<Vec<Instance>> {
         self.inner.list_machines().await
     }

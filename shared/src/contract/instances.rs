@@ -35,6 +35,10 @@ pub fn cloud_instance(
         created_at,
         updated_at: created_at,
         version: 0,
+        price_source: None,
+        started_at: None,
+        ended_at: None,
+        budget_hold: None,
     }
 }
 
@@ -48,7 +52,7 @@ pub(super) async fn instances_records(store: &dyn Store) {
     ] {
         assert_eq!(
             store
-                .create_instance(&cloud_instance(id, owner, at), UNLIMITED, None)
+                .create_instance(&cloud_instance(id, owner, at), UNLIMITED, None, None)
                 .await
                 .expect("create"),
             CreateInstanceOutcome::Created
@@ -56,7 +60,7 @@ pub(super) async fn instances_records(store: &dyn Store) {
     }
     assert!(matches!(
         store
-            .create_instance(&cloud_instance("vast_a1", "ann", 10), UNLIMITED, None)
+            .create_instance(&cloud_instance("vast_a1", "ann", 10), UNLIMITED, None, None)
             .await,
         Err(Error::Conflict(_))
     ));
@@ -128,7 +132,7 @@ pub(super) async fn instance_idempotency(store: &dyn Store) {
     let first = cloud_instance("vast_i1", "cat", 5);
     assert_eq!(
         store
-            .create_instance(&first, UNLIMITED, Some(&idem("f1")))
+            .create_instance(&first, UNLIMITED, Some(&idem("f1")), None)
             .await
             .expect("create"),
         CreateInstanceOutcome::Created
@@ -138,7 +142,8 @@ pub(super) async fn instance_idempotency(store: &dyn Store) {
             .create_instance(
                 &cloud_instance("vast_i2", "cat", 6),
                 UNLIMITED,
-                Some(&idem("f1"))
+                Some(&idem("f1")),
+                None,
             )
             .await
             .expect("replay"),
@@ -149,7 +154,8 @@ pub(super) async fn instance_idempotency(store: &dyn Store) {
             .create_instance(
                 &cloud_instance("vast_i3", "cat", 7),
                 UNLIMITED,
-                Some(&idem("f2"))
+                Some(&idem("f2")),
+                None,
             )
             .await
             .expect("mismatch"),
@@ -161,7 +167,8 @@ pub(super) async fn instance_idempotency(store: &dyn Store) {
             .create_instance(
                 &cloud_instance("vast_i4", "dan", 8),
                 UNLIMITED,
-                Some(&idem("f1"))
+                Some(&idem("f1")),
+                None,
             )
             .await
             .expect("other user"),
@@ -174,7 +181,7 @@ pub(super) async fn instance_idempotency(store: &dyn Store) {
 /// Concurrent saves of one version: exactly one wins.
 pub(super) async fn instance_saves_race(store: Arc<dyn Store>) {
     store
-        .create_instance(&cloud_instance("vast_r1", "eve", 1), UNLIMITED, None)
+        .create_instance(&cloud_instance("vast_r1", "eve", 1), UNLIMITED, None, None)
         .await
         .expect("create");
     let base = store
@@ -209,7 +216,7 @@ pub(super) async fn one_quota_for_requests_and_instances(store: &dyn Store) {
     let request = gpu_request("qb-r1", user, 4, 1);
     assert_eq!(
         store
-            .create_request(&request, 8, None)
+            .create_request(&request, 8, None, None)
             .await
             .expect("request"),
         CreateRequestOutcome::Created
@@ -218,7 +225,7 @@ pub(super) async fn one_quota_for_requests_and_instances(store: &dyn Store) {
     four.gpu_count = 4;
     assert_eq!(
         store
-            .create_instance(&four, 8, None)
+            .create_instance(&four, 8, None, None)
             .await
             .expect("instance"),
         CreateInstanceOutcome::Created
@@ -227,7 +234,10 @@ pub(super) async fn one_quota_for_requests_and_instances(store: &dyn Store) {
     // Full: one more GPU is refused by either API, and nothing is recorded.
     let one = cloud_instance("vast_qb2", user, 3);
     assert_eq!(
-        store.create_instance(&one, 8, None).await.expect("over"),
+        store
+            .create_instance(&one, 8, None, None)
+            .await
+            .expect("over"),
         CreateInstanceOutcome::OverQuota {
             in_use: 8,
             quota: 8
@@ -236,7 +246,7 @@ pub(super) async fn one_quota_for_requests_and_instances(store: &dyn Store) {
     assert!(store.get_instance("vast_qb2").await.expect("get").is_none());
     assert!(matches!(
         store
-            .create_request(&gpu_request("qb-r2", user, 1, 4), 8, None)
+            .create_request(&gpu_request("qb-r2", user, 1, 4), 8, None, None)
             .await
             .expect("over"),
         CreateRequestOutcome::OverQuota {
@@ -267,7 +277,7 @@ pub(super) async fn one_quota_for_requests_and_instances(store: &dyn Store) {
     );
     assert_eq!(
         store
-            .create_instance(&one, 8, None)
+            .create_instance(&one, 8, None, None)
             .await
             .expect("fits now"),
         CreateInstanceOutcome::Created
@@ -292,7 +302,10 @@ pub(super) async fn instance_quota_race(store: Arc<dyn Store>) {
         tasks.push(tokio::spawn(async move {
             let mut two = cloud_instance(&format!("vast_qr{i:02}"), "quota-race-i", 10 + i);
             two.gpu_count = 2;
-            store.create_instance(&two, 8, None).await.expect("create")
+            store
+                .create_instance(&two, 8, None, None)
+                .await
+                .expect("create")
         }));
     }
     let mut created = 0;

@@ -22,6 +22,7 @@ mod logs;
 mod operations;
 mod rate_limits;
 mod requests;
+mod spend;
 mod vms;
 mod work_store;
 
@@ -34,6 +35,7 @@ use logs::*;
 use operations::*;
 use rate_limits::*;
 use requests::*;
+use spend::*;
 pub use vms::claim_race;
 use vms::*;
 pub use work_store::{run_work_store, UrlClient};
@@ -67,6 +69,8 @@ pub async fn run_all(store: Arc<dyn Store>) {
     command_log_pages_and_clears(&*store).await;
     host_pools_move_conditionally(store.clone()).await;
     final_sync_requests_are_kept(&*store).await;
+    spend_moves_to_the_ledger_once(&*store).await;
+    budget_race(store.clone()).await;
 }
 
 /// A quota no test reaches (the quota has checks of its own).
@@ -100,6 +104,6 @@ pub(super) async fn running(store: &dyn Store, hostname: &str, created_at: i64) 
 
 pub(super) async fn clear(store: &dyn Store) {
     for vm in store.list_vms().await.expect("list") {
-        store.delete_vm(&vm.hostname).await.expect("delete");
+        store.delete_vm(&vm.hostname, 0).await.expect("delete");
     }
 }

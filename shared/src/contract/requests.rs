@@ -22,7 +22,10 @@ pub(super) async fn requests_quota_listing_and_state_machine(store: &dyn Store) 
     for (i, gpus) in [(1, 4), (2, 3)] {
         let r = gpu_request(&format!("q-{i}"), "quota-user", gpus, 100 + i);
         assert_eq!(
-            store.create_request(&r, 8, None).await.expect("store call"),
+            store
+                .create_request(&r, 8, None, None)
+                .await
+                .expect("store call"),
             CreateRequestOutcome::Created
         );
     }
@@ -33,7 +36,7 @@ pub(super) async fn requests_quota_listing_and_state_machine(store: &dyn Store) 
     // 7 + 2 > 8: refused, nothing recorded.
     assert_eq!(
         store
-            .create_request(&gpu_request("q-3", "quota-user", 2, 103), 8, None)
+            .create_request(&gpu_request("q-3", "quota-user", 2, 103), 8, None, None)
             .await
             .expect("store call"),
         CreateRequestOutcome::OverQuota {
@@ -49,7 +52,7 @@ pub(super) async fn requests_quota_listing_and_state_machine(store: &dyn Store) 
     // Another user is unaffected.
     assert_eq!(
         store
-            .create_request(&gpu_request("q-4", "other-user", 8, 104), 8, None)
+            .create_request(&gpu_request("q-4", "other-user", 8, 104), 8, None, None)
             .await
             .expect("store call"),
         CreateRequestOutcome::Created
@@ -126,7 +129,7 @@ pub(super) async fn request_idempotency(store: &dyn Store) {
     let first = gpu_request("i-1", "idem-user", 1, 300);
     assert_eq!(
         store
-            .create_request(&first, 8, Some(&idem))
+            .create_request(&first, 8, Some(&idem), None)
             .await
             .expect("store call"),
         CreateRequestOutcome::Created
@@ -134,7 +137,7 @@ pub(super) async fn request_idempotency(store: &dyn Store) {
     let repeat = gpu_request("i-2", "idem-user", 1, 301);
     assert_eq!(
         store
-            .create_request(&repeat, 8, Some(&idem))
+            .create_request(&repeat, 8, Some(&idem), None)
             .await
             .expect("store call"),
         CreateRequestOutcome::Replayed(Box::new(first.clone()))
@@ -150,7 +153,7 @@ pub(super) async fn request_idempotency(store: &dyn Store) {
     };
     assert_eq!(
         store
-            .create_request(&repeat, 8, Some(&changed))
+            .create_request(&repeat, 8, Some(&changed), None)
             .await
             .expect("store call"),
         CreateRequestOutcome::IdempotencyMismatch
@@ -159,7 +162,7 @@ pub(super) async fn request_idempotency(store: &dyn Store) {
     let other = gpu_request("i-3", "idem-other", 1, 302);
     assert_eq!(
         store
-            .create_request(&other, 8, Some(&idem))
+            .create_request(&other, 8, Some(&idem), None)
             .await
             .expect("store call"),
         CreateRequestOutcome::Created
@@ -174,7 +177,7 @@ pub(super) async fn quota_race(store: Arc<dyn Store>) {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             let r = gpu_request(&format!("race-{i}"), "race-user", 2, 400 + i);
-            store.create_request(&r, 8, None).await
+            store.create_request(&r, 8, None, None).await
         }));
     }
     let mut created = 0;
@@ -205,5 +208,5 @@ pub(super) async fn leased_vms_are_never_claimed(store: &dyn Store) {
         .expect("store call")
         .expect("store call");
     assert_eq!(got.lease_request(), Some("req-x"));
-    store.delete_vm("lease-vm-0").await.expect("store call");
+    store.delete_vm("lease-vm-0", 10).await.expect("store call");
 }

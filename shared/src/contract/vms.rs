@@ -375,9 +375,9 @@ pub(super) async fn same_email_gets_the_same_vm(store: &dyn Store) {
 
 pub(super) async fn delete_removes(store: &dyn Store) {
     running(store, "c-del", 1).await;
-    store.delete_vm("c-del").await.expect("delete");
+    store.delete_vm("c-del", 10).await.expect("delete");
     store
-        .delete_vm("c-del")
+        .delete_vm("c-del", 10)
         .await
         .expect("deleting twice is fine");
     assert_eq!(store.get_vm("c-del").await.expect("get"), None);
@@ -477,5 +477,5 @@ pub(super) async fn final_sync_requests_are_kept(store: &dyn Store) {
     assert_eq!(got.collect_answered_at, Some(500));
     assert!(!got.final_sync_pending());
     assert_eq!(got.last_seen_at, Some(600), "an answer is the VM calling");
-    store.delete_vm("collect-1").await.expect("store call");
+    store.delete_vm("collect-1", 10).await.expect("store call");
 }

@@ -9,7 +9,7 @@ use super::vm::Millis;
 /// What every key starts with, so a leaked key is recognisable (secret scanners).
 pub const KEY_PREFIX: &str = "gpf_";
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiKey {
     /// Public id (first 12 hex of the hash), for listing and revoking.
     pub key_id: String,
@@ -20,6 +20,9 @@ pub struct ApiKey {
     pub gpu_quota: u32,
     pub created_at: Millis,
     pub revoked_at: Option<Millis>,
+    /// This user's monthly budget in USD (calendar month, UTC); `None`: none.
+    #[serde(default)]
+    pub budget_usd: Option<f64>,
 }
 
 impl ApiKey {
@@ -35,6 +38,7 @@ impl ApiKey {
             gpu_quota,
             created_at: now,
             revoked_at: None,
+            budget_usd: None,
         };
         (key, plain)
     }
@@ -45,10 +49,12 @@ impl ApiKey {
 }
 
 /// Who calls a user route: the holder of an active API key, with what the key grants.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Caller {
     pub user_id: String,
     pub gpu_quota: u32,
+    /// The key's monthly budget in USD, if it has one.
+    pub budget_usd: Option<f64>,
     /// The API key used (its public id), for per-key rate limits.
     pub key_id: String,
 }
@@ -58,6 +64,7 @@ impl Caller {
         Caller {
             user_id: key.user_id.clone(),
             gpu_quota: key.gpu_quota,
+            budget_usd: key.budget_usd,
             key_id: key.key_id.clone(),
         }
     }

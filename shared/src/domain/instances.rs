@@ -107,9 +107,52 @@ pub struct CloudInstance {
     /// Bumped by every save; a save expecting an older version is refused.
     #[serde(default)]
     pub version: u64,
+    /// Where `price_per_hour` came from (the offer's source).
+    #[serde(default)]
+    pub price_source: Option<String>,
+    /// When the provider first had a machine for it (spend runs from here).
+    #[serde(default)]
+    pub started_at: Option<Millis>,
+    /// When it became destroyed or failed (spend stops here).
+    #[serde(default)]
+    pub ended_at: Option<Millis>,
+    /// What its start holds of its owner's monthly budget.
+    #[serde(default)]
+    pub budget_hold: Option<crate::domain::costs::BudgetHold>,
 }
 
 impl CloudInstance {
+    /// Marks when its machine started and ended, once each: called on every save, so the
+    /// spend record can never start twice or end twice.
+    pub fn meter(&mut self, now: Millis) {
+        if self.started_at.is_none() && self.provider_id.is_some() {
+            self.started_at = Some(now);
+        }
+        if self.ended_at.is_none() && self.status.is_final() && self.started_at.is_some() {
+            self.ended_at = Some(now);
+        }
+    }
+
+    /// Its spend: the offer's price from its start to its end (or now).
+    pub fn spend_record(&self) -> Option<crate::domain::costs::SpendRecord> {
+        Some(crate::domain::costs::SpendRecord {
+            id: format!("instance:{}", self.id),
+            kind: crate::domain::costs::SpendKind::Instance,
+            name: self.id.clone(),
+            owner: Some(self.owner.clone()),
+            request_id: None,
+            price: Some(crate::domain::costs::Price {
+                usd_per_hour: self.price_per_hour,
+                source: self
+                    .price_source
+                    .clone()
+                    .unwrap_or_else(|| format!("{} offer", self.provider)),
+            }),
+            started_at: self.started_at?,
+            ended_at: self.ended_at,
+        })
+    }
+
     /// Takes what the provider reports; returns whether anything changed. A record that
     /// is destroyed or failed stays so.
     pub fn observe(&mut self, seen: &ProviderInstance, now: Millis) -> bool {
@@ -467,6 +510,10 @@ mod tests {
             created_at: 0,
             updated_at: 0,
             version: 0,
+            price_source: None,
+            started_at: None,
+            ended_at: None,
+            budget_hold: None,
         };
         let seen = |status| ProviderInstance {
             provider_id: "i-1".into(),

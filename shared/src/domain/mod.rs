@@ -4,6 +4,7 @@
 pub mod api_keys;
 pub mod collect;
 pub mod command_log;
+pub mod costs;
 pub mod crd;
 pub mod email;
 pub mod instances;

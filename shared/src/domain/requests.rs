@@ -111,6 +111,9 @@ pub struct GpuRequest {
     pub hosts: Vec<String>,
     pub access: Option<LeaseAccess>,
     pub kubeconfig: Option<String>,
+    /// What its start holds of its user's monthly budget.
+    #[serde(default)]
+    pub budget_hold: Option<crate::domain::costs::BudgetHold>,
 }
 
 impl GpuRequest {
@@ -129,6 +132,7 @@ impl GpuRequest {
             hosts: Vec::new(),
             access: None,
             kubeconfig: None,
+            budget_hold: None,
         }
     }
 }

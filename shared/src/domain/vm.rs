@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::costs::{Metering, Price, SpendKind, SpendRecord};
 use super::metrics::StartupMetrics;
 use super::secrets::TokenHash;
 use crate::error::{Error, Result};
@@ -199,6 +200,8 @@ pub struct Vm {
     pub collect_requested_at: Option<Millis>,
     /// The latest final-sync request the VM's agent answered (its sync is done).
     pub collect_answered_at: Option<Millis>,
+    /// Its price and start, once its machine started (see `domain::costs`).
+    pub metering: Option<Metering>,
 }
 
 impl Vm {
@@ -227,7 +230,52 @@ impl Vm {
             last_seen_at: None,
             collect_requested_at: None,
             collect_answered_at: None,
+            metering: None,
         }
+    }
+
+    /// Its spend so far, once its machine started: running until the record ends (the
+    /// store then moves the record's spend to the ledger with its end).
+    pub fn spend_record(&self, ended_at: Option<Millis>) -> Option<SpendRecord> {
+        let m = self.metering.as_ref()?;
+        Some(SpendRecord {
+            id: format!("vm:{}:{}", self.hostname, self.created_at),
+            kind: if m.owner.is_some() || self.lease_request().is_some() {
+                SpendKind::Lease
+            } else {
+                SpendKind::Vm
+            },
+            name: self.hostname.clone(),
+            owner: m.owner.clone(),
+            request_id: m.request_id.clone(),
+            price: m.price.clone(),
+            started_at: m.started_at,
+            ended_at,
+        })
+    }
+
+    /// How long it has stood running and idle at `now`: no participant, or one who has not
+    /// used it, since the latest of its start, its claim and its last reported use. `None`
+    /// while it is in use, not running, or leased (a lease's owner decides).
+    pub fn idle_for(&self, now: Millis) -> Option<Millis> {
+        let m = self.metering.as_ref()?;
+        if self.status != VmStatus::Running || self.in_use {
+            return None;
+        }
+        let assignment = self.assignment.as_ref();
+        if assignment.is_some_and(|a| !a.is_participant()) {
+            return None;
+        }
+        let since = [
+            Some(m.started_at),
+            assignment.map(|a| a.assigned_at),
+            m.last_busy_at,
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(m.started_at);
+        Some((now - since).max(0))
     }
 
     /// The provisioning request this VM is leased to, if it is.
@@ -310,8 +358,14 @@ pub enum VmChange {
     Status(VmStatus),
     GpuHealth(GpuHealth),
     InUse(bool),
-    /// The compute provider started the machine.
-    InstanceId(String),
+    /// The compute provider started the machine, at this price (`None`: unknown); for a
+    /// lease, `owner` is the API user it serves. A repeat (an adopted machine) keeps the
+    /// first start and price, so nothing is counted twice.
+    Launched {
+        instance_id: String,
+        price: Option<Price>,
+        owner: Option<String>,
+    },
     /// The system gave up on the VM (launch failed, machine vanished).
     Failed(String),
     /// Merge startup-metric stages into the record.
@@ -386,8 +440,28 @@ impl VmChange {
                 vm.status = *next;
             }
             VmChange::GpuHealth(h) => vm.gpu_health = *h,
-            VmChange::InUse(b) => vm.in_use = *b,
-            VmChange::InstanceId(id) => vm.instance_id = Some(id.clone()),
+            VmChange::InUse(b) => {
+                vm.in_use = *b;
+                if let (true, Some(m)) = (*b, vm.metering.as_mut()) {
+                    m.last_busy_at = Some(now);
+                }
+            }
+            VmChange::Launched {
+                instance_id,
+                price,
+                owner,
+            } => {
+                vm.instance_id = Some(instance_id.clone());
+                if vm.metering.is_none() {
+                    vm.metering = Some(Metering {
+                        price: price.clone(),
+                        started_at: now,
+                        owner: owner.clone(),
+                        request_id: vm.lease_request().map(str::to_string),
+                        last_busy_at: None,
+                    });
+                }
+            }
             VmChange::Failed(reason) | VmChange::ReportedError(reason) => {
                 vm.status = VmStatus::Error;
                 vm.status_reason = Some(reason.clone());

@@ -34,6 +34,10 @@ pub(super) fn vm_to_item(vm: &Vm, version: u64) -> Result<Item> {
     if let Some(t) = vm.collect_answered_at {
         item.insert("collect_answered_at".into(), n(t));
     }
+    if let Some(m) = &vm.metering {
+        let json = serde_json::to_string(m).map_err(|e| internal("encoding metering", e))?;
+        item.insert("metering".into(), s(json));
+    }
     if let Some(a) = &vm.assignment {
         item.insert("email".into(), s(&a.email));
         item.insert("crd_command".into(), s(&a.crd_command));
@@ -79,6 +83,9 @@ pub(super) fn item_to_vm(item: &Item) -> Result<(Vm, u64)> {
         last_seen_at: get_n(item, "last_seen_at"),
         collect_requested_at: get_n(item, "collect_requested_at"),
         collect_answered_at: get_n(item, "collect_answered_at"),
+        metering: get_s(item, "metering")
+            .map(|m| serde_json::from_str(&m).map_err(|_| bad("metering")))
+            .transpose()?,
     };
     Ok((vm, get_n(item, "version").ok_or_else(|| bad("version"))?))
 }

@@ -7,6 +7,7 @@
 
 use super::*;
 use crate::idempotency::Scope;
+use crate::ports::SpendLedger;
 
 pub(super) fn instance_item(r: &CloudInstance) -> Result<Item> {
     let mut item = key(format!("INST#{}", r.id), "INST");
@@ -33,6 +34,7 @@ impl InstanceStore for DynamoStore {
         record: &CloudInstance,
         quota: u32,
         idempotency: Option<&Idempotency>,
+        budget: Option<&crate::domain::costs::BudgetCheck>,
     ) -> Result<CreateInstanceOutcome> {
         for _ in 0..MAX_ATTEMPTS {
             if let Some(idem) = idempotency {
@@ -67,18 +69,37 @@ impl InstanceStore for DynamoStore {
                 let item = idempotency_item(Scope::Instances, &record.owner, idem, &record.id);
                 items.push(self.put_item(item, "attribute_not_exists(pk)", vec![])?);
             }
+            let budget_at = items.len();
+            if let Some(check) = budget {
+                if check.most_before < 0 {
+                    let held = self.budget_held(&record.owner, &check.hold.month).await?;
+                    return Ok(CreateInstanceOutcome::OverBudget { held });
+                }
+                items.push(self.budget_hold_item(check)?);
+            }
             match self.transact(items).await? {
                 None => return Ok(CreateInstanceOutcome::Created),
                 Some(codes) => {
-                    if codes.first().map(String::as_str) == Some("ConditionalCheckFailed") {
+                    let failed = |i: usize| {
+                        codes.get(i).map(String::as_str) == Some("ConditionalCheckFailed")
+                    };
+                    // As SQLite decides: a concurrent create with the same key first (look
+                    // again: the replay answers), then the quota, then the budget.
+                    if idempotency.is_some() && failed(2) {
+                        continue;
+                    }
+                    if failed(0) {
                         return Err(Error::Conflict(format!("instance {} exists", record.id)));
                     }
-                    if codes.get(1).map(String::as_str) == Some("ConditionalCheckFailed") {
+                    if failed(1) {
                         let in_use = self.gpus_in_use(&record.owner).await?;
                         return Ok(CreateInstanceOutcome::OverQuota { in_use, quota });
                     }
-                    // A concurrent create with the same key, or a transaction conflict:
-                    // look again.
+                    if let Some(check) = budget.filter(|_| failed(budget_at)) {
+                        let held = self.budget_held(&record.owner, &check.hold.month).await?;
+                        return Ok(CreateInstanceOutcome::OverBudget { held });
+                    }
+                    // A transaction conflict: look again.
                 }
             }
         }

@@ -63,6 +63,7 @@ mod operations;
 mod rate_limits;
 mod requests;
 mod schema;
+mod spend;
 mod vms;
 
 use codec::*;

@@ -11,6 +11,7 @@
 
 use super::*;
 use crate::idempotency::Scope;
+use crate::ports::SpendLedger;
 
 pub(super) fn request_pk(id: &str) -> String {
     format!("REQ#{id}")
@@ -46,6 +47,7 @@ impl RequestStore for DynamoStore {
         request: &GpuRequest,
         quota: u32,
         idempotency: Option<&Idempotency>,
+        budget: Option<&crate::domain::costs::BudgetCheck>,
     ) -> Result<CreateRequestOutcome> {
         let user = request.user_id.as_str();
         for _ in 0..MAX_ATTEMPTS {
@@ -81,18 +83,34 @@ impl RequestStore for DynamoStore {
                 let item = idempotency_item(Scope::Requests, user, idem, &request.request_id);
                 items.push(self.put_item(item, "attribute_not_exists(pk)", vec![])?);
             }
+            let budget_at = items.len();
+            if let Some(check) = budget {
+                if check.most_before < 0 {
+                    let held = self.budget_held(user, &check.hold.month).await?;
+                    return Ok(CreateRequestOutcome::OverBudget { held });
+                }
+                items.push(self.budget_hold_item(check)?);
+            }
             match self.transact(items).await? {
                 None => return Ok(CreateRequestOutcome::Created),
                 Some(codes) => {
-                    // A concurrent create with the same key: answer as its repeat.
-                    if codes.get(3).map(String::as_str) == Some("ConditionalCheckFailed") {
+                    let failed = |i: usize| {
+                        codes.get(i).map(String::as_str) == Some("ConditionalCheckFailed")
+                    };
+                    // As SQLite decides: a concurrent create with the same key first (answer
+                    // as its repeat), then the quota, then the budget.
+                    if idempotency.is_some() && failed(3) {
                         continue;
                     }
-                    if codes.first().map(String::as_str) == Some("ConditionalCheckFailed") {
+                    if failed(0) {
                         let in_use = self.gpus_in_use(user).await?;
                         return Ok(CreateRequestOutcome::OverQuota { in_use, quota });
                     }
-                    if codes.get(1).map(String::as_str) == Some("ConditionalCheckFailed") {
+                    if let Some(check) = budget.filter(|_| failed(budget_at)) {
+                        let held = self.budget_held(user, &check.hold.month).await?;
+                        return Ok(CreateRequestOutcome::OverBudget { held });
+                    }
+                    if failed(1) {
                         return Err(Error::Conflict(format!(
                             "request {} exists",
                             request.request_id

@@ -377,7 +377,7 @@ impl VmStore for DynamoStore {
         Err(internal("moving a seat", "too much contention"))
     }
 
-    async fn delete_vm(&self, hostname: &str) -> Result<()> {
+    async fn delete_vm(&self, hostname: &str, now: Millis) -> Result<()> {
         for _ in 0..MAX_ATTEMPTS {
             let Some((vm, version)) = self.get_vm_versioned(hostname, true).await? else {
                 return Ok(());
@@ -394,6 +394,14 @@ impl VmStore for DynamoStore {
             }
             if vm.is_free_candidate() {
                 items.push(counter_update(&self.table, -1)?);
+            }
+            // Its spend goes to the ledger in the same transaction that ends the record.
+            if let Some(record) = vm.spend_record(Some(now)) {
+                items.push(self.put_item(
+                    spend::ledger_item(&record)?,
+                    "attribute_not_exists(pk)",
+                    vec![],
+                )?);
             }
             if self.transact(items).await?.is_none() {
                 return Ok(());

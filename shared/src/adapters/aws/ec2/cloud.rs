@@ -31,26 +31,7 @@ use crate::ports::{CreateInstanceSpec, GpuCloud, LaunchError};
 
 pub const PROVIDER: &str = "aws_ec2";
 
-const PRICES: &str = include_str!("../../../../data/ec2_on_demand_prices.json");
-
-/// The shipped on-demand price table: region → instance type → USD/hour.
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct PriceTable {
-    pub source: String,
-    pub as_of: String,
-    pub regions: HashMap<String, HashMap<String, f64>>,
-}
-
-impl PriceTable {
-    pub fn shipped() -> Result<Self> {
-        serde_json::from_str(PRICES)
-            .map_err(|e| Error::Internal(anyhow::anyhow!("price table: {e}")))
-    }
-
-    pub fn price(&self, region: &str, instance_type: &str) -> Option<f64> {
-        self.regions.get(region)?.get(instance_type).copied()
-    }
-}
+pub use crate::domain::costs::PriceTable;
 
 pub struct Ec2Cloud {
     client: Client,

@@ -309,6 +309,33 @@ impl ComputeProvider for Ec2Compute {
     fn tags(&self) -> Option<&dyn MachineTags> {
         Some(self)
     }
+
+    async fn spot_price(&self, instance_type: &str) -> Result<Option<f64>> {
+        self.stats.record("DescribeSpotPriceHistory", 0.0);
+        let now = aws_sdk_ec2::primitives::DateTime::from(std::time::SystemTime::now());
+        // A start time of now gives each zone's current price (newest first per zone).
+        let page = self
+            .client
+            .describe_spot_price_history()
+            .instance_types(InstanceType::from(instance_type))
+            .product_descriptions("Linux/UNIX")
+            .start_time(now)
+            .send()
+            .await
+            .map_err(|e| {
+                Error::Internal(anyhow::anyhow!(
+                    "DescribeSpotPriceHistory: {}",
+                    DisplayErrorContext(e)
+                ))
+            })?;
+        Ok(page
+            .spot_price_history()
+            .iter()
+            .filter(|p| p.instance_type().map(|t| t.as_str()) == Some(instance_type))
+            .filter_map(|p| p.spot_price()?.parse::<f64>().ok())
+            .filter(|p| p.is_finite() && *p > 0.0)
+            .min_by(f64::total_cmp))
+    }
 }
 
 #[async_trait]

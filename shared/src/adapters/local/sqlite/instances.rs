@@ -22,9 +22,11 @@ impl InstanceStore for SqliteStore {
         record: &CloudInstance,
         quota: u32,
         idempotency: Option<&Idempotency>,
+        budget: Option<&crate::domain::costs::BudgetCheck>,
     ) -> Result<CreateInstanceOutcome> {
         let record = record.clone();
         let idempotency = idempotency.cloned();
+        let budget = budget.cloned();
         self.write(move |conn| {
             let quota_check = |conn: &Connection| -> Result<Option<CreateInstanceOutcome>> {
                 let in_use = gpus_in_use_tx(conn, &record.owner)?;
@@ -38,6 +40,11 @@ impl InstanceStore for SqliteStore {
             }
             if let Some(over) = quota_check(conn)? {
                 return Ok(over);
+            }
+            if let Some(check) = &budget {
+                if let Some(held) = super::spend::hold_budget_tx(conn, check)? {
+                    return Ok(CreateInstanceOutcome::OverBudget { held });
+                }
             }
             if let Some(idem) = &idempotency {
                 record_key_tx(conn, Scope::Instances, &record.owner, idem, &record.id)?;

@@ -179,6 +179,22 @@ pub(super) fn migrate(conn: &Connection) -> Result<()> {
         "ALTER TABLE vms ADD COLUMN collect_requested_at INTEGER;".to_string(),
         // Version 10: the latest final-sync request the VM's agent answered.
         "ALTER TABLE vms ADD COLUMN collect_answered_at INTEGER;".to_string(),
+        // Version 11: costs. Each VM's price and start; the ledger of ended machines' spend
+        // (kept when their records go); each user's budget holds per month.
+        "ALTER TABLE vms ADD COLUMN metering TEXT;
+         CREATE TABLE spend_ledger (
+            id       TEXT PRIMARY KEY,
+            ended_at INTEGER NOT NULL,
+            body     TEXT NOT NULL
+         ) WITHOUT ROWID;
+         CREATE INDEX spend_by_end ON spend_ledger(ended_at);
+         CREATE TABLE budget_holds (
+            user_id TEXT NOT NULL,
+            month   TEXT NOT NULL,
+            held    INTEGER NOT NULL,
+            PRIMARY KEY (user_id, month)
+         ) WITHOUT ROWID;"
+            .to_string(),
     ];
     let version: usize = conn
         .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))

@@ -45,6 +45,7 @@ mod operations;
 mod queue;
 mod rate_limits;
 mod requests;
+mod spend;
 mod vms;
 mod writer;
 

@@ -1,6 +1,7 @@
 //! GPU requests: idempotent create under the one GPU quota, status changes, listings.
 
 use super::*;
+use crate::domain::costs::BudgetCheck;
 use crate::idempotency::{CreateOutcome, Scope};
 
 /// The SQL list of active request statuses (the quota counts these).
@@ -45,9 +46,11 @@ impl RequestStore for SqliteStore {
         request: &GpuRequest,
         quota: u32,
         idempotency: Option<&Idempotency>,
+        budget: Option<&BudgetCheck>,
     ) -> Result<CreateRequestOutcome> {
         let request = request.clone();
         let idempotency = idempotency.cloned();
+        let budget = budget.cloned();
         // One writer transaction: the key check, the quota sum and the insert cannot
         // interleave with another create.
         self.write(move |conn| {
@@ -59,6 +62,11 @@ impl RequestStore for SqliteStore {
             let in_use = gpus_in_use_tx(conn, &request.user_id)?;
             if in_use.saturating_add(request.gpu_count) > quota {
                 return Ok(CreateRequestOutcome::OverQuota { in_use, quota });
+            }
+            if let Some(check) = &budget {
+                if let Some(held) = super::spend::hold_budget_tx(conn, check)? {
+                    return Ok(CreateRequestOutcome::OverBudget { held });
+                }
             }
             let body = serde_json::to_string(&request).map_err(json_err)?;
             conn.execute(

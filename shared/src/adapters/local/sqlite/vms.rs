@@ -5,7 +5,7 @@ use super::*;
 pub(super) const VM_COLUMNS: &str =
     "hostname, status, status_reason, gpu_health, in_use, email, crd_command, \
      pin, assigned_at, instance_id, token_hash, metrics, created_at, updated_at, last_seen_at, \
-     seat_hash, command_at, collect_requested_at, collect_answered_at";
+     seat_hash, command_at, collect_requested_at, collect_answered_at, metering";
 
 pub(super) fn row_to_vm(row: &Row<'_>) -> rusqlite::Result<Vm> {
     let text = |i: usize| -> rusqlite::Result<String> { row.get(i) };
@@ -47,6 +47,10 @@ pub(super) fn row_to_vm(row: &Row<'_>) -> rusqlite::Result<Vm> {
         last_seen_at: row.get(14)?,
         collect_requested_at: row.get(17)?,
         collect_answered_at: row.get(18)?,
+        metering: row
+            .get::<_, Option<String>>(19)?
+            .map(|m| serde_json::from_str(&m).map_err(|_| bad(19, "metering")))
+            .transpose()?,
     })
 }
 
@@ -58,10 +62,11 @@ pub(super) fn get_vm_in(conn: &Connection, hostname: &str) -> Result<Option<Vm>>
 
 pub(super) fn insert_vm_in(conn: &Connection, vm: &Vm) -> Result<()> {
     let metrics = metrics_json(&vm.metrics)?;
+    let metering = metering_json(vm)?;
     let a = vm.assignment.as_ref();
     let inserted = conn
         .prepare_cached(&format!(
-            "INSERT INTO vms ({VM_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)
+            "INSERT INTO vms ({VM_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20)
              ON CONFLICT(hostname) DO NOTHING"
         ))
         .and_then(|mut stmt| {
@@ -85,6 +90,7 @@ pub(super) fn insert_vm_in(conn: &Connection, vm: &Vm) -> Result<()> {
                 a.map(|a| a.command_at),
                 vm.collect_requested_at,
                 vm.collect_answered_at,
+                metering,
             ])
         })
         .map_err(sql_err("inserting a VM"))?;
@@ -99,6 +105,13 @@ pub(super) fn insert_vm_in(conn: &Connection, vm: &Vm) -> Result<()> {
 
 pub(super) fn metrics_json(m: &StartupMetrics) -> Result<String> {
     serde_json::to_string(m).map_err(|e| Error::Internal(e.into()))
+}
+
+fn metering_json(vm: &Vm) -> Result<Option<String>> {
+    vm.metering
+        .as_ref()
+        .map(|m| serde_json::to_string(m).map_err(|e| Error::Internal(e.into())))
+        .transpose()
 }
 
 #[async_trait]
@@ -137,11 +150,12 @@ impl VmStore for SqliteStore {
                 .ok_or_else(|| Error::NotFound(format!("VM {hostname}")))?;
             change.apply(&mut vm, now)?;
             let metrics = metrics_json(&vm.metrics)?;
+            let metering = metering_json(&vm)?;
             conn.prepare_cached(
                 "UPDATE vms SET status = ?2, status_reason = ?3, gpu_health = ?4, in_use = ?5,
                         instance_id = ?6, metrics = ?7, updated_at = ?8, last_seen_at = ?9,
                         crd_command = ?10, command_at = ?11, collect_requested_at = ?12,
-                        collect_answered_at = ?13
+                        collect_answered_at = ?13, metering = ?14
                  WHERE hostname = ?1",
             )
             .and_then(|mut stmt| {
@@ -160,6 +174,7 @@ impl VmStore for SqliteStore {
                     a.map(|a| a.command_at),
                     vm.collect_requested_at,
                     vm.collect_answered_at,
+                    metering,
                 ])
             })
             .map_err(sql_err("updating a VM"))?;
@@ -316,9 +331,15 @@ impl VmStore for SqliteStore {
         })
     }
 
-    async fn delete_vm(&self, hostname: &str) -> Result<()> {
+    async fn delete_vm(&self, hostname: &str, now: Millis) -> Result<()> {
         let hostname = hostname.to_string();
         self.write(move |conn| {
+            // Its spend goes to the ledger in the same transaction that ends the record.
+            if let Some(record) =
+                get_vm_in(conn, &hostname)?.and_then(|vm| vm.spend_record(Some(now)))
+            {
+                super::spend::record_ended_tx(conn, &record)?;
+            }
             conn.prepare_cached("DELETE FROM vms WHERE hostname = ?1")
                 .and_then(|mut stmt| stmt.execute([hostname]))
                 .map_err(sql_err("deleting a VM"))?;
