@@ -64,7 +64,19 @@ pub async fn launch_vms(state: Fleet<'_>, count: u32) -> Result<Operation> {
     }
     let mut op = Operation::start(OperationKind::Launch, state.clock.now_millis());
     state.store.begin_operation(&op, stale_ms(state)).await?;
-    let result = record_and_enqueue(state, &mut op, count).await;
+    // Under the operation lock: no other launch can spend the same budget meanwhile.
+    let result = match super::costs::check_fleet_budget(
+        state.store,
+        state.compute,
+        state.config,
+        super::costs::FleetLaunch::configured(state.config, count),
+        state.clock.now_millis(),
+    )
+    .await
+    {
+        Ok(()) => record_and_enqueue(state, &mut op, count).await,
+        Err(e) => Err(e),
+    };
     if let Err(e) = &result {
         op.errors.push(format!("launch stopped: {e}"));
     }
@@ -240,7 +252,10 @@ async fn terminate_and_forget(
             op.errors.push(format!("{}: {reason}", vm.hostname));
             continue;
         }
-        state.store.delete_vm(&vm.hostname).await?;
+        state
+            .store
+            .delete_vm(&vm.hostname, state.clock.now_millis())
+            .await?;
         state.store.delete_logs(&vm.hostname).await?;
         // A VM long-polling right now learns at once that it is gone.
         state.notifier.notify(&vm.hostname);

@@ -11,7 +11,7 @@ use crate::domain::api_keys::Caller;
 use crate::domain::instances::{CloudInstance, InstanceStatus, NewInstance, ProviderInstance};
 use crate::domain::offers::{Offer, OfferQuery};
 use crate::error::{Error, Result};
-use crate::ports::{Clock, InstanceStore};
+use crate::ports::Clock;
 use crate::ports::{CreateInstanceOutcome, CreateInstanceSpec, GpuCloud, Idempotency, LaunchError};
 use crate::state::Clouds;
 use crate::AppState;
@@ -20,7 +20,7 @@ use crate::AppState;
 /// time and the settings.
 #[derive(Clone, Copy)]
 pub struct Instances<'a> {
-    pub store: &'a dyn InstanceStore,
+    pub store: &'a dyn crate::ports::Store,
     pub clouds: &'a Clouds,
     pub clock: &'a dyn Clock,
     pub config: &'a Config,
@@ -147,13 +147,46 @@ pub async fn create(
         created_at: now,
         updated_at: now,
         version: 0,
+        price_source: offer
+            .provider_data
+            .get("price_source")
+            .and_then(|s| s.as_str())
+            .map(|s| format!("{} offer: {s}", input.provider))
+            .or_else(|| Some(format!("{} offer", input.provider))),
+        started_at: None,
+        ended_at: None,
+        budget_hold: None,
     };
+    let budget = super::costs::budget_check(
+        state.store,
+        caller,
+        crate::domain::costs::Price {
+            usd_per_hour: offer.price_per_hour,
+            source: String::new(),
+        }
+        .minimum_charge(),
+        now,
+    )
+    .await?;
+    let mut record = record;
+    record.budget_hold = budget.as_ref().map(|b| b.hold.clone());
     let record = match state
         .store
-        .create_instance(&record, caller.gpu_quota, idempotency.as_ref())
+        .create_instance(
+            &record,
+            caller.gpu_quota,
+            idempotency.as_ref(),
+            budget.as_ref(),
+        )
         .await?
     {
         CreateInstanceOutcome::Created => record,
+        CreateInstanceOutcome::OverBudget { held } => {
+            let check = budget
+                .as_ref()
+                .ok_or_else(|| Error::Internal(anyhow::anyhow!("over budget without a budget")))?;
+            return Err(check.refusal(held, "instance"));
+        }
         CreateInstanceOutcome::OverQuota { in_use, quota } => {
             return Err(Error::validation(
                 crate::domain::requests::over_quota_message(record.gpu_count, in_use, quota),
@@ -231,7 +264,8 @@ async fn launch(
 }
 
 /// Saves a record, or reloads it when someone else saved first (their write wins).
-async fn save(state: Instances<'_>, record: CloudInstance) -> Result<CloudInstance> {
+async fn save(state: Instances<'_>, mut record: CloudInstance) -> Result<CloudInstance> {
+    record.meter(state.clock.now_millis());
     match state.store.save_instance(&record).await {
         Err(Error::Conflict(_)) => state
             .store

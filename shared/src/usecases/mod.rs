@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod collect;
 pub mod command_log;
+pub mod costs;
 pub mod instances;
 pub mod liveness;
 pub mod participant;

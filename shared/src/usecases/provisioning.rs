@@ -119,10 +119,17 @@ async fn launch_vm(
     if attempt > 1 {
         if let Some(instance) = state.compute.find_by_hostname(hostname).await? {
             tracing::info!(%hostname, instance = %instance.id, "adopting the machine of an earlier attempt");
-            state
-                .store
-                .update_vm(hostname, &VmChange::InstanceId(instance.id), now)
-                .await?;
+            let change = super::costs::launched(
+                state.store,
+                state.compute,
+                state.config,
+                &vm,
+                instance.id,
+                lease.map(|l| l.instance_type.as_str()),
+                state.config.market,
+            )
+            .await?;
+            state.store.update_vm(hostname, &change, now).await?;
             return Ok(JobOutcome::Done);
         }
     }
@@ -158,13 +165,19 @@ async fn launch_vm(
     match result {
         Ok(instance_id) => {
             tracing::info!(%hostname, %instance_id, market = spec.market.as_str(), "launched");
+            let change = super::costs::launched(
+                state.store,
+                state.compute,
+                state.config,
+                &vm,
+                instance_id.clone(),
+                spec.instance_type.as_deref(),
+                spec.market,
+            )
+            .await?;
             let recorded = state
                 .store
-                .update_vm(
-                    hostname,
-                    &VmChange::InstanceId(instance_id.clone()),
-                    state.clock.now_millis(),
-                )
+                .update_vm(hostname, &change, state.clock.now_millis())
                 .await;
             match recorded {
                 Ok(_) => Ok(JobOutcome::Done),

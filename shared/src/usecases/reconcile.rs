@@ -61,14 +61,17 @@ pub async fn reconcile_with_grace(state: &AppState, grace: i64) -> Result<Reconc
             Some(vm) if vm.instance_id.as_deref() == Some(instance.id.as_str()) => {}
             // The provisioner started it but did not get to record it.
             Some(vm) if vm.instance_id.is_none() && now - instance.launched_at >= grace => {
-                state
-                    .store
-                    .update_vm(
-                        &vm.hostname,
-                        &VmChange::InstanceId(instance.id.clone()),
-                        now,
-                    )
-                    .await?;
+                let change = super::costs::launched(
+                    &*state.store,
+                    &*state.compute,
+                    &state.config,
+                    vm,
+                    instance.id.clone(),
+                    None,
+                    state.config.market,
+                )
+                .await?;
+                state.store.update_vm(&vm.hostname, &change, now).await?;
                 report.adopted.push(instance.id.clone());
             }
             Some(vm) if vm.instance_id.is_none() => {} // its launch is still being recorded

@@ -78,12 +78,34 @@ pub async fn create(
     }
     let idempotency = Idempotency::from_header(idempotency_key, || fingerprint(&input))?;
     let now = state.clock.now_millis();
-    let request = GpuRequest::new(uuid::Uuid::new_v4().to_string(), &input, now);
+    let mut request = GpuRequest::new(uuid::Uuid::new_v4().to_string(), &input, now);
+    let budget = match caller.budget_usd {
+        None => None,
+        Some(_) => {
+            let shapes = plan_machines(input.gpu_count, &state.config.gpu_shapes)?;
+            let types: Vec<String> = shapes.into_iter().map(|s| s.instance_type).collect();
+            let minimum =
+                super::costs::request_minimum(state.compute, state.config, &types).await?;
+            super::costs::budget_check(state.store, caller, minimum, now).await?
+        }
+    };
+    request.budget_hold = budget.as_ref().map(|b| b.hold.clone());
     match state
         .store
-        .create_request(&request, caller.gpu_quota, idempotency.as_ref())
+        .create_request(
+            &request,
+            caller.gpu_quota,
+            idempotency.as_ref(),
+            budget.as_ref(),
+        )
         .await?
     {
+        CreateRequestOutcome::OverBudget { held } => {
+            let check = budget
+                .as_ref()
+                .ok_or_else(|| Error::Internal(anyhow::anyhow!("over budget without a budget")))?;
+            return Err(check.refusal(held, "request"));
+        }
         CreateRequestOutcome::Created => {}
         CreateRequestOutcome::Replayed(original) => {
             return Ok(Created {
@@ -455,7 +477,10 @@ async fn end_machines(state: Leases<'_>, request: &GpuRequest) -> Result<bool> {
             .as_ref()
             .is_none_or(|id| confirmed.contains(id));
         if gone {
-            state.store.delete_vm(&vm.hostname).await?;
+            state
+                .store
+                .delete_vm(&vm.hostname, state.clock.now_millis())
+                .await?;
             state.store.delete_logs(&vm.hostname).await?;
         } else {
             all_gone = false;

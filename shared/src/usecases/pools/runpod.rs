@@ -79,6 +79,19 @@ pub async fn runpod_launch(state: Capacity<'_>, launch: &RunpodLaunch) -> Result
         .clone()
         .ok_or_else(|| anyhow::anyhow!("GPUFLEET_API_URL is not configured"))?;
     let now = state.clock.now_millis();
+    // A runpod machine is a workshop VM too: it must fit the fleet budget.
+    crate::usecases::costs::check_fleet_budget(
+        state.store,
+        state.compute,
+        state.config,
+        crate::usecases::costs::FleetLaunch {
+            count: 1,
+            instance_type: &plan.host.instance_type,
+            market: Market::OnDemand,
+        },
+        now,
+    )
+    .await?;
     let hostname = crate::usecases::admin::new_hostname(&state.config.vm_prefix);
     let token = VmToken::generate();
     state
@@ -128,11 +141,22 @@ pub async fn runpod_launch(state: Capacity<'_>, launch: &RunpodLaunch) -> Result
             });
         }
     };
+    let price = crate::usecases::costs::launch_price(
+        state.compute,
+        state.config,
+        &plan.host.instance_type,
+        Market::OnDemand,
+    )
+    .await;
     state
         .store
         .update_vm(
             &hostname,
-            &VmChange::InstanceId(instance_id.clone()),
+            &VmChange::Launched {
+                instance_id: instance_id.clone(),
+                price,
+                owner: None,
+            },
             state.clock.now_millis(),
         )
         .await?;
