@@ -58,6 +58,7 @@ pub struct NoSeatPage;
 pub struct AdminPage<'a> {
     pub fleet: FleetView,
     pub work: WorkView,
+    pub costs: crate::views::CostsView,
     pub max_launch: u32,
     pub message: Option<&'a str>,
     pub error: Option<&'a str>,

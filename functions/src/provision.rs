@@ -122,7 +122,11 @@ mod tests {
         };
         let now = t.state.clock.now_millis();
         let r = GpuRequest::new("00000000-0000-4000-8000-00000000000a".into(), &input, now);
-        t.state.store.create_request(&r, 8, None).await.unwrap();
+        t.state
+            .store
+            .create_request(&r, 8, None, None)
+            .await
+            .unwrap();
         let state = crate::handlers::test_support::as_granted_to(&t.state, "provision");
         shared::usecases::requests::provision((&state).into(), &r.request_id)
             .await
@@ -152,7 +156,11 @@ mod tests {
         // Recorded an hour ago and never queued.
         let old = t.state.clock.now_millis() - 3_600_000;
         let r = GpuRequest::new("00000000-0000-4000-8000-00000000000b".into(), &input, old);
-        t.state.store.create_request(&r, 8, None).await.unwrap();
+        t.state
+            .store
+            .create_request(&r, 8, None, None)
+            .await
+            .unwrap();
         let state = crate::handlers::test_support::as_granted_to(&t.state, "reconcile");
         let report = shared::usecases::reconcile::reconcile(&state)
             .await

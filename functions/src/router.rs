@@ -190,6 +190,7 @@ mod tests {
             key_id: "k".into(),
             user_id: "alice".into(),
             gpu_quota: 1,
+            budget_usd: None,
         };
         assert!(matches!(Principal::Admin.caller(), Ok(None)));
         let user = Principal::User(caller);

@@ -50,10 +50,19 @@ pub struct VmView {
     pub startup_stages: BTreeMap<&'static str, StageView>,
     /// While a destroy's final sync runs: `syncing` (asked, not answered yet) or `synced`.
     pub final_sync: Option<&'static str>,
+    /// USD per hour while it runs; null when no price is known.
+    pub price_per_hour: Option<f64>,
+    /// USD spent from its start to its end, or to now while it runs (an estimate).
+    pub cost_so_far: f64,
+    /// Always `USD`.
+    pub currency: &'static str,
+    /// Where the price came from; null when unknown.
+    pub price_source: Option<String>,
 }
 
 impl VmView {
     pub fn new(vm: &Vm, now_ms: i64, live_since: i64) -> Self {
+        let cost = shared::usecases::costs::vm_cost(vm, now_ms);
         let startup_stages = STAGES
             .iter()
             .filter_map(|stage| {
@@ -93,7 +102,21 @@ impl VmView {
                 Some(_) if vm.final_sync_pending() => Some("syncing"),
                 Some(_) => Some("synced"),
             },
+            price_per_hour: cost.price_per_hour,
+            cost_so_far: cost.cost_so_far,
+            currency: cost.currency,
+            price_source: cost.price_source,
         }
+    }
+
+    /// "$0.53/h" for tables; "unknown" without a price.
+    pub fn price(&self) -> String {
+        self.price_per_hour
+            .map_or_else(|| "unknown".into(), |p| format!("${p:.2}/h"))
+    }
+
+    pub fn spent(&self) -> String {
+        format!("${:.2}", self.cost_so_far)
     }
 
     /// "2m 05s" style, for tables.
@@ -342,6 +365,14 @@ pub struct RequestView {
     pub error_msg: Option<String>,
     /// How to reach the machines, once completed.
     pub access: Option<shared::domain::LeaseAccess>,
+    /// USD per hour of its machines while they run; null when unknown, and in listings.
+    pub price_per_hour: Option<f64>,
+    /// USD its machines spent so far (an estimate); null in listings.
+    pub cost_so_far: Option<f64>,
+    /// Always `USD`.
+    pub currency: &'static str,
+    /// Where its machines' prices came from; null when unknown, and in listings.
+    pub price_source: Option<String>,
 }
 
 impl RequestView {
@@ -358,6 +389,20 @@ impl RequestView {
             expires_at: r.expires_at.map(rfc3339),
             error_msg: r.error_msg.clone(),
             access: r.access.clone(),
+            price_per_hour: None,
+            cost_so_far: None,
+            currency: shared::domain::costs::CURRENCY,
+            price_source: None,
+        }
+    }
+
+    /// With its machines' price and spend.
+    pub fn with_cost(self, cost: shared::domain::costs::CostView) -> Self {
+        RequestView {
+            price_per_hour: cost.price_per_hour,
+            cost_so_far: Some(cost.cost_so_far),
+            price_source: cost.price_source,
+            ..self
         }
     }
 }
@@ -374,11 +419,20 @@ pub struct ApiKeyView {
     pub created_at: String,
     pub revoked_at: Option<String>,
     pub active: bool,
+    /// The user's monthly budget in USD; null: none.
+    pub budget_usd: Option<f64>,
+    /// What the user's machines spent this calendar month (UTC), USD.
+    pub spend_this_month_usd: f64,
+    /// What the user's machines spent in all, USD.
+    pub spend_all_time_usd: f64,
 }
 
 impl ApiKeyView {
-    pub fn new(k: &shared::domain::ApiKey) -> Self {
+    pub fn new(k: &shared::domain::ApiKey, spend: shared::domain::costs::SpendTotals) -> Self {
         ApiKeyView {
+            budget_usd: k.budget_usd,
+            spend_this_month_usd: spend.month_usd,
+            spend_all_time_usd: spend.all_time_usd,
             key_id: k.key_id.clone(),
             user_id: k.user_id.clone(),
             label: k.label.clone(),
@@ -411,8 +465,14 @@ pub struct InstanceView {
     pub cpu_count: u32,
     pub ram_gb: f64,
     pub storage_gb: f64,
-    /// USD per hour.
+    /// USD per hour (the offer's price).
     pub price_per_hour: f64,
+    /// USD spent from its start to its end, or to now while it runs (an estimate).
+    pub cost_so_far: f64,
+    /// Always `USD`.
+    pub currency: &'static str,
+    /// Where the price came from.
+    pub price_source: Option<String>,
     pub region: String,
     /// RFC 3339.
     pub created_at: String,
@@ -438,7 +498,8 @@ pub struct InstanceProviderData {
 }
 
 impl InstanceView {
-    pub fn new(r: &shared::domain::instances::CloudInstance) -> Self {
+    pub fn new(r: &shared::domain::instances::CloudInstance, now: i64) -> Self {
+        let cost = shared::usecases::costs::instance_cost(r, now);
         // The fields of `provider_data` the offer's own fields cannot replace.
         const OWN: [&str; 6] = [
             "offer_id",
@@ -472,6 +533,9 @@ impl InstanceView {
             ram_gb: r.ram_gb,
             storage_gb: r.storage_gb,
             price_per_hour: r.price_per_hour,
+            cost_so_far: cost.cost_so_far,
+            currency: cost.currency,
+            price_source: cost.price_source.or_else(|| r.price_source.clone()),
             region: r.region.clone(),
             created_at: rfc3339(r.created_at),
             updated_at: rfc3339(r.updated_at),
@@ -625,4 +689,102 @@ pub fn human_bytes(bytes: u64) -> String {
         unit += 1;
     }
     format!("{value:.1} {}", UNITS[unit])
+}
+
+/// The dashboard's cost card.
+#[derive(Debug, Clone)]
+pub struct CostsView {
+    pub per_hour_now: String,
+    pub unpriced_running: usize,
+    pub today: String,
+    pub fleet: String,
+    pub fleet_month: String,
+    pub fleet_budget: Option<String>,
+    /// Workshop spend this month has reached the fleet budget.
+    pub fleet_over_budget: bool,
+    pub idle: Vec<IdleView>,
+    pub idle_per_hour: String,
+    pub idle_after_minutes: u64,
+    pub over_budget: Vec<OverBudgetView>,
+    /// The figures could not be read (the fleet still shows).
+    pub unavailable: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct IdleView {
+    pub hostname: String,
+    pub minutes: i64,
+    pub unclaimed: bool,
+    pub price: String,
+    pub spent: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct OverBudgetView {
+    pub user_id: String,
+    pub budget: String,
+    pub month: String,
+    pub running: usize,
+}
+
+fn usd(v: f64) -> String {
+    format!("${v:.2}")
+}
+
+impl CostsView {
+    pub fn new(c: &shared::usecases::costs::FleetCosts) -> Self {
+        CostsView {
+            per_hour_now: usd(c.per_hour_now),
+            unpriced_running: c.unpriced_running,
+            today: usd(c.today_usd),
+            fleet: usd(c.fleet_usd),
+            fleet_month: usd(c.fleet_month_usd),
+            fleet_budget: c.fleet_budget_usd.map(usd),
+            fleet_over_budget: c.fleet_budget_usd.is_some_and(|b| c.fleet_month_usd >= b),
+            idle: c
+                .idle
+                .iter()
+                .map(|i| IdleView {
+                    hostname: i.hostname.clone(),
+                    minutes: i.idle_minutes,
+                    unclaimed: i.unclaimed,
+                    price: i
+                        .cost
+                        .price_per_hour
+                        .map_or_else(|| "unknown".into(), |p| format!("{}/h", usd(p))),
+                    spent: usd(i.cost.cost_so_far),
+                })
+                .collect(),
+            idle_per_hour: usd(c.idle_per_hour),
+            idle_after_minutes: c.idle_after_minutes,
+            over_budget: c
+                .over_budget
+                .iter()
+                .map(|o| OverBudgetView {
+                    user_id: o.user_id.clone(),
+                    budget: usd(o.budget_usd),
+                    month: usd(o.month_usd),
+                    running: o.running,
+                })
+                .collect(),
+            unavailable: false,
+        }
+    }
+
+    pub fn unavailable() -> Self {
+        CostsView {
+            per_hour_now: "?".into(),
+            unpriced_running: 0,
+            today: "?".into(),
+            fleet: "?".into(),
+            fleet_month: "?".into(),
+            fleet_budget: None,
+            fleet_over_budget: false,
+            idle: Vec::new(),
+            idle_per_hour: "?".into(),
+            idle_after_minutes: 0,
+            over_budget: Vec::new(),
+            unavailable: true,
+        }
+    }
 }

@@ -125,10 +125,20 @@ pub(crate) async fn admin_page(
             }
         }
     };
+    // Likewise the costs.
+    let costs = match shared::usecases::costs::fleet_costs(&*state.store, &state.config, now).await
+    {
+        Ok(c) => crate::views::CostsView::new(&c),
+        Err(e) => {
+            tracing::error!(error = ?e, "reading the costs");
+            crate::views::CostsView::unavailable()
+        }
+    };
     let mut resp = render(
         status,
         &AdminPage {
             work,
+            costs,
             fleet: FleetView::new(
                 &vms,
                 state.clock.now_millis(),

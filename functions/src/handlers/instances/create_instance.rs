@@ -36,7 +36,10 @@ pub async fn handle(state: AppState, principal: Principal, req: Request) -> Resp
         Ok(V1Ok {
             status: StatusCode::CREATED,
             message: "Instance created successfully",
-            data: Some(data(&InstanceView::new(&created.instance))),
+            data: Some(data(&InstanceView::new(
+                &created.instance,
+                state.clock.now_millis(),
+            ))),
             replayed: created.replayed,
         })
     })

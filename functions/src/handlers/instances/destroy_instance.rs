@@ -39,7 +39,10 @@ pub async fn handle(state: AppState, principal: Principal, req: Request) -> Resp
             } else {
                 "Instance is being destroyed; the provider has not confirmed yet"
             },
-            data: Some(data(&InstanceView::new(&instance))),
+            data: Some(data(&InstanceView::new(
+                &instance,
+                state.clock.now_millis(),
+            ))),
             replayed: false,
         })
     })

@@ -21,7 +21,7 @@ pub async fn handle(state: AppState, principal: Principal, req: Request) -> Resp
         let instance = instances::get(state.into(), caller.as_ref(), &id).await?;
         V1Ok::ok(
             "Instance retrieved successfully",
-            data(&InstanceView::new(&instance)),
+            data(&InstanceView::new(&instance, state.clock.now_millis())),
         )
     })
     .await

@@ -19,7 +19,12 @@ pub async fn handle(state: AppState, principal: Principal, _req: Request) -> Res
         let list = instances::list(state.into(), caller.as_ref()).await?;
         V1Ok::ok(
             "Instances retrieved successfully",
-            data(&list.iter().map(InstanceView::new).collect::<Vec<_>>()),
+            data(
+                &list
+                    .iter()
+                    .map(|i| InstanceView::new(i, state.clock.now_millis()))
+                    .collect::<Vec<_>>(),
+            ),
         )
     })
     .await

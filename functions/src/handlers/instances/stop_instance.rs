@@ -22,7 +22,7 @@ pub async fn handle(state: AppState, principal: Principal, req: Request) -> Resp
         let instance = instances::power(state.into(), caller.as_ref(), &id, false).await?;
         V1Ok::ok(
             "Instance stopped successfully",
-            data(&InstanceView::new(&instance)),
+            data(&InstanceView::new(&instance, state.clock.now_millis())),
         )
     })
     .await

@@ -1,4 +1,4 @@
-//! `POST /api/v1/api-keys` (admin): JSON `{user_id, label?, gpu_quota?}` → 201 with the key,
+//! `POST /api/v1/api-keys` (admin): JSON `{user_id, label?, gpu_quota?, budget_usd?}` → 201 with the key,
 //! shown this once (only its hash is kept).
 
 use http::StatusCode;
@@ -31,6 +31,10 @@ pub struct NewApiKey {
     /// GPUs the user may hold at once (default: GPUFLEET_DEFAULT_GPU_QUOTA).
     #[schema(minimum = 0, maximum = 4294967295u32)]
     gpu_quota: Option<u32>,
+    /// The user's monthly budget in USD (calendar month, UTC): a request or instance that
+    /// could take their month past it is refused. Omit for none.
+    #[schema(minimum = 0, maximum = 1000000000)]
+    budget_usd: Option<f64>,
 }
 
 /// The key, shown this once (only its hash is kept).
@@ -42,6 +46,7 @@ pub struct CreatedApiKey {
     user_id: String,
     label: String,
     gpu_quota: u32,
+    budget_usd: Option<f64>,
 }
 
 pub fn api() -> ApiDoc {
@@ -64,9 +69,19 @@ pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Res
                 "label must be at most 100 printable characters",
             ));
         }
+        if body
+            .budget_usd
+            .is_some_and(|b| !b.is_finite() || !(0.0..=1e9).contains(&b))
+        {
+            return Err(ApiError::bad_request(
+                "budget_usd must be a number of US dollars from 0 to 1000000000",
+            ));
+        }
         let quota = body.gpu_quota.unwrap_or(state.config.default_gpu_quota);
-        let (key, plain) =
+        let (mut key, plain) =
             ApiKey::generate(&body.user_id, &body.label, quota, state.clock.now_millis());
+        // `+ 0.0` turns -0 into 0 (which would print as "$-0.00").
+        key.budget_usd = body.budget_usd.map(|b| b + 0.0);
         state.store.insert_api_key(&key).await?;
         tracing::info!(key_id = %key.key_id, user = %key.user_id, "API key created");
         let mut resp = typed_json_response(
@@ -77,6 +92,7 @@ pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Res
                 user_id: key.user_id,
                 label: key.label,
                 gpu_quota: key.gpu_quota,
+                budget_usd: key.budget_usd,
             },
         );
         crate::http::no_store(&mut resp);

@@ -1,4 +1,5 @@
-//! `GET /api/v1/api-keys` (admin): every key's id, user, quota and state (never the key).
+//! `GET /api/v1/api-keys` (admin): every key's id, user, quota, budget, the user's spend and
+//! state (never the key).
 
 use shared::AppState;
 
@@ -14,7 +15,14 @@ pub fn api() -> ApiDoc {
 pub async fn handle(state: AppState, _principal: Principal, _req: Request) -> Response {
     respond(async {
         let keys = state.store.list_api_keys().await?;
-        ok_typed(&keys.iter().map(ApiKeyView::new).collect::<Vec<_>>())
+        let spend =
+            shared::usecases::costs::spend_by_user(&*state.store, state.clock.now_millis()).await?;
+        ok_typed(
+            &keys
+                .iter()
+                .map(|k| ApiKeyView::new(k, spend.get(&k.user_id).copied().unwrap_or_default()))
+                .collect::<Vec<_>>(),
+        )
     })
     .await
 }

@@ -20,7 +20,10 @@ pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Res
             .revoke_api_key(&id, state.clock.now_millis())
             .await?;
         tracing::info!(key_id = %key.key_id, user = %key.user_id, "API key revoked");
-        ok_typed(&ApiKeyView::new(&key))
+        let spend =
+            shared::usecases::costs::spend_by_user(&*state.store, state.clock.now_millis()).await?;
+        let mine = spend.get(&key.user_id).copied().unwrap_or_default();
+        ok_typed(&ApiKeyView::new(&key, mine))
     })
     .await
 }

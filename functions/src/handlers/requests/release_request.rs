@@ -21,7 +21,13 @@ pub async fn handle(state: AppState, principal: Principal, req: Request) -> Resp
         let caller = principal.caller()?.cloned();
         let id = path_param(&req, "request_id")?;
         let request = requests::release((&state).into(), caller.as_ref(), &id).await?;
-        ok_typed(&RequestView::new(&request))
+        let cost = shared::usecases::costs::request_cost(
+            &*state.store,
+            &request,
+            state.clock.now_millis(),
+        )
+        .await?;
+        ok_typed(&RequestView::new(&request).with_cost(cost))
     })
     .await
 }
