@@ -95,6 +95,10 @@ pub enum Setting {
     ClaimsPerIp,
     /// `GPUFLEET_LONG_POLL_SECONDS` and `GPUFLEET_POLL_INTERVAL_MS`: the VM's wait for work.
     LongPoll,
+    /// Prices a start or shows costs: the machine type and market (a launch's first hour),
+    /// `GPUFLEET_FLEET_BUDGET_USD` and `GPUFLEET_IDLE_WARNING_MINUTES`, and reads EC2 spot
+    /// prices (`ec2:DescribeSpotPriceHistory`, through a compute that does nothing else).
+    Prices,
 }
 
 /// Lambda's defaults in the template's `Globals`; a function states only what differs.
@@ -135,6 +139,17 @@ impl LambdaFunction {
                     Access::Admin | Access::ApiKeyOrAdmin | Access::VmOrAdmin(_)
                 )
         })
+    }
+
+    /// Has [`Setting::Prices`].
+    pub fn prices_starts(&self) -> bool {
+        self.settings.contains(&Setting::Prices)
+    }
+
+    /// Reads EC2 spot prices: it prices a start, or launches (a launched machine records
+    /// its price).
+    pub fn reads_spot_prices(&self) -> bool {
+        self.prices_starts() || self.ec2 == Ec2Access::Launch
     }
 
     /// Talks to the queue: sends jobs, checks it, or (the provisioner) delays redeliveries.
@@ -206,11 +221,13 @@ pub static FUNCTIONS: &[LambdaFunction] = &[
     slow(LambdaFunction {
         sends_jobs: true,
         work: WorkAccess::Read,
+        settings: &[Setting::Prices],
         ..http("launch", ReadWrite)
     }),
     slow(LambdaFunction {
         ec2: Ec2Access::Terminate,
         work: WorkAccess::Manifests,
+        settings: &[Setting::Prices],
         about: "Asks every VM for a final sync of the participant's work (bounded wait), then ends them.",
         ..http("destroy", ReadWrite)
     }),
@@ -224,6 +241,7 @@ pub static FUNCTIONS: &[LambdaFunction] = &[
     }),
     LambdaFunction {
         work: WorkAccess::Read,
+        settings: &[Setting::Prices],
         ..http("admin-dashboard", Read)
     },
     http("admin-instances", Read),
@@ -264,6 +282,8 @@ pub static FUNCTIONS: &[LambdaFunction] = &[
     }),
     LambdaFunction {
         sends_jobs: true,
+        // A user's budget holds the first hour of each machine asked for.
+        settings: &[Setting::Prices],
         ..http("create-request", ReadWrite)
     },
     http("list-requests", Read),
@@ -331,6 +351,8 @@ pub static FUNCTIONS: &[LambdaFunction] = &[
     http("preview-runpod-launch", Read),
     slow(LambdaFunction {
         ec2: Ec2Access::Launch,
+        // The machine is a workshop VM: it must fit the fleet budget.
+        settings: &[Setting::Prices],
         about: "Launches an added machine onto a host's runpod pool: the provisioner's launch grant.",
         ..http("execute-runpod-launch", ReadWrite)
     }),

@@ -15,7 +15,10 @@ use shared::adapters::{
     SystemClock, VastCloud,
 };
 use shared::config::{Config, ConfigError};
-use shared::ports::{ComputeProvider, GpuCloud, JobQueue, NetworkProvider};
+use shared::ports::{
+    ComputeProvider, GpuCloud, Instance, JobQueue, LaunchError, LaunchSpec, MachineTags,
+    NetworkProvider,
+};
 use shared::state::{AdminCredentials, Clouds};
 use shared::AppState;
 
@@ -129,6 +132,11 @@ pub async fn state_from_env(name: &str) -> Result<AppState, Error> {
             logger.clone(),
             Dialect::Aws,
         )),
+        // Pricing a start reads spot prices and nothing else of EC2.
+        None if f.function.prices_starts() => Arc::new(SpotPricesOnly(Ec2Compute::new(
+            aws_sdk_ec2::Client::new(&sdk),
+            Ec2Config::terminate_only(&f.config.deployment),
+        ))),
         None => Arc::new(NotGranted("EC2")),
     };
     let mut clouds: Vec<Arc<dyn GpuCloud>> = Vec::new();
@@ -192,6 +200,34 @@ pub async fn state_from_env(name: &str) -> Result<AppState, Error> {
         config: Arc::new(f.config),
     })
 }
+
+/// EC2's spot prices for a function that prices starts but manages no machines; every
+/// other call is [`NotGranted`].
+struct SpotPricesOnly(Ec2Compute);
+
+#[async_trait::async_trait]
+impl ComputeProvider for SpotPricesOnly {
+    async fn launch(&self, spec: &LaunchSpec) -> Result<String, LaunchError> {
+        NOT_GRANTED.launch(spec).await
+    }
+    async fn find_by_hostname(&self, hostname: &str) -> shared::Result<Option<Instance>> {
+        NOT_GRANTED.find_by_hostname(hostname).await
+    }
+    async fn list_machines(&self) -> shared::Result<Vec<Instance>> {
+        NOT_GRANTED.list_machines().await
+    }
+    async fn terminate(&self, instance_ids: &[String]) -> shared::Result<Vec<String>> {
+        NOT_GRANTED.terminate(instance_ids).await
+    }
+    fn tags(&self) -> Option<&dyn MachineTags> {
+        NOT_GRANTED.tags()
+    }
+    async fn spot_price(&self, instance_type: &str) -> shared::Result<Option<f64>> {
+        self.0.spot_price(instance_type).await
+    }
+}
+
+const NOT_GRANTED: NotGranted = NotGranted("EC2 (beyond spot prices)");
 
 /// Which function this process is: `GPUFLEET_FUNCTION`, one of the catalogue's names. The
 /// error names the variable (and, for an unknown name, where the names are listed).

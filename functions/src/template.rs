@@ -106,6 +106,18 @@ fn environment(f: &LambdaFunction) -> Vec<(&'static str, String)> {
                 env.push(("GPUFLEET_LONG_POLL_SECONDS", "25".into()));
                 env.push(("GPUFLEET_POLL_INTERVAL_MS", "1000".into()));
             }
+            Setting::Prices => {
+                // A launching function has the machine type and market below already.
+                if f.ec2 != Ec2Access::Launch {
+                    env.push(("GPUFLEET_INSTANCE_TYPE", "!Ref InstanceType".into()));
+                    env.push(("GPUFLEET_MARKET", "!Ref Market".into()));
+                }
+                env.push(("GPUFLEET_FLEET_BUDGET_USD", "!Ref FleetBudgetUsd".into()));
+                env.push((
+                    "GPUFLEET_IDLE_WARNING_MINUTES",
+                    "!Ref IdleWarningMinutes".into(),
+                ));
+            }
         }
     }
     if f.needs_admin_password() {
@@ -296,13 +308,23 @@ fn statements(f: &LambdaFunction) -> Vec<Statement> {
             resources: Resources::Unscoped(DESCRIBES_UNSCOPED),
             condition: &[],
         });
-    } else if f.ec2 != Ec2Access::None {
-        s.push(Statement {
-            sid: "ListInstances",
-            actions: &["ec2:DescribeInstances"],
-            resources: Resources::Unscoped(NO_RESOURCE_LEVEL),
-            condition: &[],
-        });
+    } else {
+        if f.ec2 != Ec2Access::None {
+            s.push(Statement {
+                sid: "ListInstances",
+                actions: &["ec2:DescribeInstances"],
+                resources: Resources::Unscoped(NO_RESOURCE_LEVEL),
+                condition: &[],
+            });
+        }
+        if f.reads_spot_prices() {
+            s.push(Statement {
+                sid: "ReadSpotPrices",
+                actions: &["ec2:DescribeSpotPriceHistory"],
+                resources: Resources::Unscoped(DESCRIBES_UNSCOPED),
+                condition: &[],
+            });
+        }
     }
     let terminates = matches!(f.ec2, Ec2Access::Terminate | Ec2Access::Launch)
         || f.clouds == CloudAccess::Terminate;

@@ -6,7 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use functions::catalog::{
-    self, CloudAccess, Ec2Access, NetworkAccess, StoreAccess, Trigger, WorkAccess, FUNCTIONS,
+    self, CloudAccess, Ec2Access, NetworkAccess, Setting, StoreAccess, Trigger, WorkAccess,
+    FUNCTIONS,
 };
 use functions::routes::{self, Match, ROUTES};
 use serde_yaml::Value;
@@ -460,6 +461,11 @@ fn no_policy_grants_everything_and_each_function_gets_only_what_it_uses() {
         }
         if f.ec2 == Ec2Access::Tag {
             expected_actions.extend(["ec2:DescribeTags", "ec2:CreateTags"]);
+        }
+        // Whatever launches or prices a start reads spot prices (a machine records its
+        // price at launch; a budget holds its first hour).
+        if f.ec2 == Ec2Access::Launch || f.settings.contains(&Setting::Prices) {
+            expected_actions.insert("ec2:DescribeSpotPriceHistory");
         }
         if f.clouds != CloudAccess::None {
             expected_actions.extend([
