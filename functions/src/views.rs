@@ -699,15 +699,23 @@ pub struct CostsView {
     pub today: String,
     pub fleet: String,
     pub fleet_month: String,
-    pub fleet_budget: Option<String>,
-    /// Workshop spend this month has reached the fleet budget.
-    pub fleet_over_budget: bool,
+    /// The fleet budget, if there is one.
+    pub fleet_budget: Option<FleetBudgetView>,
     pub idle: Vec<IdleView>,
     pub idle_per_hour: String,
     pub idle_after_minutes: u64,
     pub over_budget: Vec<OverBudgetView>,
     /// The figures could not be read (the fleet still shows).
     pub unavailable: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct FleetBudgetView {
+    pub budget: String,
+    /// What counts against it: each workshop VM this month for at least its first hour.
+    pub counted: String,
+    /// How many more VMs a launch could start; `None` without a price for the VM type.
+    pub room_for: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -739,8 +747,11 @@ impl CostsView {
             today: usd(c.today_usd),
             fleet: usd(c.fleet_usd),
             fleet_month: usd(c.fleet_month_usd),
-            fleet_budget: c.fleet_budget_usd.map(usd),
-            fleet_over_budget: c.fleet_budget_usd.is_some_and(|b| c.fleet_month_usd >= b),
+            fleet_budget: c.fleet_budget.as_ref().map(|b| FleetBudgetView {
+                budget: usd(b.budget_usd),
+                counted: usd(b.counted_usd),
+                room_for: b.room_for(),
+            }),
             idle: c
                 .idle
                 .iter()
@@ -779,7 +790,6 @@ impl CostsView {
             fleet: "?".into(),
             fleet_month: "?".into(),
             fleet_budget: None,
-            fleet_over_budget: false,
             idle: Vec::new(),
             idle_per_hour: "?".into(),
             idle_after_minutes: 0,

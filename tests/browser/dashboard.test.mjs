@@ -25,7 +25,7 @@ let server, browser, page, baseUrl, dataDir;
 function startServer() {
   dataDir = mkdtempSync(join(tmpdir(), 'gpufleet-browser-'));
   server = spawn(serverBin, ['serve', '--addr', '127.0.0.1:0', '--data-dir', dataDir, '--agent-boot-delay-secs', '3'], {
-    env: { ...process.env, GPUFLEET_ADMIN_PASSWORD: password, RUST_LOG: 'warn', GPUFLEET_COLLECT_INTERVAL_SECONDS: '5' },
+    env: { ...process.env, GPUFLEET_ADMIN_PASSWORD: password, RUST_LOG: 'warn', GPUFLEET_COLLECT_INTERVAL_SECONDS: '5', GPUFLEET_FLEET_BUDGET_USD: '100' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   return new Promise((ok, fail) => {
@@ -82,6 +82,25 @@ test('admin launches 2 VMs and watches them boot without a reload', async () => 
   assert.equal(await page.evaluate(() => window.__sameDocument), true, 'the page was not reloaded');
   assert.equal(await page.textContent('[data-count=free]'), '2');
   await shot('2-dashboard-running');
+});
+
+test('the costs card and the cost columns show what the running fleet costs', async () => {
+  await page.goto(`${baseUrl}/admin`);
+  // Two g4dn.xlarge at the shipped us-east-1 list price, $0.526/h each.
+  assert.equal(await page.textContent('[data-cost=per-hour]'), '$1.05');
+  assert.match(await page.textContent('[data-cost=fleet-month]'), /^\$0\.\d\d$/);
+  // The fleet budget counts each VM for at least its first hour: (100 - 1.052) / 0.526 → 188 more.
+  assert.equal(await page.textContent('[data-cost=fleet-budget]'), '$1.05 of $100.00');
+  assert.equal(await page.textContent('[data-cost=room-for]'), '188');
+  const priced = async () => page.locator('#vms tbody [data-field=price]').allTextContents();
+  assert.deepEqual(await priced(), ['$0.53/h', '$0.53/h']);
+  assert.match(await page.getAttribute('#vms tbody [data-field=price]', 'title'), /on-demand list price, us-east-1/);
+  // The live table redraws its rows every 2 s: the cost columns survive the redraw.
+  await page.evaluate(() => { document.querySelector('#vms tbody tr').dataset.marker = 'old'; });
+  await page.waitForFunction(() => !document.querySelector('#vms tbody tr[data-marker]'), null, { timeout: 10_000 });
+  assert.deepEqual(await priced(), ['$0.53/h', '$0.53/h']);
+  assert.match(await page.textContent('#vms tbody [data-field=spent]'), /^\$0\.\d\d$/);
+  await page.locator('#costs').screenshot({ path: join(shots, '2b-costs.png') });
 });
 
 test('a VM\'s log page shows the lines its agent shipped, and filters errors', async () => {

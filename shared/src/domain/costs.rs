@@ -304,7 +304,7 @@ pub fn over_budget(
     what: &str,
 ) -> Error {
     Error::validation(format!(
-        "over budget: the {budget} is ${budget_usd:.2}, ${spent_usd:.2} of it is spent or held, and this {what} costs at least ${minimum_usd:.2} (its first hour)"
+        "over budget: the {budget} is ${budget_usd:.2}, ${spent_usd:.2} of it is spent or held, and this {what} costs at least ${minimum_usd:.2} (the first hour of each machine)"
     ))
 }
 

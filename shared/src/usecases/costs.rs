@@ -237,33 +237,69 @@ pub async fn check_fleet_budget(
     launch: FleetLaunch<'_>,
     now: Millis,
 ) -> Result<()> {
-    let Some(budget) = config.costs.fleet_budget_usd else {
+    let Some(budget) = fleet_budget(store, compute, config, launch, now).await? else {
         return Ok(());
     };
-    let FleetLaunch {
-        count,
-        instance_type,
-        market,
-    } = launch;
-    let price = launch_price(compute, config, instance_type, market)
-        .await
-        .ok_or_else(|| {
-            Error::validation(format!(
-                "no price is known for {instance_type}, so the launch cannot be checked against the fleet budget"
-            ))
-        })?;
-    let counted = fleet_month_counted(store, price.minimum_charge(), now).await?;
-    let minimum = price.minimum_charge() * f64::from(count);
-    if counted + minimum > budget {
+    let first_hour = budget.first_hour_usd.ok_or_else(|| {
+        Error::validation(format!(
+            "no price is known for {}, so the launch cannot be checked against the fleet budget",
+            launch.instance_type
+        ))
+    })?;
+    let minimum = first_hour * f64::from(launch.count);
+    if budget.counted_usd + minimum > budget.budget_usd {
         return Err(over_budget(
             "fleet's monthly budget",
-            budget,
-            counted,
+            budget.budget_usd,
+            budget.counted_usd,
             minimum,
-            &format!("launch of {count} VM(s)"),
+            &format!("launch of {} VM(s)", launch.count),
         ));
     }
     Ok(())
+}
+
+/// The fleet budget as a launch sees it: what the month counts against it and the first
+/// hour of one more VM. `None` without a fleet budget.
+pub async fn fleet_budget(
+    store: &dyn Store,
+    compute: &dyn ComputeProvider,
+    config: &Config,
+    launch: FleetLaunch<'_>,
+    now: Millis,
+) -> Result<Option<FleetBudget>> {
+    let Some(budget_usd) = config.costs.fleet_budget_usd else {
+        return Ok(None);
+    };
+    let first_hour_usd = launch_price(compute, config, launch.instance_type, launch.market)
+        .await
+        .map(|p| p.minimum_charge());
+    let counted_usd = fleet_month_counted(store, first_hour_usd.unwrap_or(0.0), now).await?;
+    Ok(Some(FleetBudget {
+        budget_usd,
+        counted_usd,
+        first_hour_usd,
+    }))
+}
+
+/// The fleet's monthly budget and what counts against it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetBudget {
+    pub budget_usd: f64,
+    /// Each workshop VM this month for at least its first hour, and the ones asked for.
+    pub counted_usd: f64,
+    /// The first hour of one more VM of the configured type; `None` without a price.
+    pub first_hour_usd: Option<f64>,
+}
+
+impl FleetBudget {
+    /// How many more VMs a launch could start now.
+    pub fn room_for(&self) -> Option<u64> {
+        let first_hour = self.first_hour_usd.filter(|p| *p > 0.0)?;
+        let left = (self.budget_usd - self.counted_usd).max(0.0);
+        // Launches are refused only above the budget: a tiny epsilon keeps an exact fit.
+        Some(((left + 1e-9) / first_hour).floor() as u64)
+    }
 }
 
 /// Workshop VMs about to be launched.
@@ -345,9 +381,10 @@ pub struct FleetCosts {
     pub today_usd: f64,
     /// The current workshop VMs' spend since their start.
     pub fleet_usd: f64,
-    /// Workshop VMs' spend this calendar month (what the fleet budget counts).
+    /// Workshop VMs' spend this calendar month.
     pub fleet_month_usd: f64,
-    pub fleet_budget_usd: Option<f64>,
+    /// The fleet budget and what counts against it, if there is one.
+    pub fleet_budget: Option<FleetBudget>,
     /// Per VM in the store (hostname → its view).
     pub per_vm: HashMap<String, CostView>,
     pub idle: Vec<IdleVm>,
@@ -357,7 +394,12 @@ pub struct FleetCosts {
 }
 
 /// The figures for the admin dashboard.
-pub async fn fleet_costs(store: &dyn Store, config: &Config, now: Millis) -> Result<FleetCosts> {
+pub async fn fleet_costs(
+    store: &dyn Store,
+    compute: &dyn ComputeProvider,
+    config: &Config,
+    now: Millis,
+) -> Result<FleetCosts> {
     let vms = store.list_vms().await?;
     let (month_start, _) = month_of(now);
     let today = day_start(now);
@@ -426,7 +468,14 @@ pub async fn fleet_costs(store: &dyn Store, config: &Config, now: Millis) -> Res
                 .filter(|r| r.kind == SpendKind::Vm)
                 .map(|r| r.cost_between(month_start, now)),
         ),
-        fleet_budget_usd: config.costs.fleet_budget_usd,
+        fleet_budget: fleet_budget(
+            store,
+            compute,
+            config,
+            FleetLaunch::configured(config, 1),
+            now,
+        )
+        .await?,
         per_vm: vms
             .iter()
             .map(|vm| (vm.hostname.clone(), vm_cost(vm, now)))
@@ -441,6 +490,23 @@ pub async fn fleet_costs(store: &dyn Store, config: &Config, now: Millis) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fleet_budget_has_room_for_whole_first_hours() {
+        let budget = |counted_usd: f64, first_hour_usd: Option<f64>| FleetBudget {
+            budget_usd: 10.0,
+            counted_usd,
+            first_hour_usd,
+        };
+        assert_eq!(
+            budget(0.0, Some(2.5)).room_for(),
+            Some(4),
+            "an exact fit fits"
+        );
+        assert_eq!(budget(0.1, Some(2.5)).room_for(), Some(3));
+        assert_eq!(budget(12.0, Some(2.5)).room_for(), Some(0), "over it: none");
+        assert_eq!(budget(0.0, None).room_for(), None, "no price: unknown");
+    }
 
     #[test]
     fn a_vm_in_both_reads_counts_once_as_ended() {

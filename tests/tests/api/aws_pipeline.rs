@@ -395,7 +395,7 @@ impl ComputeProvider for Faulty {
             )),
             Fault::DeleteRecordDuringLaunch(store) => {
                 let id = self.inner.launch(spec).await?;
-                store.delete_vm(&spec.hostname).await?;
+                store.delete_vm(&spec.hostname, 0).await?;
                 Ok(id)
             }
             _ => self.inner.launch(spec).await,
@@ -738,6 +738,7 @@ fn caller(user: &str) -> shared::domain::api_keys::Caller {
     shared::domain::api_keys::Caller {
         user_id: user.into(),
         gpu_quota: 8,
+        budget_usd: None,
         key_id: format!("key-of-{user}"),
     }
 }
@@ -911,4 +912,45 @@ async fn a_request_that_cannot_be_queued_is_a_500_and_leaves_nothing_pending() {
 
 fn new_request(body: &Value) -> shared::domain::requests::NewRequest {
     shared::domain::requests::NewRequest::parse(body, 24).expect("a valid request")
+}
+
+#[tokio::test]
+async fn a_spot_launch_is_priced_at_the_spot_price_and_its_spend_outlives_destroy() {
+    let aws = aws_with(|config, _| config.market = Market::Spot, |c| Arc::new(c)).await;
+    let spot = aws
+        .state
+        .compute
+        .spot_price("g4dn.xlarge")
+        .await
+        .unwrap()
+        .expect("the emulator quotes spot prices");
+    assert!(spot > 0.0);
+    aws.launch(2).await;
+    aws.provision_all(&aws.receive(2).await).await;
+    let vms = aws.state.store.list_vms().await.unwrap();
+    assert_eq!(vms.len(), 2);
+    for vm in &vms {
+        let metering = vm.metering.as_ref().expect("metered from its launch");
+        let price = metering.price.as_ref().expect("priced");
+        assert_eq!(
+            price.usd_per_hour, spot,
+            "the spot price, not the list price"
+        );
+        assert!(price.source.contains("spot price at launch"), "{price:?}");
+    }
+    assert!(aws.ec2_stats.snapshot()["DescribeSpotPriceHistory"].0 >= 2);
+
+    let resp =
+        crate::helpers::serve_in_process(aws.state.clone(), admin_request("POST", "/destroy", ""))
+            .await;
+    assert_eq!(resp.status(), 200, "{:?}", resp.body());
+    assert!(aws.state.store.list_vms().await.unwrap().is_empty());
+    // The ledger keeps each machine's spend, once, at its launch price.
+    let ledger = aws.state.store.ended_spend(0).await.unwrap();
+    assert_eq!(ledger.len(), 2, "{ledger:?}");
+    for record in &ledger {
+        assert_eq!(record.price.as_ref().unwrap().usd_per_hour, spot);
+        assert!(record.ended_at.is_some());
+        assert!(vms.iter().any(|vm| vm.hostname == record.name));
+    }
 }

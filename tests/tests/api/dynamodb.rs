@@ -143,11 +143,11 @@ async fn dynamodb_request_costs() {
         before,
         1,
     );
-    store.delete_vm("cost-uc").await.unwrap();
+    store.delete_vm("cost-uc", 0).await.unwrap();
 
     // The race: 200 claims for 50 VMs.
     for i in 0..20 {
-        store.delete_vm(&format!("cost-{i:02}")).await.unwrap();
+        store.delete_vm(&format!("cost-{i:02}"), 0).await.unwrap();
     }
     let before = now();
     shared::contract::claim_race(store.clone(), "cost-race", 200, 50).await;

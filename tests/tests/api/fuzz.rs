@@ -93,7 +93,7 @@ async fn world() -> World {
     );
     app.state
         .store
-        .create_request(&request, 4, None)
+        .create_request(&request, 4, None, None)
         .await
         .unwrap();
     let instance = CloudInstance {
@@ -104,7 +104,7 @@ async fn world() -> World {
     };
     app.state
         .store
-        .create_instance(&instance, 4, None)
+        .create_instance(&instance, 4, None, None)
         .await
         .unwrap();
     World {

@@ -11,6 +11,7 @@ mod cli;
 mod collect;
 mod command_log;
 mod connections;
+mod costs;
 mod crash;
 mod desktop;
 mod durability;

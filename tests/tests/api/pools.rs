@@ -69,7 +69,7 @@ async fn build_fleet(app: &TestApp) {
         },
         1,
     );
-    store.create_request(&request, 8, None).await.unwrap();
+    store.create_request(&request, 8, None, None).await.unwrap();
     let mut vm = Vm::new("lease-0".into(), TokenHash::of("x"), 1);
     vm.assignment = Some(Assignment::lease(&request.request_id, 0, 1));
     store.insert_vm(&vm).await.unwrap();
@@ -497,7 +497,15 @@ async fn a_migration_on_ec2_moves_the_tag_and_the_record() {
     let instance_id = state.compute.launch(&spec).await.unwrap();
     state
         .store
-        .update_vm(&hostname, &VmChange::InstanceId(instance_id.clone()), 2)
+        .update_vm(
+            &hostname,
+            &VmChange::Launched {
+                instance_id: instance_id.clone(),
+                price: None,
+                owner: None,
+            },
+            2,
+        )
         .await
         .unwrap();
 

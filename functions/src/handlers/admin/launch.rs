@@ -126,7 +126,13 @@ pub(crate) async fn admin_page(
         }
     };
     // Likewise the costs.
-    let costs = match shared::usecases::costs::fleet_costs(&*state.store, &state.config, now).await
+    let costs = match shared::usecases::costs::fleet_costs(
+        &*state.store,
+        &*state.compute,
+        &state.config,
+        now,
+    )
+    .await
     {
         Ok(c) => crate::views::CostsView::new(&c),
         Err(e) => {
