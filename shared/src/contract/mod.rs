@@ -71,6 +71,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     final_sync_requests_are_kept(&*store).await;
     spend_moves_to_the_ledger_once(&*store).await;
     budget_race(store.clone()).await;
+    a_retry_replays_even_when_its_first_took_the_budget(store.clone()).await;
 }
 
 /// A quota no test reaches (the quota has checks of its own).

@@ -228,3 +228,40 @@ pub(super) async fn budget_race(store: Arc<dyn Store>) {
         .expect("create");
     assert_eq!(outcome, CreateRequestOutcome::OverBudget { held: 0 });
 }
+
+/// Retries of one create (one Idempotency-Key) racing, with a budget that fits one: one is
+/// created and every other is its replay, never a refusal for the budget it took itself.
+pub(super) async fn a_retry_replays_even_when_its_first_took_the_budget(store: Arc<dyn Store>) {
+    use crate::ports::Idempotency;
+    let user = "budget-retry";
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let idem = Idempotency {
+                key: "retry-key".into(),
+                fingerprint: "same-body".into(),
+            };
+            let check = BudgetCheck::new(user, 2.0, 0.0, 1.5, T0);
+            let mut r = gpu_request(&format!("budget-retry-{i}"), user, 1, T0 + i);
+            r.budget_hold = Some(check.hold.clone());
+            store
+                .create_request(&r, UNLIMITED, Some(&idem), Some(&check))
+                .await
+        }));
+    }
+    let (mut created, mut replayed) = (0, 0);
+    for task in tasks {
+        match task.await.expect("task").expect("create") {
+            CreateRequestOutcome::Created => created += 1,
+            CreateRequestOutcome::Replayed(_) => replayed += 1,
+            other => panic!("a retry must replay: {other:?}"),
+        }
+    }
+    assert_eq!((created, replayed), (1, 9));
+    let month = crate::domain::costs::month_of(T0).1;
+    assert_eq!(
+        store.budget_held(user, &month).await.expect("held"),
+        1_500_000
+    );
+}
