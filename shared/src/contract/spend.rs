@@ -112,6 +112,32 @@ pub(super) async fn spend_moves_to_the_ledger_once(store: &dyn Store) {
     assert_eq!(lease[0].owner.as_deref(), Some("spender"));
     assert_eq!(lease[0].request_id.as_deref(), Some("req-spend"));
     assert!((lease[0].cost_to(T0 + HOUR) - 1.0).abs() < 1e-9);
+    // A machine found gone (reconcile) stops spending then, though its record stays.
+    store.insert_vm(&vm("spend-4", T0)).await.expect("insert");
+    store
+        .update_vm("spend-4", &launched(1.0, None), T0)
+        .await
+        .expect("launched");
+    store
+        .update_vm(
+            "spend-4",
+            &VmChange::MachineGone("instance i-spend no longer exists".into()),
+            T0 + HOUR,
+        )
+        .await
+        .expect("gone");
+    let gone = store.get_vm("spend-4").await.expect("get").expect("kept");
+    assert_eq!(gone.status, VmStatus::Error);
+    let record = gone.spend_record(None).expect("metered");
+    assert_eq!(record.ended_at, Some(T0 + HOUR), "not running any more");
+    store
+        .delete_vm("spend-4", T0 + 5 * HOUR)
+        .await
+        .expect("delete");
+    let ended = mine(store.ended_spend(T0).await.expect("ledger"), "spend-4");
+    assert_eq!(ended.len(), 1);
+    assert_eq!(ended[0].ended_at, Some(T0 + HOUR), "ended when found gone");
+    assert!((ended[0].cost_to(T0 + 100 * HOUR) - 1.0).abs() < 1e-9);
 }
 
 /// 20 concurrent requests, each holding $2.10 of a $10 budget: exactly 4 recorded, then

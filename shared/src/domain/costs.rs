@@ -118,6 +118,9 @@ pub struct Metering {
     /// The last time the VM reported being in use.
     #[serde(default)]
     pub last_busy_at: Option<Millis>,
+    /// When its machine was found gone at the provider (spend ends there).
+    #[serde(default)]
+    pub gone_at: Option<Millis>,
 }
 
 /// What a spend record is of.

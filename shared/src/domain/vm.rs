@@ -250,7 +250,8 @@ impl Vm {
             request_id: m.request_id.clone(),
             price: m.price.clone(),
             started_at: m.started_at,
-            ended_at,
+            // A machine known to be gone spent nothing after that.
+            ended_at: m.gone_at.or(ended_at),
         })
     }
 
@@ -366,8 +367,11 @@ pub enum VmChange {
         price: Option<Price>,
         owner: Option<String>,
     },
-    /// The system gave up on the VM (launch failed, machine vanished).
+    /// The system gave up on the VM (launch failed, it did not boot).
     Failed(String),
+    /// Its machine no longer exists at the provider (`error`, with the reason): its spend
+    /// stops here, though its record stays until a destroy.
+    MachineGone(String),
     /// Merge startup-metric stages into the record.
     Metrics(StartupMetrics),
     /// The sweep stopped hearing from the VM (`unknown`, with the reason). Refused if the VM
@@ -459,12 +463,20 @@ impl VmChange {
                         owner: owner.clone(),
                         request_id: vm.lease_request().map(str::to_string),
                         last_busy_at: None,
+                        gone_at: None,
                     });
                 }
             }
             VmChange::Failed(reason) | VmChange::ReportedError(reason) => {
                 vm.status = VmStatus::Error;
                 vm.status_reason = Some(reason.clone());
+            }
+            VmChange::MachineGone(reason) => {
+                vm.status = VmStatus::Error;
+                vm.status_reason = Some(reason.clone());
+                if let Some(m) = vm.metering.as_mut() {
+                    m.gone_at.get_or_insert(now);
+                }
             }
             VmChange::Metrics(m) => vm.metrics.merge(m)?,
             VmChange::Lost { reason, live_since } => {

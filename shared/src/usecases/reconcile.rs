@@ -108,7 +108,7 @@ pub async fn reconcile_with_grace(state: &AppState, grace: i64) -> Result<Reconc
         if vm.status_reason.as_deref() != Some(reason.as_str()) {
             state
                 .store
-                .update_vm(&vm.hostname, &VmChange::Failed(reason), now)
+                .update_vm(&vm.hostname, &VmChange::MachineGone(reason), now)
                 .await?;
             report.vanished_marked.push(vm.hostname.clone());
         }
