@@ -154,18 +154,29 @@ pub async fn spend_by_user(store: &dyn Store, now: Millis) -> Result<HashMap<Str
         .collect())
 }
 
-/// The budget check for `caller` starting something that costs at least `minimum_usd`
-/// (`None` without a budget). Its hold is what the store adds atomically.
+/// A user's monthly budget: the smallest among their active keys (the caller's too, read
+/// when it authenticated), so another key without a budget does not lift it. `None`: none.
+pub async fn user_budget(store: &dyn Store, caller: &Caller) -> Result<Option<f64>> {
+    let mut budget = caller.budget_usd;
+    for key in store.list_api_keys().await? {
+        if key.user_id == caller.user_id && key.revoked_at.is_none() {
+            if let Some(b) = key.budget_usd {
+                budget = Some(budget.map_or(b, |c| c.min(b)));
+            }
+        }
+    }
+    Ok(budget)
+}
+
+/// The check of `user` (whose budget is `budget`, see [`user_budget`]) starting something
+/// that costs at least `minimum_usd`. Its hold is what the store adds atomically.
 pub async fn budget_check(
     store: &dyn Store,
-    caller: &Caller,
+    user: &str,
+    budget: f64,
     minimum_usd: f64,
     now: Millis,
-) -> Result<Option<BudgetCheck>> {
-    let Some(budget) = caller.budget_usd else {
-        return Ok(None);
-    };
-    let user = caller.user_id.as_str();
+) -> Result<BudgetCheck> {
     let (month_start, _) = month_of(now);
     let records: Vec<SpendRecord> = records_since(store, month_start)
         .await?
@@ -194,13 +205,7 @@ pub async fn budget_check(
         }
     }
     let unheld = unheld_spend(things.into_values(), now);
-    Ok(Some(BudgetCheck::new(
-        user,
-        budget,
-        unheld,
-        minimum_usd,
-        now,
-    )))
+    Ok(BudgetCheck::new(user, budget, unheld, minimum_usd, now))
 }
 
 /// The least a request for these machines costs: the first hour of each, at the price it

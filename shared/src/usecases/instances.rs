@@ -157,17 +157,18 @@ pub async fn create(
         ended_at: None,
         budget_hold: None,
     };
-    let budget = super::costs::budget_check(
-        state.store,
-        caller,
-        crate::domain::costs::Price {
-            usd_per_hour: offer.price_per_hour,
-            source: String::new(),
+    let budget = match super::costs::user_budget(state.store, caller).await? {
+        None => None,
+        Some(budget_usd) => {
+            let minimum = crate::domain::costs::Price {
+                usd_per_hour: offer.price_per_hour,
+                source: String::new(),
+            }
+            .minimum_charge();
+            let user = caller.user_id.as_str();
+            Some(super::costs::budget_check(state.store, user, budget_usd, minimum, now).await?)
         }
-        .minimum_charge(),
-        now,
-    )
-    .await?;
+    };
     let mut record = record;
     record.budget_hold = budget.as_ref().map(|b| b.hold.clone());
     let record = match state

@@ -79,14 +79,15 @@ pub async fn create(
     let idempotency = Idempotency::from_header(idempotency_key, || fingerprint(&input))?;
     let now = state.clock.now_millis();
     let mut request = GpuRequest::new(uuid::Uuid::new_v4().to_string(), &input, now);
-    let budget = match caller.budget_usd {
+    let budget = match super::costs::user_budget(state.store, caller).await? {
         None => None,
-        Some(_) => {
+        Some(budget_usd) => {
             let shapes = plan_machines(input.gpu_count, &state.config.gpu_shapes)?;
             let types: Vec<String> = shapes.into_iter().map(|s| s.instance_type).collect();
             let minimum =
                 super::costs::request_minimum(state.compute, state.config, &types).await?;
-            super::costs::budget_check(state.store, caller, minimum, now).await?
+            let user = caller.user_id.as_str();
+            Some(super::costs::budget_check(state.store, user, budget_usd, minimum, now).await?)
         }
     };
     request.budget_hold = budget.as_ref().map(|b| b.hold.clone());

@@ -264,6 +264,11 @@ async fn a_budget_refusal_is_a_400_and_a_key_without_one_is_not_limited() {
         message.contains("$1.00") && message.contains("$5.67"),
         "{message}"
     );
+    // A second key without a budget does not lift the user's budget.
+    let unbudgeted = app.api_key("tight", 8).await;
+    let (status, body) = app.post_request(&unbudgeted, &request("tight", 4, 1)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("$1.00"), "{body}");
     assert!(app
         .state
         .store
