@@ -237,6 +237,8 @@ pub static FUNCTIONS: &[LambdaFunction] = &[
         ec2: Ec2Access::Terminate,
         sends_jobs: true,
         clouds: CloudAccess::Terminate,
+        // An adopted machine is priced at the deployment's market.
+        settings: &[Setting::Prices],
         ..http("reconcile-now", ReadWrite)
     }),
     LambdaFunction {
@@ -278,6 +280,8 @@ pub static FUNCTIONS: &[LambdaFunction] = &[
     }),
     slow(LambdaFunction {
         work: WorkAccess::Delete,
+        // It answers with the dashboard, costs and all.
+        settings: &[Setting::Prices],
         ..http("delete-collected", Read)
     }),
     LambdaFunction {
@@ -405,6 +409,7 @@ pub static FUNCTIONS: &[LambdaFunction] = &[
         ec2: Ec2Access::Terminate,
         clouds: CloudAccess::Terminate,
         timeout_secs: 120,
+        settings: &[Setting::Prices],
         about: "Ends orphaned instances, settles stuck launches and destroys, sweeps provisioning requests (leases end here).",
         ..http("reconcile", ReadWrite)
     },

@@ -107,9 +107,8 @@ fn environment(f: &LambdaFunction) -> Vec<(&'static str, String)> {
                 env.push(("GPUFLEET_POLL_INTERVAL_MS", "1000".into()));
             }
             Setting::Prices => {
-                // A launching function has the machine type and market below already.
+                // The machine type is a global; a launching function has the market below.
                 if f.ec2 != Ec2Access::Launch {
-                    env.push(("GPUFLEET_INSTANCE_TYPE", "!Ref InstanceType".into()));
                     env.push(("GPUFLEET_MARKET", "!Ref Market".into()));
                 }
                 env.push(("GPUFLEET_FLEET_BUDGET_USD", "!Ref FleetBudgetUsd".into()));

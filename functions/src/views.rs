@@ -716,6 +716,8 @@ pub struct FleetBudgetView {
     pub counted: String,
     /// How many more VMs a launch could start; `None` without a price for the VM type.
     pub room_for: Option<u64>,
+    /// The VM type, when it has no known price (every launch is refused then).
+    pub unpriced_type: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -751,6 +753,7 @@ impl CostsView {
                 budget: usd(b.budget_usd),
                 counted: usd(b.counted_usd),
                 room_for: b.room_for(),
+                unpriced_type: b.first_hour_usd.is_none().then(|| b.instance_type.clone()),
             }),
             idle: c
                 .idle

@@ -252,7 +252,7 @@ pub async fn check_fleet_budget(
         ))
     })?;
     let minimum = first_hour * f64::from(launch.count);
-    if budget.counted_usd + minimum > budget.budget_usd {
+    if !budget.fits(minimum) {
         return Err(over_budget(
             "fleet's monthly budget",
             budget.budget_usd,
@@ -284,6 +284,7 @@ pub async fn fleet_budget(
         budget_usd,
         counted_usd,
         first_hour_usd,
+        instance_type: launch.instance_type.to_string(),
     }))
 }
 
@@ -293,19 +294,34 @@ pub struct FleetBudget {
     pub budget_usd: f64,
     /// Each workshop VM this month for at least its first hour, and the ones asked for.
     pub counted_usd: f64,
-    /// The first hour of one more VM of the configured type; `None` without a price.
+    /// The first hour of one more VM of `instance_type`; `None` without a price (then
+    /// every launch is refused).
     pub first_hour_usd: Option<f64>,
+    pub instance_type: String,
 }
 
 impl FleetBudget {
-    /// How many more VMs a launch could start now.
+    /// Whether starting something that costs at least `minimum_usd` stays within the
+    /// budget. Equal fits; sums of prices are compared to the micro-dollar, so an exact fit
+    /// that float addition overshoots by a rounding error still fits.
+    pub fn fits(&self, minimum_usd: f64) -> bool {
+        self.counted_usd + minimum_usd <= self.budget_usd + MICRO_DOLLAR
+    }
+
+    /// How many more VMs a launch could start now (what [`Self::fits`] allows).
     pub fn room_for(&self) -> Option<u64> {
         let first_hour = self.first_hour_usd.filter(|p| *p > 0.0)?;
         let left = (self.budget_usd - self.counted_usd).max(0.0);
-        // Launches are refused only above the budget: a tiny epsilon keeps an exact fit.
-        Some(((left + 1e-9) / first_hour).floor() as u64)
+        let mut room = ((left + MICRO_DOLLAR) / first_hour).floor() as u64;
+        // Float division and the check's addition may disagree at the edge: the check decides.
+        while room > 0 && !self.fits(first_hour * room as f64) {
+            room -= 1;
+        }
+        Some(room)
     }
 }
+
+const MICRO_DOLLAR: f64 = 1e-6;
 
 /// Workshop VMs about to be launched.
 #[derive(Debug, Clone, Copy)]
@@ -502,6 +518,7 @@ mod tests {
             budget_usd: 10.0,
             counted_usd,
             first_hour_usd,
+            instance_type: "g4dn.xlarge".into(),
         };
         assert_eq!(
             budget(0.0, Some(2.5)).room_for(),
@@ -511,6 +528,16 @@ mod tests {
         assert_eq!(budget(0.1, Some(2.5)).room_for(), Some(3));
         assert_eq!(budget(12.0, Some(2.5)).room_for(), Some(0), "over it: none");
         assert_eq!(budget(0.0, None).room_for(), None, "no price: unknown");
+        // 0.526 × 7 is 3.6820000000000004 in floats: still an exact fit of $3.682.
+        let edge = FleetBudget {
+            budget_usd: 3.682,
+            counted_usd: 0.0,
+            first_hour_usd: Some(0.526),
+            instance_type: "g4dn.xlarge".into(),
+        };
+        assert_eq!(edge.room_for(), Some(7));
+        assert!(edge.fits(0.526 * 7.0));
+        assert!(!edge.fits(0.526 * 8.0));
     }
 
     #[test]

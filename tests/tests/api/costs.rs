@@ -429,3 +429,32 @@ async fn the_fleet_budget_refuses_a_launch_that_could_go_over_it() {
     assert_eq!(cost_figure(&html, "fleet-budget"), "$1.05 of $1.35");
     assert!(html.contains("id=\"fleet-over-budget\""));
 }
+
+#[tokio::test]
+async fn a_fleet_budget_over_an_unpriced_type_refuses_launches_and_says_why() {
+    fn budget(config: &mut Config) {
+        config.costs.fleet_budget_usd = Some(100.0);
+        config.instance_type = "x9.unpriced".into();
+    }
+    let clock = Arc::new(OffsetClock::default());
+    let app = app_with(&clock, Some(budget)).await;
+    let resp = app
+        .admin(app.client.post(app.url("/api/launch")))
+        .header("accept", "application/json")
+        .form(&[("instance_count", "1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("no price is known for x9.unpriced"),
+        "{body}"
+    );
+    let html = app.dashboard().await;
+    assert!(html.contains("id=\"fleet-budget-unpriced\""));
+    assert!(!html.contains("id=\"fleet-room\""));
+}

@@ -20,9 +20,17 @@ pub async fn handle(state: AppState, _principal: Principal, req: Request) -> Res
             .revoke_api_key(&id, state.clock.now_millis())
             .await?;
         tracing::info!(key_id = %key.key_id, user = %key.user_id, "API key revoked");
-        let spend =
-            shared::usecases::costs::spend_by_user(&*state.store, state.clock.now_millis()).await?;
-        let mine = spend.get(&key.user_id).copied().unwrap_or_default();
+        // The key is revoked: a failed read of the spend shows zeros, not a 500.
+        let mine =
+            match shared::usecases::costs::spend_by_user(&*state.store, state.clock.now_millis())
+                .await
+            {
+                Ok(spend) => spend.get(&key.user_id).copied().unwrap_or_default(),
+                Err(e) => {
+                    tracing::warn!(error = ?e, "reading spend after a revoke");
+                    Default::default()
+                }
+            };
         ok_typed(&ApiKeyView::new(&key, mine))
     })
     .await
