@@ -58,6 +58,8 @@ pub struct VmView {
     pub currency: &'static str,
     /// Where the price came from; null when unknown.
     pub price_source: Option<String>,
+    /// Its machine was found gone: it spends nothing more (`cost_so_far` is final).
+    pub spend_ended: bool,
 }
 
 impl VmView {
@@ -106,11 +108,15 @@ impl VmView {
             cost_so_far: cost.cost_so_far,
             currency: cost.currency,
             price_source: cost.price_source,
+            spend_ended: vm.metering.as_ref().is_some_and(|m| m.gone_at.is_some()),
         }
     }
 
-    /// "$0.53/h" for tables; "unknown" without a price.
+    /// "$0.53/h" for tables; "unknown" without a price; "ended" once its machine is gone.
     pub fn price(&self) -> String {
+        if self.spend_ended {
+            return "ended".into();
+        }
         self.price_per_hour
             .map_or_else(|| "unknown".into(), |p| format!("${p:.2}/h"))
     }

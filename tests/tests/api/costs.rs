@@ -458,3 +458,44 @@ async fn a_fleet_budget_over_an_unpriced_type_refuses_launches_and_says_why() {
     assert!(html.contains("id=\"fleet-budget-unpriced\""));
     assert!(!html.contains("id=\"fleet-room\""));
 }
+
+#[tokio::test]
+async fn a_vm_whose_machine_died_stops_costing_when_reconcile_finds_it_gone() {
+    let clock = Arc::new(OffsetClock::default());
+    let app = app_with(&clock, None).await;
+    let resp = app
+        .admin(app.client.post(app.url("/api/launch")))
+        .header("accept", "application/json")
+        .form(&[("instance_count", "1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    eventually(Duration::from_secs(60), "the VM booted", || async {
+        app.free_count().await == 1
+    })
+    .await;
+    let vm = app.state.store.list_vms().await.unwrap().remove(0);
+    crate::liveness::kill_agent(vm.instance_id.as_deref().unwrap());
+    clock.advance(HOUR);
+    let resp = app
+        .admin(app.client.post(app.url("/api/reconcile")))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let instances = app.admin_instances().await;
+    let view = &instances["vms"][0];
+    assert_eq!(view["status"], "error", "{view}");
+    assert_eq!(view["spend_ended"], true, "{view}");
+    let spent = view["cost_so_far"].as_f64().unwrap();
+    assert!(close(spent, G4DN_XLARGE), "an hour: {view}");
+    // Time goes on; a gone machine costs nothing more and is not in the hourly figure.
+    clock.advance(HOUR);
+    let later = app.admin_instances().await;
+    assert_eq!(later["vms"][0]["cost_so_far"].as_f64().unwrap(), spent);
+    let html = app.dashboard().await;
+    assert_eq!(cost_figure(&html, "per-hour"), "$0.00");
+    assert!(html.contains(">ended</td>"), "the Cost/h column");
+}
