@@ -117,12 +117,11 @@ impl VmView {
         if self.spend_ended {
             return "ended".into();
         }
-        self.price_per_hour
-            .map_or_else(|| "unknown".into(), |p| format!("${p:.2}/h"))
+        usd_per_hour(self.price_per_hour)
     }
 
     pub fn spent(&self) -> String {
-        format!("${:.2}", self.cost_so_far)
+        usd(self.cost_so_far)
     }
 
     /// "2m 05s" style, for tables.
@@ -747,6 +746,11 @@ fn usd(v: f64) -> String {
     format!("${v:.2}")
 }
 
+/// "$0.53/h"; "unknown" without a price.
+fn usd_per_hour(price: Option<f64>) -> String {
+    price.map_or_else(|| "unknown".into(), |p| format!("{}/h", usd(p)))
+}
+
 impl CostsView {
     pub fn new(c: &shared::usecases::costs::FleetCosts) -> Self {
         CostsView {
@@ -768,10 +772,7 @@ impl CostsView {
                     hostname: i.hostname.clone(),
                     minutes: i.idle_minutes,
                     unclaimed: i.unclaimed,
-                    price: i
-                        .cost
-                        .price_per_hour
-                        .map_or_else(|| "unknown".into(), |p| format!("{}/h", usd(p))),
+                    price: usd_per_hour(i.cost.price_per_hour),
                     spent: usd(i.cost.cost_so_far),
                 })
                 .collect(),

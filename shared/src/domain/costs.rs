@@ -32,8 +32,13 @@ pub struct PriceTable {
 }
 
 impl PriceTable {
-    pub fn shipped() -> Result<Self> {
-        serde_json::from_str(PRICES)
+    /// The table compiled into the binary, parsed once per process.
+    pub fn shipped() -> Result<&'static Self> {
+        static TABLE: std::sync::OnceLock<std::result::Result<PriceTable, String>> =
+            std::sync::OnceLock::new();
+        TABLE
+            .get_or_init(|| serde_json::from_str(PRICES).map_err(|e| e.to_string()))
+            .as_ref()
             .map_err(|e| Error::Internal(anyhow::anyhow!("price table: {e}")))
     }
 
@@ -188,34 +193,15 @@ pub fn day_start(now: Millis) -> Millis {
 
 /// The start of the UTC calendar month holding `now`, and its name (`2026-12`).
 pub fn month_of(now: Millis) -> (Millis, String) {
-    let days = now.div_euclid(86_400_000);
-    let (y, m, _) = civil_from_days(days);
-    let start_days = days_from_civil(y, m, 1);
-    (start_days * 86_400_000, format!("{y:04}-{m:02}"))
-}
-
-// Howard Hinnant's days-from-civil algorithms (proleptic Gregorian, UTC).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    let date = time::OffsetDateTime::from_unix_timestamp(now.div_euclid(1000))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        .date();
+    let first = date.replace_day(1).unwrap_or(date);
+    let start = first.midnight().assume_utc().unix_timestamp() * 1000;
+    (
+        start,
+        format!("{:04}-{:02}", first.year(), u8::from(first.month())),
+    )
 }
 
 /// Money as whole micro-dollars, so stores add and compare budget holds exactly.

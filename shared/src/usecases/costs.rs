@@ -75,22 +75,31 @@ pub async fn launched(
 /// Every spend record that runs at or after `since`: running VMs (from their records),
 /// ended ones (from the ledger) and instances.
 pub async fn records_since(store: &dyn Store, since: Millis) -> Result<Vec<SpendRecord>> {
-    let running: Vec<SpendRecord> = store
-        .list_vms()
-        .await?
-        .iter()
-        .filter_map(|vm| vm.spend_record(None))
-        .collect();
-    let mut records = with_ledger(running, store.ended_spend(since).await?);
-    records.extend(
-        store
-            .list_instances(None)
-            .await?
-            .iter()
-            .filter_map(CloudInstance::spend_record)
-            .filter(|r| r.runs_since(since)),
-    );
-    Ok(records)
+    Ok(Spend::read(store, since).await?.records)
+}
+
+/// The VMs and every spend record that runs at or after a time, each read once: the
+/// figures computed from one snapshot agree with each other.
+struct Spend {
+    vms: Vec<Vm>,
+    records: Vec<SpendRecord>,
+}
+
+impl Spend {
+    async fn read(store: &dyn Store, since: Millis) -> Result<Self> {
+        let vms = store.list_vms().await?;
+        let running = vms.iter().filter_map(|vm| vm.spend_record(None)).collect();
+        let mut records = with_ledger(running, store.ended_spend(since).await?);
+        records.extend(
+            store
+                .list_instances(None)
+                .await?
+                .iter()
+                .filter_map(CloudInstance::spend_record)
+                .filter(|r| r.runs_since(since)),
+        );
+        Ok(Spend { vms, records })
+    }
 }
 
 /// Running VMs' records and the ledger's, read one after the other: a VM deleted between
@@ -157,15 +166,27 @@ pub async fn spend_by_user(store: &dyn Store, now: Millis) -> Result<HashMap<Str
 /// A user's monthly budget: the smallest among their active keys (the caller's too, read
 /// when it authenticated), so another key without a budget does not lift it. `None`: none.
 pub async fn user_budget(store: &dyn Store, caller: &Caller) -> Result<Option<f64>> {
-    let mut budget = caller.budget_usd;
+    let keys = budgets_by_user(store).await?;
+    Ok(
+        match (keys.get(&caller.user_id).copied(), caller.budget_usd) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        },
+    )
+}
+
+/// Each user's budget: the smallest `budget_usd` among their active keys.
+async fn budgets_by_user(store: &dyn Store) -> Result<HashMap<String, f64>> {
+    let mut budgets: HashMap<String, f64> = HashMap::new();
     for key in store.list_api_keys().await? {
-        if key.user_id == caller.user_id && key.revoked_at.is_none() {
-            if let Some(b) = key.budget_usd {
-                budget = Some(budget.map_or(b, |c| c.min(b)));
-            }
+        if let (None, Some(budget)) = (key.revoked_at, key.budget_usd) {
+            budgets
+                .entry(key.user_id)
+                .and_modify(|b| *b = b.min(budget))
+                .or_insert(budget);
         }
     }
-    Ok(budget)
+    Ok(budgets)
 }
 
 /// The check of `user` (whose budget is `budget`, see [`user_budget`]) starting something
@@ -266,7 +287,7 @@ pub async fn check_fleet_budget(
 
 /// The fleet budget as a launch sees it: what the month counts against it and the first
 /// hour of one more VM. `None` without a fleet budget.
-pub async fn fleet_budget(
+async fn fleet_budget(
     store: &dyn Store,
     compute: &dyn ComputeProvider,
     config: &Config,
@@ -276,16 +297,29 @@ pub async fn fleet_budget(
     let Some(budget_usd) = config.costs.fleet_budget_usd else {
         return Ok(None);
     };
+    let spend = Spend::read(store, month_of(now).0).await?;
+    Ok(Some(
+        fleet_budget_of(&spend, budget_usd, compute, config, launch, now).await,
+    ))
+}
+
+async fn fleet_budget_of(
+    spend: &Spend,
+    budget_usd: f64,
+    compute: &dyn ComputeProvider,
+    config: &Config,
+    launch: FleetLaunch<'_>,
+    now: Millis,
+) -> FleetBudget {
     let first_hour_usd = launch_price(compute, config, launch.instance_type, launch.market)
         .await
         .map(|p| p.minimum_charge());
-    let counted_usd = fleet_month_counted(store, first_hour_usd.unwrap_or(0.0), now).await?;
-    Ok(Some(FleetBudget {
+    FleetBudget {
         budget_usd,
-        counted_usd,
+        counted_usd: fleet_month_counted(spend, first_hour_usd.unwrap_or(0.0), now),
         first_hour_usd,
         instance_type: launch.instance_type.to_string(),
-    }))
+    }
 }
 
 /// The fleet's monthly budget and what counts against it.
@@ -344,22 +378,25 @@ impl<'a> FleetLaunch<'a> {
 
 /// What the fleet budget counts as spent this month: each workshop VM's spend this month,
 /// at least its first hour if it started this month, and `pending_charge` for each VM
-/// asked for and not yet started.
-async fn fleet_month_counted(store: &dyn Store, pending_charge: f64, now: Millis) -> Result<f64> {
+/// asked for and not yet started. One snapshot decides both started and pending: read
+/// apart, a VM launched between the reads would be in neither.
+fn fleet_month_counted(spend: &Spend, pending_charge: f64, now: Millis) -> f64 {
     let (month_start, _) = month_of(now);
-    // One read of the VMs decides both started and pending: with two, a VM launched
-    // between them would be in neither.
-    let vms = store.list_vms().await?;
-    let running = vms.iter().filter_map(|vm| vm.spend_record(None)).collect();
-    let records = with_ledger(running, store.ended_spend(month_start).await?);
-    let started = total(records.iter().filter(|r| r.kind == SpendKind::Vm).map(|r| {
-        let spent = r.cost_between(month_start, now);
-        match &r.price {
-            Some(p) if r.started_at >= month_start => spent.max(p.minimum_charge()),
-            _ => spent,
-        }
-    }));
-    let pending = vms
+    let started = total(
+        spend
+            .records
+            .iter()
+            .filter(|r| r.kind == SpendKind::Vm)
+            .map(|r| {
+                let spent = r.cost_between(month_start, now);
+                match &r.price {
+                    Some(p) if r.started_at >= month_start => spent.max(p.minimum_charge()),
+                    _ => spent,
+                }
+            }),
+    );
+    let pending = spend
+        .vms
         .iter()
         .filter(|vm| {
             vm.metering.is_none()
@@ -368,7 +405,7 @@ async fn fleet_month_counted(store: &dyn Store, pending_charge: f64, now: Millis
                 && vm.status == VmStatus::Initializing
         })
         .count();
-    Ok(started + pending_charge * pending as f64)
+    started + pending_charge * pending as f64
 }
 
 /// A running VM standing idle, with what it costs.
@@ -421,10 +458,17 @@ pub async fn fleet_costs(
     config: &Config,
     now: Millis,
 ) -> Result<FleetCosts> {
-    let vms = store.list_vms().await?;
     let (month_start, _) = month_of(now);
-    let today = day_start(now);
-    let records = records_since(store, month_start.min(today)).await?;
+    let today = day_start(now); // within the month
+    let spend = Spend::read(store, month_start).await?;
+    let (vms, records) = (&spend.vms, &spend.records);
+    let fleet_budget = match config.costs.fleet_budget_usd {
+        Some(budget) => {
+            let launch = FleetLaunch::configured(config, 1);
+            Some(fleet_budget_of(&spend, budget, compute, config, launch, now).await)
+        }
+        None => None,
+    };
     let running: Vec<&SpendRecord> = records.iter().filter(|r| r.is_running()).collect();
     let idle_after = i64::try_from(config.costs.idle_warning.as_millis()).unwrap_or(i64::MAX);
     let idle: Vec<IdleVm> = vms
@@ -440,16 +484,7 @@ pub async fn fleet_costs(
         })
         .collect();
     let mut over_budget = Vec::new();
-    // A user with several keys is warned about at the smallest budget among them.
-    let mut budgets: HashMap<String, f64> = HashMap::new();
-    for key in store.list_api_keys().await? {
-        if let (None, Some(budget)) = (key.revoked_at, key.budget_usd) {
-            budgets
-                .entry(key.user_id)
-                .and_modify(|b| *b = b.min(budget))
-                .or_insert(budget);
-        }
-    }
+    let budgets = budgets_by_user(store).await?;
     let mut users: Vec<&String> = budgets.keys().collect();
     users.sort();
     for user in users {
@@ -489,14 +524,7 @@ pub async fn fleet_costs(
                 .filter(|r| r.kind == SpendKind::Vm)
                 .map(|r| r.cost_between(month_start, now)),
         ),
-        fleet_budget: fleet_budget(
-            store,
-            compute,
-            config,
-            FleetLaunch::configured(config, 1),
-            now,
-        )
-        .await?,
+        fleet_budget,
         per_vm: vms
             .iter()
             .map(|vm| (vm.hostname.clone(), vm_cost(vm, now)))

@@ -12,7 +12,8 @@ use shared::config::Config;
 use shared::domain::VmChange;
 use shared::ports::Clock as _;
 
-use crate::helpers::{assigned_hostname, eventually, spawn_app_with, Options, TestApp};
+use crate::helpers::{assigned_hostname, spawn_app_with, Options, TestApp};
+use crate::liveness::{kill_agent, launch_and_wait};
 
 /// g5.xlarge (a 1-GPU lease) and g4dn.xlarge (a workshop VM) in the shipped us-east-1 table.
 const G5_XLARGE: f64 = 1.006;
@@ -26,7 +27,7 @@ fn close(a: f64, b: f64) -> bool {
 
 impl TestApp {
     /// An API key for `user` with a monthly budget, through the admin endpoint.
-    async fn api_key_with_budget(&self, user: &str, budget_usd: f64) -> String {
+    pub async fn api_key_with_budget(&self, user: &str, budget_usd: f64) -> String {
         let resp = self
             .admin(self.client.post(self.url("/api/v1/api-keys")))
             .json(&json!({"user_id": user, "gpu_quota": 64, "budget_usd": budget_usd}))
@@ -39,32 +40,12 @@ impl TestApp {
         body["key"].as_str().unwrap().to_string()
     }
 
-    async fn bearer_json(&self, key: &str, method: reqwest::Method, path: &str) -> (u16, Value) {
-        let resp = self
-            .client
-            .request(method, self.url(path))
-            .bearer_auth(key)
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-
     /// The admin's view of `user`'s key (`GET /api/v1/api-keys`).
-    async fn key_of(&self, user: &str) -> Value {
-        let resp = self
-            .admin(self.client.get(self.url("/api/v1/api-keys")))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        let keys: Value = resp.json().await.unwrap();
-        let list = keys
-            .as_array()
-            .or_else(|| keys["keys"].as_array())
-            .unwrap_or_else(|| panic!("{keys}"));
-        list.iter()
+    pub async fn key_of(&self, user: &str) -> Value {
+        let keys = self.admin_json("/api/v1/api-keys").await;
+        keys.as_array()
+            .unwrap()
+            .iter()
             .find(|k| k["user_id"] == user)
             .unwrap_or_else(|| panic!("no key of {user}: {keys}"))
             .clone()
@@ -75,25 +56,6 @@ impl TestApp {
         let (status, html) = self.admin_get("/admin", false).await;
         assert_eq!(status, 200);
         html
-    }
-
-    async fn admin_instances(&self) -> Value {
-        let (status, body) = self.admin_get("/admin/instances", true).await;
-        assert_eq!(status, 200, "{body}");
-        serde_json::from_str(&body).unwrap()
-    }
-
-    async fn wait_request(&self, key: &str, id: &str, status: &str) -> Value {
-        let path = format!("/api/v1/requests/{id}");
-        let mut last = Value::Null;
-        for _ in 0..300 {
-            last = self.bearer_json(key, reqwest::Method::GET, &path).await.1;
-            if last["status"] == status {
-                return last;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("request {id} never became {status}: {last}");
     }
 }
 
@@ -139,7 +101,7 @@ async fn a_lease_costs_its_price_times_its_hours_and_the_spend_outlives_it() {
     let (status, created) = app.post_request(&key, &request("carol", 1, 8)).await;
     assert_eq!(status, 201, "{created}");
     let id = created["request_id"].as_str().unwrap().to_string();
-    let done = app.wait_request(&key, &id, "completed").await;
+    let done = app.wait_for_status(&key, &id, "completed").await;
     assert_eq!(done["price_per_hour"], G5_XLARGE, "{done}");
     assert_eq!(done["currency"], "USD");
     let source = done["price_source"].as_str().unwrap();
@@ -150,13 +112,7 @@ async fn a_lease_costs_its_price_times_its_hours_and_the_spend_outlives_it() {
     assert!(done["cost_so_far"].as_f64().unwrap() < 0.02, "{done}");
 
     clock.advance(2 * HOUR);
-    let (_, later) = app
-        .bearer_json(
-            &key,
-            reqwest::Method::GET,
-            &format!("/api/v1/requests/{id}"),
-        )
-        .await;
+    let (_, later) = app.get_json(&key, &format!("/api/v1/requests/{id}")).await;
     let spent = later["cost_so_far"].as_f64().unwrap();
     assert!(close(spent, 2.0 * G5_XLARGE), "{later}");
     let carol = app.key_of("carol").await;
@@ -167,24 +123,13 @@ async fn a_lease_costs_its_price_times_its_hours_and_the_spend_outlives_it() {
     assert_eq!(carol["budget_usd"], 100.0);
 
     // Released: the machine and its record go, the spend stays (and stops growing).
-    let (status, released) = app
-        .bearer_json(
-            &key,
-            reqwest::Method::POST,
-            &format!("/api/v1/requests/{id}/release"),
-        )
-        .await;
+    let path = format!("/api/v1/requests/{id}/release");
+    let (status, released, _) = app.v1(reqwest::Method::POST, &key, &path, None).await;
     assert_eq!(status, 200, "{released}");
     assert!(close(released["cost_so_far"].as_f64().unwrap(), spent));
     assert!(app.state.store.list_vms().await.unwrap().is_empty());
     clock.advance(3 * HOUR);
-    let (_, after) = app
-        .bearer_json(
-            &key,
-            reqwest::Method::GET,
-            &format!("/api/v1/requests/{id}"),
-        )
-        .await;
+    let (_, after) = app.get_json(&key, &format!("/api/v1/requests/{id}")).await;
     assert!(
         close(after["cost_so_far"].as_f64().unwrap(), spent),
         "{after}"
@@ -298,23 +243,9 @@ async fn workshop_vms_show_their_cost_and_idle_ones_are_called_out() {
     }
     let clock = Arc::new(OffsetClock::default());
     let app = app_with(&clock, Some(idle_after_a_minute)).await;
-    let resp = app
-        .admin(app.client.post(app.url("/api/launch")))
-        .header("accept", "application/json")
-        .form(&[("instance_count", "2")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 202);
-    eventually(Duration::from_secs(60), "the VMs booted", || async {
-        app.free_count().await == 2
-    })
-    .await;
-    let instances = app.admin_instances().await;
-    let vms = instances
-        .as_array()
-        .or_else(|| instances["vms"].as_array())
-        .unwrap_or_else(|| panic!("{instances}"));
+    launch_and_wait(&app, 2).await;
+    let instances = app.admin_json("/admin/instances").await;
+    let vms = instances["vms"].as_array().unwrap();
     for vm in vms {
         assert_eq!(vm["price_per_hour"], G4DN_XLARGE, "{vm}");
         assert_eq!(vm["currency"], "USD");
@@ -463,20 +394,9 @@ async fn a_fleet_budget_over_an_unpriced_type_refuses_launches_and_says_why() {
 async fn a_vm_whose_machine_died_stops_costing_when_reconcile_finds_it_gone() {
     let clock = Arc::new(OffsetClock::default());
     let app = app_with(&clock, None).await;
-    let resp = app
-        .admin(app.client.post(app.url("/api/launch")))
-        .header("accept", "application/json")
-        .form(&[("instance_count", "1")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 202);
-    eventually(Duration::from_secs(60), "the VM booted", || async {
-        app.free_count().await == 1
-    })
-    .await;
+    launch_and_wait(&app, 1).await;
     let vm = app.state.store.list_vms().await.unwrap().remove(0);
-    crate::liveness::kill_agent(vm.instance_id.as_deref().unwrap());
+    kill_agent(vm.instance_id.as_deref().unwrap());
     clock.advance(HOUR);
     let resp = app
         .admin(app.client.post(app.url("/api/reconcile")))
@@ -485,7 +405,7 @@ async fn a_vm_whose_machine_died_stops_costing_when_reconcile_finds_it_gone() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let instances = app.admin_instances().await;
+    let instances = app.admin_json("/admin/instances").await;
     let view = &instances["vms"][0];
     assert_eq!(view["status"], "error", "{view}");
     assert_eq!(view["spend_ended"], true, "{view}");
@@ -493,7 +413,7 @@ async fn a_vm_whose_machine_died_stops_costing_when_reconcile_finds_it_gone() {
     assert!(close(spent, G4DN_XLARGE), "an hour: {view}");
     // Time goes on; a gone machine costs nothing more and is not in the hourly figure.
     clock.advance(HOUR);
-    let later = app.admin_instances().await;
+    let later = app.admin_json("/admin/instances").await;
     assert_eq!(later["vms"][0]["cost_so_far"].as_f64().unwrap(), spent);
     let html = app.dashboard().await;
     assert_eq!(cost_figure(&html, "per-hour"), "$0.00");

@@ -22,7 +22,7 @@ pub fn kill_agent(instance_id: &str) {
     assert!(status.success(), "kill {pid}");
 }
 
-async fn launch_and_wait(app: &TestApp, n: usize) {
+pub async fn launch_and_wait(app: &TestApp, n: usize) {
     let resp = app
         .admin(app.client.post(app.url("/api/launch")))
         .form(&[("num_vms", n.to_string())])

@@ -21,7 +21,7 @@ const SSH_KEY: &str =
 const HOSTILE_SCRIPT: &str = "#!/bin/bash\necho 'it'\"s\" $(id) `uname` ${HOME}; \\\nGPUFLEET_ENV\n'; touch /tmp/gpufleet-pwned; echo '\nEOF\n";
 
 impl TestApp {
-    async fn v1(
+    pub async fn v1(
         &self,
         method: reqwest::Method,
         key: &str,
@@ -1373,27 +1373,13 @@ async fn instances_and_requests_share_one_gpu_quota() {
 #[tokio::test]
 async fn an_aws_instance_costs_its_offers_price_and_a_budget_refuses_it_before_ec2() {
     let Ec2App { app, stats, .. } = ec2_app().await;
-    let key_with_budget = |user: &'static str, budget: f64| {
-        let app = &app;
-        async move {
-            let resp = app
-                .admin(app.client.post(app.url("/api/v1/api-keys")))
-                .json(&json!({"user_id": user, "gpu_quota": 8, "budget_usd": budget}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 201);
-            let body: Value = resp.json().await.unwrap();
-            body["key"].as_str().unwrap().to_string()
-        }
-    };
     let body = json!({
         "provider": "aws_ec2",
         "offer_id": "aws_ec2:us-east-1:g5.xlarge:on-demand",
         "image": "pytorch/pytorch:latest",
     });
     // $0.50 a month cannot hold the first hour of a $1.006/h machine: refused, no machine.
-    let penny = key_with_budget("penny", 0.5).await;
+    let penny = app.api_key_with_budget("penny", 0.5).await;
     let (s, refused, _) = app.create_instance(&penny, body.clone(), None).await;
     assert_eq!(s, 400, "{refused}");
     let message = refused["error"].as_str().unwrap();
@@ -1406,7 +1392,7 @@ async fn an_aws_instance_costs_its_offers_price_and_a_budget_refuses_it_before_e
     };
     assert_eq!(runs(&stats), 0, "refused before EC2");
 
-    let rich = key_with_budget("rich", 50.0).await;
+    let rich = app.api_key_with_budget("rich", 50.0).await;
     let (s, created, _) = app.create_instance(&rich, body, None).await;
     assert_eq!(s, 201, "{created}");
     assert_eq!(runs(&stats), 1);
@@ -1433,21 +1419,7 @@ async fn an_aws_instance_costs_its_offers_price_and_a_budget_refuses_it_before_e
     let (_, got) = app.v1_get(&rich, &format!("/api/v1/instances/{id}")).await;
     assert_eq!(got["data"]["status"], "destroyed", "{got}");
     assert!(got["data"]["cost_so_far"].is_number(), "{got}");
-    let keys: Value = app
-        .admin(app.client.get(app.url("/api/v1/api-keys")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let rich_key = keys
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["user_id"] == "rich")
-        .unwrap()
-        .clone();
+    let rich_key = app.key_of("rich").await;
     assert_eq!(rich_key["budget_usd"], 50.0);
     assert!(rich_key["spend_this_month_usd"].as_f64().unwrap() < 0.01);
 }

@@ -51,7 +51,7 @@ impl TestApp {
     }
 
     /// An admin GET answering JSON (through the existing `admin_get`).
-    async fn admin_json(&self, path: &str) -> Value {
+    pub async fn admin_json(&self, path: &str) -> Value {
         let (status, body) = self.admin_get(path, true).await;
         assert_eq!(status, 200, "{path}: {body}");
         serde_json::from_str(&body).unwrap()
@@ -63,7 +63,7 @@ impl TestApp {
             .1
     }
 
-    async fn wait_for_status(&self, key: &str, id: &str, status: &str) -> Value {
+    pub async fn wait_for_status(&self, key: &str, id: &str, status: &str) -> Value {
         let mut last = Value::Null;
         for _ in 0..300 {
             last = self.request_status(key, id).await;

@@ -38,7 +38,7 @@ pub struct Ec2Cloud {
     config: Ec2Config,
     region: String,
     ssh_user: String,
-    prices: PriceTable,
+    prices: &'static PriceTable,
     cache: OfferCache,
     stats: Arc<RequestStats>,
 }
